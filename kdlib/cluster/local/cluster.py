@@ -1,0 +1,302 @@
+"""A real Kubernetes control plane on this machine, with kwok fake nodes.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as local
+processes under one state directory; ``LocalCluster`` starts them, creates the kwok
+nodes and waits until all are Ready, and removes everything on stop. The module-level
+:func:`down` and :func:`status` work from the state directory alone, so they also
+handle a cluster whose owner process was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ... import kwok
+from ...binaries import BinarySet, component_versions, ensure_binaries
+from ...errors import ClusterBusyError, ClusterError, ConfigError
+from ..base import Cluster, ClusterInfo
+from . import components, pki
+from .components import LOOPBACK, PORT_NAMES, Layout
+from .processes import Processes
+
+START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+MANIFEST = "cluster.json"
+OWNER = "owner.pid"
+
+
+def default_state_dir() -> Path:
+    """``$KDLIB_STATE_DIR``, else ``$XDG_STATE_HOME/kdlib/local``, else ``~/.local/state/kdlib/local``."""
+    if os.environ.get("KDLIB_STATE_DIR"):
+        return Path(os.environ["KDLIB_STATE_DIR"])
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "kdlib" / "local"
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            return port
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+class LocalCluster(Cluster):
+    """A local control plane with ``nodes`` kwok nodes.
+
+    >>> with LocalCluster(nodes=20) as cluster:          # doctest: +SKIP
+    ...     core = kubernetes.client.CoreV1Api(cluster.api_client())
+
+    ``bin_dir`` points at a directory of the user's own binaries (Kd binaries come in
+    this way, with ``kd=True``); without it kdlib builds its own, once, into the cache.
+    ``detach=True`` (the CLI's ``up``) leaves the processes running when this object
+    goes away; ``down()`` stops them later.
+    """
+
+    backend = "local"
+
+    def __init__(
+        self,
+        nodes: int = 20,
+        *,
+        state_dir: Path | str | None = None,
+        bin_dir: Path | str | None = None,
+        kd: bool = False,
+        apiserver_port: int | None = None,
+        keep_logs: bool = False,
+        timeout: float = 120.0,
+        log: Callable[[str], None] = _stderr,
+    ) -> None:
+        super().__init__()
+        if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes <= 0:
+            raise ConfigError(f"nodes must be a positive integer, not {nodes!r}")
+        if apiserver_port is not None and not (1 <= apiserver_port <= 65535):
+            raise ConfigError(f"apiserver port must be in 1..65535, not {apiserver_port}")
+        if kd and bin_dir is None:
+            raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
+        if timeout <= 0:
+            raise ConfigError(f"timeout must be positive, not {timeout}")
+        self.nodes = nodes
+        self.state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
+        self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
+        self.kd = kd
+        self.apiserver_port = apiserver_port
+        self.keep_logs = keep_logs
+        self.timeout = timeout
+        self.log = log
+        self.layout = Layout(self.state_dir)
+        self.processes = Processes(self.state_dir)
+
+    # -- start -------------------------------------------------------------------------
+
+    def _start(self) -> ClusterInfo:
+        binaries = ensure_binaries(self.bin_dir, log=self.log)
+        if self.apiserver_port is not None and not port_is_free(self.apiserver_port):
+            raise ConfigError(
+                f"port {self.apiserver_port} on {LOOPBACK} is already in use: "
+                "choose another apiserver port, or leave it unset to take a free one"
+            )
+        self._claim_state_dir()
+        try:
+            return self._boot(binaries)
+        except BaseException:
+            self.log("start-up failed; stopping what was started")
+            down(self.state_dir, keep_logs=self.keep_logs, log=lambda _: None)
+            raise
+
+    def _claim_state_dir(self) -> None:
+        """Take the state directory, or fail at once naming the cluster that holds it."""
+        self.state_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir()
+        except FileExistsError:
+            running = status(self.state_dir)
+            if running["running"]:
+                raise ClusterBusyError(
+                    f"a local cluster is already running in {self.state_dir} "
+                    f"(pids {', '.join(f'{n}={p}' for n, p in running['processes'].items())}; "
+                    f"kubeconfig {running.get('kubeconfig')}): "
+                    "use it, or stop it with `python -m kdlib local down`"
+                ) from None
+            self.log(f"removing the remains of a stopped cluster in {self.state_dir}")
+            down(self.state_dir, log=lambda _: None)
+            self.state_dir.mkdir()
+        (self.state_dir / OWNER).write_text(str(os.getpid()))
+
+    def _boot(self, binaries: BinarySet) -> ClusterInfo:
+        started = time.monotonic()
+        deadline = started + self.timeout
+        ports = self._ports()
+        self._write_pki(ports)
+        self._write_manifest(binaries, ports, nodes=[])
+        comps = {c.name: c for c in components.control_plane(binaries, self.layout, ports)}
+        # etcd, then the apiserver; the rest only need the apiserver and start together.
+        for wave in (["etcd"], ["kube-apiserver"], ["kube-controller-manager", "kube-scheduler", "kwok"]):
+            for name in wave:
+                self.processes.start(comps[name])
+            for name in wave:
+                self.processes.wait_healthy(comps[name], deadline)
+            self.log(f"{', '.join(wave)} healthy after {time.monotonic() - started:.1f} s")
+        api = ClusterInfo("local", self.layout.admin_kubeconfig, (), self.kd).api_client()
+        try:
+            names = kwok.ensure_nodes(api, self.nodes)
+            kwok.wait_nodes_ready(api, names, timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            api.close()
+        self.log(f"{self.nodes} kwok nodes Ready after {time.monotonic() - started:.1f} s")
+        versions = component_versions(binaries)
+        self._write_manifest(binaries, ports, nodes=names, versions=versions)
+        (self.state_dir / OWNER).unlink(missing_ok=True)
+        return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions)
+
+    def _ports(self) -> dict[str, int]:
+        ports: dict[str, int] = {}
+        if self.apiserver_port is not None:
+            ports["kube-apiserver"] = self.apiserver_port
+        for name in PORT_NAMES:
+            if name not in ports:
+                ports[name] = _free_port(set(ports.values()))
+        return ports
+
+    def _write_pki(self, ports: dict[str, int]) -> None:
+        directory = self.layout.pki
+        directory.mkdir(parents=True)
+        self.layout.config.mkdir(parents=True)
+        ca = pki.create_ca(directory)
+        loopback = ("127.0.0.1", "localhost")
+        pki.issue(ca, directory, "apiserver", "kube-apiserver", hosts=(
+            *loopback, "10.96.0.1", "kubernetes", "kubernetes.default",
+            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
+        pki.issue(ca, directory, "controller-manager", "kube-controller-manager", hosts=loopback)
+        pki.issue(ca, directory, "scheduler", "kube-scheduler", hosts=loopback)
+        pki.create_signing_key(directory, "sa")
+        server = f"https://{LOOPBACK}:{ports['kube-apiserver']}"
+        identities = {
+            "admin": ("kubernetes-admin", ("system:masters",)),
+            "controller-manager": ("system:kube-controller-manager", ()),
+            "scheduler": ("system:kube-scheduler", ()),
+            "kwok": ("kwok-controller", ("system:masters",)),  # as kwokctl: it manages every node
+        }
+        for user, (common_name, groups) in identities.items():
+            client_pair = pki.issue(ca, directory, f"{user}-client", common_name, organizations=groups)
+            pki.write_kubeconfig(self.layout.kubeconfig(user), server, ca, client_pair, user)
+        # The admin kubeconfig's pair also authenticates kdlib's health probes.
+        shutil.copy(directory / "admin-client.crt", directory / "admin.crt")
+        shutil.copy(directory / "admin-client.key", directory / "admin.key")
+
+    def _write_manifest(self, binaries: BinarySet, ports: dict[str, int], *,
+                        nodes: list[str], versions: dict[str, str] | None = None) -> None:
+        manifest = {
+            "backend": "local",
+            "state_dir": str(self.state_dir),
+            "kubeconfig": str(self.layout.admin_kubeconfig),
+            "ports": ports,
+            "nodes": nodes,
+            "kd": self.kd,
+            "bin_dir": str(binaries.directory),
+            "versions": versions or {},
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        tmp = self.state_dir / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(self.state_dir / MANIFEST)
+
+    # -- stop --------------------------------------------------------------------------
+
+    def _stop(self) -> None:
+        down(self.state_dir, keep_logs=self.keep_logs, log=self.log)
+
+
+def _read_manifest(state_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(state_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def status(state_dir: Path | str | None = None) -> dict[str, Any]:
+    """What runs in ``state_dir``: live processes, kubeconfig, nodes, ports."""
+    state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
+    manifest = _read_manifest(state_dir)
+    processes = Processes(state_dir).pids()
+    owner = _owner_pid(state_dir)
+    if owner is not None:
+        processes = {"owner": owner, **processes}
+    return {
+        "state_dir": str(state_dir),
+        "exists": state_dir.exists(),
+        "running": bool(processes),
+        "processes": processes,
+        "complete": set(START_ORDER) <= set(processes),
+        **{k: manifest.get(k) for k in ("kubeconfig", "ports", "nodes", "kd", "versions", "started_at")},
+    }
+
+
+def _owner_pid(state_dir: Path) -> int | None:
+    """The pid of a kdlib process still starting a cluster here, if any."""
+    try:
+        pid = int((state_dir / OWNER).read_text())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def down(state_dir: Path | str | None = None, *, keep_logs: bool = False,
+         log: Callable[[str], None] = _stderr, timeout: float = 10.0) -> dict[str, Any]:
+    """Stop every process of the cluster in ``state_dir`` and remove the directory.
+
+    Works from the files alone, so it also clears a cluster whose owner was killed.
+    With ``keep_logs`` the ``logs/`` folder stays. Returns what was done.
+    """
+    state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
+    manifest = _read_manifest(state_dir)
+    processes = Processes(state_dir)
+    running = processes.pids()
+    killed = processes.stop([n for n in reversed(START_ORDER) if n in running] +
+                            [n for n in running if n not in START_ORDER], timeout=timeout)
+    if killed:
+        log(f"had to SIGKILL: {', '.join(killed)}")
+    if state_dir.exists():
+        if keep_logs:
+            for child in state_dir.iterdir():
+                if child.name != "logs":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(state_dir)
+    busy = [p for p in (manifest.get("ports") or {}).values() if not port_is_free(p)]
+    if busy:
+        raise ClusterError(f"ports still in use after stopping the cluster: {busy}")
+    if running:
+        log(f"stopped {', '.join(running)}")
+    return {"stopped": sorted(running), "killed": killed, "state_dir": str(state_dir),
+            "logs_kept": keep_logs and state_dir.exists()}
+
+
+__all__ = ["LocalCluster", "default_state_dir", "down", "status", "port_is_free"]

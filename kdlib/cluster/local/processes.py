@@ -1,0 +1,168 @@
+"""Local processes: start one component per process, probe its health, stop it.
+
+Each component runs in its own session (so a terminal's Ctrl-C reaches kdlib, which
+then stops them in order) with its output in ``<state>/logs/<name>.log`` and its pid
+in ``<state>/run/<name>.pid``. Pid files let ``down`` stop a cluster whose owner was
+killed; a pid counts as ours only while its command line names our state directory,
+so a recycled pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import ComponentError
+
+LOG_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """An HTTP(S) endpoint that answers 200 once the component is ready."""
+
+    url: str
+    ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def ok(self, timeout: float = 2.0) -> bool:
+        context = None
+        if self.url.startswith("https"):
+            context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+            if self.client_cert:
+                context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        try:
+            with urllib.request.urlopen(self.url, timeout=timeout, context=context) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError, ssl.SSLError):
+            return False
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the cluster: its name, command line and health endpoint."""
+
+    name: str
+    argv: tuple[str, ...]
+    probe: HealthProbe
+
+
+class Processes:
+    """The processes of one local cluster, tracked through files in its state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.run_dir = state_dir / "run"
+        self.log_dir = state_dir / "logs"
+        self._children: dict[int, subprocess.Popen] = {}  # started here; reaped in stop()
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path(name).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def start(self, component: Component) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(component.name), "ab") as log:
+            process = subprocess.Popen(
+                component.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+        (self.run_dir / f"{component.name}.pid").write_text(str(process.pid))
+        self._children[process.pid] = process
+        return process.pid
+
+    def wait_healthy(self, component: Component, deadline: float) -> None:
+        """Poll the health endpoint until it answers or the deadline passes."""
+        pid = self.pid(component.name)
+        while True:
+            if pid is None or not self.alive(pid):
+                raise ComponentError(component.name, "exited during start-up", self.log_tail(component.name))
+            if component.probe.ok():
+                return
+            if time.monotonic() > deadline:
+                raise ComponentError(
+                    component.name,
+                    f"not healthy at {component.probe.url} before the start-up deadline",
+                    self.log_tail(component.name),
+                )
+            time.sleep(0.1)
+
+    def pid(self, name: str) -> int | None:
+        try:
+            return int((self.run_dir / f"{name}.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def pids(self) -> dict[str, int]:
+        """Our live processes by component name, from the pid files."""
+        if not self.run_dir.is_dir():
+            return {}
+        found = {}
+        for pid_file in sorted(self.run_dir.glob("*.pid")):
+            pid = self.pid(pid_file.stem)
+            if pid is not None and self.alive(pid):
+                found[pid_file.stem] = pid
+        return found
+
+    def alive(self, pid: int) -> bool:
+        """True when ``pid`` runs and its command line names our state directory."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
+        return not zombie and str(self.state_dir).encode() in cmdline
+
+    def stop(self, names: list[str], timeout: float = 10.0) -> list[str]:
+        """Stop the named components in order: SIGTERM, then SIGKILL after ``timeout``.
+
+        Returns the names that had to be killed.
+        """
+        killed = []
+        for name in names:
+            pid = self.pid(name)
+            if pid is None or not self.alive(pid):
+                continue
+            self._signal(pid, signal.SIGTERM)
+            if not self._wait_gone(pid, timeout):
+                self._signal(pid, signal.SIGKILL)
+                self._wait_gone(pid, 5.0)
+                killed.append(name)
+        return killed
+
+    def _signal(self, pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)  # the whole session: nothing it forked stays behind
+        except ProcessLookupError:
+            pass
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        child = self._children.get(pid)
+        while time.monotonic() < deadline:
+            if child is not None and child.poll() is not None:
+                return True
+            if not self.alive(pid):
+                return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,59 @@
+"""The exceptions kdlib raises. Every one carries a message a user can act on.
+
+    KdlibError
+    ├── ConfigError            bad parameters, found before anything is provisioned
+    ├── BinaryError            a binary is missing, not executable, or failed to build
+    ├── ClusterError           a cluster could not be started, used or stopped
+    │   ├── ClusterBusyError   another cluster already owns the state directory
+    │   ├── ClusterStateError  the cluster is not running (not started yet, or closed)
+    │   └── ComponentError     a component died or never became healthy (with its log tail)
+    └── ExperimentError        an experiment could not run to completion
+        └── SuiteBusyError     another experiment suite is running on this machine
+"""
+
+from __future__ import annotations
+
+
+class KdlibError(Exception):
+    """Root of every error kdlib raises on purpose."""
+
+
+class ConfigError(KdlibError):
+    """Invalid parameters; raised before anything is provisioned."""
+
+
+class BinaryError(KdlibError):
+    """A control-plane binary is missing, not executable, or could not be built."""
+
+
+class ClusterError(KdlibError):
+    """A cluster could not be started, used or stopped."""
+
+
+class ClusterBusyError(ClusterError):
+    """Another cluster already owns this state directory."""
+
+
+class ClusterStateError(ClusterError):
+    """The cluster is used in a state that does not allow it (not started, or closed)."""
+
+
+class ComponentError(ClusterError):
+    """A control-plane component died or did not become healthy in time."""
+
+    def __init__(self, component: str, reason: str, log_tail: str = "") -> None:
+        self.component = component
+        self.reason = reason
+        self.log_tail = log_tail
+        message = f"{component}: {reason}"
+        if log_tail:
+            message += f"\n--- last lines of the {component} log ---\n{log_tail}"
+        super().__init__(message)
+
+
+class ExperimentError(KdlibError):
+    """An experiment could not run to completion."""
+
+
+class SuiteBusyError(ExperimentError):
+    """Another experiment suite holds this machine's lock."""
