@@ -39,7 +39,9 @@ def default_state_dir() -> Path:
 
 
 def port_is_free(port: int) -> bool:
+    """True when nothing listens on the loopback port (connections in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

@@ -1,0 +1,96 @@
+"""``python -m kdlib``: a thin command line over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import KdlibError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors on one line, naming the help to read."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port in 1..65535, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m kdlib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    build = commands.add_parser("build", help="build the control-plane binaries into the cache (if missing)")
+    build.add_argument("--force", action="store_true", help="rebuild even when cached")
+
+    local = commands.add_parser("local", help="the local embedded cluster")
+    local_commands = local.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument("--state-dir", type=Path, help="where the cluster keeps its files "
+                       "(default: $KDLIB_STATE_DIR or ~/.local/state/kdlib/local)")
+    up = local_commands.add_parser("up", parents=[state], help="start a cluster in the background")
+    up.add_argument("--nodes", type=_positive_int, default=20, help="number of kwok nodes (default 20)")
+    up.add_argument("--bin-dir", type=Path, help="directory of your own binaries (e.g. Kd's)")
+    up.add_argument("--kd", action="store_true", help="the --bin-dir binaries are Kubedirect's")
+    up.add_argument("--apiserver-port", type=_port, help="apiserver port (default: a free one)")
+    up.add_argument("--timeout", type=float, default=120.0, help="start-up deadline in seconds")
+    local_commands.add_parser("status", parents=[state], help="show the running cluster")
+    down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
+    down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
+    return parser
+
+
+def _local(args: argparse.Namespace) -> int:
+    from .cluster import local
+
+    if args.action == "up":
+        cluster = local.LocalCluster(nodes=args.nodes, state_dir=args.state_dir, bin_dir=args.bin_dir,
+                                     kd=args.kd, apiserver_port=args.apiserver_port, timeout=args.timeout)
+        info = cluster.start()  # left running: `down` stops it
+        print(info.kubeconfig)
+        return 0
+    if args.action == "status":
+        found = local.status(args.state_dir)
+        print(json.dumps(found, indent=2))
+        return 0 if found["running"] else 1
+    if args.action == "down":
+        local.down(args.state_dir, keep_logs=args.keep)
+        return 0
+    raise AssertionError(args.action)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            from .binaries import build_binaries
+
+            print(build_binaries(force=args.force, log=lambda m: print(m, file=sys.stderr)).directory)
+            return 0
+        if args.command == "local":
+            return _local(args)
+    except KdlibError as error:
+        print(f"kdlib: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kdlib: interrupted", file=sys.stderr)
+        return 130
+    raise AssertionError(args.command)

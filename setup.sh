@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: Python requirements, the browser used by the
+# book's tests, and the control-plane binaries (built from the Go module proxy once,
+# then cached). Safe to re-run: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python3 -m pip install --quiet --disable-pip-version-check -r requirements.txt
+
+# Headless Chromium renders the book's charts in the tests (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the book's browser test" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium is missing (the book's browser test will fail); install Debian's 'chromium'" >&2
+  fi
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "setup: Go >= 1.24 is needed to build the control plane (or pass --bin-dir with your own binaries)" >&2
+  exit 1
+fi
+python3 -m kdlib build

@@ -1,0 +1,139 @@
+"""The local cluster against real processes: up, pods Ready on kwok nodes, down, clean."""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+from kubernetes import client
+
+from kdlib import LocalCluster, workloads
+from kdlib.cluster.local import status
+from kdlib.errors import ClusterBusyError
+from kdlib.timeline import Timeline
+
+from ..conftest import REPO, assert_clean, our_processes, run_kdlib
+
+NODES = 20
+
+
+@pytest.fixture(scope="module")
+def cluster(binaries, tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("local") / "cluster"
+    with LocalCluster(nodes=NODES, state_dir=state_dir) as running:
+        yield running
+    assert_clean(state_dir, status(state_dir)["ports"])
+
+
+def _deploy(api, namespace: str, name: str, replicas: int, simulated: bool) -> None:
+    client.AppsV1Api(api).create_namespaced_deployment(
+        namespace, workloads.deployment(name, namespace, replicas=replicas, simulated_sandbox=simulated))
+
+
+def test_nodes_are_ready_kwok_nodes(cluster):
+    api = cluster.api_client()
+    nodes = client.CoreV1Api(api).list_node().items
+    assert sorted(n.metadata.name for n in nodes) == sorted(cluster.info.node_names)
+    assert len(nodes) == NODES
+    for node in nodes:
+        assert node.metadata.labels["type"] == "kwok"
+        assert {"Ready": "True"}.items() <= {c.type: c.status for c in node.status.conditions}.items()
+        assert node.status.allocatable == {"cpu": "48", "memory": "128Gi", "pods": "110"}
+    leases = client.CoordinationV1Api(api).list_namespaced_lease("kube-node-lease").items
+    assert {lease.metadata.name for lease in leases} >= set(cluster.info.node_names)
+
+
+def test_simulated_sandbox_pods_turn_ready_200ms_after_binding(cluster):
+    api = cluster.api_client()
+    client.CoreV1Api(api).create_namespace(workloads.namespace("it-sandbox"))
+    with Timeline(api, "it-sandbox") as timeline:
+        _deploy(api, "it-sandbox", "simulated", NODES, simulated=True)
+        _deploy(api, "it-sandbox", "prompt", 5, simulated=False)
+        assert timeline.wait_ready(NODES + 5, timeout=60), f"only {timeline.ready_count()} pods Ready"
+        records = {r["pod"]: r for r in timeline.records()}
+        simulated = [r for name, r in records.items() if name.startswith("simulated-")]
+        prompt = [r for name, r in records.items() if name.startswith("prompt-")]
+        assert len(simulated) == NODES and len(prompt) == 5
+        for record in simulated:
+            assert record["node"] in cluster.info.node_names
+            assert record["ready"] - record["scheduled"] >= 0.200, record
+        # Without the label kwok marks pods Ready at once: the delay comes from the Stage.
+        assert statistics.median(r["ready"] - r["scheduled"] for r in prompt) < 0.200
+
+        client.AppsV1Api(api).delete_collection_namespaced_deployment("it-sandbox")
+        assert timeline.wait_for(lambda t: t.live_count() == 0, timeout=60), "pods were not deleted"
+    assert client.CoreV1Api(api).list_namespaced_pod("it-sandbox").items == []
+
+
+def test_second_cluster_on_the_same_state_dir_is_refused(cluster):
+    with pytest.raises(ClusterBusyError, match="already running"):
+        LocalCluster(nodes=1, state_dir=cluster.state_dir).start()
+    assert status(cluster.state_dir)["complete"]
+
+
+def test_cli_up_status_down(binaries, state_dir):
+    up = run_kdlib("local", "up", "--nodes", "3", "--state-dir", str(state_dir))
+    assert up.returncode == 0, up.stderr
+    kubeconfig = up.stdout.strip()
+    assert kubeconfig.endswith("admin.kubeconfig")
+    found = json.loads(run_kdlib("local", "status", "--state-dir", str(state_dir)).stdout)
+    assert found["complete"] and len(found["nodes"]) == 3
+    again = run_kdlib("local", "up", "--state-dir", str(state_dir))
+    assert again.returncode == 1 and "already running" in again.stderr
+    down = run_kdlib("local", "down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert_clean(state_dir, found["ports"])
+
+
+def test_down_clears_a_cluster_whose_owner_was_killed(binaries, state_dir):
+    """A context-managed cluster whose Python process dies by SIGKILL: `down` clears it."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER.format(state_dir=str(state_dir))],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert owner.stdout.readline().strip() == "ready"
+    ports = status(state_dir)["ports"]
+    owner.kill()
+    owner.wait()
+    assert our_processes(state_dir), "the components should outlive a SIGKILLed owner"
+    assert run_kdlib("local", "down", "--state-dir", str(state_dir)).returncode == 0
+    assert_clean(state_dir, ports)
+
+
+_OWNER = """
+import time
+from kdlib import LocalCluster
+with LocalCluster(nodes=2, state_dir={state_dir!r}):
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_a_context_managed_cluster_cleans_up(binaries, state_dir, sig):
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER.format(state_dir=str(state_dir))],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert owner.stdout.readline().strip() == "ready"
+    ports = status(state_dir)["ports"]
+    owner.send_signal(sig)
+    owner.wait(timeout=30)
+    assert_clean(state_dir, ports)
+
+
+def test_sigint_during_cli_up_cleans_up(binaries, state_dir):
+    up = subprocess.Popen([sys.executable, "-m", "kdlib", "local", "up", "--nodes", "2",
+                           "--state-dir", str(state_dir)],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in up.stderr:  # interrupt while the control plane is starting
+        if "kube-apiserver healthy" in line:
+            break
+    ports = status(state_dir)["ports"]
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=30) == 130
+    time.sleep(0.2)
+    assert_clean(state_dir, ports)
