@@ -124,7 +124,14 @@ class Processes:
         return found
 
     def alive(self, pid: int) -> bool:
-        """True when ``pid`` runs and its command line names our state directory."""
+        """True when ``pid`` runs and its command line names our state directory.
+
+        A child started here is judged by its exit status instead: between fork and
+        exec its command line is still Python's.
+        """
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             stat = Path(f"/proc/{pid}/stat").read_text()

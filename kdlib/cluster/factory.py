@@ -1,0 +1,23 @@
+"""Open a cluster of the chosen backend for an experiment suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from .base import Cluster
+from .local import LocalCluster, default_state_dir
+
+
+def suite_state_dir() -> Path:
+    """The suite's own local cluster, apart from one started by `kdlib local up`."""
+    return default_state_dir().parent / "suite"
+
+
+def open_cluster(backend: str, *, nodes: int, kd: bool, bin_dir: Path | None) -> Cluster:
+    """A not-yet-started cluster; use it as a context manager."""
+    if backend == "local":
+        return LocalCluster(nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None, state_dir=suite_state_dir())
+    if backend == "ssh":
+        raise ConfigError("the ssh backend is not part of this version of kdlib yet; use backend='local'")
+    raise ConfigError(f"unknown backend {backend!r}")

@@ -1,0 +1,174 @@
+"""Offline chart rendering: Altair charts that draw with no network, in a notebook and in the book.
+
+The notebooks call :func:`enable` in their first cell. From then on every Altair chart they
+display carries a mime bundle with two renderings:
+
+- Altair's own Vega-Lite mime type, which JupyterLab draws with its built-in extension;
+- ``text/html``: a small ``<div>`` plus a script that draws the chart with ``vegaEmbed`` from
+  ONE shared copy of the Vega / Vega-Lite / vega-embed JavaScript, the file
+  ``_static/kdlib-vega.js`` that :func:`write_bundle` places in the book (Jupyter Book 1
+  loads every ``_static/*.js`` on every page). Each chart's HTML is a few kilobytes.
+
+Why not Altair's ``html`` renderer with its ``inline`` template: it pastes the ~900 KB bundle
+into every chart at the page's top level, where the bundle's top-level declarations collide
+with the page's own scripts (Chromium: ``Identifier '_' has already been declared``, then
+``vegaEmbed is not defined``) and the chart stays empty. :func:`javascript_bundle` therefore
+wraps the bundle in its own function scope; it publishes only ``window.kdlibVega`` and then
+fires the ``kdlib-vega-ready`` event, which a chart whose script ran first waits for.
+
+:func:`save_chart` writes the print copies of a figure: an SVG and a standalone offline HTML
+page (there the bundle is inlined, which is fine in a page of its own).
+
+Nothing runs at import time; ``vl_convert`` is imported when a bundle or an SVG is made.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+
+#: File name of the shared bundle inside the book's ``_static/`` folder.
+BUNDLE_NAME = "kdlib-vega.js"
+#: The global the bundle defines: ``{vegaEmbed, vega, vegaLite}``.
+GLOBAL = "kdlibVega"
+#: The event the bundle fires on ``window`` once ``window.kdlibVega`` exists.
+READY_EVENT = "kdlib-vega-ready"
+#: Name under which :func:`enable` registers the renderer with Altair.
+RENDERER = "kdlib"
+#: CSS class of every chart container (the browser test looks for it).
+CHART_CLASS = "kdlib-chart"
+
+# vega-embed's action menu: keep the image exports, drop the links that open other sites.
+_EMBED_OPTIONS: dict[str, Any] = {
+    "renderer": "svg",
+    "actions": {"export": True, "source": False, "compiled": False, "editor": False},
+}
+
+_SNIPPET = (
+    f"window.{GLOBAL} = {{vegaEmbed: vegaEmbed, vega: vega, vegaLite: vegaLite}};\n"
+    f"window.dispatchEvent(new Event({json.dumps(READY_EVENT)}));\n"
+)
+
+
+def vegalite_version() -> str:
+    """The Vega-Lite version Altair writes specs for, as ``major.minor`` (e.g. ``6.4``)."""
+    return ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+
+
+def mime_type() -> str:
+    """Altair's Vega-Lite mime type (what JupyterLab's Vega extension draws)."""
+    from altair.vegalite.v6.display import VEGALITE_MIME_TYPE
+
+    return VEGALITE_MIME_TYPE
+
+
+def javascript_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed in one script that declares nothing at the top level.
+
+    The script defines ``window.kdlibVega`` and then fires ``kdlib-vega-ready`` on ``window``.
+    """
+    import vl_convert
+
+    body = vl_convert.javascript_bundle(_SNIPPET, vl_version=vegalite_version())
+    versions = (f"vega {vl_convert.get_vega_version()}, vega-lite {vegalite_version()}, "
+                f"vega-embed {vl_convert.get_vega_embed_version()}")
+    return (f"/* kdlib: {versions}; bundled by vl-convert, wrapped in a function scope "
+            f"so that its declarations cannot collide with the page's. */\n"
+            f"(function () {{\n{body}\n}})();\n")
+
+
+def write_bundle(static_dir: Path) -> Path:
+    """Write the shared bundle to ``static_dir/kdlib-vega.js`` (unchanged files are kept)."""
+    static_dir.mkdir(parents=True, exist_ok=True)
+    path = static_dir / BUNDLE_NAME
+    text = javascript_bundle()
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _script_json(value: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def chart_html(spec: dict, embed_options: dict | None = None, div_id: str | None = None) -> str:
+    """The ``text/html`` of one chart: a container and a script drawing into it.
+
+    The script uses ``window.kdlibVega`` if the bundle already ran, and otherwise waits for
+    ``kdlib-vega-ready``. If the page finished loading without the bundle (HTML viewed
+    outside the book), it says so in the container and on the console.
+    """
+    div_id = div_id or f"kdlib-chart-{uuid.uuid4().hex}"
+    options = {**_EMBED_OPTIONS, **(embed_options or {})}
+    title = spec.get("title")
+    label = title.get("text") if isinstance(title, dict) else title
+    missing = (f"This chart is drawn by _static/{BUNDLE_NAME}, which this page did not load; "
+               f"see the figure's SVG instead.")
+    return f"""<div id="{div_id}" class="{CHART_CLASS}" role="img" aria-label="{html.escape(str(label or 'chart'))}"></div>
+<script type="text/javascript">
+(function () {{
+  var el = document.getElementById({json.dumps(div_id)});
+  var spec = {_script_json(spec)};
+  var options = {_script_json(options)};
+  function draw() {{
+    window.{GLOBAL}.vegaEmbed(el, spec, options).catch(function (error) {{
+      el.textContent = "The chart could not be drawn: " + error;
+      console.error("kdlib chart " + el.id + ":", error);
+    }});
+  }}
+  if (window.{GLOBAL}) {{ draw(); return; }}
+  window.addEventListener({json.dumps(READY_EVENT)}, draw, {{once: true}});
+  window.addEventListener("load", function () {{
+    if (window.{GLOBAL}) return;
+    el.textContent = {json.dumps(missing)};
+    console.error("kdlib chart " + el.id + ": " + {json.dumps(missing)});
+  }});
+}})();
+</script>"""
+
+
+def renderer(spec: dict, **metadata: Any) -> tuple[dict, dict]:
+    """The Altair renderer :func:`enable` registers: Vega-Lite mime type + offline HTML."""
+    embed_options = metadata.pop("embed_options", None)
+    bundle = {
+        mime_type(): spec,
+        "text/html": chart_html(spec, embed_options),
+        "text/plain": f"<Vega-Lite {vegalite_version()} chart>",
+    }
+    return bundle, {}
+
+
+def enable() -> None:
+    """Register the offline renderer with Altair and make it the active one."""
+    alt.renderers.register(RENDERER, renderer)
+    alt.renderers.enable(RENDERER)
+
+
+def _spec(chart: alt.TopLevelMixin | dict) -> dict:
+    return chart if isinstance(chart, dict) else chart.to_dict()
+
+
+def save_chart(chart: alt.TopLevelMixin | dict, stem: Path) -> tuple[Path, Path]:
+    """Write ``<stem>.svg`` (for print) and ``<stem>.html`` (standalone, offline).
+
+    The HTML file inlines the Vega bundle: it is a page of its own and loads nothing.
+    Returns the two paths.
+    """
+    import vl_convert
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    spec = _spec(chart)
+    svg = vl_convert.vegalite_to_svg(spec, vl_version=vegalite_version(), allowed_base_urls=[])
+    page = vl_convert.vegalite_to_html(spec, vl_version=vegalite_version(), bundle=True)
+    svg_path, html_path = stem.with_name(stem.name + ".svg"), stem.with_name(stem.name + ".html")
+    svg_path.write_text(svg, encoding="utf-8")
+    html_path.write_text(page, encoding="utf-8")
+    return svg_path, html_path
