@@ -41,6 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build the control-plane binaries into the cache (if missing)")
     build.add_argument("--force", action="store_true", help="rebuild even when cached")
 
+    run = commands.add_parser("run", help="run the microbenchmarks of Figures 9-11 (resumes a run_id)")
+    run.add_argument("--run-id", required=True, help="names results/<bench>/<run_id>/")
+    run.add_argument("--backend", default="local", help="cluster backend (default: local)")
+    run.add_argument("--bench", action="append", dest="benches", metavar="BENCH",
+                     help="scale-pods, scale-funcs or scale-nodes (repeatable; default: all)")
+    run.add_argument("--scales", action="append", default=[], metavar="BENCH=S1,S2",
+                     help="scales of one bench, e.g. scale-pods=50,100 (repeatable)")
+    run.add_argument("--artifact-scales", action="store_true", help="the original artifact's scales")
+    run.add_argument("--baseline", action="append", dest="baselines", metavar="NAME",
+                     help="k8s, k8s+, kd or kd+ (repeatable; default: all)")
+    run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
+    run.add_argument("--repeats", type=_positive_int, default=1)
+    run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
+    run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
+    run.add_argument("--run-timeout", type=float, default=600.0, help="seconds before a run counts as failed")
+
     local = commands.add_parser("local", help="the local embedded cluster")
     local_commands = local.add_subparsers(dest="action", required=True, parser_class=_Parser)
     state = argparse.ArgumentParser(add_help=False)
@@ -77,6 +93,37 @@ def _local(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def _scales(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
+    from .experiments import BENCHES
+    from .errors import ConfigError
+
+    if args.artifact_scales:
+        return {name: bench.artifact_scales for name, bench in BENCHES.items()}
+    scales = {}
+    for text in args.scales:
+        bench, _, values = text.partition("=")
+        try:
+            scales[bench] = tuple(int(v) for v in values.split(",") if v)
+        except ValueError:
+            raise ConfigError(f"--scales {text!r}: expected BENCH=S1,S2 with integer scales") from None
+    return scales
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .experiments import BASELINES, BENCHES, SuiteParams, run_suite
+
+    params = SuiteParams(
+        run_id=args.run_id, backend=args.backend, benches=tuple(args.benches or BENCHES),
+        scales=_scales(args), baselines=tuple(args.baselines or BASELINES), nodes=args.nodes,
+        repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, settle_s=args.settle, run_timeout_s=args.run_timeout,
+    ).validate()
+    outcome = run_suite(params)
+    print(outcome)
+    for baseline, reason in outcome.not_measured.items():
+        print(f"not measured: {baseline}: {reason}")
+    return 0 if outcome.count("failed") == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -87,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "local":
             return _local(args)
+        if args.command == "run":
+            return _run(args)
     except KdlibError as error:
         print(f"kdlib: error: {error}", file=sys.stderr)
         return 1
