@@ -25,11 +25,12 @@ from typing import Any
 
 import pandas as pd
 
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
+REPO_RESULTS = Path(__file__).resolve().parent.parent / "results"
 LOG_NAMES = ("e2e", "_rs", "_sched", "_runtime", "_as", "_dp")
 _LOG_FILE = re.compile(
     r"^(?P<name>e2e|_rs|_sched|_runtime|_as|_dp)\.(?P<baseline>[^.]+)\.(?P<scale>\d+)(?:\.r(?P<repeat>\d+))?\.log$")
-_TOTAL = re.compile(r"^total:\s*(?P<us>\d+(?:\.\d+)?)\s*us\s*$", re.M)
+# The original sometimes appends a success count: "total: 1234 us (99/100)".
+_TOTAL = re.compile(r"^total:\s*(?P<us>\d+(?:\.\d+)?)\s*us\b", re.M)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,13 @@ class RunKey:
         return f"{self.baseline}.{self.scale}" + (f".r{self.repeat}" if self.repeat else "")
 
 
+def default_root() -> Path:
+    """``$KDLIB_RESULTS_DIR``, else the repository's ``results/``."""
+    return Path(os.environ.get("KDLIB_RESULTS_DIR") or REPO_RESULTS)
+
+
 def run_dir(bench: str, run_id: str, root: Path | None = None) -> Path:
-    return Path(root or DEFAULT_ROOT) / bench / run_id
+    return Path(root or default_root()) / bench / run_id
 
 
 def log_path(directory: Path, key: RunKey, name: str = "e2e") -> Path:
@@ -188,7 +194,7 @@ def load_meta(bench: str, run_id: str, key: RunKey, root: Path | None = None) ->
 
 
 def suite_path(run_id: str, root: Path | None = None) -> Path:
-    return Path(root or DEFAULT_ROOT) / "suites" / f"{run_id}.json"
+    return Path(root or default_root()) / "suites" / f"{run_id}.json"
 
 
 def load_suite(run_id: str, root: Path | None = None) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""The results store: log parsing (ours and the original's), atomic writes, resume, loading."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from kdlib import results
+from kdlib.results import RunKey
+
+ORIGINAL_E2E = """I1120 10:00:00.000 main.go:80] Watching pods
+Targets scaled 100/100 in 1.02s
+total: 2345678 us
+"""
+ORIGINAL_BREAKDOWN = "RPC returned 200/200 in 812ms\ntotal: 812345 us (200/200)\n"
+
+
+def test_parse_ours_and_the_originals():
+    assert results.parse_log(results.format_log(1500000, {"bench": "scale-pods"})) == 1500000
+    assert results.parse_log(ORIGINAL_E2E) == 2345678
+    assert results.parse_log(ORIGINAL_BREAKDOWN) == 812345
+
+
+def test_a_log_without_total_is_rejected():
+    with pytest.raises(ValueError, match="total"):
+        results.parse_log("I1120 error: context deadline exceeded\n")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("e2e.k8s+.100.log", ("e2e", "k8s+", 100, 0)),
+    ("e2e.kd.200.r2.log", ("e2e", "kd", 200, 2)),
+    ("_sched.kd.2000.log", ("_sched", "kd", 2000, 0)),
+    ("_runtime.custom.5.log", ("_runtime", "custom", 5, 0)),
+])
+def test_log_names(name, expected):
+    kind, key = results.parse_log_name(name)
+    assert (kind, key.baseline, key.scale, key.repeat) == expected
+
+
+@pytest.mark.parametrize("name", ["timeline.k8s.1.csv", "e2e.k8s.x.log", "stderr.log", "e2e.k8s.5.r.log"])
+def test_not_log_names(name):
+    assert results.parse_log_name(name) is None
+
+
+def test_load_dir_of_original_logs(tmp_path):
+    directory = tmp_path / "scale-pods" / "orig"
+    directory.mkdir(parents=True)
+    (directory / "e2e.k8s.100.log").write_text(ORIGINAL_E2E)
+    (directory / "_rs.kd.200.log").write_text(ORIGINAL_BREAKDOWN)
+    (directory / "e2e.kd.100.log").write_text("crashed\n")  # a failed run: skipped
+    (directory / "notes.txt").write_text("ignored")
+    frame = results.load_dir(directory)
+    assert list(frame.columns) == results.COLUMNS
+    assert set(frame["name"]) == {"e2e", "_rs"}
+    row = frame[frame["name"] == "e2e"].iloc[0]
+    assert (row["bench"], row["run_id"], row["baseline"], row["scale"]) == ("scale-pods", "orig", "k8s", 100)
+    assert row["total_s"] == pytest.approx(2.345678)
+    assert row["source"] == "log file (original format)"
+
+
+def test_write_run_then_load(tmp_path):
+    key = RunKey("scale-pods", "k8s+", 50, 1)
+    directory = results.run_dir("scale-pods", "r1", tmp_path)
+    timeline = pd.DataFrame([{"kind": "Pod", "object": "p", "stage": "ready", "t": 0.5, "node": "n"}])
+    results.write_run(directory, key, 500000, timeline, {"bench": "scale-pods"}, {"bench": "scale-pods"})
+    assert results.is_finished(directory, key)
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "e2e.k8s+.50.r1.log", "meta.k8s+.50.r1.json", "timeline.k8s+.50.r1.csv"]
+    frame = results.load("scale-pods", "r1", tmp_path)
+    assert frame.iloc[0]["repeat"] == 1 and frame.iloc[0]["source"] == "measured (kdlib)"
+    timelines = results.load_timelines("scale-pods", "r1", tmp_path)
+    assert timelines.iloc[0][["baseline", "scale", "repeat", "t"]].tolist() == ["k8s+", 50, 1, 0.5]
+    assert json.loads(results.meta_path(directory, key).read_text()) == {"bench": "scale-pods"}
+
+
+def test_interrupted_write_leaves_no_finished_looking_file(tmp_path, monkeypatch):
+    path = tmp_path / "e2e.k8s+.5.log"
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_atomic(path, "total: 1 us\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_run_is_not_finished(tmp_path, monkeypatch):
+    """The log is written last: a run interrupted before it is redone on resume."""
+    key = RunKey("scale-pods", "k8s+", 5)
+    directory = tmp_path / "run"
+    real = results.write_atomic
+
+    def fail_on_log(path, text):
+        if path.suffix == ".log":
+            raise KeyboardInterrupt
+        return real(path, text)
+
+    monkeypatch.setattr(results, "write_atomic", fail_on_log)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_run(directory, key, 1, pd.DataFrame(), {}, {})
+    assert not results.is_finished(directory, key)
+    assert results.load_dir(directory).empty
+
+
+def test_remove_partials(tmp_path):
+    (tmp_path / ".e2e.k8s+.5.log.abc.partial").write_text("x")
+    (tmp_path / "e2e.k8s+.5.log").write_text("total: 1 us\n")
+    results.remove_partials(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["e2e.k8s+.5.log"]
+
+
+def test_results_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_RESULTS_DIR", str(tmp_path))
+    assert results.run_dir("scale-pods", "x") == tmp_path / "scale-pods" / "x"

@@ -1,0 +1,58 @@
+"""Suite parameters are validated before anything is provisioned; the plan says what is not measured."""
+
+import pytest
+
+from kdlib.errors import ConfigError
+from kdlib.experiments import BENCHES, SuiteParams, plan
+
+
+def test_defaults_are_valid_with_a_run_id():
+    assert SuiteParams(run_id="r1").validate()
+
+
+@pytest.mark.parametrize("run_id", [None, "", "a/b", "a b", "-x", "../up"])
+def test_bad_run_ids(run_id):
+    with pytest.raises(ConfigError, match="run_id"):
+        SuiteParams(run_id=run_id).validate()
+
+
+def test_every_problem_is_reported_at_once():
+    params = SuiteParams(run_id="a b", benches=("scale-pods", "scale-pots"), baselines=("k8s+", "k9s"),
+                         scales={"scale-pods": (10, 0, -1)}, nodes=0, repeats=0, settle_s=-1, backend="cloud")
+    problems = params.problems()
+    joined = "\n".join(problems)
+    for expected in ("run_id", "scale-pots", "k9s", "scales[scale-pods]: 0", "scales[scale-pods]: -1",
+                     "nodes", "repeats", "settle_s", "backend"):
+        assert expected in joined
+    assert len(problems) == 9
+
+
+def test_ssh_backend_is_refused_clearly():
+    with pytest.raises(ConfigError, match="ssh"):
+        SuiteParams(run_id="r", backend="ssh").validate()
+
+
+def test_plan_on_local_without_kd():
+    items, skipped = plan(SuiteParams(run_id="r", scales={"scale-pods": (5,), "scale-funcs": (3,),
+                                                          "scale-nodes": (2,)}, repeats=2))
+    assert set(skipped) == {"k8s", "kd", "kd+"}
+    assert "real kubelets" in skipped["k8s"] and "Kd binaries" in skipped["kd+"]
+    assert [(i.bench, i.scale, i.repeat) for i in items] == [
+        ("scale-pods", 5, 0), ("scale-pods", 5, 1), ("scale-funcs", 3, 0), ("scale-funcs", 3, 1),
+        ("scale-nodes", 2, 0), ("scale-nodes", 2, 1)]
+    assert {i.baseline for i in items} == {"k8s+"}
+
+
+def test_plan_with_kd_binaries_adds_kd_plus(tmp_path):
+    items, skipped = plan(SuiteParams(run_id="r", benches=("scale-pods",), scales={"scale-pods": (5,)},
+                                      kd_bin_dir=tmp_path))
+    assert [i.baseline for i in items] == ["k8s+", "kd+"]
+    assert set(skipped) == {"k8s", "kd"}
+
+
+def test_workloads():
+    assert BENCHES["scale-pods"].workload(100).pods == 100
+    funcs = BENCHES["scale-funcs"].workload(50)
+    assert (funcs.deployments, funcs.replicas) == (50, 1)
+    nodes = BENCHES["scale-nodes"].workload(500)
+    assert (nodes.nodes, nodes.pods) == (500, 2500)
