@@ -1,0 +1,58 @@
+"""The suite runner's lock and resume, without a cluster."""
+
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from kdlib import results
+from kdlib.errors import SuiteBusyError
+from kdlib.experiments import SuiteParams, suite
+from kdlib.results import RunKey
+
+from ..conftest import REPO
+
+HOLD_LOCK = """
+import time
+from kdlib.experiments.suite import suite_lock
+with suite_lock("holder-run"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_suite_is_refused_at_once():
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        with pytest.raises(SuiteBusyError, match=r"another experiment suite is running .*holder-run"):
+            with suite.suite_lock("second"):
+                pass
+        assert time.monotonic() - started < 1
+    finally:
+        holder.kill()
+        holder.wait()
+    with suite.suite_lock("third"):  # released when its holder dies
+        pass
+
+
+def test_finished_runs_are_resumed_without_a_cluster(tmp_path, monkeypatch):
+    params = SuiteParams(run_id="done", benches=("scale-pods",), scales={"scale-pods": (5, 10)})
+    for scale in (5, 10):
+        key = RunKey("scale-pods", "k8s+", scale)
+        results.write_run(results.run_dir("scale-pods", "done", tmp_path), key, scale * 1000,
+                          pd.DataFrame(), {}, {})
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was opened although every run had finished")
+
+    monkeypatch.setattr(suite, "open_cluster", no_cluster)
+    outcome = suite.run_suite(params, root=tmp_path, progress=False)
+    assert [(o.item.scale, o.status, o.total_s) for o in outcome.outcomes] == [(5, "resumed", 0.005),
+                                                                              (10, "resumed", 0.01)]
+    record = results.load_suite("done", tmp_path)
+    assert record["state"] == "finished" and set(record["not_measured"]) == {"k8s", "kd", "kd+"}
+    assert record["provenance"]["git_revision"]
