@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
     run.add_argument("--run-timeout", type=float, default=600.0, help="seconds before a run counts as failed")
 
+    book = commands.add_parser("book", help="build the Jupyter Book from an executed run into _build/html")
+    book.add_argument("--run-id", help="the run to show (default: the one named in results/reference.txt)")
+
     local = commands.add_parser("local", help="the local embedded cluster")
     local_commands = local.add_subparsers(dest="action", required=True, parser_class=_Parser)
     state = argparse.ArgumentParser(add_help=False)
@@ -136,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             return _local(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "book":
+            from .book import build_book
+
+            print(build_book(args.run_id, log=lambda m: print(m, file=sys.stderr)) / "index.html")
+            return 0
     except KdlibError as error:
         print(f"kdlib: error: {error}", file=sys.stderr)
         return 1

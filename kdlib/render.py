@@ -61,10 +61,14 @@ def vegalite_version() -> str:
 
 
 def mime_type() -> str:
-    """Altair's Vega-Lite mime type (what JupyterLab's Vega extension draws)."""
-    from altair.vegalite.v6.display import VEGALITE_MIME_TYPE
+    """The Vega-Lite mime type of the bundle: the one JupyterLab 4's Vega extension draws.
 
-    return VEGALITE_MIME_TYPE
+    Not Altair 6's own ``application/vnd.vegalite.v6.json``: a dict under a mime type not
+    ending in ``+json`` fails nbformat's schema, so papermill refuses to write the executed
+    notebook (measured). JupyterLab's extension draws Vega-Lite 5; the specs Altair 6 writes
+    for the notebooks' simple charts draw with it.
+    """
+    return "application/vnd.vegalite.v5+json"
 
 
 def javascript_bundle() -> str:

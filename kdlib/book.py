@@ -1,0 +1,224 @@
+"""Build the Jupyter Book from an executed run: ``python -m kdlib book [--run-id X]``.
+
+The book (``_config.yml``, ``_toc.yml`` and ``book/`` at the repository root) shows the
+executed microbenchmark notebook of ONE run; it never executes a notebook. :func:`build_book`
+
+1. finds the run's executed notebook, ``results/executed/<run_id>/microbench.ipynb``
+   (default run: the one named in ``results/reference.txt``) and checks that it glued every
+   key the pages paste (:data:`GLUE_KEYS`);
+2. copies it to ``book/generated/microbench.ipynb``, where ``_toc.yml`` expects it;
+3. writes the one shared Vega bundle to ``_static/kdlib-vega.js`` (:mod:`kdlib.render`);
+4. runs Jupyter Book 1 in a child process with warnings as errors (``-W -n --keep-going``),
+   from a fresh environment so that no warning hides behind an incremental build;
+5. checks that every page of the table of contents became an HTML file and that no page
+   loads a script from another host (Jupyter Book 2 exits 0 having written no HTML, and a
+   build that succeeds proves nothing about the pages).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import render
+from .errors import ConfigError, KdlibError
+
+REPO = Path(__file__).resolve().parent.parent
+#: Where the toc expects the executed notebook (relative to the repository root).
+GENERATED = Path("book") / "generated"
+NOTEBOOK = "microbench.ipynb"
+#: The myst-nb glue keys the pages paste from the notebook (the notebook's contract).
+GLUE_KEYS = (
+    "fig9_e2e", "fig10_e2e", "fig11_e2e",
+    "fig9_stages", "fig10_stages", "fig11_stages",
+    "fig9_table", "fig10_table", "fig11_table",
+    "not_measured", "provenance", "run_id",
+)
+_REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+class BookBuildError(KdlibError):
+    """Jupyter Book failed, warned, or produced pages that are missing or load from a CDN."""
+
+    def __init__(self, reason: str, command: list[str] | None = None, output: str = "") -> None:
+        self.reason, self.command, self.output = reason, command, output
+        message = reason
+        if command:
+            message += f"\ncommand: {' '.join(command)}"
+        if output:
+            tail = "\n".join(output.rstrip().splitlines()[-40:])
+            message += f"\n--- last lines of the build output ---\n{tail}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class BookSource:
+    """The run a book is built from."""
+
+    run_id: str
+    notebook: Path
+
+
+def default_results_root() -> Path:
+    """``$KDLIB_RESULTS_DIR``, else the repository's ``results/`` (the rule of :mod:`kdlib.results`)."""
+    return Path(os.environ.get("KDLIB_RESULTS_DIR") or REPO / "results")
+
+
+def reference_run(results_root: Path | None = None) -> str:
+    """The reference run's id: the one line of ``results/reference.txt``."""
+    path = Path(results_root or default_results_root()) / "reference.txt"
+    if not path.is_file():
+        raise ConfigError(f"no reference run: {path} does not exist; pass --run-id, or write the "
+                          f"id of a run with an executed notebook into {path}")
+    run_id = path.read_text(encoding="utf-8").strip()
+    if not run_id or "\n" in run_id or "/" in run_id:
+        raise ConfigError(f"{path} must hold one line, the id of the reference run; found {run_id!r}")
+    return run_id
+
+
+def glued_keys(notebook: Path) -> set[str]:
+    """The names glued in an executed notebook (``myst_nb.glue`` outputs)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+    return {output["metadata"]["scrapbook"]["name"]
+            for cell in cells for output in cell.get("outputs", [])
+            if "scrapbook" in output.get("metadata", {})}
+
+
+def find_source(run_id: str | None = None, results_root: Path | None = None) -> BookSource:
+    """The executed notebook of ``run_id`` (default: the reference run), checked for the glue keys."""
+    results_root = Path(results_root or default_results_root())
+    run_id = run_id or reference_run(results_root)
+    notebook = results_root / "executed" / run_id / NOTEBOOK
+    if not notebook.is_file():
+        executed = results_root / "executed"
+        known = sorted(p.parent.name for p in executed.glob(f"*/{NOTEBOOK}")) if executed.is_dir() else []
+        raise ConfigError(f"run {run_id!r} has no executed notebook at {notebook}; "
+                          f"runs with one: {', '.join(known) or 'none'} (execute "
+                          f"notebooks/{NOTEBOOK} with papermill first, see the README)")
+    missing = [key for key in GLUE_KEYS if key not in glued_keys(notebook)]
+    if missing:
+        raise ConfigError(f"{notebook} does not glue the keys the book pastes: {', '.join(missing)} "
+                          f"(the notebook must call myst_nb.glue for each of {', '.join(GLUE_KEYS)})")
+    return BookSource(run_id, notebook)
+
+
+def toc_files(book_root: Path = REPO) -> list[str]:
+    """Every page of ``_toc.yml`` (root first), as paths without suffix."""
+    toc = yaml.safe_load((book_root / "_toc.yml").read_text(encoding="utf-8"))
+    found = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                found.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    return found
+
+
+def place_sources(source: BookSource, book_root: Path = REPO) -> Path:
+    """Copy the executed notebook to ``book/generated/`` and the bundle to ``_static/``."""
+    generated = book_root / GENERATED
+    if generated.exists():
+        shutil.rmtree(generated)
+    generated.mkdir(parents=True)
+    shutil.copyfile(source.notebook, generated / NOTEBOOK)
+    render.write_bundle(book_root / "_static")
+    return generated / NOTEBOOK
+
+
+_RUNNER = """
+import sys
+from pathlib import Path
+from jupyter_book.sphinx import build_sphinx
+src, out, toc = map(Path, sys.argv[1:4])
+result = build_sphinx(src, out / "html", noconfig=True, path_config=src / "_config.yml",
+                      doctreedir=out / ".doctrees",
+                      confoverrides={"external_toc_path": toc.as_posix(), "nitpicky": True,
+                                     "latex_individualpages": False},
+                      builder="html", warningiserror=True, keep_going=True, freshenv=True,
+                      force_all=True)
+sys.exit(result if isinstance(result, int) else 1)
+"""
+
+
+def run_jupyter_book(book_root: Path, out_dir: Path) -> tuple[list[str], str]:
+    """``jupyter-book build`` with ``-W -n --keep-going`` into ``out_dir/html``, in a child process.
+
+    The child process keeps Sphinx's global state (and myst-nb's glue cache) out of the
+    caller, which may be a notebook kernel or a test session that builds twice.
+    """
+    for stale in ("html", ".doctrees", "jupyter_execute"):
+        shutil.rmtree(out_dir / stale, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-c", _RUNNER, str(book_root), str(out_dir), str(book_root / "_toc.yml")]
+    done = subprocess.run(command, cwd=book_root, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        warnings = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
+        reason = f"jupyter-book build failed (exit {done.returncode})"
+        if warnings:
+            reason += ":\n  " + "\n  ".join(warnings[:20])
+        raise BookBuildError(reason, command, output)
+    return command, output
+
+
+def check_pages(html_dir: Path, pages: list[str]) -> list[Path]:
+    """Every toc page as HTML, none loading a script from another host; the pages found."""
+    problems, found = [], []
+    for page in pages:
+        path = html_dir / f"{page}.html"
+        if not path.is_file():
+            problems.append(f"missing page {path}")
+        else:
+            found.append(path)
+    if not (html_dir / "index.html").is_file():
+        problems.append(f"missing {html_dir / 'index.html'}")
+    for path in sorted(html_dir.rglob("*.html")):
+        if _REMOTE_SCRIPT.search(path.read_text(encoding="utf-8", errors="replace")):
+            problems.append(f"{path} loads a script from another host")
+    if problems:
+        raise BookBuildError("the built book is incomplete:\n  " + "\n  ".join(problems))
+    return found
+
+
+def build_book(run_id: str | None = None, results_root: Path | None = None,
+               out_dir: Path = Path("_build"), *, log=None) -> Path:
+    """Build the book from ``run_id`` (default: the reference run); returns ``out_dir/html``.
+
+    ``results_root`` defaults to ``$KDLIB_RESULTS_DIR``, else the repository's ``results/``;
+    relative paths are taken from the repository root. Raises :class:`ConfigError` when the
+    run has no executed notebook (or the notebook misses a glue key) and
+    :class:`BookBuildError` when the build warns or fails or a page is missing.
+    """
+    results_root = _absolute(results_root or default_results_root())
+    out_dir = _absolute(out_dir)
+    say = log or (lambda message: None)
+    source = find_source(run_id, results_root)
+    place_sources(source, REPO)
+    say(f"book: building run {source.run_id!r} from {source.notebook}")
+    started = time.monotonic()
+    run_jupyter_book(REPO, out_dir)
+    html_dir = out_dir / "html"
+    check_pages(html_dir, toc_files(REPO))
+    say(f"book: {html_dir / 'index.html'} ({time.monotonic() - started:.1f} s)")
+    return html_dir
+
+
+def _absolute(path: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO / path
