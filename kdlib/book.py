@@ -6,7 +6,9 @@ executed microbenchmark notebook of ONE run; it never executes a notebook. :func
 1. finds the run's executed notebook, ``results/executed/<run_id>/microbench.ipynb``
    (default run: the one named in ``results/reference.txt``) and checks that it glued every
    key the pages paste (:data:`GLUE_KEYS`);
-2. copies it to ``book/generated/microbench.ipynb``, where ``_toc.yml`` expects it;
+2. copies it to ``book/generated/microbench.ipynb``, where ``_toc.yml`` expects it, and
+   renders each glued chart's Vega-Lite spec to ``book/generated/figures/<key>.svg``, the
+   static copy for print that the figure pages link to;
 3. writes the one shared Vega bundle to ``_static/kdlib-vega.js`` (:mod:`kdlib.render`);
 4. runs Jupyter Book 1 in a child process with warnings as errors (``-W -n --keep-going``),
    from a fresh environment so that no warning hides behind an incremental build;
@@ -43,6 +45,8 @@ GLUE_KEYS = (
     "fig9_table", "fig10_table", "fig11_table",
     "not_measured", "provenance", "run_id",
 )
+CHART_KEYS = tuple(key for key in GLUE_KEYS if key.endswith(("_e2e", "_stages")))
+_GLUE_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False)
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
 
@@ -85,12 +89,32 @@ def reference_run(results_root: Path | None = None) -> str:
     return run_id
 
 
-def glued_keys(notebook: Path) -> set[str]:
-    """The names glued in an executed notebook (``myst_nb.glue`` outputs)."""
+def glued_outputs(notebook: Path) -> dict[str, dict]:
+    """The mime bundles glued in an executed notebook (``myst_nb.glue``), by name."""
     cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
-    return {output["metadata"]["scrapbook"]["name"]
-            for cell in cells for output in cell.get("outputs", [])
-            if "scrapbook" in output.get("metadata", {})}
+    found = {}
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            glued = output.get("metadata", {}).get("scrapbook")
+            if glued:
+                prefix = glued.get("mime_prefix", "")
+                found[glued["name"]] = {mime[len(prefix):] if mime.startswith(prefix) else mime: data
+                                        for mime, data in output.get("data", {}).items()}
+    return found
+
+
+def _problems(notebook: Path, glued: dict[str, dict]) -> list[str]:
+    """What keeps ``notebook`` from making the book: missing keys, charts not made offline."""
+    problems = [f"no glue key {key!r}" for key in GLUE_KEYS if key not in glued]
+    for key in CHART_KEYS:
+        bundle = glued.get(key)
+        if bundle is None:
+            continue
+        html = "".join(bundle.get("text/html", ""))
+        if render.mime_type() not in bundle or render.CHART_CLASS not in html:
+            problems.append(f"{key!r} is not an Altair chart rendered by kdlib.render (call "
+                            f"kdlib.render.enable() in the notebook's first cell)")
+    return problems
 
 
 def find_source(run_id: str | None = None, results_root: Path | None = None) -> BookSource:
@@ -104,10 +128,10 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
         raise ConfigError(f"run {run_id!r} has no executed notebook at {notebook}; "
                           f"runs with one: {', '.join(known) or 'none'} (execute "
                           f"notebooks/{NOTEBOOK} with papermill first, see the README)")
-    missing = [key for key in GLUE_KEYS if key not in glued_keys(notebook)]
-    if missing:
-        raise ConfigError(f"{notebook} does not glue the keys the book pastes: {', '.join(missing)} "
-                          f"(the notebook must call myst_nb.glue for each of {', '.join(GLUE_KEYS)})")
+    problems = _problems(notebook, glued_outputs(notebook))
+    if problems:
+        raise ConfigError(f"{notebook} cannot make the book (the pages paste {', '.join(GLUE_KEYS)}):\n  "
+                          + "\n  ".join(problems))
     return BookSource(run_id, notebook)
 
 
@@ -131,12 +155,16 @@ def toc_files(book_root: Path = REPO) -> list[str]:
 
 
 def place_sources(source: BookSource, book_root: Path = REPO) -> Path:
-    """Copy the executed notebook to ``book/generated/`` and the bundle to ``_static/``."""
+    """Copy the executed notebook to ``book/generated/``, render its charts' SVGs next to it,
+    and write the bundle to ``_static/``; returns the copied notebook."""
     generated = book_root / GENERATED
     if generated.exists():
         shutil.rmtree(generated)
     generated.mkdir(parents=True)
     shutil.copyfile(source.notebook, generated / NOTEBOOK)
+    glued = glued_outputs(source.notebook)
+    for key in CHART_KEYS:
+        render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
     render.write_bundle(book_root / "_static")
     return generated / NOTEBOOK
 

@@ -159,6 +159,17 @@ def _spec(chart: alt.TopLevelMixin | dict) -> dict:
     return chart if isinstance(chart, dict) else chart.to_dict()
 
 
+def save_svg(chart: alt.TopLevelMixin | dict, path: Path) -> Path:
+    """Write the chart as an SVG image (for print) to ``path``; loads nothing from the network."""
+    import vl_convert
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    svg = vl_convert.vegalite_to_svg(_spec(chart), vl_version=vegalite_version(), allowed_base_urls=[])
+    path.write_text(svg, encoding="utf-8")
+    return path
+
+
 def save_chart(chart: alt.TopLevelMixin | dict, stem: Path) -> tuple[Path, Path]:
     """Write ``<stem>.svg`` (for print) and ``<stem>.html`` (standalone, offline).
 
@@ -168,11 +179,8 @@ def save_chart(chart: alt.TopLevelMixin | dict, stem: Path) -> tuple[Path, Path]
     import vl_convert
 
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    spec = _spec(chart)
-    svg = vl_convert.vegalite_to_svg(spec, vl_version=vegalite_version(), allowed_base_urls=[])
-    page = vl_convert.vegalite_to_html(spec, vl_version=vegalite_version(), bundle=True)
-    svg_path, html_path = stem.with_name(stem.name + ".svg"), stem.with_name(stem.name + ".html")
-    svg_path.write_text(svg, encoding="utf-8")
+    svg_path = save_svg(chart, stem.with_name(stem.name + ".svg"))
+    html_path = stem.with_name(stem.name + ".html")
+    page = vl_convert.vegalite_to_html(_spec(chart), vl_version=vegalite_version(), bundle=True)
     html_path.write_text(page, encoding="utf-8")
     return svg_path, html_path

@@ -184,3 +184,102 @@ def test_page_draws_its_charts_in_chromium(html_dir: Path, chromium: Chromium, p
     if not page.requests:
         problems.append("no request recorded (the page did not load?)")
     assert not problems, f"{page_name}:\n  " + "\n  ".join(problems)
+
+
+# --- The machinery without a reference run: renderer and build inputs (fast, always run) ---
+
+@pytest.fixture
+def offline_renderer():
+    import altair as alt
+
+    from kdlib import render
+
+    render.enable()
+    yield render
+    alt.renderers.enable("default")
+
+
+def _chart(title: str = "p90"):
+    import altair as alt
+    import pandas as pd
+
+    data = pd.DataFrame({"baseline": ["k8s+", "kd+"], "p90": [1.5, 0.5]})
+    return alt.Chart(data, title=title).mark_bar().encode(x="baseline:N", y="p90:Q")
+
+
+def _notebook_with(outputs: list[dict]):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.from_dict(output) for output in outputs]
+    notebook.cells.append(cell)
+    return notebook
+
+
+def _glued(name: str, value) -> dict:
+    """What ``myst_nb.glue(name, value, display=False)`` records as a cell output."""
+    from IPython.core.formatters import format_display_data
+
+    bundle, metadata = format_display_data(value)
+    prefix = "application/papermill.record/"
+    return {"output_type": "display_data", "data": {prefix + mime: data for mime, data in bundle.items()},
+            "metadata": {**metadata, "scrapbook": {"name": name, "mime_prefix": prefix}}}
+
+
+def test_a_chart_carries_vega_lite_and_small_offline_html(offline_renderer) -> None:
+    import nbformat
+
+    bundle = _chart()._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert offline_renderer.mime_type() in bundle and "text/html" in bundle
+    html = bundle["text/html"]
+    assert offline_renderer.CHART_CLASS in html and offline_renderer.READY_EVENT in html
+    assert "<script src" not in html and len(html) < 20_000, "the chart's HTML must not carry the bundle"
+    # papermill writes the executed notebook only if it is valid nbformat (Altair 6's own
+    # application/vnd.vegalite.v6.json with a dict value is not).
+    nbformat.validate(_notebook_with([{"output_type": "display_data", "data": bundle, "metadata": {}},
+                                      _glued("fig9_e2e", _chart())]))
+
+
+def test_chart_html_cannot_close_its_own_script(offline_renderer) -> None:
+    html = offline_renderer.chart_html(_chart("</script><script>alert(1)</script>").to_dict())
+    assert html.count("</script>") == 1
+
+
+def test_the_bundle_is_one_function_scope_publishing_one_global(offline_renderer) -> None:
+    bundle = offline_renderer.javascript_bundle()
+    body = bundle[bundle.index("*/") + 2:].strip()
+    assert body.startswith("(function () {") and body.endswith("})();")
+    assert f"window.{offline_renderer.GLOBAL}=" in bundle.replace(" ", "")
+    assert f"new Event(\"{offline_renderer.READY_EVENT}\")" in bundle
+
+
+def test_save_chart_writes_svg_and_standalone_offline_html(offline_renderer, tmp_path: Path) -> None:
+    svg, html = offline_renderer.save_chart(_chart(), tmp_path / "fig")
+    assert svg.read_text().lstrip().startswith("<svg") and "mark-rect" in svg.read_text()
+    assert not re.search(r"<script[^>]*\bsrc=", html.read_text()), "the standalone page loads a script"
+
+
+def test_building_without_a_usable_run_is_a_clear_config_error(offline_renderer, tmp_path: Path) -> None:
+    import nbformat
+
+    from kdlib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reference.txt does not exist"):
+        book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
+    (tmp_path / "reference.txt").write_text("r1\n")
+    with pytest.raises(ConfigError, match="'r1' has no executed notebook"):
+        book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
+    executed = tmp_path / "executed" / "r1" / "microbench.ipynb"
+    executed.parent.mkdir(parents=True)
+    import altair as alt
+
+    alt.renderers.enable("mimetype")  # a chart not made offline by kdlib.render
+    outputs = [_glued("fig9_e2e", _chart()), _glued("run_id", "r1")]
+    nbformat.write(_notebook_with(outputs), executed)
+    with pytest.raises(ConfigError) as error:
+        book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
+    assert "no glue key 'fig10_e2e'" in str(error.value) and "no glue key 'provenance'" in str(error.value)
+    assert "'fig9_e2e' is not an Altair chart rendered by kdlib.render" in str(error.value)
+    assert not (tmp_path / "_build").exists(), "nothing is built from a notebook that cannot make the book"
