@@ -26,7 +26,7 @@ def _color(baselines: Sequence[str]) -> alt.Color:
 
 
 def e2e_chart(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scales: Sequence[int],
-              source: str) -> alt.LayerChart:
+              source: Sequence[str]) -> alt.LayerChart:
     """p90 time to Ready per baseline and scale, with the range over repeats."""
     data = summary[summary["bench"] == bench].copy()
     cells = pd.DataFrame([(b, s) for b in baselines for s in scales], columns=["baseline", "scale"])
@@ -44,11 +44,11 @@ def e2e_chart(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scale
         y="min_s:Q", y2="max_s:Q")
     missing = base.transform_filter("!isValid(datum.p90_s)").mark_text(angle=270, align="left", dy=0).encode(
         y=alt.datum(0), text="label:N", color=alt.value("#777"))
-    title = alt.TitleParams(f"Figure {FIGURES[bench]} ({bench}): p90 time to Ready", subtitle=[source])
+    title = alt.TitleParams(f"Figure {FIGURES[bench]} ({bench}): p90 time to Ready", subtitle=list(source))
     return alt.layer(bars, ranges, missing).properties(title=title, width=360, height=240)
 
 
-def stage_chart(stages: pd.DataFrame, bench: str, baselines: Sequence[str], source: str) -> alt.FacetChart:
+def stage_chart(stages: pd.DataFrame, bench: str, baselines: Sequence[str], source: Sequence[str]) -> alt.FacetChart:
     """When the p90 object reached each stage, per baseline, one panel per scale."""
     data = stages[stages["bench"] == bench].copy()
     data["stage_label"] = data["stage"].astype(str).map(STAGE_LABELS)
@@ -61,5 +61,5 @@ def stage_chart(stages: pd.DataFrame, bench: str, baselines: Sequence[str], sour
         order=alt.Order("stage_index:Q"),
         tooltip=["baseline", "scale", "stage_label", alt.Tooltip("p90_s:Q", format=".3f")],
     ).transform_calculate(stage_index=f"indexof({order!r}, datum.stage_label)").properties(width=360, height=140)
-    title = alt.TitleParams(f"Figure {FIGURES[bench]} ({bench}): stage breakdown", subtitle=[source])
+    title = alt.TitleParams(f"Figure {FIGURES[bench]} ({bench}): stage breakdown", subtitle=list(source))
     return chart.facet(row=alt.Row("scale:O", title=SCALE_TITLES[bench])).properties(title=title)

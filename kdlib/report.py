@@ -31,13 +31,14 @@ class MicrobenchReport:
     saved: list[Path] = field(default_factory=list)
 
     @property
-    def source(self) -> str:
+    def source(self) -> list[str]:
+        """Where the numbers come from, as the charts' subtitle lines."""
         clusters = self.suite.get("clusters", {})
         backend = self.suite["parameters"]["backend"]
         host = self.suite["provenance"]["machine"]["host"]
         versions = next(iter(clusters.values()), {}).get("versions", {})
-        return (f"measured here: {backend} backend on {host}, run {self.run_id}, "
-                f"{versions.get('kube-apiserver', 'Kubernetes ?')}, kwok nodes with simulated sandbox")
+        return [f"measured here: run {self.run_id}, {backend} backend on {host}",
+                f"{versions.get('kube-apiserver', 'Kubernetes ?')}, kwok nodes, simulated sandbox"]
 
 
 def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:

@@ -126,12 +126,16 @@ def clean(api: client.ApiClient, namespace: str, timeout: float, settle_s: float
     """
     started = time.monotonic()
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    try:
-        apps.delete_collection_namespaced_deployment(namespace, label_selector=WORKLOAD_SELECTOR,
-                                                     propagation_policy="Background")
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    # Delete each kind in one call rather than leaving the pods to the garbage
+    # collector, whose client rate limit would take minutes for thousands of pods.
+    for delete in (apps.delete_collection_namespaced_deployment, apps.delete_collection_namespaced_replica_set,
+                   core.delete_collection_namespaced_pod):
+        try:
+            delete(namespace, label_selector=WORKLOAD_SELECTOR, propagation_policy="Background",
+                   grace_period_seconds=0)
+        except ApiException as error:
+            if error.status != 404:
+                raise
     deadline = started + timeout
     while True:
         pods = core.list_pod_for_all_namespaces(label_selector=WORKLOAD_SELECTOR).items
