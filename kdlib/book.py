@@ -47,6 +47,7 @@ GLUE_KEYS = (
 )
 CHART_KEYS = tuple(key for key in GLUE_KEYS if key.endswith(("_e2e", "_stages")))
 _GLUE_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
 
@@ -195,13 +196,14 @@ def run_jupyter_book(book_root: Path, out_dir: Path) -> tuple[list[str], str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-c", _RUNNER, str(book_root), str(out_dir), str(book_root / "_toc.yml")]
     done = subprocess.run(command, cwd=book_root, capture_output=True, text=True)
-    output = done.stdout + done.stderr
+    output = _ANSI.sub("", done.stdout + done.stderr)  # Sphinx colours its output regardless
     if done.returncode != 0:
         warnings = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
         reason = f"jupyter-book build failed (exit {done.returncode})"
         if warnings:
             reason += ":\n  " + "\n  ".join(warnings[:20])
-        raise BookBuildError(reason, command, output)
+        shown = ["jupyter-book", "build", str(book_root), "-W", "-n", "--keep-going", f"(into {out_dir / 'html'})"]
+        raise BookBuildError(reason, shown, output)
     return command, output
 
 
