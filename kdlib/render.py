@@ -170,17 +170,26 @@ def save_svg(chart: alt.TopLevelMixin | dict, path: Path) -> Path:
     return path
 
 
-def save_chart(chart: alt.TopLevelMixin | dict, stem: Path) -> tuple[Path, Path]:
-    """Write ``<stem>.svg`` (for print) and ``<stem>.html`` (standalone, offline).
+def save_chart(chart: alt.TopLevelMixin | dict, stem: Path, bundle: Path | None = None) -> tuple[Path, Path]:
+    """Write ``<stem>.svg`` (for print) and ``<stem>.html`` (offline). Returns the two paths.
 
-    The HTML file inlines the Vega bundle: it is a page of its own and loads nothing.
-    Returns the two paths.
+    With ``bundle`` (a file written by :func:`write_bundle`) the page loads that one
+    shared copy by its relative path, so many saved charts do not each carry ~900 KB;
+    without it the page inlines the bundle and stands entirely alone.
     """
+    import os
+
     import vl_convert
 
     stem = Path(stem)
     svg_path = save_svg(chart, stem.with_name(stem.name + ".svg"))
     html_path = stem.with_name(stem.name + ".html")
-    page = vl_convert.vegalite_to_html(_spec(chart), vl_version=vegalite_version(), bundle=True)
+    spec = _spec(chart)
+    if bundle is None:
+        page = vl_convert.vegalite_to_html(spec, vl_version=vegalite_version(), bundle=True)
+    else:
+        source = os.path.relpath(bundle, html_path.parent)
+        page = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(stem.name)}</title>\n'
+                f'<script src="{html.escape(source)}"></script></head>\n<body>\n{chart_html(spec)}\n</body></html>\n')
     html_path.write_text(page, encoding="utf-8")
     return svg_path, html_path

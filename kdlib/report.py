@@ -90,10 +90,12 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         report.charts[f"fig{figure}_e2e"] = plots.e2e_chart(summary, bench, baselines, scales, report.source)
         report.charts[f"fig{figure}_stages"] = plots.stage_chart(stages, bench, baselines, report.source)
         if save:
-            from .render import save_chart
+            from . import render
 
+            # One shared copy of the Vega bundle for every saved chart page of every run.
+            bundle = render.write_bundle(Path(root or results.default_root()))
             directory = results.run_dir(bench, run_id, root)
             for kind in ("e2e", "stages"):
                 name = f"fig{figure}_{kind}"
-                report.saved.extend(save_chart(report.charts[name], directory / name))
+                report.saved.extend(render.save_chart(report.charts[name], directory / name, bundle))
     return report

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .base import Cluster
-from .local import LocalCluster, default_state_dir
+from .local import LocalCluster, default_state_dir, down
 
 
 def suite_state_dir() -> Path:
@@ -17,6 +17,9 @@ def suite_state_dir() -> Path:
 def open_cluster(backend: str, *, nodes: int, kd: bool, bin_dir: Path | None) -> Cluster:
     """A not-yet-started cluster; use it as a context manager."""
     if backend == "local":
+        # The caller holds the suite lock, so what is left here belongs to a suite
+        # that was killed (e.g. its kernel): clear it rather than refuse to start.
+        down(suite_state_dir(), log=lambda message: None)
         return LocalCluster(nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None, state_dir=suite_state_dir())
     if backend == "ssh":
         raise ConfigError("the ssh backend is not part of this version of kdlib yet; use backend='local'")
