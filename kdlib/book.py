@@ -20,7 +20,6 @@ executed microbenchmark notebook of ONE run; it never executes a notebook. :func
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -31,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from . import render
-from .errors import ConfigError, KdlibError
+from . import render, results
+from .errors import BookBuildError, ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 #: Where the toc expects the executed notebook (relative to the repository root).
@@ -51,20 +50,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
 
-class BookBuildError(KdlibError):
-    """Jupyter Book failed, warned, or produced pages that are missing or load from a CDN."""
-
-    def __init__(self, reason: str, command: list[str] | None = None, output: str = "") -> None:
-        self.reason, self.command, self.output = reason, command, output
-        message = reason
-        if command:
-            message += f"\ncommand: {' '.join(command)}"
-        if output:
-            tail = "\n".join(output.rstrip().splitlines()[-40:])
-            message += f"\n--- last lines of the build output ---\n{tail}"
-        super().__init__(message)
-
-
 @dataclass(frozen=True)
 class BookSource:
     """The run a book is built from."""
@@ -73,9 +58,7 @@ class BookSource:
     notebook: Path
 
 
-def default_results_root() -> Path:
-    """``$KDLIB_RESULTS_DIR``, else the repository's ``results/`` (the rule of :mod:`kdlib.results`)."""
-    return Path(os.environ.get("KDLIB_RESULTS_DIR") or REPO / "results")
+default_results_root = results.default_root
 
 
 def reference_run(results_root: Path | None = None) -> str:

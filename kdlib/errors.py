@@ -7,8 +7,9 @@
     │   ├── ClusterBusyError   another cluster already owns the state directory
     │   ├── ClusterStateError  the cluster is not running (not started yet, or closed)
     │   └── ComponentError     a component died or never became healthy (with its log tail)
-    └── ExperimentError        an experiment could not run to completion
-        └── SuiteBusyError     another experiment suite is running on this machine
+    ├── ExperimentError        an experiment could not run to completion
+    │   └── SuiteBusyError     another experiment suite is running on this machine
+    └── BookBuildError         the book failed, warned, or its pages are missing or load from a CDN
 """
 
 from __future__ import annotations
@@ -57,3 +58,17 @@ class ExperimentError(KdlibError):
 
 class SuiteBusyError(ExperimentError):
     """Another experiment suite holds this machine's lock."""
+
+
+class BookBuildError(KdlibError):
+    """Jupyter Book failed, warned, or produced pages that are missing or load from a CDN."""
+
+    def __init__(self, reason: str, command: list[str] | None = None, output: str = "") -> None:
+        self.reason, self.command, self.output = reason, command, output
+        message = reason
+        if command:
+            message += f"\ncommand: {' '.join(command)}"
+        if output:
+            tail = "\n".join(output.rstrip().splitlines()[-40:])
+            message += f"\n--- last lines of the build output ---\n{tail}"
+        super().__init__(message)

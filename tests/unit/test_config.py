@@ -1,6 +1,5 @@
 """The local cluster's command lines and kwok data carry the artifact's settings."""
 
-from pathlib import Path
 
 import pytest
 import yaml
