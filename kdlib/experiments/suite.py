@@ -54,7 +54,8 @@ class SuiteOutcome:
 
 
 def lock_path() -> Path:
-    return cache_root() / "suite.lock"
+    """The machine-wide lock file (``$KDLIB_SUITE_LOCK`` moves it, e.g. for tests)."""
+    return Path(os.environ.get("KDLIB_SUITE_LOCK") or cache_root() / "suite.lock")
 
 
 @contextmanager

@@ -23,6 +23,12 @@ with suite_lock("holder-run"):
 """
 
 
+@pytest.fixture(autouse=True)
+def private_lock(tmp_path, monkeypatch):
+    """A lock of the tests' own, so that a suite running on this machine does not interfere."""
+    monkeypatch.setenv("KDLIB_SUITE_LOCK", str(tmp_path / "suite.lock"))
+
+
 def test_a_second_suite_is_refused_at_once():
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
