@@ -160,20 +160,19 @@ def chromium(tmp_path_factory):
         yield browser
 
 
-@pytest.mark.parametrize("page_name", list(CHART_PAGES))
-def test_page_draws_its_charts_in_chromium(html_dir: Path, chromium: Chromium, page_name: str) -> None:
-    with StaticServer(html_dir) as server:
+def _draw(chromium: Chromium, root: Path, page_path: str, expected: int | None, screenshot: Path) -> list[str]:
+    """Open ``root/page_path`` over HTTP in Chromium; the problems found (empty: all charts drew)."""
+    with StaticServer(root) as server:
         page = chromium.new_page()
         try:
-            page.goto(f"{server.url}/{page_name}.html")
+            page.goto(f"{server.url}/{page_path}")
             charts = page.wait_for(f"(() => {{ const c = {_CHARTS_JS}; "
                                    "return c.length && c.every(x => x.embedded && (x.marks || x.canvas)) ? c : null; })()")
             charts = charts or page.evaluate(_CHARTS_JS)
-            page.screenshot(BUILD / "screenshots" / f"{Path(page_name).name}.png")
+            page.screenshot(screenshot)
         finally:
             page.close()
     problems = []
-    expected = CHART_PAGES[page_name]
     wrong_count = (len(charts) != expected) if expected else not charts
     if wrong_count:
         problems.append(f"{len(charts)} kdlib charts on the page, expected {expected or 'at least one'}")
@@ -185,7 +184,24 @@ def test_page_draws_its_charts_in_chromium(html_dir: Path, chromium: Chromium, p
     problems += [f"console: {error}" for error in page.errors]
     if not page.requests:
         problems.append("no request recorded (the page did not load?)")
+    return problems
+
+
+@pytest.mark.parametrize("page_name", list(CHART_PAGES))
+def test_page_draws_its_charts_in_chromium(html_dir: Path, chromium: Chromium, page_name: str) -> None:
+    problems = _draw(chromium, html_dir, f"{page_name}.html", CHART_PAGES[page_name],
+                     BUILD / "screenshots" / f"{Path(page_name).name}.png")
     assert not problems, f"{page_name}:\n  " + "\n  ".join(problems)
+
+
+def test_saved_chart_pages_of_the_reference_run_draw(reference: str, chromium: Chromium) -> None:
+    """The HTML copies saved next to the results load the one shared bundle and draw."""
+    pages = sorted(RESULTS.glob(f"*/{reference}/fig*.html"))
+    assert len(pages) == 6, pages
+    for page in pages:
+        relative = page.relative_to(RESULTS).as_posix()
+        problems = _draw(chromium, RESULTS, relative, 1, BUILD / "screenshots" / f"results-{page.stem}.png")
+        assert not problems, f"{relative}:\n  " + "\n  ".join(problems)
 
 
 # --- The machinery without a reference run: renderer and build inputs (fast, always run) ---

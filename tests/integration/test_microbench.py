@@ -102,3 +102,22 @@ def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     assert not list(directory.glob(".*.partial")) if directory.exists() else True
     assert results.load_suite("interrupted", root / "results")["state"] == "interrupted"
     assert_clean(state / "suite", ports)
+
+
+def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandbox):
+    """The kd+ code path, fed our vanilla binaries as if they were Kd's (a test of the path only)."""
+    root, env = sandbox
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlib", "run", "--run-id", "kdpath", "--bench", "scale-pods",
+         "--scales", "scale-pods=4", "--nodes", "2", "--baseline", "k8s+", "--baseline", "kd+",
+         "--kd-bin-dir", str(binaries.directory), "--settle", "0.2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = results.load_suite("kdpath", root / "results")
+    assert set(record["clusters"]) == {"vanilla", "kd"} and record["clusters"]["kd"]["kd"] is True
+    assert record["not_measured"] == {}
+    directory = results.run_dir("scale-pods", "kdpath", root / "results")
+    for baseline, kd in (("k8s+", False), ("kd+", True)):
+        key = results.RunKey("scale-pods", baseline, 4)
+        assert results.is_finished(directory, key)
+        assert json.loads(results.meta_path(directory, key).read_text())["kd"] is kd
