@@ -190,6 +190,7 @@ def save_chart(chart: alt.TopLevelMixin | dict, stem: Path, bundle: Path | None 
     else:
         source = os.path.relpath(bundle, html_path.parent)
         page = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(stem.name)}</title>\n'
+                '<link rel="icon" href="data:,">\n'
                 f'<script src="{html.escape(source)}"></script></head>\n<body>\n{chart_html(spec)}\n</body></html>\n')
     html_path.write_text(page, encoding="utf-8")
     return svg_path, html_path

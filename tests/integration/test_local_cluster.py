@@ -20,6 +20,7 @@ from kdlib.timeline import Timeline
 from ..conftest import REPO, assert_clean, our_processes, run_kdlib
 
 NODES = 20
+WATCH_JITTER_S = 0.020
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +60,14 @@ def test_simulated_sandbox_pods_turn_ready_200ms_after_binding(cluster):
         simulated = [r for name, r in records.items() if name.startswith("simulated-")]
         prompt = [r for name, r in records.items() if name.startswith("prompt-")]
         assert len(simulated) == NODES and len(prompt) == 5
+        # Both times are when this client observed the change. kwok starts its 200 ms
+        # from its own (earlier or later) sight of the binding, so a single pod's gap may
+        # fall short of 200 ms by the difference of the two watch deliveries: allow 20 ms.
+        gaps = [r["ready"] - r["scheduled"] for r in simulated]
         for record in simulated:
             assert record["node"] in cluster.info.node_names
-            assert record["ready"] - record["scheduled"] >= 0.200, record
+            assert record["ready"] - record["scheduled"] >= 0.200 - WATCH_JITTER_S, record
+        assert statistics.median(gaps) >= 0.200, gaps
         # Without the label kwok marks pods Ready at once: the delay comes from the Stage.
         assert statistics.median(r["ready"] - r["scheduled"] for r in prompt) < 0.200
 

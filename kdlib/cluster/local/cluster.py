@@ -124,7 +124,7 @@ class LocalCluster(Cluster):
             return self._boot(binaries)
         except BaseException:
             self.log("start-up failed; stopping what was started")
-            down(self.state_dir, keep_logs=self.keep_logs, log=lambda _: None)
+            down(self.state_dir, keep_logs=self.keep_logs, log=lambda _: None, processes=self.processes)
             raise
 
     def _claim_state_dir(self) -> None:
@@ -227,7 +227,7 @@ class LocalCluster(Cluster):
     # -- stop --------------------------------------------------------------------------
 
     def _stop(self) -> None:
-        down(self.state_dir, keep_logs=self.keep_logs, log=self.log)
+        down(self.state_dir, keep_logs=self.keep_logs, log=self.log, processes=self.processes)
 
 
 def _read_manifest(state_dir: Path) -> dict[str, Any]:
@@ -271,15 +271,17 @@ def _owner_pid(state_dir: Path) -> int | None:
 
 
 def down(state_dir: Path | str | None = None, *, keep_logs: bool = False,
-         log: Callable[[str], None] = _stderr, timeout: float = 10.0) -> dict[str, Any]:
+         log: Callable[[str], None] = _stderr, timeout: float = 10.0,
+         processes: Processes | None = None) -> dict[str, Any]:
     """Stop every process of the cluster in ``state_dir`` and remove the directory.
 
     Works from the files alone, so it also clears a cluster whose owner was killed.
-    With ``keep_logs`` the ``logs/`` folder stays. Returns what was done.
+    With ``keep_logs`` the ``logs/`` folder stays. The owner passes its ``processes``,
+    which also knows children that have not yet exec'd. Returns what was done.
     """
     state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
     manifest = _read_manifest(state_dir)
-    processes = Processes(state_dir)
+    processes = processes or Processes(state_dir)
     running = processes.pids()
     killed = processes.stop([n for n in reversed(START_ORDER) if n in running] +
                             [n for n in running if n not in START_ORDER], timeout=timeout)
