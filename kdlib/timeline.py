@@ -8,15 +8,18 @@ when the change was observed.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from kubernetes import client, watch
-from kubernetes.client.rest import ApiException
+
+from .errors import ExperimentError
 
 STAGES = ("created", "scheduled", "ready")
+WATCH_SECONDS = 300  # one watch request's server-side lifetime
 
 
 @dataclass
@@ -31,20 +34,26 @@ class PodRecord:
     deleted: float | None = None
 
 
-def _is_ready(pod: Any) -> bool:
-    conditions = (pod.status.conditions or []) if pod.status else []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+def _is_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 class _Watcher(threading.Thread):
-    """Lists, then watches, one namespaced resource; calls ``on_event`` for each change."""
+    """Lists, then watches, one namespaced resource; calls ``on_event`` for each change.
+
+    Objects stay raw JSON (dicts): the client's model classes cost milliseconds per
+    event, which would delay what is observed. One long watch request runs at a time;
+    ``stop()`` shuts its connection down, so no periodic reconnect adds latency.
+    """
 
     def __init__(self, list_fn: Callable, namespace: str, label_selector: str,
-                 on_event: Callable[[str, Any, float], None]) -> None:
+                 on_event: Callable[[str, dict[str, Any], float], None]) -> None:
         super().__init__(daemon=True, name=f"watch-{list_fn.__name__}")
         self.list_fn, self.namespace, self.label_selector = list_fn, namespace, label_selector
         self.on_event = on_event
         self._stopping = threading.Event()
+        self._response: Any = None
         self.synced = threading.Event()
         self.error: BaseException | None = None
 
@@ -52,41 +61,48 @@ class _Watcher(threading.Thread):
         try:
             self._run()
         except BaseException as error:  # surfaced by Timeline.check()
-            self.error = error
+            if not self._stopping.is_set():
+                self.error = error
             self.synced.set()
 
     def _run(self) -> None:
         version = self._relist()
         while not self._stopping.is_set():
-            stream = watch.Watch()
-            try:
-                # Short server-side timeouts keep stop() responsive; resuming from the
-                # last resourceVersion loses no event.
-                for event in stream.stream(self.list_fn, self.namespace, label_selector=self.label_selector,
-                                           resource_version=version, timeout_seconds=1,
-                                           allow_watch_bookmarks=True):
-                    now = time.time()
-                    obj = event["object"]
-                    version = obj.metadata.resource_version
-                    if event["type"] != "BOOKMARK":
-                        self.on_event(event["type"], obj, now)
-                    if self._stopping.is_set():
-                        break
-            except ApiException as error:
-                if error.status != 410:
-                    raise
-                version = self._relist()  # our resourceVersion was compacted away
+            self._response = self.list_fn(
+                self.namespace, label_selector=self.label_selector, watch=True, resource_version=version,
+                allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS, _preload_content=False)
+            if self._stopping.is_set():
+                break
+            for line in watch.watch.iter_resp_lines(self._response):
+                now = time.time()
+                event = json.loads(line)
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    if obj.get("code") != 410:
+                        raise ExperimentError(f"watch failed: {obj.get('message', obj)}")
+                    version = self._relist()  # our resourceVersion was compacted away
+                    break
+                version = obj["metadata"]["resourceVersion"]
+                if event["type"] != "BOOKMARK":
+                    self.on_event(event["type"], obj, now)
 
     def _relist(self) -> str:
-        listing = self.list_fn(self.namespace, label_selector=self.label_selector)
+        response = self.list_fn(self.namespace, label_selector=self.label_selector, _preload_content=False)
+        listing = json.loads(response.data)
         now = time.time()
-        for obj in listing.items:
+        for obj in listing["items"]:
             self.on_event("ADDED", obj, now)
         self.synced.set()
-        return listing.metadata.resource_version
+        return listing["metadata"]["resourceVersion"]
 
     def stop(self) -> None:
         self._stopping.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.shutdown()  # unblocks the read in run()
+            except Exception:
+                pass
 
 
 class Timeline:
@@ -126,23 +142,24 @@ class Timeline:
             if watcher.error is not None:
                 raise watcher.error
 
-    def _on_pod(self, kind: str, pod: Any, now: float) -> None:
+    def _on_pod(self, kind: str, pod: dict[str, Any], now: float) -> None:
+        name, node = pod["metadata"]["name"], pod.get("spec", {}).get("nodeName")
         with self._lock:
-            record = self.pods.setdefault(pod.metadata.name, PodRecord(pod.metadata.name))
+            record = self.pods.setdefault(name, PodRecord(name))
             if record.created is None:
                 record.created = now
-            if pod.spec.node_name and record.scheduled is None:
-                record.scheduled, record.node = now, pod.spec.node_name
+            if node and record.scheduled is None:
+                record.scheduled, record.node = now, node
             if record.ready is None and _is_ready(pod):
                 record.ready = now
             if kind == "DELETED" and record.deleted is None:
                 record.deleted = now
             self._lock.notify_all()
 
-    def _on_replicaset(self, kind: str, rs: Any, now: float) -> None:
+    def _on_replicaset(self, kind: str, rs: dict[str, Any], now: float) -> None:
         with self._lock:
-            history = self.replicasets.setdefault(rs.metadata.name, [])
-            replicas = rs.spec.replicas or 0
+            history = self.replicasets.setdefault(rs["metadata"]["name"], [])
+            replicas = rs.get("spec", {}).get("replicas") or 0
             if not history or history[-1][1] != replicas:
                 history.append((now, replicas))
 
