@@ -21,7 +21,8 @@ def git_revision(repo: Path = REPO) -> dict[str, Any]:
 
     try:
         revision = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        # Dirty means changed code; results/ changes whenever a run writes to it.
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"))
     except (OSError, subprocess.TimeoutExpired):
         revision, dirty = "", False
     return {"git_revision": revision or "unknown", "git_dirty": dirty}
