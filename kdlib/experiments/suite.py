@@ -18,14 +18,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from kubernetes.client import ApiClient
 from tqdm import tqdm
 
 from .. import kwok, provenance, results
 from ..binaries import cache_root
+from ..cluster.base import ClusterInfo
 from ..cluster.factory import open_cluster
 from ..errors import ExperimentError, SuiteBusyError
 from . import measure
-from .spec import BASELINES, BENCHES, RunItem, SuiteParams, plan
+from .spec import BASELINES, BENCHES, RunItem, SuiteParams, Workload, plan
 
 
 @dataclass
@@ -164,8 +166,8 @@ def _run_on_cluster(params: SuiteParams, items: list[RunItem], kd: bool, outcome
             api.close()
 
 
-def _run_one(api, params: SuiteParams, item: RunItem, workload, nodes: int, info, outcome: SuiteOutcome,
-             root: Path | None, bar: tqdm) -> RunOutcome:
+def _run_one(api: ApiClient, params: SuiteParams, item: RunItem, workload: Workload, nodes: int,
+             info: ClusterInfo, outcome: SuiteOutcome, root: Path | None, bar: tqdm) -> RunOutcome:
     baseline = BASELINES[item.baseline]
     namespace = measure.namespace_for(item.bench)
     directory = results.run_dir(item.bench, params.run_id, root)
