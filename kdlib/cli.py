@@ -128,13 +128,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if outcome.count("failed") == 0 else 1
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    from .cluster.base import raise_terminated
+
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "build":
             from .binaries import build_binaries

@@ -13,7 +13,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from . import analysis, plots, results
+from . import analysis, plots, render, results
 from .experiments.spec import BENCHES
 
 
@@ -69,11 +69,11 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
     params = suite["parameters"]
     benches = [b for b in BENCHES if b in params["benches"]]
     baselines = list(params["baselines"])
-    runs = pd.concat([results.load(b, run_id, root) for b in benches
-                      if results.run_dir(b, run_id, root).is_dir()] or [pd.DataFrame(columns=results.COLUMNS)],
-                     ignore_index=True)
-    timelines = pd.concat([results.load_timelines(b, run_id, root) for b in benches
-                           if results.run_dir(b, run_id, root).is_dir()] or [pd.DataFrame()], ignore_index=True)
+    with_results = [b for b in benches if results.run_dir(b, run_id, root).is_dir()]
+    runs = pd.concat([results.load(b, run_id, root) for b in with_results]
+                     or [pd.DataFrame(columns=results.COLUMNS)], ignore_index=True)
+    timelines = pd.concat([results.load_timelines(b, run_id, root) for b in with_results]
+                          or [pd.DataFrame()], ignore_index=True)
     summary = analysis.e2e_summary(runs) if len(runs) else pd.DataFrame(
         columns=["bench", "baseline", "scale", "p90_s", "min_s", "max_s", "repeats"])
     stages = analysis.stage_summary(analysis.stage_percentiles(timelines)) if len(timelines) else pd.DataFrame(
@@ -83,6 +83,9 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
          for b in benches for bl, reason in suite["not_measured"].items()],
         columns=["bench", "baseline", "reason"])
     report = MicrobenchReport(run_id, suite, runs, summary, stages, not_measured, provenance_table(suite))
+    if save:
+        # One shared copy of the Vega bundle for every saved chart page of every run.
+        bundle = render.write_bundle(Path(root or results.default_root()))
     for bench in benches:
         figure = plots.FIGURES[bench]
         scales = params["scales"][bench]
@@ -90,10 +93,6 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         report.charts[f"fig{figure}_e2e"] = plots.e2e_chart(summary, bench, baselines, scales, report.source)
         report.charts[f"fig{figure}_stages"] = plots.stage_chart(stages, bench, baselines, report.source)
         if save:
-            from . import render
-
-            # One shared copy of the Vega bundle for every saved chart page of every run.
-            bundle = render.write_bundle(Path(root or results.default_root()))
             directory = results.run_dir(bench, run_id, root)
             for kind in ("e2e", "stages"):
                 name = f"fig{figure}_{kind}"

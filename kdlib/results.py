@@ -173,12 +173,12 @@ def load_timelines(bench: str, run_id: str, root: Path | None = None) -> pd.Data
     """Every run's timeline of one bench, concatenated with its run key."""
     directory = run_dir(bench, run_id, root)
     frames = []
-    for path in sorted(directory.glob("timeline.*.csv")):
-        parsed = parse_log_name("e2e" + path.name[len("timeline"):-len(".csv")] + ".log")
-        if parsed is None or not is_finished(directory, parsed[1]):
+    for log in sorted(directory.glob("e2e.*.log")):  # finished runs only
+        parsed = parse_log_name(log.name)
+        if parsed is None or not timeline_path(directory, parsed[1]).is_file():
             continue
         key = parsed[1]
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(timeline_path(directory, key))
         frame.insert(0, "repeat", key.repeat)
         frame.insert(0, "scale", key.scale)
         frame.insert(0, "baseline", key.baseline)

@@ -106,7 +106,7 @@ class Cluster(ABC):
 
     def __enter__(self) -> "Cluster":
         if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+            self._previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
         try:
             self.start()
         except BaseException:
@@ -129,5 +129,6 @@ class Cluster(ABC):
         return f"<{type(self).__name__} {self._state.value}>"
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: raise like Ctrl-C, so that the same clean-up runs."""
     raise _Terminated()
