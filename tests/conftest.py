@@ -59,9 +59,9 @@ def run_kdlib(*args: str, timeout: float = 300, **kwargs) -> subprocess.Complete
 @pytest.fixture(scope="session")
 def binaries():
     """Our binaries, built once if the cache lacks them (minutes on a new machine)."""
-    from kdlib.binaries import build_binaries
+    from kdlib.cluster.binaries import build_binaries
 
-    return build_binaries(log=lambda m: print(m, file=sys.stderr))
+    return build_binaries()
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
-"""The microbenchmarks of Figures 9–11: specification, measurement, suite runner."""
+"""Experiments as data: the systems under test, the suite runner, and one package per experiment."""
 
-from .spec import BASELINES, BENCHES, Baseline, Bench, RunItem, SuiteParams, plan, why_not_measured
-from .suite import RunOutcome, SuiteOutcome, run_suite
+from .baselines import BASELINES, Baseline
 
-__all__ = ["BASELINES", "BENCHES", "Baseline", "Bench", "RunItem", "SuiteParams", "plan",
-           "why_not_measured", "RunOutcome", "SuiteOutcome", "run_suite"]
+__all__ = ["BASELINES", "Baseline"]

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from kdlib import book
+from kdlib.publish import book
 
 from .browser import Chromium, StaticServer, find_chromium
 
@@ -210,7 +210,7 @@ def test_saved_chart_pages_of_the_reference_run_draw(reference: str, chromium: C
 def offline_renderer():
     import altair as alt
 
-    from kdlib import render
+    from kdlib.publish import render
 
     render.enable()
     yield render

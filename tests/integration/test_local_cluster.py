@@ -12,10 +12,11 @@ import time
 import pytest
 from kubernetes import client
 
-from kdlib import LocalCluster, workloads
+from kdlib import LocalCluster
+from kdlib.k8s import objects as workloads
 from kdlib.cluster.local import status
 from kdlib.errors import ClusterBusyError
-from kdlib.timeline import Timeline
+from kdlib.experiments.microbench.timeline import Timeline
 
 from ..conftest import REPO, assert_clean, our_processes, run_kdlib
 

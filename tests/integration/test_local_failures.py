@@ -7,7 +7,7 @@ import os
 import pytest
 
 from kdlib import LocalCluster
-from kdlib.binaries import COMPONENTS
+from kdlib.cluster.binaries import COMPONENTS
 from kdlib.cluster.local import down, status
 from kdlib.errors import ComponentError
 
@@ -35,7 +35,7 @@ def broken_bin_dir(binaries, tmp_path):
 
 
 def test_component_dying_at_start_is_reported_with_its_log(broken_bin_dir, state_dir):
-    cluster = LocalCluster(nodes=1, state_dir=state_dir, bin_dir=broken_bin_dir, log=lambda m: None)
+    cluster = LocalCluster(nodes=1, state_dir=state_dir, bin_dir=broken_bin_dir)
     with pytest.raises(ComponentError) as raised:
         cluster.start()
     message = str(raised.value)
@@ -55,26 +55,26 @@ def test_cli_reports_the_dead_component_and_leaves_nothing(broken_bin_dir, state
 
 def test_exception_inside_the_block_still_cleans_up(binaries, state_dir):
     with pytest.raises(RuntimeError, match="experiment broke"):
-        with LocalCluster(nodes=1, state_dir=state_dir, log=lambda m: None):
+        with LocalCluster(nodes=1, state_dir=state_dir):
             ports = status(state_dir)["ports"]
             raise RuntimeError("experiment broke")
     assert_clean(state_dir, ports)
 
 
 def test_down_keep_leaves_only_the_logs(binaries, state_dir):
-    LocalCluster(nodes=1, state_dir=state_dir, log=lambda m: None).start()
-    down(state_dir, keep_logs=True, log=lambda m: None)
+    LocalCluster(nodes=1, state_dir=state_dir).start()
+    down(state_dir, keep_logs=True)
     assert our_processes(state_dir) == []
     assert [p.name for p in state_dir.iterdir()] == ["logs"]
     assert (state_dir / "logs" / "kube-apiserver.log").stat().st_size > 0
-    down(state_dir, log=lambda m: None)
+    down(state_dir)
     assert not state_dir.exists()
 
 
 def test_using_a_closed_cluster_is_a_clear_error(binaries, state_dir):
     from kdlib.errors import ClusterStateError
 
-    cluster = LocalCluster(nodes=1, state_dir=state_dir, log=lambda m: None)
+    cluster = LocalCluster(nodes=1, state_dir=state_dir)
     with pytest.raises(ClusterStateError, match="new, not running"):
         cluster.kubeconfig
     with cluster:

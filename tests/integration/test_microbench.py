@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kdlib import results
+from kdlib.experiments.microbench import logs as results
 
 from ..conftest import REPO, assert_clean, our_processes
 

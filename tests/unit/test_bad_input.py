@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from kdlib import LocalCluster
-from kdlib.binaries import check_bin_dir
+from kdlib.cluster.binaries import check_bin_dir
 from kdlib.errors import BinaryError, ConfigError
 
 from ..conftest import our_processes, run_kdlib

@@ -13,11 +13,9 @@ import altair as alt
 import pandas as pd
 
 from .analysis import STAGE_LABELS, STAGE_ORDER
+from .spec import BENCHES
 
 BASELINE_COLORS = {"k8s": "#9ecae1", "k8s+": "#3182bd", "kd": "#fdae6b", "kd+": "#e6550d"}
-FIGURES = {"scale-pods": 9, "scale-funcs": 10, "scale-nodes": 11}
-SCALE_TITLES = {"scale-pods": "pods in one Deployment (N)", "scale-funcs": "Deployments of one pod (K)",
-                "scale-nodes": "kwok nodes (M), 5 pods per node"}
 
 
 def _color(baselines: Sequence[str]) -> alt.Color:
@@ -32,7 +30,7 @@ def e2e_chart(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scale
     cells = pd.DataFrame([(b, s) for b in baselines for s in scales], columns=["baseline", "scale"])
     data = cells.merge(data, on=["baseline", "scale"], how="left")
     data["label"] = data["p90_s"].map(lambda v: "not measured" if pd.isna(v) else f"{v:.2f}")
-    x = alt.X("scale:O", title=SCALE_TITLES[bench], sort=list(scales))
+    x = alt.X("scale:O", title=BENCHES[bench].swept, sort=list(scales))
     offset = alt.XOffset("baseline:N", sort=list(baselines))
     base = alt.Chart(data).encode(x=x, xOffset=offset)
     bars = base.transform_filter("isValid(datum.p90_s)").mark_bar().encode(
@@ -44,7 +42,7 @@ def e2e_chart(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scale
         y="min_s:Q", y2="max_s:Q")
     missing = base.transform_filter("!isValid(datum.p90_s)").mark_text(angle=270, align="left", dy=0).encode(
         y=alt.datum(0), text="label:N", color=alt.value("#777"))
-    title = alt.TitleParams(f"Figure {FIGURES[bench]} ({bench}): p90 time to Ready", subtitle=list(source))
+    title = alt.TitleParams(f"Figure {BENCHES[bench].figure} ({bench}): p90 time to Ready", subtitle=list(source))
     return alt.layer(bars, ranges, missing).properties(title=title, width=360, height=240)
 
 
@@ -55,11 +53,13 @@ def stage_chart(stages: pd.DataFrame, bench: str, baselines: Sequence[str], sour
     order = [STAGE_LABELS[s] for s in STAGE_ORDER]
     present = [b for b in baselines if b in set(data["baseline"])]
     chart = alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("p90_s:Q", title="seconds since the scale call (p90 over objects, median over repeats)"),
+        x=alt.X("p90_s:Q", title="when the p90 object reached the stage: s since the scale call (symlog)",
+                scale=alt.Scale(type="symlog", constant=0.05)),
         y=alt.Y("stage_label:N", sort=order, title=None),
         color=_color(present or list(baselines)),
         order=alt.Order("stage_index:Q"),
         tooltip=["baseline", "scale", "stage_label", alt.Tooltip("p90_s:Q", format=".3f")],
     ).transform_calculate(stage_index=f"indexof({order!r}, datum.stage_label)").properties(width=360, height=140)
-    title = alt.TitleParams(f"Figure {FIGURES[bench]} ({bench}): stage breakdown", subtitle=list(source))
-    return chart.facet(row=alt.Row("scale:O", title=SCALE_TITLES[bench])).properties(title=title)
+    title = alt.TitleParams(f"Figure {BENCHES[bench].figure} ({bench}): when each stage was reached "
+                            "(a stage's cost is the gap to the line above)", subtitle=list(source))
+    return chart.facet(row=alt.Row("scale:O", title=BENCHES[bench].swept)).properties(title=title)

@@ -1,9 +1,11 @@
-"""A cluster CA and the certificates and kubeconfigs signed by it.
+"""The cluster's CAs and the certificates and kubeconfigs signed by them.
 
-As in a kubeadm cluster: one CA; a serving certificate per component; a client
-certificate per identity (admin in system:masters, the controller manager and the
-scheduler under their own RBAC names); a key pair for service-account tokens.
-ECDSA P-256 keys keep generation fast.
+As in a kubeadm cluster: a cluster CA with a serving certificate per component and a
+client certificate per identity (admin in system:masters, the controller manager and
+the scheduler under their own RBAC names); a key pair for service-account tokens; and a
+separate etcd CA. etcd trusts only its own CA, as kubeadm's does: a client certificate
+of the cluster CA (kwok's, a node's) must not open etcd, which would bypass the
+apiserver's RBAC. ECDSA P-256 keys keep generation fast.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .components import Layout
 
 VALIDITY = dt.timedelta(days=365)
 
@@ -55,8 +60,8 @@ def _load(pair: KeyPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key  # type: ignore[return-value]
 
 
-def create_ca(directory: Path, common_name: str = "kdlib-ca") -> KeyPair:
-    """Create a self-signed CA as ``ca.crt`` / ``ca.key`` in ``directory``."""
+def create_ca(directory: Path, common_name: str = "kdlib-ca", name: str = "ca") -> KeyPair:
+    """Create a self-signed CA as ``<name>.crt`` / ``<name>.key`` in ``directory``."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
@@ -78,7 +83,7 @@ def create_ca(directory: Path, common_name: str = "kdlib-ca") -> KeyPair:
         )
         .sign(key, hashes.SHA256())
     )
-    return _write(KeyPair(directory / "ca.crt", directory / "ca.key"), cert, key)
+    return _write(KeyPair(directory / f"{name}.crt", directory / f"{name}.key"), cert, key)
 
 
 def issue(
@@ -89,16 +94,20 @@ def issue(
     *,
     organizations: tuple[str, ...] = (),
     hosts: tuple[str, ...] = (),
+    client_too: bool = False,
 ) -> KeyPair:
     """Issue ``<name>.crt`` / ``<name>.key`` signed by ``ca``.
 
-    With ``hosts`` the certificate serves TLS for those DNS names and IP addresses;
+    With ``hosts`` the certificate serves TLS for those DNS names and IP addresses
+    (and, with ``client_too``, also authenticates as a client: etcd peers do both);
     without, it is a client certificate for ``common_name`` in ``organizations``.
     """
     ca_cert, ca_key = _load(ca)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if hosts else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if hosts and client_too:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organizations))
@@ -108,7 +117,7 @@ def issue(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     if hosts:
         builder = builder.add_extension(x509.SubjectAlternativeName(_alt_names(hosts)), critical=False)
@@ -153,3 +162,41 @@ def write_kubeconfig(path: Path, server: str, ca: KeyPair, client: KeyPair, user
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)
     return path
+
+
+# Who talks to the apiserver with which identity (common name, groups).
+IDENTITIES = {
+    "admin": ("kubernetes-admin", ("system:masters",)),
+    "controller-manager": ("system:kube-controller-manager", ()),
+    "scheduler": ("system:kube-scheduler", ()),
+    "kwok": ("kwok-controller", ("system:masters",)),  # as kwokctl: it manages every node
+}
+APISERVER_NAMES = ("10.96.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                   "kubernetes.default.svc.cluster.local")
+
+
+def write_control_plane_pki(layout: Layout, server: str, hosts: tuple[str, ...]) -> None:
+    """Every certificate and kubeconfig of a control plane reached at ``server``.
+
+    ``hosts`` are the names and addresses the components serve on (loopback locally,
+    the host's address over SSH); they go into every serving certificate.
+    """
+    directory = layout.pki
+    directory.mkdir(parents=True, exist_ok=True)
+    layout.config.mkdir(parents=True, exist_ok=True)
+    ca = create_ca(directory)
+    issue(ca, directory, "apiserver", "kube-apiserver", hosts=(*hosts, *APISERVER_NAMES))
+    issue(ca, directory, "controller-manager", "kube-controller-manager", hosts=hosts)
+    issue(ca, directory, "scheduler", "kube-scheduler", hosts=hosts)
+    create_signing_key(directory, "sa")
+    for user, (common_name, groups) in IDENTITIES.items():
+        pair = issue(ca, directory, f"{user}-client", common_name, organizations=groups)
+        write_kubeconfig(layout.kubeconfig(user), server, ca, pair, user)
+    # The admin's pair also authenticates kdlib's health probes of the apiserver.
+    shutil.copy(directory / "admin-client.crt", directory / "admin.crt")
+    shutil.copy(directory / "admin-client.key", directory / "admin.key")
+    # etcd: its own CA; server+peer certificate; clients: the apiserver and kdlib's probe.
+    etcd_ca = create_ca(directory, "kdlib-etcd-ca", name="etcd-ca")
+    issue(etcd_ca, directory, "etcd-server", "kdlib-etcd", hosts=hosts, client_too=True)
+    issue(etcd_ca, directory, "apiserver-etcd-client", "kube-apiserver-etcd-client")
+    issue(etcd_ca, directory, "etcd-healthcheck-client", "kube-etcd-healthcheck-client")

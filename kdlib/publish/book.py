@@ -30,21 +30,17 @@ from pathlib import Path
 
 import yaml
 
-from . import render, results
-from .errors import BookBuildError, ConfigError
+from .. import paths, store
+from ..errors import BookBuildError, ConfigError
+from ..experiments.microbench.report import CHART_KEYS, GLUE_KEYS
+from ..log import get as get_logger
+from . import render
 
-REPO = Path(__file__).resolve().parent.parent
+log = get_logger(__name__)
+
 #: Where the toc expects the executed notebook (relative to the repository root).
 GENERATED = Path("book") / "generated"
 NOTEBOOK = "microbench.ipynb"
-#: The myst-nb glue keys the pages paste from the notebook (the notebook's contract).
-GLUE_KEYS = (
-    "fig9_e2e", "fig10_e2e", "fig11_e2e",
-    "fig9_stages", "fig10_stages", "fig11_stages",
-    "fig9_table", "fig10_table", "fig11_table",
-    "not_measured", "provenance", "run_id",
-)
-CHART_KEYS = tuple(key for key in GLUE_KEYS if key.endswith(("_e2e", "_stages")))
 _GLUE_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
@@ -58,12 +54,9 @@ class BookSource:
     notebook: Path
 
 
-default_results_root = results.default_root
-
-
 def reference_run(results_root: Path | None = None) -> str:
     """The reference run's id: the one line of ``results/reference.txt``."""
-    path = Path(results_root or default_results_root()) / "reference.txt"
+    path = store.root(results_root) / "reference.txt"
     if not path.is_file():
         raise ConfigError(f"no reference run: {path} does not exist; pass --run-id, or write the "
                           f"id of a run with an executed notebook into {path}")
@@ -103,7 +96,7 @@ def _problems(notebook: Path, glued: dict[str, dict]) -> list[str]:
 
 def find_source(run_id: str | None = None, results_root: Path | None = None) -> BookSource:
     """The executed notebook of ``run_id`` (default: the reference run), checked for the glue keys."""
-    results_root = Path(results_root or default_results_root())
+    results_root = store.root(results_root)
     run_id = run_id or reference_run(results_root)
     notebook = results_root / "executed" / run_id / NOTEBOOK
     if not notebook.is_file():
@@ -119,8 +112,9 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
     return BookSource(run_id, notebook)
 
 
-def toc_files(book_root: Path = REPO) -> list[str]:
+def toc_files(book_root: Path | None = None) -> list[str]:
     """Every page of ``_toc.yml`` (root first), as paths without suffix."""
+    book_root = book_root or paths.repo_root()
     toc = yaml.safe_load((book_root / "_toc.yml").read_text(encoding="utf-8"))
     found = [toc["root"]]
 
@@ -138,9 +132,10 @@ def toc_files(book_root: Path = REPO) -> list[str]:
     return found
 
 
-def place_sources(source: BookSource, book_root: Path = REPO) -> Path:
+def place_sources(source: BookSource, book_root: Path | None = None) -> Path:
     """Copy the executed notebook to ``book/generated/``, render its charts' SVGs next to it,
     and write the bundle to ``_static/``; returns the copied notebook."""
+    book_root = book_root or paths.repo_root()
     generated = book_root / GENERATED
     if generated.exists():
         shutil.rmtree(generated)
@@ -210,7 +205,7 @@ def check_pages(html_dir: Path, pages: list[str]) -> list[Path]:
 
 
 def build_book(run_id: str | None = None, results_root: Path | None = None,
-               out_dir: Path = Path("_build"), *, log=None) -> Path:
+               out_dir: Path = Path("_build")) -> Path:
     """Build the book from ``run_id`` (default: the reference run); returns ``out_dir/html``.
 
     ``results_root`` defaults to ``$KDLIB_RESULTS_DIR``, else the repository's ``results/``;
@@ -218,20 +213,20 @@ def build_book(run_id: str | None = None, results_root: Path | None = None,
     run has no executed notebook (or the notebook misses a glue key) and
     :class:`BookBuildError` when the build warns or fails or a page is missing.
     """
-    results_root = _absolute(results_root or default_results_root())
+    repo = paths.repo_root()
+    results_root = _absolute(store.root(results_root))
     out_dir = _absolute(out_dir)
-    say = log or (lambda message: None)
     source = find_source(run_id, results_root)
-    place_sources(source, REPO)
-    say(f"book: building run {source.run_id!r} from {source.notebook}")
+    place_sources(source, repo)
+    log.info("book: building run %r from %s", source.run_id, source.notebook)
     started = time.monotonic()
-    run_jupyter_book(REPO, out_dir)
+    run_jupyter_book(repo, out_dir)
     html_dir = out_dir / "html"
-    check_pages(html_dir, toc_files(REPO))
-    say(f"book: {html_dir / 'index.html'} ({time.monotonic() - started:.1f} s)")
+    check_pages(html_dir, toc_files(repo))
+    log.info("book: %s (%.1f s)", html_dir / "index.html", time.monotonic() - started)
     return html_dir
 
 
 def _absolute(path: Path) -> Path:
     path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO / path
+    return path if path.is_absolute() else paths.repo_root() / path

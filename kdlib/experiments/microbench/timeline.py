@@ -8,18 +8,17 @@ when the change was observed.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from kubernetes import client, watch
+from kubernetes import client
 
-from .errors import ExperimentError
+from ...errors import ExperimentError
+from ...k8s.watch import Watcher
 
-STAGES = ("created", "scheduled", "ready")
-WATCH_SECONDS = 300  # one watch request's server-side lifetime
+SYNC_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -39,72 +38,6 @@ def _is_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-class _Watcher(threading.Thread):
-    """Lists, then watches, one namespaced resource; calls ``on_event`` for each change.
-
-    Objects stay raw JSON (dicts): the client's model classes cost milliseconds per
-    event, which would delay what is observed. One long watch request runs at a time;
-    ``stop()`` shuts its connection down, so no periodic reconnect adds latency.
-    """
-
-    def __init__(self, list_fn: Callable, namespace: str, label_selector: str,
-                 on_event: Callable[[str, dict[str, Any], float], None]) -> None:
-        super().__init__(daemon=True, name=f"watch-{list_fn.__name__}")
-        self.list_fn, self.namespace, self.label_selector = list_fn, namespace, label_selector
-        self.on_event = on_event
-        self._stopping = threading.Event()
-        self._response: Any = None
-        self.synced = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as error:  # surfaced by Timeline.check()
-            if not self._stopping.is_set():
-                self.error = error
-            self.synced.set()
-
-    def _run(self) -> None:
-        version = self._relist()
-        while not self._stopping.is_set():
-            self._response = self.list_fn(
-                self.namespace, label_selector=self.label_selector, watch=True, resource_version=version,
-                allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS, _preload_content=False)
-            if self._stopping.is_set():
-                break
-            for line in watch.watch.iter_resp_lines(self._response):
-                now = time.time()
-                event = json.loads(line)
-                obj = event["object"]
-                if event["type"] == "ERROR":
-                    if obj.get("code") != 410:
-                        raise ExperimentError(f"watch failed: {obj.get('message', obj)}")
-                    version = self._relist()  # our resourceVersion was compacted away
-                    break
-                version = obj["metadata"]["resourceVersion"]
-                if event["type"] != "BOOKMARK":
-                    self.on_event(event["type"], obj, now)
-
-    def _relist(self) -> str:
-        response = self.list_fn(self.namespace, label_selector=self.label_selector, _preload_content=False)
-        listing = json.loads(response.data)
-        now = time.time()
-        for obj in listing["items"]:
-            self.on_event("ADDED", obj, now)
-        self.synced.set()
-        return listing["metadata"]["resourceVersion"]
-
-    def stop(self) -> None:
-        self._stopping.set()
-        response = self._response
-        if response is not None:
-            try:
-                response.shutdown()  # unblocks the read in run()
-            except Exception:
-                pass
-
-
 class Timeline:
     """Records every pod's stages and every ReplicaSet's replica changes in a namespace.
 
@@ -119,16 +52,22 @@ class Timeline:
         self.replicasets: dict[str, list[tuple[float, int]]] = {}  # name -> [(time, spec.replicas)]
         self._lock = threading.Condition()
         self._watchers = [
-            _Watcher(core.list_namespaced_pod, namespace, label_selector, self._on_pod),
-            _Watcher(apps.list_namespaced_replica_set, namespace, label_selector, self._on_replicaset),
+            Watcher(core.list_namespaced_pod, namespace, label_selector, self._on_pod),
+            Watcher(apps.list_namespaced_replica_set, namespace, label_selector, self._on_replicaset),
         ]
 
     def __enter__(self) -> "Timeline":
         for watcher in self._watchers:
             watcher.start()
-        for watcher in self._watchers:
-            watcher.synced.wait(30)
-        self.check()
+        try:
+            # The clock must not start before both watches are listening.
+            for watcher in self._watchers:
+                if not watcher.synced.wait(SYNC_TIMEOUT_S):
+                    raise ExperimentError(f"the {watcher.name} watch did not start within {SYNC_TIMEOUT_S:.0f} s")
+            self.check()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -171,20 +110,25 @@ class Timeline:
         with self._lock:
             return sum(1 for r in self.pods.values() if r.deleted is None)
 
-    def wait_for(self, predicate: Callable[["Timeline"], bool], timeout: float) -> bool:
-        """Wait until ``predicate(self)`` holds; False when ``timeout`` passes first."""
+    def wait_for(self, predicate: Callable[["Timeline"], bool], timeout: float,
+                 health: Callable[[], None] = lambda: None) -> bool:
+        """Wait until ``predicate(self)`` holds; False when ``timeout`` passes first.
+
+        ``health()`` runs every half second and may raise (e.g. a component died).
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             while not predicate(self):
                 self.check()
+                health()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._lock.wait(min(remaining, 0.5))
         return True
 
-    def wait_ready(self, count: int, timeout: float) -> bool:
-        return self.wait_for(lambda t: t.ready_count() >= count, timeout)
+    def wait_ready(self, count: int, timeout: float, health: Callable[[], None] = lambda: None) -> bool:
+        return self.wait_for(lambda t: t.ready_count() >= count, timeout, health)
 
     def records(self) -> list[dict[str, Any]]:
         with self._lock:

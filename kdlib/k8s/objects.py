@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .settings import CUSTOM_LIFECYCLE, KD_MANAGED_LABEL, KWOK_NODE_LABELS, KWOK_TOLERATION, LIFECYCLE_LABEL
+from ..cluster.settings import CUSTOM_LIFECYCLE, KD_MANAGED_LABEL, KWOK_NODE_LABELS, KWOK_TOLERATION, LIFECYCLE_LABEL
 
 WORKLOAD_LABEL = "kdlib/workload"  # every object kdlib creates carries it, for clean-up
+WORKLOAD_SELECTOR = f"{WORKLOAD_LABEL}=true"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # never pulled on kwok nodes
 
 

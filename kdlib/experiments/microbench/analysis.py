@@ -7,12 +7,14 @@ the same order statistic to every stage (clusterloader2's pod-startup method).
 
 from __future__ import annotations
 
-import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
+from ...stats import percentile
+
 STAGE_ORDER = ("scale_returned", "rs_updated", "created", "scheduled", "ready")
+POD_STAGES = STAGE_ORDER[2:]  # what the watch records for every pod
 STAGE_LABELS = {
     "scale_returned": "scale call returned",
     "rs_updated": "Deployment → ReplicaSet updated",
@@ -21,16 +23,6 @@ STAGE_LABELS = {
     "ready": "pod Ready",
 }
 PERCENTILES = (50, 90, 99)
-
-
-def percentile(values: Iterable[float], p: float) -> float:
-    """The ⌈p/100·n⌉-th smallest value (nearest rank): a time some real object reached."""
-    ordered = sorted(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))
-    if not ordered:
-        return math.nan
-    if not 0 < p <= 100:
-        raise ValueError(f"percentile must be in (0, 100], not {p}")
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
 
 
 def stage_percentiles(timeline: pd.DataFrame, keys: Sequence[str] = ("bench", "baseline", "scale", "repeat")

@@ -18,13 +18,16 @@ import pandas as pd
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .. import analysis, workloads
-from ..errors import ExperimentError
-from ..timeline import Timeline
-from .spec import Baseline, Workload
+from ...errors import ExperimentError
+from ...k8s import objects
+from ...stats import percentile
+from ..baselines import Baseline
+from .analysis import POD_STAGES
+from .spec import Workload
+from .timeline import Timeline
 
 NAMESPACE_PREFIX = "kdlib-"
-WORKLOAD_SELECTOR = f"{workloads.WORKLOAD_LABEL}=true"
+WORKLOAD_SELECTOR = objects.WORKLOAD_SELECTOR
 
 
 @dataclass
@@ -35,7 +38,6 @@ class Measurement:
     timeline: pd.DataFrame
     pods_expected: int
     pods_ready: int
-    started_at: float
     finished: bool
     error: str | None = None
 
@@ -51,7 +53,7 @@ def _parallel(fn: Callable[[str], Any], names: list[str]) -> list[Any]:
 
 def ensure_namespace(api: client.ApiClient, name: str) -> None:
     try:
-        client.CoreV1Api(api).create_namespace(workloads.namespace(name))
+        client.CoreV1Api(api).create_namespace(objects.namespace(name))
     except ApiException as error:
         if error.status != 409:
             raise
@@ -66,7 +68,7 @@ def prepare(api: client.ApiClient, namespace: str, workload: Workload, baseline:
     """Create the Deployments at zero replicas; return once the controllers are done with them."""
     apps = client.AppsV1Api(api)
     names = deployment_names(workload)
-    _parallel(lambda n: apps.create_namespaced_deployment(namespace, workloads.deployment(
+    _parallel(lambda n: apps.create_namespaced_deployment(namespace, objects.deployment(
         n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok)), names)
     wait_reconciled(api, namespace, len(names), timeout)
     return names
@@ -101,8 +103,12 @@ def wait_reconciled(api: client.ApiClient, namespace: str, count: int, timeout: 
 
 
 def measure(api: client.ApiClient, namespace: str, names: list[str], workload: Workload,
-            timeout: float) -> Measurement:
-    """Scale ``names`` to ``workload.replicas`` each and time every pod to Ready."""
+            timeout: float, health: Callable[[], None] = lambda: None) -> Measurement:
+    """Scale ``names`` to ``workload.replicas`` each and time every pod to Ready.
+
+    ``health`` is called while waiting and raises when the cluster broke (a component died),
+    so a dead cluster ends the wait at once instead of after ``timeout``.
+    """
     apps = client.AppsV1Api(api)
     expected = workload.pods
     returned: dict[str, float] = {}
@@ -114,14 +120,14 @@ def measure(api: client.ApiClient, namespace: str, names: list[str], workload: W
             returned[name] = time.time()
 
         _parallel(scale, names)
-        finished = timeline.wait_ready(expected, timeout)
+        finished = timeline.wait_ready(expected, timeout, health)
         records = timeline.records()
         replicasets = {k: list(v) for k, v in timeline.replicasets.items()}
     frame = tidy_timeline(started, returned, replicasets, records, workload.replicas)
     ready = frame[frame["stage"] == "ready"]["t"]
-    total_us = int(round(analysis.percentile(ready, 90) * 1e6)) if finished else None
+    total_us = int(round(percentile(ready, 90) * 1e6)) if finished else None
     error = None if finished else f"only {len(ready)} of {expected} pods Ready after {timeout:.0f} s"
-    return Measurement(total_us, frame, expected, int(len(ready)), started, finished, error)
+    return Measurement(total_us, frame, expected, int(len(ready)), finished, error)
 
 
 def tidy_timeline(started: float, returned: dict[str, float], replicasets: dict[str, list[tuple[float, int]]],
@@ -135,7 +141,7 @@ def tidy_timeline(started: float, returned: dict[str, float], replicasets: dict[
             rows.append({"kind": "ReplicaSet", "object": name, "stage": "rs_updated", "t": reached - started,
                          "node": None})
     for pod in pods:
-        for stage in ("created", "scheduled", "ready"):
+        for stage in POD_STAGES:
             if pod[stage] is not None:
                 rows.append({"kind": "Pod", "object": pod["pod"], "stage": stage, "t": pod[stage] - started,
                              "node": pod["node"] if stage != "created" else None})

@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BinaryError
+from .. import paths
+from ..errors import BinaryError
+from ..log import get as get_logger
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUBE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,15 @@ class BinarySet:
     """A directory holding one executable per component."""
 
     directory: Path
-    built_here: bool
     paths: dict[str, Path] = field(default_factory=dict)
 
     def __getitem__(self, component: str) -> Path:
         return self.paths[component]
 
 
-def pinned_versions(tools_dir: Path = TOOLS_DIR) -> Versions:
+def pinned_versions(tools_dir: Path | None = None) -> Versions:
     """Read the pinned versions from ``tools/kube/go.mod`` and ``tools/kwok/go.mod``."""
+    tools_dir = tools_dir or paths.tools_dir()
 
     def required(go_mod: Path, module: str) -> str:
         match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod.read_text(), re.M)
@@ -68,42 +70,24 @@ def pinned_versions(tools_dir: Path = TOOLS_DIR) -> Versions:
     )
 
 
-def cache_root() -> Path:
-    """``$KDLIB_CACHE_DIR``, else ``$XDG_CACHE_HOME/kdlib``, else ``~/.cache/kdlib``."""
-    if os.environ.get("KDLIB_CACHE_DIR"):
-        return Path(os.environ["KDLIB_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kdlib"
-
-
 def default_bin_dir(versions: Versions | None = None) -> Path:
-    return cache_root() / "bin" / (versions or pinned_versions()).tag
+    return paths.cache_root() / "bin" / (versions or pinned_versions()).tag
 
 
-def check_bin_dir(directory: Path, *, built_here: bool = False) -> BinarySet:
+def check_bin_dir(directory: Path) -> BinarySet:
     """Return the binaries in ``directory``, or raise naming the first missing one."""
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise BinaryError(f"binary directory {directory} does not exist")
-    paths = {}
+    found = {}
     for component in COMPONENTS:
         path = directory / component
         if not path.is_file():
             raise BinaryError(f"{path} is missing: the directory must hold {', '.join(COMPONENTS)}")
         if not os.access(path, os.X_OK):
             raise BinaryError(f"{path} is not executable: run `chmod +x {path}`")
-        paths[component] = path
-    return BinarySet(directory=directory, built_here=built_here, paths=paths)
-
-
-def find_binaries(bin_dir: Path | None = None) -> BinarySet:
-    """The user's ``bin_dir`` if given, else our cached build; never builds."""
-    if bin_dir is not None:
-        return check_bin_dir(Path(bin_dir))
-    directory = default_bin_dir()
-    try:
-        return check_bin_dir(directory, built_here=True)
-    except BinaryError as error:
-        raise BinaryError(f"{error}. Build the binaries first: `python -m kdlib build`") from None
+        found[component] = path
+    return BinarySet(directory=directory, paths=found)
 
 
 def _go() -> str:
@@ -113,17 +97,17 @@ def _go() -> str:
     return go
 
 
-def _run_go(args: list[str], cwd: Path, log) -> None:
+def _run_go(args: list[str], cwd: Path) -> None:
     goflags = f"{os.environ.get('GOFLAGS', '')} -mod=readonly -buildvcs=false".strip()
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": goflags}
-    log(f"$ go {' '.join(args)}   (in {cwd.relative_to(TOOLS_DIR.parent)})")
+    log.info("$ go %s   (in %s)", " ".join(args), cwd)
     result = subprocess.run([_go(), *args], cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
         raise BinaryError(f"go {args[0]} failed in {cwd} (exit {result.returncode}):\n{tail}")
 
 
-def build_binaries(*, force: bool = False, log=print) -> BinarySet:
+def build_binaries(*, force: bool = False) -> BinarySet:
     """Build every component into the versioned cache directory, unless already there.
 
     The build goes to a temporary sibling directory that is renamed into place at the
@@ -133,7 +117,7 @@ def build_binaries(*, force: bool = False, log=print) -> BinarySet:
     target = default_bin_dir(versions)
     if not force:
         try:
-            return check_bin_dir(target, built_here=True)
+            return check_bin_dir(target)
         except BinaryError:
             pass
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -151,36 +135,34 @@ def build_binaries(*, force: bool = False, log=print) -> BinarySet:
             f"-X {pkg}.gitTreeState=clean",
         ])
         _run_go(["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(staging / "kube"), "."],
-                TOOLS_DIR / "kube", log)
+                paths.tools_dir() / "kube")
         for component in KUBE_COMPONENTS:
             os.link(staging / "kube", staging / component)
         _run_go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(staging / "kwok"), "sigs.k8s.io/kwok/cmd/kwok"],
-                TOOLS_DIR / "kwok", log)
+                paths.tools_dir() / "kwok")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-    log(f"built {', '.join(COMPONENTS)} into {target} in {time.monotonic() - started:.0f} s")
-    return check_bin_dir(target, built_here=True)
+    log.info("built %s into %s in %.0f s", ", ".join(COMPONENTS), target, time.monotonic() - started)
+    return check_bin_dir(target)
 
 
-def ensure_binaries(bin_dir: Path | None = None, *, log=print) -> BinarySet:
+def ensure_binaries(bin_dir: Path | None = None) -> BinarySet:
     """The user's ``bin_dir`` if given (checked, never built), else build ours if missing."""
     if bin_dir is not None:
         return check_bin_dir(Path(bin_dir))
-    return build_binaries(log=log)
+    return build_binaries()
 
 
 def component_versions(binaries: BinarySet) -> dict[str, str]:
-    """Ask each binary for its version (provenance); unknown where it cannot tell."""
-    commands = {
-        "kube-apiserver": ["--version"],
-        "etcd": ["--version"],
-        "kwok": ["--version"],
-    }
+    """Ask every binary for its version (provenance); unknown where it cannot tell.
+
+    All five: the controller manager and the scheduler are exactly what Kd replaces.
+    """
     versions = {}
-    for component, args in commands.items():
+    for component in COMPONENTS:
         try:
-            out = subprocess.run([str(binaries[component]), *args], capture_output=True, text=True, timeout=20)
+            out = subprocess.run([str(binaries[component]), "--version"], capture_output=True, text=True, timeout=20)
             text = (out.stdout or out.stderr).strip().splitlines()
             versions[component] = text[0] if text else "unknown"
         except (OSError, subprocess.TimeoutExpired):

@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .errors import ClusterError
+from ..errors import ClusterError
 from .settings import (
     CUSTOM_LIFECYCLE,
     KWOK_ALLOCATABLE,
