@@ -65,7 +65,7 @@ def test_down_keep_leaves_only_the_logs(binaries, state_dir):
     LocalCluster(nodes=1, state_dir=state_dir).start()
     down(state_dir, keep_logs=True)
     assert our_processes(state_dir) == []
-    assert [p.name for p in state_dir.iterdir()] == ["logs"]
+    assert sorted(p.name for p in state_dir.iterdir()) == [".kdlib-cluster", "logs"]  # the marker: ours
     assert (state_dir / "logs" / "kube-apiserver.log").stat().st_size > 0
     down(state_dir)
     assert not state_dir.exists()
@@ -83,3 +83,14 @@ def test_using_a_closed_cluster_is_a_clear_error(binaries, state_dir):
         cluster.api_client()
     with pytest.raises(ClusterStateError, match="starts once"):
         cluster.start()
+
+
+def test_a_directory_kdlib_did_not_make_is_never_deleted(tmp_path):
+    mine = tmp_path / "v"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "notes.txt").write_text("x")
+    down_result = run_kdlib("local", "down", "--state-dir", str(mine))
+    assert down_result.returncode == 1 and "not made by kdlib" in down_result.stderr
+    up_result = run_kdlib("local", "up", "--nodes", "1", "--state-dir", str(mine))
+    assert up_result.returncode == 1 and "not made by kdlib" in up_result.stderr
+    assert (mine / "sub" / "notes.txt").read_text() == "x"
