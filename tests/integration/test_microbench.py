@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from kdlib.experiments import runner
 from kdlib.experiments.microbench import logs as results
 
 from ..conftest import REPO, assert_clean, our_processes
@@ -24,7 +25,7 @@ def sandbox(tmp_path_factory):
     """Results and cluster state of these tests live in a temporary directory."""
     root = tmp_path_factory.mktemp("microbench")
     env = {**os.environ, "KDLIB_RESULTS_DIR": str(root / "results"),
-           "KDLIB_STATE_DIR": str(root / "state" / "local")}
+           "KDLIB_STATE_DIR": str(root / "state")}
     return root, env
 
 
@@ -59,18 +60,24 @@ def test_notebook_measures_and_resumes(binaries, sandbox):
         # The executed notebook shows the measured value.
         notebook = (root / "first.ipynb").read_text()
         assert f"{total_us / 1e6:.2f}" in notebook
-    suite = results.load_suite("tiny", results_root)
+    suite = runner.load("tiny", results_root)
     assert suite["state"] == "finished"
-    assert {o["status"] for o in suite["outcomes"]} == {"measured"}
+    assert {o["status"] for o in suite["attempts"][-1]["outcomes"]} == {"measured"}
     assert set(suite["not_measured"]) == {"k8s", "kd", "kd+"}
     executed = nbformat.read(root / "first.ipynb", as_version=4)
-    assert "not measured" in json.dumps(executed.cells[-3]["outputs"]) or "needs real kubelets" in notebook
+    not_measured_cell = next(c for c in executed.cells if c.cell_type == "code" and "not_measured(b)" in c.source)
+    shown = json.dumps(not_measured_cell["outputs"])
+    assert "needs real kubelets" in shown and "needs Kd binaries" in shown
+    findings = next(c for c in executed.cells if c.cell_type == "code" and 'report.show("scale-pods")' in c.source)
+    assert "pods/s" in json.dumps(findings["outputs"]) or "p90 Ready after" in json.dumps(findings["outputs"])
 
     logs = sorted(results_root.glob("*/tiny/e2e.*.log"))
     mtimes = [p.stat().st_mtime_ns for p in logs]
     second = _papermill(root / "second.ipynb", env, "-p", "run_id", "tiny", "-y", TINY)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert {o["status"] for o in results.load_suite("tiny", results_root)["outcomes"]} == {"resumed"}
+    record = runner.load("tiny", results_root)
+    assert {o["status"] for o in record["attempts"][-1]["outcomes"]} == {"resumed"}
+    assert [a["state"] for a in record["attempts"]] == ["finished", "finished"]
     assert [p.stat().st_mtime_ns for p in logs] == mtimes
 
 
@@ -98,9 +105,10 @@ def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=120) == 130
     directory = results.run_dir("scale-pods", "interrupted", root / "results")
-    assert not results.is_finished(directory, results.RunKey("scale-pods", "k8s+", 400))
+    assert results.finished_total(directory, results.RunKey("scale-pods", "k8s+", 400)) is None
     assert not list(directory.glob(".*.partial")) if directory.exists() else True
-    assert results.load_suite("interrupted", root / "results")["state"] == "interrupted"
+    record = runner.load("interrupted", root / "results")
+    assert record["state"] == "interrupted" and record["attempts"][-1]["reason"] == "SIGINT"
     assert_clean(state / "suite", ports)
 
 
@@ -113,11 +121,11 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
          "--kd-bin-dir", str(binaries.directory), "--settle", "0.2"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    record = results.load_suite("kdpath", root / "results")
+    record = runner.load("kdpath", root / "results")
     assert set(record["clusters"]) == {"vanilla", "kd"} and record["clusters"]["kd"]["kd"] is True
     assert record["not_measured"] == {}
     directory = results.run_dir("scale-pods", "kdpath", root / "results")
     for baseline, kd in (("k8s+", False), ("kd+", True)):
         key = results.RunKey("scale-pods", baseline, 4)
-        assert results.is_finished(directory, key)
+        assert results.finished_total(directory, key) is not None
         assert json.loads(results.meta_path(directory, key).read_text())["kd"] is kd
