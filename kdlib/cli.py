@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeats", type=_positive_int, default=1)
     run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
     run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
-    run.add_argument("--run-timeout", type=float, default=600.0, help="seconds before a run counts as failed")
+    run.add_argument("--run-timeout", type=float, default=None,
+                     help="seconds before a run counts as failed (default: 60 s + 0.1 s per pod)")
 
     book = commands.add_parser("book", help="build the Jupyter Book from an executed run into _build/html")
     book.add_argument("--run-id", help="the run to show (default: the one named in results/reference.txt)")

@@ -10,7 +10,6 @@ full set is here (ready x2, complete, delete) with disjoint selectors.
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from typing import Any, Callable
 
@@ -19,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ..errors import ClusterError
+from ..k8s.calls import parallel
 from .settings import (
     CUSTOM_LIFECYCLE,
     KWOK_ALLOCATABLE,
@@ -150,12 +150,6 @@ def node_object(name: str) -> dict[str, Any]:
     }
 
 
-def _parallel(fn: Callable[[str], None], names: list[str], workers: int = 16) -> None:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(fn, name) for name in names]:
-            future.result()
-
-
 def ensure_nodes(api: client.ApiClient, count: int) -> list[str]:
     """Make exactly ``count`` kwok nodes exist (creating or deleting), and return their names."""
     core = client.CoreV1Api(api)
@@ -176,8 +170,8 @@ def ensure_nodes(api: client.ApiClient, count: int) -> list[str]:
             if error.status != 404:
                 raise
 
-    _parallel(create, [n for n in wanted if n not in existing])
-    _parallel(delete, sorted(existing - set(wanted)))
+    parallel(create, [n for n in wanted if n not in existing], workers=32)
+    parallel(delete, sorted(existing - set(wanted)), workers=32)
     return wanted
 
 

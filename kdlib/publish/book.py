@@ -94,6 +94,18 @@ def _problems(notebook: Path, glued: dict[str, dict]) -> list[str]:
     return problems
 
 
+def _stale(run_id: str, notebook: Path, glued: dict[str, dict], results_root: Path) -> list[str]:
+    """The run's files must be the ones the notebook was executed on."""
+    from ..experiments.microbench import BENCHES, logs
+
+    recorded = "".join(glued["results_digest"].get("text/plain", "")).strip("'\"")
+    benches = [b for b in BENCHES if (results_root / b / run_id).is_dir()]
+    if recorded != logs.digest(run_id, benches, results_root):
+        return [f"the files under {results_root}/<bench>/{run_id}/ changed since {notebook.name} was executed: "
+                "execute the notebook again (it resumes, re-running nothing finished) before building the book"]
+    return []
+
+
 def find_source(run_id: str | None = None, results_root: Path | None = None) -> BookSource:
     """The executed notebook of ``run_id`` (default: the reference run), checked for the glue keys."""
     results_root = store.root(results_root)
@@ -105,7 +117,10 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
         raise ConfigError(f"run {run_id!r} has no executed notebook at {notebook}; "
                           f"runs with one: {', '.join(known) or 'none'} (execute "
                           f"notebooks/{NOTEBOOK} with papermill first, see the README)")
-    problems = _problems(notebook, glued_outputs(notebook))
+    glued = glued_outputs(notebook)
+    problems = _problems(notebook, glued)
+    if not problems:
+        problems = _stale(run_id, notebook, glued, results_root)
     if problems:
         raise ConfigError(f"{notebook} cannot make the book (the pages paste {', '.join(GLUE_KEYS)}):\n  "
                           + "\n  ".join(problems))

@@ -32,7 +32,9 @@ from kdlib.publish import book
 from .browser import Chromium, StaticServer, find_chromium
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = book.default_results_root()
+from kdlib import store  # noqa: E402
+
+RESULTS = store.root()
 BUILD = REPO / "_build"
 FIGURES = {"book/fig9": "scale-pods", "book/fig10": "scale-funcs", "book/fig11": "scale-nodes"}
 # Pages opened in Chromium, with how many charts each must draw (None: at least one).

@@ -18,7 +18,7 @@ from kdlib.cluster.local import status
 from kdlib.errors import ClusterBusyError
 from kdlib.experiments.microbench.timeline import Timeline
 
-from ..conftest import REPO, assert_clean, our_processes, run_kdlib
+from ..helpers import REPO, assert_clean, our_processes, run_kdlib
 
 NODES = 20
 WATCH_JITTER_S = 0.020

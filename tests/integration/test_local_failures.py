@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import os
 
 import pytest
@@ -11,7 +13,7 @@ from kdlib.cluster.binaries import COMPONENTS
 from kdlib.cluster.local import down, status
 from kdlib.errors import ComponentError
 
-from ..conftest import assert_clean, our_processes, run_kdlib
+from ..helpers import assert_clean, our_processes, run_kdlib
 
 FAILING_APISERVER = """#!/bin/sh
 echo "starting a broken apiserver"
@@ -94,3 +96,15 @@ def test_a_directory_kdlib_did_not_make_is_never_deleted(tmp_path):
     up_result = run_kdlib("local", "up", "--nodes", "1", "--state-dir", str(mine))
     assert up_result.returncode == 1 and "not made by kdlib" in up_result.stderr
     assert (mine / "sub" / "notes.txt").read_text() == "x"
+
+
+def test_cli_taken_port_leaves_nothing(binaries, state_dir):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_kdlib("local", "up", "--apiserver-port", str(port), "--state-dir", str(state_dir))
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not state_dir.exists() and our_processes(state_dir) == []

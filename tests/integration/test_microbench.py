@@ -15,7 +15,7 @@ import pytest
 from kdlib.experiments import runner
 from kdlib.experiments.microbench import logs as results
 
-from ..conftest import REPO, assert_clean, our_processes
+from ..helpers import REPO, assert_clean, our_processes
 
 TINY = "{scale_pods: [6], scale_funcs: [3], scale_nodes: [2], nodes: 2, settle_s: 0.5}"
 

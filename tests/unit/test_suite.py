@@ -13,7 +13,7 @@ from kdlib.experiments.microbench import SuiteParams, suite
 from kdlib.experiments import runner
 from kdlib.experiments.microbench.logs import RunKey
 
-from ..conftest import REPO
+from ..helpers import REPO
 
 HOLD_LOCK = """
 import time

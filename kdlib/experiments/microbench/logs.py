@@ -233,3 +233,15 @@ def load_timelines(bench: str, run_id: str, root: Path | None = None) -> pd.Data
     if not frames:
         return pd.DataFrame(columns=["bench", "baseline", "scale", "repeat", "kind", "object", "stage", "t", "node"])
     return pd.concat(frames, ignore_index=True)
+
+
+def digest(run_id: str, benches: list[str], root: Path | None = None) -> str:
+    """One checksum of every file of a run: the book compares it with the executed notebook's."""
+    h = hashlib.sha256()
+    for bench in sorted(benches):
+        directory = run_dir(bench, run_id, root)
+        for path in sorted(directory.glob("*")) if directory.is_dir() else []:
+            if path.suffix in (".log", ".json", ".csv"):
+                h.update(f"{bench}/{path.name}\0".encode())
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()

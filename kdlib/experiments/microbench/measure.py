@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from ...errors import ExperimentError
 from ...k8s import objects
+from ...k8s.calls import parallel
 from ...stats import percentile
 from ..baselines import Baseline
 from .analysis import POD_STAGES
@@ -46,11 +46,6 @@ def namespace_for(bench: str) -> str:
     return NAMESPACE_PREFIX + bench
 
 
-def _parallel(fn: Callable[[str], Any], names: list[str]) -> list[Any]:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, max(1, len(names)))) as pool:
-        return list(pool.map(fn, names))
-
-
 def ensure_namespace(api: client.ApiClient, name: str) -> None:
     try:
         client.CoreV1Api(api).create_namespace(objects.namespace(name))
@@ -68,7 +63,7 @@ def prepare(api: client.ApiClient, namespace: str, workload: Workload, baseline:
     """Create the Deployments at zero replicas; return once the controllers are done with them."""
     apps = client.AppsV1Api(api)
     names = deployment_names(workload)
-    _parallel(lambda n: apps.create_namespaced_deployment(namespace, objects.deployment(
+    parallel(lambda n: apps.create_namespaced_deployment(namespace, objects.deployment(
         n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok)), names)
     wait_reconciled(api, namespace, len(names), timeout)
     return names
@@ -119,7 +114,7 @@ def measure(api: client.ApiClient, namespace: str, names: list[str], workload: W
             apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": workload.replicas}})
             returned[name] = time.time()
 
-        _parallel(scale, names)
+        parallel(scale, names, workers=32)  # concurrently, as an autoscaler would
         finished = timeline.wait_ready(expected, timeout, health)
         records = timeline.records()
         replicasets = {k: list(v) for k, v in timeline.replicasets.items()}

@@ -28,7 +28,8 @@ PAPER_CLAIM = ("\u201cto scale out a burst of FaaS instances, message passing be
                "controllers have to exchange extensive state through the API Server\u201d (the paper's abstract)")
 #: The myst-nb glue keys the book pastes from the notebook, per figure and for the run.
 FIGURE_KEYS = ("e2e", "stages", "table", "findings", "not_measured")
-GLUE_KEYS = (*(f"{b.glue_prefix}_{k}" for b in BENCHES.values() for k in FIGURE_KEYS), "provenance", "run_id")
+GLUE_KEYS = (*(f"{b.glue_prefix}_{k}" for b in BENCHES.values() for k in FIGURE_KEYS), "provenance", "run_id",
+             "results_digest")
 CHART_KEYS = tuple(k for k in GLUE_KEYS if k.endswith(("_e2e", "_stages")))
 
 
@@ -41,6 +42,7 @@ class MicrobenchReport:
     stages: pd.DataFrame
     timelines: pd.DataFrame
     provenance: pd.DataFrame
+    digest: str = ""  # of the run's files when the report was made (the book checks it)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
     saved: list[Path] = field(default_factory=list)
@@ -102,6 +104,7 @@ class MicrobenchReport:
 
         glue("run_id", self.run_id, display=False)
         glue("provenance", _without_index(self.provenance), display=False)
+        glue("results_digest", self.digest, display=False)
 
 
 def _without_index(frame: pd.DataFrame) -> Any:
@@ -198,7 +201,8 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         columns=["bench", "baseline", "scale", "p90_s", "min_s", "max_s", "repeats"])
     stages = analysis.stage_summary(analysis.stage_percentiles(timelines)) if len(timelines) else pd.DataFrame(
         columns=["bench", "baseline", "scale", "stage", "p90_s", "min_s", "max_s", "repeats"])
-    report = MicrobenchReport(run_id, suite, runs, summary, stages, timelines, provenance_table(suite))
+    report = MicrobenchReport(run_id, suite, runs, summary, stages, timelines, provenance_table(suite),
+                              logs.digest(run_id, benches, root))
     if save:
         # One shared copy of the Vega bundle for every saved chart page of every run.
         bundle = render.write_bundle(store.root(root))

@@ -99,14 +99,14 @@ class SuiteParams:
     repeats: int = 1
     kd_bin_dir: Path | None = None
     settle_s: float = 2.0
-    run_timeout_s: float = 600.0
+    run_timeout_s: float | None = None  # None: timeout_for(workload)
 
     @classmethod
     def from_notebook(cls, *, run_id: Any, backend: Any = "local", benches: Any = tuple(BENCHES),
                       scale_pods: Any = None, scale_funcs: Any = None, scale_nodes: Any = None,
                       artifact_scales: bool = False, baselines: Any = tuple(BASELINES), nodes: Any = 20,
                       repeats: Any = 1, kd_bin_dir: Any = None, settle_s: Any = 2.0,
-                      run_timeout_s: Any = 600.0) -> "SuiteParams":
+                      run_timeout_s: Any = None) -> "SuiteParams":
         """The notebook's (and CLI's) parameters, checked. ``artifact_scales`` replaces every
         bench's scales by the original artifact's; giving both is refused."""
         given = {"scale-pods": scale_pods, "scale-funcs": scale_funcs, "scale-nodes": scale_nodes}
@@ -121,6 +121,13 @@ class SuiteParams:
                    baselines=_as_tuple(baselines), nodes=nodes, repeats=repeats,
                    kd_bin_dir=Path(kd_bin_dir).expanduser() if kd_bin_dir else None,
                    settle_s=settle_s, run_timeout_s=run_timeout_s).validate()
+
+    def timeout_for(self, workload: Workload) -> float:
+        """``run_timeout_s``, else 60 s plus 0.1 s per pod: twice what the controller manager's
+        20 writes/s need, so Figure 11 at M = 2000 (10,000 pods, ~500 s) fits."""
+        if self.run_timeout_s is not None:
+            return float(self.run_timeout_s)
+        return 60.0 + 0.1 * workload.pods
 
     def scales_for(self, bench: str) -> tuple[int, ...]:
         return tuple(self.scales.get(bench) or BENCHES[bench].default_scales)
@@ -166,8 +173,9 @@ class SuiteParams:
                 found.append(f"{name}: {value} is more than {limit}")
         if not isinstance(self.settle_s, (int, float)) or self.settle_s < 0:
             found.append(f"settle_s: {self.settle_s!r} must be a number >= 0")
-        if not isinstance(self.run_timeout_s, (int, float)) or self.run_timeout_s <= 0:
-            found.append(f"run_timeout_s: {self.run_timeout_s!r} must be a number > 0")
+        if self.run_timeout_s is not None and (not isinstance(self.run_timeout_s, (int, float))
+                                               or self.run_timeout_s <= 0):
+            found.append(f"run_timeout_s: {self.run_timeout_s!r} must be a number > 0 (or None: automatic)")
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).expanduser().is_dir():
             found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
         return found

@@ -38,6 +38,7 @@ class RunOutcome:
     status: str  # measured | resumed | failed
     total_s: float | None = None
     detail: str = ""
+    phases: dict[str, float] = field(default_factory=dict)  # seconds spent: prepare, settle, measure, clean
 
 
 @dataclass
@@ -148,7 +149,8 @@ def _resume(params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome, ro
 
 
 def _outcome_rows(outcome: SuiteOutcome) -> list[dict[str, Any]]:
-    return [{**asdict(o.item), "status": o.status, "total_s": o.total_s, "detail": o.detail} for o in outcome.outcomes]
+    return [{**asdict(o.item), "status": o.status, "total_s": o.total_s, "detail": o.detail, "phases_s": o.phases}
+            for o in outcome.outcomes]
 
 
 def _finished_on_disk(params: SuiteParams, root: Path | None) -> dict[str, int]:
@@ -202,12 +204,13 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
     """One run. A run that fails is recorded and the suite goes on; a cluster that cannot
     be cleaned up afterwards (or whose component died) ends the suite."""
     namespace = measure.namespace_for(item.bench)
+    timeout = params.timeout_for(BENCHES[item.bench].workload(item.scale))
     try:
         result = _measure_one(cluster, api, params, item, root, bar)
     except KeyboardInterrupt:
         _progress(bar, f"{item.label}: interrupted; cleaning up")
         try:
-            measure.clean(api, namespace, min(params.run_timeout_s, 30.0), 0.0)
+            measure.clean(api, namespace, min(timeout, 30.0), 0.0)
         except Exception as clean_error:  # the interrupt matters more; say what was left
             log.warning("clean-up after the interrupt failed: %s", clean_error)
         raise
@@ -217,12 +220,15 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
         log.warning("%s failed: %s", item.label, detail)
         result = RunOutcome(item, "failed", None, detail)
     _progress(bar, f"{item.label}: cleaning up")
+    cleaning = time.monotonic()
     try:
-        outcome.quiet_wait_s += measure.clean(api, namespace, params.run_timeout_s, params.settle_s)
+        # No settle here: the next run settles once its own objects are reconciled.
+        outcome.quiet_wait_s += measure.clean(api, namespace, timeout, 0.0)
     except Exception as error:
         cluster.check()
         raise ExperimentError(f"{item.label}: the cluster could not be cleaned up, so no later run could be "
                               f"trusted ({error})") from error
+    result.phases["clean"] = round(time.monotonic() - cleaning, 3)
     return result
 
 
@@ -236,33 +242,40 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     namespace = measure.namespace_for(item.bench)
     directory = store.run_dir(item.bench, params.run_id, root)
     key = _key(item)
+    timeout = params.timeout_for(workload)
     meta = {
         "run_id": params.run_id, "bench": item.bench, "baseline": item.baseline, "scale": item.scale,
         "repeat": item.repeat, "deployments": workload.deployments, "replicas_each": workload.replicas,
         "pods": workload.pods, "nodes": nodes, "backend": info.backend, "kd": info.kd,
-        "versions": info.versions, "settle_s": params.settle_s, "provenance": provenance.collect(),
+        "versions": info.versions, "settle_s": params.settle_s, "timeout_s": timeout,
+        "provenance": provenance.collect(),
     }
     _progress(bar, f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")
+    phases, mark = {}, time.monotonic()
     with api_errors(f"{item.label}: preparing"):
         measure.ensure_namespace(api, namespace)
         names = measure.prepare(api, namespace, workload, baseline, on_kwok=baseline.simulated,
-                                timeout=params.run_timeout_s)
+                                timeout=timeout)
+    phases["prepare"] = time.monotonic() - mark
     time.sleep(params.settle_s)
+    phases["settle"], mark = params.settle_s, time.monotonic()
     _progress(bar, f"{item.label}: scaling to {workload.pods} pods")
     meta["start_time"] = provenance.now()
     with api_errors(f"{item.label}: measuring"):
-        result = measure.measure(api, namespace, names, workload, params.run_timeout_s, health=cluster.check)
-    meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished)
+        result = measure.measure(api, namespace, names, workload, timeout, health=cluster.check)
+    phases["measure"] = time.monotonic() - mark
+    phases = {k: round(v, 3) for k, v in phases.items()}
+    meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases)
     if not result.finished:
         # Save first: the partial timeline and why, but no log, so the run is redone next time.
         meta["error"] = result.error
         logs.write_failed(directory, key, result.timeline, meta)
-        return RunOutcome(item, "failed", None, result.error or "")
+        return RunOutcome(item, "failed", None, result.error or "", phases)
     logs.write_run(directory, key, result.total_us, result.timeline, meta, {
         "bench": item.bench, "baseline": item.baseline, "scale": item.scale, "repeat": item.repeat,
         "pods": result.pods_expected, "nodes": nodes, "backend": info.backend,
         "metric": "time until the 90th-percentile pod is Ready"})
-    return RunOutcome(item, "measured", result.total_us / 1e6)
+    return RunOutcome(item, "measured", result.total_us / 1e6, "", phases)
 
 
 __all__ = ["run_suite", "plan", "SuiteOutcome", "RunOutcome", "ExperimentError", "KdlibError"]
