@@ -168,10 +168,12 @@ import sys
 from pathlib import Path
 from jupyter_book.sphinx import build_sphinx
 src, out, toc = map(Path, sys.argv[1:4])
+revision = sys.argv[4]
 result = build_sphinx(src, out / "html", noconfig=True, path_config=src / "_config.yml",
                       doctreedir=out / ".doctrees",
                       confoverrides={"external_toc_path": toc.as_posix(), "nitpicky": True,
-                                     "latex_individualpages": False},
+                                     "latex_individualpages": False,
+                                     "myst_substitutions": {"build_revision": revision}},
                       builder="html", warningiserror=True, keep_going=True, freshenv=True,
                       force_all=True)
 sys.exit(result if isinstance(result, int) else 1)
@@ -187,7 +189,11 @@ def run_jupyter_book(book_root: Path, out_dir: Path) -> tuple[list[str], str]:
     for stale in ("html", ".doctrees", "jupyter_execute"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-c", _RUNNER, str(book_root), str(out_dir), str(book_root / "_toc.yml")]
+    from ..provenance import git_revision
+
+    code = git_revision(book_root)
+    revision = code["git_revision"][:12] + (" (with uncommitted changes)" if code["git_dirty"] else "")
+    command = [sys.executable, "-c", _RUNNER, str(book_root), str(out_dir), str(book_root / "_toc.yml"), revision]
     done = subprocess.run(command, cwd=book_root, capture_output=True, text=True)
     output = _ANSI.sub("", done.stdout + done.stderr)  # Sphinx colours its output regardless
     if done.returncode != 0:
