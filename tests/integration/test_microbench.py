@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -129,3 +130,34 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
         key = results.RunKey("scale-pods", baseline, 4)
         assert results.finished_total(directory, key) is not None
         assert json.loads(results.meta_path(directory, key).read_text())["kd"] is kd
+
+
+@pytest.mark.parametrize("component", ["kwok", "kube-apiserver"])
+def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, sandbox, component):
+    root, env = sandbox
+    run_id = f"dies-{component}"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "kdlib", "run", "--run-id", run_id, "--bench", "scale-pods",
+         "--scales", "scale-pods=400,20", "--nodes", "4", "--baseline", "k8s+"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    buffer = ""
+    while "scaling to 400 pods" not in buffer:
+        chunk = run.stderr.read(1)
+        assert chunk, f"the run ended early: {buffer[-2000:]}"
+        buffer += chunk
+    state = root / "state" / "suite"
+    ports = json.loads((state / "cluster.json").read_text())["ports"]
+    victim = int((state / "run" / f"{component}.pid").read_text())
+    os.kill(victim, signal.SIGKILL)
+    started = time.monotonic()
+    _, stderr = run.communicate(timeout=180)
+    assert run.returncode == 1, stderr[-2000:]
+    assert time.monotonic() - started < 60, "the death was not noticed at once"
+    assert f"{component}: (pid {victim}) exited with status -9" in stderr
+    record = runner.load(run_id, root / "results")
+    assert record["state"] == "failed" and component in record["attempts"][-1]["reason"]
+    outcomes = record["attempts"][-1]["outcomes"]
+    assert [(o["scale"], o["status"]) for o in outcomes] == [(400, "failed")]  # the 20-pod run never started
+    assert component in outcomes[0]["detail"]
+    assert (root / "results" / "suites" / f"{run_id}.logs" / "vanilla" / f"{component}.log").is_file()
+    assert_clean(state, ports)

@@ -215,21 +215,36 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
             log.warning("clean-up after the interrupt failed: %s", clean_error)
         raise
     except Exception as error:
-        cluster.check()  # a dead component is named, not hidden behind a connection error
-        detail = f"{type(error).__name__}: {error}".splitlines()[0]
-        log.warning("%s failed: %s", item.label, detail)
-        result = RunOutcome(item, "failed", None, detail)
+        result = RunOutcome(item, "failed", None, _one_line(error))
+        _fail_if_broken(cluster, result, outcome)  # a dead component is named, not hidden behind its symptom
+        log.warning("%s failed: %s", item.label, result.detail)
     _progress(bar, f"{item.label}: cleaning up")
     cleaning = time.monotonic()
     try:
         # No settle here: the next run settles once its own objects are reconciled.
         outcome.quiet_wait_s += measure.clean(api, namespace, timeout, 0.0)
     except Exception as error:
-        cluster.check()
+        _fail_if_broken(cluster, result, outcome)
+        outcome.outcomes.append(result)
         raise ExperimentError(f"{item.label}: the cluster could not be cleaned up, so no later run could be "
                               f"trusted ({error})") from error
     result.phases["clean"] = round(time.monotonic() - cleaning, 3)
     return result
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _fail_if_broken(cluster: Cluster, result: RunOutcome, outcome: SuiteOutcome) -> None:
+    """When a component died, record the run as failed for that reason and end the suite:
+    no later run may start on a broken cluster."""
+    try:
+        cluster.check()
+    except KdlibError as dead:
+        result.status, result.total_s, result.detail = "failed", None, _one_line(dead)
+        outcome.outcomes.append(result)
+        raise
 
 
 def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, root: Path | None,
