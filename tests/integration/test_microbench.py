@@ -161,3 +161,28 @@ def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, san
     assert component in outcomes[0]["detail"]
     assert (root / "results" / "suites" / f"{run_id}.logs" / "vanilla" / f"{component}.log").is_file()
     assert_clean(state, ports)
+
+
+def test_a_sigkilled_suite_is_seen_by_local_status_and_cleared_by_down(binaries, sandbox):
+    root, env = sandbox
+    run = subprocess.Popen(
+        [sys.executable, "-m", "kdlib", "run", "--run-id", "killed", "--bench", "scale-pods",
+         "--scales", "scale-pods=300", "--nodes", "2", "--baseline", "k8s+"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    buffer = ""
+    while "scaling to 300 pods" not in buffer:
+        chunk = run.stderr.read(1)
+        assert chunk, f"the run ended early: {buffer[-2000:]}"
+        buffer += chunk
+    run.kill()
+    run.wait()
+    state = root / "state" / "suite"
+    ports = json.loads((state / "cluster.json").read_text())["ports"]
+    assert runner.load("killed", root / "results")["state"] == "killed"
+    status = subprocess.run([sys.executable, "-m", "kdlib", "local", "status", "--all"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and str(state) in status.stdout and "down --all" in status.stderr
+    down = subprocess.run([sys.executable, "-m", "kdlib", "local", "down", "--all"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert_clean(state, ports)
