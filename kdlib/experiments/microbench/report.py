@@ -222,14 +222,10 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
     return report
 
 
-def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, rows)
-    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        rows.append((prefix, f"{len(value)} entries"))
-    else:
-        rows.append((prefix, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+def _flatten(prefix: str, value: dict[str, Any]) -> list[tuple[str, str]]:
+    """Nested dicts as ``prefix.key.sub`` rows; lists joined by commas."""
+    flat = pd.json_normalize(value, sep=".").iloc[0].to_dict() if value else {}
+    return [(f"{prefix}.{key}", ", ".join(map(str, v)) if isinstance(v, list) else str(v)) for key, v in flat.items()]
 
 
 def provenance_table(suite: dict[str, Any]) -> pd.DataFrame:
@@ -239,10 +235,10 @@ def provenance_table(suite: dict[str, Any]) -> pd.DataFrame:
                                                           + (f" ({a['reason']})" if a.get("reason") else "")
                                                           for a in attempts)),
                                    ("wall time of the last attempt (s)", str(suite.get("seconds")))]
-    _flatten("code", {k: suite["provenance"][k] for k in ("kdlib", "git_revision", "git_dirty")}, rows)
-    _flatten("machine", suite["provenance"]["machine"], rows)
-    _flatten("packages", suite["provenance"]["packages"], rows)
-    _flatten("cluster", suite.get("clusters", {}), rows)
-    _flatten("parameters", suite["parameters"], rows)
+    rows += _flatten("code", {k: suite["provenance"][k] for k in ("kdlib", "git_revision", "git_dirty")})
+    for section in ("machine", "packages"):
+        rows += _flatten(section, suite["provenance"][section])
+    rows += _flatten("cluster", suite.get("clusters", {}))
+    rows += _flatten("parameters", suite["parameters"])
     rows.append(("recorded at", suite["provenance"]["recorded_at"]))
     return pd.DataFrame(rows, columns=["key", "value"])
