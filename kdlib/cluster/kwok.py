@@ -10,6 +10,7 @@ full set is here (ready x2, complete, delete) with disjoint selectors.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable
 
@@ -153,19 +154,20 @@ def node_object(name: str) -> dict[str, Any]:
 def ensure_nodes(api: client.ApiClient, count: int) -> list[str]:
     """Make exactly ``count`` kwok nodes exist (creating or deleting), and return their names."""
     core = client.CoreV1Api(api)
-    existing = {n.metadata.name for n in core.list_node(label_selector=KWOK_NODE_SELECTOR).items}
+    listing = core.list_node(label_selector=KWOK_NODE_SELECTOR, _preload_content=False)
+    existing = {n["metadata"]["name"] for n in json.loads(listing.data)["items"]}
     wanted = node_names(count)
 
     def create(name: str) -> None:
         try:
-            core.create_node(node_object(name))
+            core.create_node(node_object(name), _preload_content=False)  # no model to build from the reply
         except ApiException as error:
             if error.status != 409:
                 raise
 
     def delete(name: str) -> None:
         try:
-            core.delete_node(name)
+            core.delete_node(name, _preload_content=False)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -176,12 +178,14 @@ def ensure_nodes(api: client.ApiClient, count: int) -> list[str]:
 
 
 def ready_nodes(api: client.ApiClient) -> list[str]:
-    core = client.CoreV1Api(api)
+    """The kwok nodes whose Ready condition is True, read as raw JSON (2,000 model objects
+    would take seconds to deserialize on every poll)."""
+    response = client.CoreV1Api(api).list_node(label_selector=KWOK_NODE_SELECTOR, _preload_content=False)
     ready = []
-    for node in core.list_node(label_selector=KWOK_NODE_SELECTOR).items:
-        conditions = node.status.conditions or []
-        if any(c.type == "Ready" and c.status == "True" for c in conditions):
-            ready.append(node.metadata.name)
+    for node in json.loads(response.data)["items"]:
+        conditions = node.get("status", {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            ready.append(node["metadata"]["name"])
     return sorted(ready)
 
 
