@@ -64,7 +64,8 @@ def prepare(api: client.ApiClient, namespace: str, workload: Workload, baseline:
     apps = client.AppsV1Api(api)
     names = deployment_names(workload)
     parallel(lambda n: apps.create_namespaced_deployment(namespace, objects.deployment(
-        n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok)), names)
+        n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok),
+        _preload_content=False), names, workers=32)
     wait_reconciled(api, namespace, len(names), timeout)
     return names
 
@@ -111,7 +112,8 @@ def measure(api: client.ApiClient, namespace: str, names: list[str], workload: W
         started = time.time()
 
         def scale(name: str) -> None:
-            apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": workload.replicas}})
+            apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": workload.replicas}},
+                                                   _preload_content=False)
             returned[name] = time.time()
 
         parallel(scale, names, workers=32)  # concurrently, as an autoscaler would
