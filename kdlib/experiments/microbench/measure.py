@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -148,31 +149,49 @@ def tidy_timeline(started: float, returned: dict[str, float], replicasets: dict[
 def clean(api: client.ApiClient, namespace: str, timeout: float, settle_s: float) -> float:
     """Delete the workload, wait until the cluster is quiet, then settle. Returns the seconds waited.
 
-    Quiet: no workload pod or ReplicaSet left anywhere (pods pending deletion count
-    as left) — instead of the original's fixed sleeps.
+    Quiet: no workload pod, ReplicaSet or Deployment left anywhere (pods pending deletion
+    count as left) — instead of the original's fixed sleeps. Each kind is deleted in one
+    call rather than left to the garbage collector, whose client rate limit would take
+    minutes for thousands of pods. A delete-collection that the apiserver cuts off at its
+    60 s request timeout (thousands of pods on a busy machine; seen as 504) is sent again
+    until the deadline.
     """
     started = time.monotonic()
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    # Delete each kind in one call rather than leaving the pods to the garbage
-    # collector, whose client rate limit would take minutes for thousands of pods.
-    for delete in (apps.delete_collection_namespaced_deployment, apps.delete_collection_namespaced_replica_set,
-                   core.delete_collection_namespaced_pod):
-        try:
-            delete(namespace, label_selector=WORKLOAD_SELECTOR, propagation_policy="Background",
-                   grace_period_seconds=0)
-        except ApiException as error:
-            if error.status != 404:
-                raise
     deadline = started + timeout
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    kinds = {
+        "Deployments": (apps.delete_collection_namespaced_deployment, apps.list_deployment_for_all_namespaces),
+        "ReplicaSets": (apps.delete_collection_namespaced_replica_set, apps.list_replica_set_for_all_namespaces),
+        "pods": (core.delete_collection_namespaced_pod, core.list_pod_for_all_namespaces),
+    }
+    left = dict.fromkeys(kinds, 1)
+    last_delete = -float("inf")
     while True:
-        pods = core.list_pod_for_all_namespaces(label_selector=WORKLOAD_SELECTOR).items
-        sets = apps.list_replica_set_for_all_namespaces(label_selector=WORKLOAD_SELECTOR).items
-        deployments = apps.list_deployment_for_all_namespaces(label_selector=WORKLOAD_SELECTOR).items
-        if not pods and not sets and not deployments:
+        if time.monotonic() - last_delete > 10:
+            for kind, (delete, _) in kinds.items():
+                if left[kind]:
+                    _delete_collection(delete, namespace)
+            last_delete = time.monotonic()
+        left = {kind: _count(listing) for kind, (_, listing) in kinds.items()}
+        if not any(left.values()):
             break
         if time.monotonic() > deadline:
-            raise ExperimentError(f"the cluster did not become quiet in {timeout:.0f} s: {len(pods)} pods, "
-                                  f"{len(sets)} ReplicaSets, {len(deployments)} Deployments left")
+            raise ExperimentError(f"the cluster did not become quiet in {timeout:.0f} s: "
+                                  + ", ".join(f"{n} {kind}" for kind, n in left.items()) + " left")
         time.sleep(0.2)
     time.sleep(settle_s)
     return time.monotonic() - started
+
+
+def _delete_collection(delete: Callable, namespace: str) -> None:
+    try:
+        delete(namespace, label_selector=WORKLOAD_SELECTOR, propagation_policy="Background",
+               grace_period_seconds=0, _preload_content=False)
+    except ApiException as error:
+        if error.status not in (404, 429, 500, 504):  # gone; or cut off / throttled: sent again later
+            raise
+
+
+def _count(listing: Callable) -> int:
+    response = listing(label_selector=WORKLOAD_SELECTOR, _preload_content=False)
+    return len(json.loads(response.data)["items"])

@@ -227,7 +227,7 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
         _fail_if_broken(cluster, result, outcome)
         outcome.outcomes.append(result)
         raise ExperimentError(f"{item.label}: the cluster could not be cleaned up, so no later run could be "
-                              f"trusted ({error})") from error
+                              f"trusted ({_one_line(error)})") from error
     result.phases["clean"] = round(time.monotonic() - cleaning, 3)
     return result
 
