@@ -36,6 +36,18 @@ def _papermill(output: Path, env: dict[str, str], *extra: str) -> subprocess.Com
          "--cwd", str(REPO), *extra], env=env, capture_output=True, text=True, timeout=900)
 
 
+def _run_until(env: dict[str, str], line: str, *args: str) -> subprocess.Popen:
+    """Start ``python -m kdlib run ARGS`` and return once its stderr shows ``line``."""
+    run = subprocess.Popen([sys.executable, "-m", "kdlib", "run", *args], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    buffer = ""
+    while line not in buffer:  # tqdm redraws with \r, not newlines
+        chunk = run.stderr.read(1)
+        assert chunk, f"the run ended early: {buffer[-2000:]}"
+        buffer += chunk
+    return run
+
+
 def test_notebook_measures_and_resumes(binaries, sandbox):
     root, env = sandbox
     first = _papermill(root / "first.ipynb", env, "-p", "run_id", "tiny", "-y", TINY)
@@ -92,15 +104,9 @@ def test_notebook_without_run_id_fails_before_provisioning(sandbox):
 
 def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     root, env = sandbox
-    run = subprocess.Popen(
-        [sys.executable, "-m", "kdlib", "run", "--run-id", "interrupted", "--bench", "scale-pods",
-         "--scales", "scale-pods=400", "--nodes", "4", "--baseline", "k8s+"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    buffer = ""
-    while "scaling to 400 pods" not in buffer:  # tqdm redraws with \r, not newlines
-        chunk = run.stderr.read(1)
-        assert chunk, f"the run ended early: {buffer[-2000:]}"
-        buffer += chunk
+    run = _run_until(
+        env, "scaling to 400 pods", "--run-id", "interrupted",
+        "--bench", "scale-pods", "--scales", "scale-pods=400", "--nodes", "4", "--baseline", "k8s+")
     state = root / "state"
     ports = json.loads((state / "suite" / "cluster.json").read_text())["ports"]
     run.send_signal(signal.SIGINT)
@@ -136,15 +142,9 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
 def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, sandbox, component):
     root, env = sandbox
     run_id = f"dies-{component}"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "kdlib", "run", "--run-id", run_id, "--bench", "scale-pods",
-         "--scales", "scale-pods=400,20", "--nodes", "4", "--baseline", "k8s+"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    buffer = ""
-    while "scaling to 400 pods" not in buffer:
-        chunk = run.stderr.read(1)
-        assert chunk, f"the run ended early: {buffer[-2000:]}"
-        buffer += chunk
+    run = _run_until(
+        env, "scaling to 400 pods", "--run-id", run_id,
+        "--bench", "scale-pods", "--scales", "scale-pods=400,20", "--nodes", "4", "--baseline", "k8s+")
     state = root / "state" / "suite"
     ports = json.loads((state / "cluster.json").read_text())["ports"]
     victim = int((state / "run" / f"{component}.pid").read_text())
@@ -165,15 +165,9 @@ def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, san
 
 def test_a_sigkilled_suite_is_seen_by_local_status_and_cleared_by_down(binaries, sandbox):
     root, env = sandbox
-    run = subprocess.Popen(
-        [sys.executable, "-m", "kdlib", "run", "--run-id", "killed", "--bench", "scale-pods",
-         "--scales", "scale-pods=300", "--nodes", "2", "--baseline", "k8s+"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    buffer = ""
-    while "scaling to 300 pods" not in buffer:
-        chunk = run.stderr.read(1)
-        assert chunk, f"the run ended early: {buffer[-2000:]}"
-        buffer += chunk
+    run = _run_until(
+        env, "scaling to 300 pods", "--run-id", "killed",
+        "--bench", "scale-pods", "--scales", "scale-pods=300", "--nodes", "2", "--baseline", "k8s+")
     run.kill()
     run.wait()
     state = root / "state" / "suite"
