@@ -4,12 +4,15 @@ Our binaries come from two small Go modules in ``tools/``: ``tools/kube`` (a
 multi-call binary holding kube-apiserver, kube-controller-manager, kube-scheduler
 and etcd, hard-linked under each name) and ``tools/kwok`` (the kwok controller as a
 Go tool). They are cached per version under the user cache directory and rebuilt
-only when missing. A user's own directory (how Kd binaries come in) must hold the
-same file names.
+only when missing. A user's own directory (how Kd binaries come in) holds some or all
+of the same file names; the components it lacks come from our build, and
+:attr:`BinarySet.sources` says where each binary came from. ``tools/crane`` pins the
+OCI registry client that pulls Kd's binaries out of its images (``kdlib.cluster.kd_images``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +27,8 @@ from .errors import BinaryError
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUBE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
+# Optional, in a binary directory: {"components": {name: {"source": "where it came from", ...}}}
+SOURCES_FILE = "binaries.json"
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,12 @@ class Versions:
 
 @dataclass(frozen=True)
 class BinarySet:
-    """A directory holding one executable per component."""
+    """One executable per component: from ``directory``, the rest (if any) from our build."""
 
     directory: Path
     built_here: bool
     paths: dict[str, Path] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # component -> where its binary came from
 
     def __getitem__(self, component: str) -> Path:
         return self.paths[component]
@@ -79,26 +85,64 @@ def default_bin_dir(versions: Versions | None = None) -> Path:
     return cache_root() / "bin" / (versions or pinned_versions()).tag
 
 
-def check_bin_dir(directory: Path, *, built_here: bool = False) -> BinarySet:
-    """Return the binaries in ``directory``, or raise naming the first missing one."""
+def _built_source(component: str, versions: Versions) -> str:
+    module, version = ("kwok", versions.kwok) if component == "kwok" else (
+        ("kube", versions.etcd) if component == "etcd" else ("kube", versions.kubernetes))
+    return f"built here from tools/{module} at {version}"
+
+
+def _declared_sources(directory: Path) -> dict[str, str]:
+    """The per-component sources a directory's SOURCES_FILE declares (e.g. image digests)."""
+    try:
+        components = json.loads((directory / SOURCES_FILE).read_text()).get("components", {})
+        return {name: str(entry["source"]) for name, entry in components.items() if entry.get("source")}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return {}
+
+
+def present_components(directory: Path) -> tuple[str, ...]:
+    return tuple(c for c in COMPONENTS if (Path(directory).expanduser() / c).is_file())
+
+
+def check_bin_dir(directory: Path, *, built_here: bool = False, fallback: BinarySet | None = None) -> BinarySet:
+    """Return the binaries in ``directory``, taking those it lacks from ``fallback`` (our
+    build); raise naming the first one found in neither."""
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise BinaryError(f"binary directory {directory} does not exist")
-    paths = {}
+    if fallback is not None and not present_components(directory):
+        raise BinaryError(f"{directory} holds none of {', '.join(COMPONENTS)}")
+    declared = {} if built_here else _declared_sources(directory)
+    versions = pinned_versions() if built_here else None
+    paths, sources = {}, {}
     for component in COMPONENTS:
         path = directory / component
         if not path.is_file():
-            raise BinaryError(f"{path} is missing: the directory must hold {', '.join(COMPONENTS)}")
+            if fallback is not None:
+                paths[component], sources[component] = fallback[component], fallback.sources[component]
+                continue
+            hint = "" if built_here else ", or some of them with ours built for the rest (`python -m kdlib build`)"
+            raise BinaryError(f"{path} is missing: the directory must hold {', '.join(COMPONENTS)}{hint}")
         if not os.access(path, os.X_OK):
             raise BinaryError(f"{path} is not executable: run `chmod +x {path}`")
         paths[component] = path
-    return BinarySet(directory=directory, built_here=built_here, paths=paths)
+        sources[component] = (_built_source(component, versions) if versions
+                              else declared.get(component, f"given in {directory}"))
+    return BinarySet(directory=directory, built_here=built_here, paths=paths, sources=sources)
+
+
+def _cached_build() -> BinarySet | None:
+    try:
+        return check_bin_dir(default_bin_dir(), built_here=True)
+    except BinaryError:
+        return None
 
 
 def find_binaries(bin_dir: Path | None = None) -> BinarySet:
-    """The user's ``bin_dir`` if given, else our cached build; never builds."""
+    """The user's ``bin_dir`` if given (completed from our cached build), else our cached
+    build; never builds."""
     if bin_dir is not None:
-        return check_bin_dir(Path(bin_dir))
+        return check_bin_dir(Path(bin_dir), fallback=_cached_build())
     directory = default_bin_dir()
     try:
         return check_bin_dir(directory, built_here=True)
@@ -164,10 +208,35 @@ def build_binaries(*, force: bool = False, log=print) -> BinarySet:
 
 
 def ensure_binaries(bin_dir: Path | None = None, *, log=print) -> BinarySet:
-    """The user's ``bin_dir`` if given (checked, never built), else build ours if missing."""
-    if bin_dir is not None:
-        return check_bin_dir(Path(bin_dir))
-    return build_binaries(log=log)
+    """The user's ``bin_dir`` if given (checked, never built; ours built for the components
+    it lacks), else build ours if missing."""
+    if bin_dir is None:
+        return build_binaries(log=log)
+    present = present_components(Path(bin_dir))
+    fallback = build_binaries(log=log) if present and len(present) < len(COMPONENTS) else None
+    return check_bin_dir(Path(bin_dir), fallback=fallback)
+
+
+def crane_version(tools_dir: Path = TOOLS_DIR) -> str:
+    go_mod = tools_dir / "crane" / "go.mod"
+    match = re.search(r"^\s*github\.com/google/go-containerregistry\s+(v\S+)", go_mod.read_text(), re.M)
+    if not match:
+        raise BinaryError(f"{go_mod} does not require go-containerregistry; the tools directory is damaged")
+    return match.group(1)
+
+
+def build_crane(*, log=print) -> Path:
+    """crane (the OCI registry client of go-containerregistry) in the tool cache, built if missing."""
+    target = cache_root() / "bin" / f"crane-{crane_version()}" / "crane"
+    if os.access(target, os.X_OK):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+        _run_go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(Path(tmp) / "crane"),
+                 "github.com/google/go-containerregistry/cmd/crane"], TOOLS_DIR / "crane", log)
+        os.replace(Path(tmp) / "crane", target)  # atomic: a half-built crane is never found
+    log(f"built crane into {target}")
+    return target
 
 
 def component_versions(binaries: BinarySet) -> dict[str, str]:
