@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="build the Jupyter Book from an executed run into _build/html")
     book.add_argument("--run-id", help="the run to show (default: the one named in results/reference.txt)")
 
+    kd = commands.add_parser("kd", help="Kubedirect's binaries")
+    kd_commands = kd.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    fetch = kd_commands.add_parser("fetch", help="take Kd's control-plane binaries out of its published images")
+    fetch.add_argument("--repository", default="shengqipku", help="image repository (default: shengqipku)")
+    fetch.add_argument("--tag", default="v1.32.0-kubedirect", help="image tag (default: v1.32.0-kubedirect)")
+    fetch.add_argument("--dest", type=Path, help="where to put them (default: ~/.cache/kdlib/kd/<tag>/)")
+    fetch.add_argument("--registry", default="docker.io", help="registry host[:port] (default: docker.io)")
+    fetch.add_argument("--platform", help="os/arch of the images to take (default: this machine's)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when dest holds them")
+
     local = commands.add_parser("local", help="the local embedded cluster")
     local_commands = local.add_subparsers(dest="action", required=True, parser_class=_Parser)
     state = argparse.ArgumentParser(add_help=False)
@@ -97,6 +107,20 @@ def _local(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def _kd(args: argparse.Namespace) -> int:
+    import logging
+
+    from .cluster import kd_images
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    result = kd_images.fetch(args.repository, args.tag, args.dest, args.registry,
+                             platform=args.platform, force=args.force)
+    for name, binary in result.binaries.items():
+        print(f"{name}: {binary.source}", file=sys.stderr)
+    print(result.directory)
+    return 0
+
+
 def _scales(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
     from .experiments import BENCHES
     from .errors import ConfigError
@@ -114,13 +138,16 @@ def _scales(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import BASELINES, BENCHES, SuiteParams, run_suite
+    from .experiments import BASELINES, BENCHES, SuiteParams, run_suite, with_fetched_kd
 
     params = SuiteParams(
         run_id=args.run_id, backend=args.backend, benches=tuple(args.benches or BENCHES),
         scales=_scales(args), baselines=tuple(args.baselines or BASELINES), nodes=args.nodes,
         repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, settle_s=args.settle, run_timeout_s=args.run_timeout,
     ).validate()
+    params, note = with_fetched_kd(params)
+    if note:
+        print(note, file=sys.stderr)
     outcome = run_suite(params)
     print(outcome)
     for baseline, reason in outcome.not_measured.items():
@@ -139,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(build_binaries(force=args.force, log=lambda m: print(m, file=sys.stderr)).directory)
             return 0
+        if args.command == "kd":
+            return _kd(args)
         if args.command == "local":
             return _local(args)
         if args.command == "run":

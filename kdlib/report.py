@@ -37,8 +37,14 @@ class MicrobenchReport:
         backend = self.suite["parameters"]["backend"]
         host = self.suite["provenance"]["machine"]["host"]
         versions = next(iter(clusters.values()), {}).get("versions", {})
-        return [f"measured here: run {self.run_id}, {backend} backend on {host}",
-                f"{versions.get('kube-apiserver', 'Kubernetes ?')}, kwok nodes, simulated sandbox"]
+        lines = [f"measured here: run {self.run_id}, {backend} backend on {host}",
+                 f"{versions.get('kube-apiserver', 'Kubernetes ?')}, kwok nodes, simulated sandbox"]
+        kd_sources = clusters.get("kd", {}).get("sources", {})
+        images = [s.split(" (")[0].removeprefix("image ").rsplit("/", 1)[-1].split(":")[0]
+                  + "@" + s.split("@")[1][:19] for c, s in sorted(kd_sources.items()) if s.startswith("image ")]
+        if images:  # name the Kd images the kd+ numbers come from
+            lines.append("kd+ from images " + ", ".join(images))
+        return lines
 
 
 def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:

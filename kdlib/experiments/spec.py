@@ -6,7 +6,7 @@ Validation reports every problem at once, before anything is provisioned.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -145,12 +145,30 @@ class SuiteParams:
         return self
 
 
+def with_fetched_kd(params: SuiteParams) -> tuple[SuiteParams, str | None]:
+    """``params`` with ``kd_bin_dir`` set to the binaries ``kd fetch`` stored in its default
+    place, when kd+ is wanted, no directory was given, and such binaries are there; and a
+    sentence saying so (None when nothing changed)."""
+    if params.kd_bin_dir is not None or not any(BASELINES[b].kd for b in params.baselines if b in BASELINES):
+        return params, None
+    from ..cluster import kd_images
+
+    found = kd_images.stored()
+    if found is None:
+        return params, None
+    digests = ", ".join(f"{name}@{b.manifest_digest}" for name, b in found.binaries.items())
+    note = (f"kd_bin_dir not given: using the Kubedirect binaries that `kd fetch` stored in {found.directory} "
+            f"(from {found.binaries['kube-apiserver'].image.rsplit(':', 1)[0].rsplit('/', 1)[0]}, {digests})")
+    return replace(params, kd_bin_dir=found.directory), note
+
+
 def why_not_measured(baseline: Baseline, params: SuiteParams) -> str | None:
     """Why ``baseline`` cannot run with these parameters, or None when it can."""
     if not baseline.simulated and params.backend == "local":
         return "needs real kubelets and containers: runs only on a cluster backend (ssh)"
     if baseline.kd and params.kd_bin_dir is None:
-        return "needs Kd binaries (kd_bin_dir); the Kubedirect source is not public"
+        return ("needs Kd binaries (kd_bin_dir, or `python -m kdlib kd fetch` with internet); "
+                "the Kubedirect source is not public")
     return None
 
 

@@ -147,7 +147,8 @@ def _run_on_cluster(params: SuiteParams, items: list[RunItem], kd: bool, outcome
     bar.set_description_str(f"starting the {'Kd' if kd else 'vanilla'} {params.backend} cluster")
     with open_cluster(params.backend, nodes=params.nodes, kd=kd, bin_dir=params.kd_bin_dir) as cluster:
         info = cluster.info
-        clusters["kd" if kd else "vanilla"] = {"backend": info.backend, "kd": info.kd, "versions": info.versions}
+        clusters["kd" if kd else "vanilla"] = {"backend": info.backend, "kd": info.kd, "versions": info.versions,
+                                             "sources": info.sources}
         api = info.api_client()
         nodes = len(info.node_names)
         try:
@@ -176,7 +177,7 @@ def _run_one(api: ApiClient, params: SuiteParams, item: RunItem, workload: Workl
         "run_id": params.run_id, "bench": item.bench, "baseline": item.baseline, "scale": item.scale,
         "repeat": item.repeat, "deployments": workload.deployments, "replicas_each": workload.replicas,
         "pods": workload.pods, "nodes": nodes, "backend": info.backend, "kd": info.kd,
-        "versions": info.versions, "settle_s": params.settle_s, "provenance": provenance.collect(),
+        "versions": info.versions, "sources": info.sources, "settle_s": params.settle_s, "provenance": provenance.collect(),
     }
     try:
         bar.set_description_str(f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")

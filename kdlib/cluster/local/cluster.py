@@ -170,7 +170,8 @@ class LocalCluster(Cluster):
         versions = component_versions(binaries)
         self._write_manifest(binaries, ports, nodes=names, versions=versions)
         (self.state_dir / OWNER).unlink(missing_ok=True)
-        return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions)
+        return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions,
+                           dict(binaries.sources))
 
     def _ports(self) -> dict[str, int]:
         ports: dict[str, int] = {}
@@ -217,6 +218,7 @@ class LocalCluster(Cluster):
             "nodes": nodes,
             "kd": self.kd,
             "bin_dir": str(binaries.directory),
+            "sources": binaries.sources,
             "versions": versions or {},
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
