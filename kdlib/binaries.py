@@ -110,8 +110,9 @@ def check_bin_dir(directory: Path, *, built_here: bool = False, fallback: Binary
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise BinaryError(f"binary directory {directory} does not exist")
-    if fallback is not None and not present_components(directory):
-        raise BinaryError(f"{directory} holds none of {', '.join(COMPONENTS)}")
+    if not built_here and not present_components(directory):
+        raise BinaryError(f"{directory} holds none of {', '.join(COMPONENTS)}: give a directory with "
+                          "some or all of them (ours are built for the rest)")
     declared = {} if built_here else _declared_sources(directory)
     versions = pinned_versions() if built_here else None
     paths, sources = {}, {}
