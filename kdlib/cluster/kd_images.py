@@ -122,13 +122,15 @@ def fetch(repository: str = DEFAULT_REPOSITORY, tag: str = DEFAULT_TAG, dest: Pa
     if dest.exists() and previous is None and any(dest.iterdir()) and not (dest / SOURCES_FILE).exists():
         raise BinaryError(f"{dest} holds files that kd fetch did not write: choose an empty or new --dest")
     client = oci.Crane(crane or build_crane(log=log.info))
+    # Every image resolved first: a wrong tag or platform fails before any download.
+    resolved = {c: client.resolve(refs[c], platform) for c in KD_COMPONENTS}
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_stagings(dest)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.fetch-"))
     try:
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the binaries from other users
         (staging / ".owner").write_text(str(os.getpid()))
-        fetched = {c: _fetch_one(client, c, refs[c], platform, staging) for c in KD_COMPONENTS}
+        fetched = {c: _fetch_one(client, c, resolved[c], platform, staging) for c in KD_COMPONENTS}
         _write_record(staging, fetched, registry=registry, repository=repository, tag=tag, platform=platform)
         (staging / ".owner").unlink()
         _install(staging, dest)
@@ -138,9 +140,10 @@ def fetch(repository: str = DEFAULT_REPOSITORY, tag: str = DEFAULT_TAG, dest: Pa
     return FetchResult(dest.resolve(), fetched, fetched=True)
 
 
-def _fetch_one(client: oci.Crane, component: str, ref: str, platform: str, staging: Path) -> FetchedBinary:
-    resolved = client.resolve(ref, platform)
-    log.info("%s: %s for %s is %s", component, ref, platform, resolved.manifest_digest)
+def _fetch_one(client: oci.Crane, component: str, resolved: oci.Resolved, platform: str,
+               staging: Path) -> FetchedBinary:
+    ref = resolved.ref
+    log.info("%s: taking it out of %s (%s, %s)", component, ref, platform, resolved.manifest_digest)
     flat = staging / f".{component}.tar"
     try:
         client.export(resolved.pinned, flat)
