@@ -13,7 +13,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from . import analysis, plots, render, results
+from . import analysis, comparison, plots, render, results
 from .experiments.spec import BENCHES
 
 
@@ -95,7 +95,8 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
     for bench in benches:
         figure = plots.FIGURES[bench]
         scales = params["scales"][bench]
-        report.tables[bench] = analysis.figure_table(summary, bench, baselines, scales, suite["not_measured"])
+        table = analysis.figure_table(summary, bench, baselines, scales, suite["not_measured"])
+        report.tables[bench] = comparison.with_ratio(table, summary, bench)  # Kd beside vanilla
         report.charts[f"fig{figure}_e2e"] = plots.e2e_chart(summary, bench, baselines, scales, report.source)
         report.charts[f"fig{figure}_stages"] = plots.stage_chart(stages, bench, baselines, report.source)
         if save:

@@ -211,4 +211,5 @@ def test_kd_plus_beside_k8s_plus_with_fetched_binaries(images, binaries, tmp_pat
     report = reports.microbench("kdfetched", root, save=False)
     table = report.tables["scale-pods"]
     assert set(table["baseline"]) == {"k8s+", "kd+"} and "not measured" not in set(table["p90 (s)"])
+    assert table.set_index("baseline").loc["kd+", "ratio to vanilla"].startswith("k8s+ ÷ kd+ = ")
     assert any(line.startswith("kd+ from images kube-apiserver@sha256:") for line in report.source)
