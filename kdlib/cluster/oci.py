@@ -25,8 +25,10 @@ OFFLINE_ADVICE = ("without network, extract kube-apiserver, kube-controller-mana
                   "that directory as --bin-dir / kd_bin_dir")
 _UNREACHABLE = re.compile(r"dial tcp|connection refused|no such host|i/o timeout|network is unreachable|"
                           r"TLS handshake timeout|connection reset|server misbehaving|no route to host", re.I)
-_NOT_FOUND = re.compile(r"MANIFEST_UNKNOWN|NAME_UNKNOWN|NOT_FOUND|404 Not Found|"
-                        r"UNAUTHORIZED|DENIED|requested access to the resource is denied", re.I)
+_NOT_FOUND = re.compile(r"MANIFEST_UNKNOWN|NAME_UNKNOWN|NOT_FOUND|404 Not Found")
+# Docker Hub answers a repository that does not exist as one that needs a login.
+_DENIED = re.compile(r"UNAUTHORIZED|DENIED|requested access to the resource is denied")
+_RATE_LIMITED = re.compile(r"TOOMANYREQUESTS|429 Too Many Requests", re.I)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,12 @@ class Crane:
         if _NOT_FOUND.search(message):
             raise ImageNotFoundError(f"image {ref} not found: the registry has no such image or tag "
                                      f"({_short(message)}); check --repository and --tag")
+        if _DENIED.search(message):
+            raise ImageNotFoundError(f"image {ref} not found, or not readable without a login "
+                                     f"({_short(message)}); check --repository and --tag")
+        if _RATE_LIMITED.search(message):
+            raise ImageError(f"registry {registry} refuses more pulls for now ({_short(message)}); "
+                             "wait, or log in with `crane auth login`")
         raise ImageError(f"crane {args[0]} {ref} failed: {_short(message)}")
 
     def resolve(self, ref: str, platform: str) -> Resolved:

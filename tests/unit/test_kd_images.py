@@ -100,6 +100,8 @@ def _crane_double(tmp_path: Path, stderr: str, code: int = 1, sleep: float = 0) 
      ImageNotFoundError, "not found"),
     ('Error: Get "https://r:5000/v2/": dial tcp: lookup r on 127.0.0.53:53: no such host',
      RegistryUnreachableError, "--bin-dir"),
+    ("Error: GET https://index.docker.io/v2/x/manifests/t: TOOMANYREQUESTS: You have reached your pull rate limit",
+     ImageError, "refuses more pulls for now"),
     ("Error: something else entirely", ImageError, "failed"),
 ])
 def test_crane_failures_become_one_line_errors(tmp_path, stderr, error, words):
