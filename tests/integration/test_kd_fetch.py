@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -174,6 +175,20 @@ def test_a_failure_midway_leaves_the_previous_fetch_intact(images, crane, tmp_pa
     kept = kd_images.stored(dest=dest)
     assert kept is not None and kept.binaries == first.binaries  # still the first fetch, every file intact
     assert _leftovers(dest) == []
+
+
+def test_ctrl_c_during_the_download_leaves_nothing(images, tmp_path):
+    dest = tmp_path / "kd"
+    fetch = subprocess.Popen([sys.executable, "-m", "kdlib", "kd", "fetch", "--registry", images, "--dest", str(dest)],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".kd.fetch-*/.kube-apiserver.tar")):  # the first image is coming in
+        assert fetch.poll() is None and time.monotonic() < deadline, fetch.stderr.read()[-2000:]
+        time.sleep(0.01)
+    fetch.send_signal(signal.SIGINT)
+    assert fetch.wait(timeout=60) == 130
+    assert "kdlib: interrupted" in fetch.stderr.read()
+    assert not dest.exists() and _leftovers(dest) == []
 
 
 def test_kd_plus_beside_k8s_plus_with_fetched_binaries(images, binaries, tmp_path):
