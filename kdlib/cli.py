@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = local_commands.add_parser("up", parents=[state], help="start a cluster in the background")
     up.add_argument("--nodes", type=_positive_int, default=20, help="number of kwok nodes (default 20)")
     up.add_argument("--bin-dir", type=Path, help="directory of your own binaries (e.g. Kd's)")
-    up.add_argument("--kd", action="store_true", help="the --bin-dir binaries are Kubedirect's")
+    up.add_argument("--kd", action="store_true", help="the --bin-dir binaries are Kubedirect's "
+                    "(without --bin-dir: those `kd fetch` stored)")
     up.add_argument("--apiserver-port", type=_port, help="apiserver port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120.0, help="start-up deadline in seconds")
     local_commands.add_parser("status", parents=[state], help="show the running cluster")
@@ -92,6 +93,13 @@ def _local(args: argparse.Namespace) -> int:
     from .cluster import local
 
     if args.action == "up":
+        if args.kd and args.bin_dir is None:  # Kd's binaries from `kd fetch`, if it stored them
+            from .cluster import kd_images
+
+            found = kd_images.stored()
+            if found is not None:
+                args.bin_dir = found.directory
+                print(f"using the Kubedirect binaries that `kd fetch` stored in {found.directory}", file=sys.stderr)
         cluster = local.LocalCluster(nodes=args.nodes, state_dir=args.state_dir, bin_dir=args.bin_dir,
                                      kd=args.kd, apiserver_port=args.apiserver_port, timeout=args.timeout)
         info = cluster.start()  # left running: `down` stops it

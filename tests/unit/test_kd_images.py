@@ -139,3 +139,12 @@ def test_the_notebook_finds_what_kd_fetch_stored(tmp_path, monkeypatch):
     assert with_fetched_kd(given) == (given, None)  # an explicit directory wins
     (dest / "kube-scheduler").write_text("#!/bin/sh\necho changed\n")  # no longer what was fetched
     assert kd_images.stored() is None and with_fetched_kd(params) == (params, None)
+
+
+def test_fetch_refuses_a_destination_it_did_not_write(tmp_path):
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("keep me")
+    with pytest.raises(BinaryError, match="holds files that kd fetch did not write"):
+        kd_images.fetch(dest=dest, crane=tmp_path / "no-crane")
+    assert (dest / "notes.txt").read_text() == "keep me"

@@ -96,7 +96,8 @@ class LocalCluster(Cluster):
         if apiserver_port is not None and not (1 <= apiserver_port <= 65535):
             raise ConfigError(f"apiserver port must be in 1..65535, not {apiserver_port}")
         if kd and bin_dir is None:
-            raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
+            raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries "
+                              "(`python -m kdlib kd fetch` stores them)")
         if timeout <= 0:
             raise ConfigError(f"timeout must be positive, not {timeout}")
         self.nodes = nodes
