@@ -119,6 +119,8 @@ def fetch(repository: str = DEFAULT_REPOSITORY, tag: str = DEFAULT_TAG, dest: Pa
                                       == platform for c in KD_COMPONENTS):
         log.info("%s already holds %s (%s): nothing to fetch", dest, ", ".join(refs.values()), platform)
         return previous
+    if dest.exists() and not dest.is_dir():
+        raise BinaryError(f"{dest} is a file: --dest must be a directory")
     if dest.exists() and previous is None and any(dest.iterdir()) and not (dest / SOURCES_FILE).exists():
         raise BinaryError(f"{dest} holds files that kd fetch did not write: choose an empty or new --dest")
     client = oci.Crane(crane or build_crane(log=log.info))
