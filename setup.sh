@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 python3 -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# kdlib itself, editable: `import kdlib` works from any directory, and it finds this checkout.
+python3 -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 
 # Headless Chromium renders the book's charts in the tests (Debian's package).
 if ! command -v chromium >/dev/null 2>&1; then

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kdlib import book, render  # noqa: E402
+from kdlib.publish import book, render  # noqa: E402
 
 CHECKED_PAGES = ("book/fig9", "book/fig10", "book/fig11", "book/generated/microbench")
 

@@ -26,9 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from kubernetes import client  # noqa: E402
 
-from kdlib import LocalCluster, workloads  # noqa: E402
+from kdlib import LocalCluster  # noqa: E402
+from kdlib.k8s import objects as workloads  # noqa: E402
 from kdlib.cluster.local.processes import Processes  # noqa: E402
-from kdlib.timeline import Timeline  # noqa: E402
+from kdlib.experiments.microbench.timeline import Timeline  # noqa: E402
 
 
 def build_time(env: dict[str, str], force: bool) -> float:
@@ -65,7 +66,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = Path(tmp) / "cluster"
-        cluster = LocalCluster(nodes=args.nodes, state_dir=state_dir, log=lambda m: None)
+        cluster = LocalCluster(nodes=args.nodes, state_dir=state_dir)
         started = time.monotonic()
         cluster.start()
         report[f"up_to_{args.nodes}_nodes_ready_s"] = round(time.monotonic() - started, 2)

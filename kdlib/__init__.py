@@ -1,7 +1,8 @@
 """kdlib: reproduce the figures of the Kubedirect paper (NSDI '26) on a local or real cluster.
 
 Nothing runs at import time: the notebooks import this package in their kernels.
-Submodules (``kdlib.results``, ``kdlib.experiments``, ``kdlib.report`` …) load on first use.
+Subpackages load on first use: ``kdlib.experiments.microbench`` (Figures 9–11),
+``kdlib.cluster`` (backends), ``kdlib.publish`` (charts and the book), ``kdlib.store``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from .errors import KdlibError
 __all__ = ["Cluster", "ClusterInfo", "LocalCluster", "KdlibError"]
 __version__ = "0.1.0"
 
-_LAZY = {"analysis", "binaries", "book", "experiments", "kwok", "plots", "provenance", "render", "report",
-         "results", "settings", "timeline", "workloads"}
+_LAZY = {"experiments", "k8s", "log", "paths", "provenance", "publish", "stats", "store"}
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import KdlibError
 
@@ -47,16 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="local", help="cluster backend (default: local)")
     run.add_argument("--bench", action="append", dest="benches", metavar="BENCH",
                      help="scale-pods, scale-funcs or scale-nodes (repeatable; default: all)")
-    run.add_argument("--scales", action="append", default=[], metavar="BENCH=S1,S2",
-                     help="scales of one bench, e.g. scale-pods=50,100 (repeatable)")
-    run.add_argument("--artifact-scales", action="store_true", help="the original artifact's scales")
+    scales = run.add_mutually_exclusive_group()
+    scales.add_argument("--scales", action="append", default=[], metavar="BENCH=S1,S2",
+                        help="scales of one bench, e.g. scale-pods=50,100 (repeatable)")
+    scales.add_argument("--artifact-scales", action="store_true", help="the original artifact's scales")
     run.add_argument("--baseline", action="append", dest="baselines", metavar="NAME",
                      help="k8s, k8s+, kd or kd+ (repeatable; default: all)")
     run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
     run.add_argument("--repeats", type=_positive_int, default=1)
     run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
     run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
-    run.add_argument("--run-timeout", type=float, default=600.0, help="seconds before a run counts as failed")
+    run.add_argument("--run-timeout", type=float, default=None,
+                     help="seconds before a run counts as failed (default: 60 s + 0.1 s per pod)")
 
     book = commands.add_parser("book", help="build the Jupyter Book from an executed run into _build/html")
     book.add_argument("--run-id", help="the run to show (default: the one named in results/reference.txt)")
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     local_commands = local.add_subparsers(dest="action", required=True, parser_class=_Parser)
     state = argparse.ArgumentParser(add_help=False)
     state.add_argument("--state-dir", type=Path, help="where the cluster keeps its files "
-                       "(default: $KDLIB_STATE_DIR or ~/.local/state/kdlib/local)")
+                       "(default: <state root>/local; the state root is $KDLIB_STATE_DIR or ~/.local/state/kdlib)")
     up = local_commands.add_parser("up", parents=[state], help="start a cluster in the background")
     up.add_argument("--nodes", type=_positive_int, default=20, help="number of kwok nodes (default 20)")
     up.add_argument("--bin-dir", type=Path, help="directory of your own binaries (e.g. Kd's)")
@@ -83,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(without --bin-dir: those `kd fetch` stored)")
     up.add_argument("--apiserver-port", type=_port, help="apiserver port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120.0, help="start-up deadline in seconds")
-    local_commands.add_parser("status", parents=[state], help="show the running cluster")
+    status = local_commands.add_parser("status", parents=[state], help="show the running cluster")
+    status.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
+    down.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
     return parser
 
 
@@ -106,21 +111,28 @@ def _local(args: argparse.Namespace) -> int:
         print(info.kubeconfig)
         return 0
     if args.action == "status":
+        if args.all:
+            found_all = [local.status(d) for d in local.clusters()]
+            print(json.dumps(found_all, indent=2))
+            if any(f["running"] for f in found_all):
+                print("stop them with `python -m kdlib local down --all`", file=sys.stderr)
+            return 0 if any(f["running"] for f in found_all) else 1
         found = local.status(args.state_dir)
         print(json.dumps(found, indent=2))
+        others = [str(d) for d in local.clusters() if d != Path(found["state_dir"]) and local.status(d)["running"]]
+        if others:
+            print(f"also running: {', '.join(others)} (see `local status --all`)", file=sys.stderr)
         return 0 if found["running"] else 1
     if args.action == "down":
-        local.down(args.state_dir, keep_logs=args.keep)
+        for state_dir in (local.clusters() if args.all else [args.state_dir]):
+            local.down(state_dir, keep_logs=args.keep)
         return 0
     raise AssertionError(args.action)
 
 
 def _kd(args: argparse.Namespace) -> int:
-    import logging
-
     from .cluster import kd_images
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     result = kd_images.fetch(args.repository, args.tag, args.dest, args.registry,
                              platform=args.platform, force=args.force)
     for name, binary in result.binaries.items():
@@ -129,50 +141,55 @@ def _kd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scales(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
-    from .experiments import BENCHES
+def _scales(args: argparse.Namespace) -> dict[str, Any]:
+    """``--scales scale-pods=50,100`` as the notebook's ``scale_pods=[50, 100]``."""
     from .errors import ConfigError
 
-    if args.artifact_scales:
-        return {name: bench.artifact_scales for name, bench in BENCHES.items()}
-    scales = {}
+    found = {}
     for text in args.scales:
         bench, _, values = text.partition("=")
         try:
-            scales[bench] = tuple(int(v) for v in values.split(",") if v)
+            found[bench.replace("-", "_")] = [int(v) for v in values.split(",") if v]
         except ValueError:
             raise ConfigError(f"--scales {text!r}: expected BENCH=S1,S2 with integer scales") from None
-    return scales
+    unknown = set(found) - {"scale_pods", "scale_funcs", "scale_nodes"}
+    if unknown:
+        raise ConfigError(f"--scales: unknown bench {', '.join(sorted(unknown))} (scale-pods, scale-funcs, scale-nodes)")
+    return found
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import BASELINES, BENCHES, SuiteParams, run_suite, with_fetched_kd
+    from .experiments import microbench
 
-    params = SuiteParams(
-        run_id=args.run_id, backend=args.backend, benches=tuple(args.benches or BENCHES),
-        scales=_scales(args), baselines=tuple(args.baselines or BASELINES), nodes=args.nodes,
-        repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, settle_s=args.settle, run_timeout_s=args.run_timeout,
-    ).validate()
-    params, note = with_fetched_kd(params)
+    params = microbench.SuiteParams.from_notebook(
+        run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
+        artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
+        nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, settle_s=args.settle,
+        run_timeout_s=args.run_timeout, **_scales(args))
+    params, note = microbench.with_fetched_kd(params)
     if note:
         print(note, file=sys.stderr)
-    outcome = run_suite(params)
+    outcome = microbench.run_suite(params)
     print(outcome)
     for baseline, reason in outcome.not_measured.items():
         print(f"not measured: {baseline}: {reason}")
+    print(f"report: python -c \"from kdlib.experiments import microbench; microbench.report({args.run_id!r})\"",
+          file=sys.stderr)
     return 0 if outcome.count("failed") == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .cluster.base import raise_terminated
+    from .log import show
 
+    show()
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "build":
-            from .binaries import build_binaries
+            from .cluster.binaries import build_binaries
 
-            print(build_binaries(force=args.force, log=lambda m: print(m, file=sys.stderr)).directory)
+            print(build_binaries(force=args.force).directory)
             return 0
         if args.command == "kd":
             return _kd(args)
@@ -181,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "book":
-            from .book import build_book
+            from .publish.book import build_book
 
-            print(build_book(args.run_id, log=lambda m: print(m, file=sys.stderr)) / "index.html")
+            print(build_book(args.run_id) / "index.html")
             return 0
     except KdlibError as error:
         print(f"kdlib: error: {error}", file=sys.stderr)

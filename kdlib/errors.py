@@ -11,7 +11,8 @@
     ├── ClusterError           a cluster could not be started, used or stopped
     │   ├── ClusterBusyError   another cluster already owns the state directory
     │   ├── ClusterStateError  the cluster is not running (not started yet, or closed)
-    │   └── ComponentError     a component died or never became healthy (with its log tail)
+    │   ├── ComponentError     a component died or never became healthy (with its log tail)
+    │   └── ApiError           the Kubernetes API refused a request or could not be reached
     ├── ExperimentError        an experiment could not run to completion
     │   └── SuiteBusyError     another experiment suite is running on this machine
     └── BookBuildError         the book failed, warned, or its pages are missing or load from a CDN
@@ -19,9 +20,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 
 class KdlibError(Exception):
     """Root of every error kdlib raises on purpose."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython (notebooks, papermill) shows this instead of a traceback: one clear line.
+        return [f"{type(self).__name__}: {self}"]
 
 
 class ConfigError(KdlibError):
@@ -75,6 +83,29 @@ class ComponentError(ClusterError):
         if log_tail:
             message += f"\n--- last lines of the {component} log ---\n{log_tail}"
         super().__init__(message)
+
+
+class ApiError(ClusterError):
+    """The Kubernetes API answered an error, or could not be reached."""
+
+
+@contextlib.contextmanager
+def api_errors(doing: str) -> Iterator[None]:
+    """Map the Kubernetes client's and urllib3's exceptions to :class:`ApiError`.
+
+    The boundary where foreign errors become kdlib's: ``doing`` says what was being done.
+    """
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except ApiException as error:
+        reason = (error.reason or "").strip()
+        raise ApiError(f"{doing}: the API server answered {error.status} {reason}".rstrip()) from error
+    except HTTPError as error:
+        cause = getattr(error, "reason", None) or error
+        raise ApiError(f"{doing}: the API server could not be reached ({cause})") from error
 
 
 class ExperimentError(KdlibError):

@@ -10,11 +10,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from . import paths
+from .errors import ConfigError
+
 PACKAGES = ("kubernetes", "pandas", "altair", "papermill")
 
 
-def git_revision(repo: Path = REPO) -> dict[str, Any]:
+def git_revision(repo: Path | None = None) -> dict[str, Any]:
+    """The checkout's revision, and whether its code has uncommitted changes."""
+    try:
+        repo = repo or paths.repo_root()
+    except ConfigError:
+        return {"git_revision": "unknown (not a checkout)", "git_dirty": False}
+
     def git(*args: str) -> str:
         result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
         return result.stdout.strip() if result.returncode == 0 else ""

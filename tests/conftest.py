@@ -2,66 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from .helpers import REPO, assert_clean, our_processes, run_kdlib  # noqa: F401  (re-exported for the tests)
 
 
-def our_processes(state_dir: Path) -> list[int]:
-    """Pids whose command line names ``state_dir``: what a clean stop must leave none of."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if str(state_dir).encode() in cmdline and state != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def listening_ports() -> set[int]:
-    """TCP ports in LISTEN state on this machine, from /proc/net/tcp{,6}."""
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def assert_clean(state_dir: Path, ports: dict[str, int] | None) -> None:
-    assert our_processes(state_dir) == [], "a process of the cluster is still running"
-    assert not state_dir.exists(), f"{state_dir} was not removed"
-    if ports:
-        still = set(ports.values()) & listening_ports()
-        assert not still, f"ports still listening: {still}"
-
-
-def run_kdlib(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kdlib", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers from where a test lives and what it needs: ``-m "not integration"`` runs the fast ones."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "integration" in path.parts or "book" in path.parts:
+            item.add_marker(pytest.mark.integration)
+        if "binaries" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_binaries)
 
 
 @pytest.fixture(scope="session")
 def binaries():
     """Our binaries, built once if the cache lacks them (minutes on a new machine)."""
-    from kdlib.binaries import build_binaries
+    from kdlib.cluster.binaries import build_binaries
 
-    return build_binaries(log=lambda m: print(m, file=sys.stderr))
+    return build_binaries()
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """The cluster backend interface: what every experiment may rely on.
 
 An experiment needs only a kubeconfig, the names of the kwok nodes, and whether the
-control plane runs Kd binaries. A backend (``local`` processes, or a kubeadm cluster
-over ``ssh``) provides those through :class:`ClusterInfo` once started.
+control plane runs Kd binaries. A backend (``local`` processes, or a cluster over
+``ssh``) provides those through :class:`ClusterInfo` once started, says which systems
+under test it cannot run (:meth:`Cluster.why_not`), and resizes its kwok nodes.
 
 A cluster moves through three states: ``new`` → ``running`` → ``closed``. It is a
 context manager; leaving the ``with`` block stops it whatever happened inside,
@@ -11,17 +12,21 @@ including Ctrl-C and SIGTERM.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import signal
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
 
-from ..errors import ClusterStateError
+from ..errors import ClusterStateError, api_errors
+
+if TYPE_CHECKING:
+    from ..experiments.baselines import Baseline
 
 
 class State(enum.Enum):
@@ -48,10 +53,6 @@ class ClusterInfo:
         configuration.connection_pool_maxsize = 32  # parallel node and object creation
         return client.ApiClient(configuration)
 
-    def with_nodes(self, node_names: list[str]) -> "ClusterInfo":
-        return ClusterInfo(self.backend, self.kubeconfig, tuple(node_names), self.kd, dict(self.versions),
-                           dict(self.sources))
-
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that the same clean-up runs."""
@@ -72,6 +73,33 @@ class Cluster(ABC):
 
     @abstractmethod
     def _stop(self) -> None: ...
+
+    @abstractmethod
+    def why_not(self, baseline: "Baseline") -> str | None:
+        """Why ``baseline`` cannot run on this cluster, or None when it can (asked before start)."""
+
+    def check(self) -> None:
+        """Raise :class:`~kdlib.errors.ComponentError` naming a component that died; else nothing."""
+
+    def save_logs(self, destination: Path) -> None:
+        """Copy the components' logs to ``destination`` (evidence of a failed suite)."""
+
+    def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
+        """Make exactly ``count`` kwok nodes exist and wait until they are Ready."""
+        from . import kwok
+
+        info = self.info
+        if count == len(info.node_names):
+            return info.node_names
+        with api_errors(f"resizing to {count} kwok nodes"):
+            api = info.api_client()
+            try:
+                names = kwok.ensure_nodes(api, count)
+                kwok.wait_nodes_ready(api, names, timeout=timeout or max(120.0, count * 0.5))
+            finally:
+                api.close()
+        self._info = dataclasses.replace(info, node_names=tuple(names))
+        return self._info.node_names
 
     @property
     def state(self) -> State:

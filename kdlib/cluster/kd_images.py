@@ -7,7 +7,7 @@ pulls each image for this machine's platform with ``crane`` (go-containerregistr
 from ``tools/crane`` like our other binaries), flattens its layers, copies the binary out,
 checks that it runs, and records the image digests in ``binaries.json`` beside the
 binaries. The result is a partial binary directory: etcd and kwok come from our build
-(``kdlib.binaries.check_bin_dir``).
+(``kdlib.cluster.binaries.check_bin_dir``).
 
 Everything lands in a temporary sibling of the destination that is renamed into place
 at the end: a failed or interrupted fetch leaves the destination as it was.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import platform as host
 import shutil
@@ -27,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import provenance
-from ..binaries import SOURCES_FILE, build_crane, cache_root, crane_version
 from ..errors import BinaryError, BinaryNotInImageError, ImageError
+from ..log import get as get_logger
+from ..paths import cache_root
 from . import oci
+from .binaries import SOURCES_FILE, build_crane, crane_version
 
-log = logging.getLogger("kdlib.kd_images")
+log = get_logger(__name__)
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_REPOSITORY = "shengqipku"
@@ -123,7 +124,7 @@ def fetch(repository: str = DEFAULT_REPOSITORY, tag: str = DEFAULT_TAG, dest: Pa
         raise BinaryError(f"{dest} is a file: --dest must be a directory")
     if dest.exists() and previous is None and any(dest.iterdir()) and not (dest / SOURCES_FILE).exists():
         raise BinaryError(f"{dest} holds files that kd fetch did not write: choose an empty or new --dest")
-    client = oci.Crane(crane or build_crane(log=log.info))
+    client = oci.Crane(crane or build_crane())
     # Every image resolved first: a wrong tag or platform fails before any download.
     resolved = {c: client.resolve(refs[c], platform) for c in KD_COMPONENTS}
     dest.parent.mkdir(parents=True, exist_ok=True)

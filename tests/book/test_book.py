@@ -27,12 +27,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from kdlib import book
+from kdlib.publish import book
 
 from .browser import Chromium, StaticServer, find_chromium
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = book.default_results_root()
+from kdlib import store  # noqa: E402
+
+RESULTS = store.root()
 BUILD = REPO / "_build"
 FIGURES = {"book/fig9": "scale-pods", "book/fig10": "scale-funcs", "book/fig11": "scale-nodes"}
 # Pages opened in Chromium, with how many charts each must draw (None: at least one).
@@ -210,7 +212,7 @@ def test_saved_chart_pages_of_the_reference_run_draw(reference: str, chromium: C
 def offline_renderer():
     import altair as alt
 
-    from kdlib import render
+    from kdlib.publish import render
 
     render.enable()
     yield render

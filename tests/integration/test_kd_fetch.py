@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from kdlib import results
-from kdlib.binaries import build_crane, cache_root, check_bin_dir
+from kdlib.cluster.binaries import build_crane, check_bin_dir
+from kdlib.experiments import microbench, runner
+from kdlib.paths import cache_root
 from kdlib.cluster import kd_images
 from kdlib.errors import (BinaryNotInImageError, ImageNotFoundError, PlatformMissingError,
                           RegistryUnreachableError)
@@ -45,7 +46,7 @@ def _run(*command) -> str:
 
 @pytest.fixture(scope="module")
 def crane() -> Path:
-    return build_crane(log=lambda m: print(m, file=sys.stderr))
+    return build_crane()
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +213,8 @@ def test_kd_plus_beside_k8s_plus_with_fetched_binaries(images, binaries, tmp_pat
     assert "kd_bin_dir not given: using the Kubedirect binaries that `kd fetch` stored in" in notebook
 
     root = tmp_path / "results"
-    suite = results.load_suite("kdfetched", root)
-    assert suite["not_measured"] == {} and {o["status"] for o in suite["outcomes"]} == {"measured"}
+    suite = runner.load("kdfetched", root)
+    assert suite["not_measured"] == {} and {o["status"] for o in suite["attempts"][-1]["outcomes"]} == {"measured"}
     kd_sources = suite["clusters"]["kd"]["sources"]
     digest = json.loads((cache / "kd" / TAG / "binaries.json").read_text())["components"]["kube-apiserver"]
     assert kd_sources["kube-apiserver"].startswith(f"image {images}/shengqipku/kube-apiserver:{TAG}@"
@@ -221,9 +222,7 @@ def test_kd_plus_beside_k8s_plus_with_fetched_binaries(images, binaries, tmp_pat
     assert kd_sources["etcd"].startswith("built here") and suite["clusters"]["vanilla"]["sources"][
         "kube-apiserver"].startswith("built here")
 
-    from kdlib import report as reports
-
-    report = reports.microbench("kdfetched", root, save=False)
+    report = microbench.report("kdfetched", root, save=False)
     table = report.tables["scale-pods"]
     assert set(table["baseline"]) == {"k8s+", "kd+"} and "not measured" not in set(table["p90 (s)"])
     assert table.set_index("baseline").loc["kd+", "ratio to vanilla"].startswith("k8s+ ÷ kd+ = ")

@@ -12,12 +12,13 @@ import time
 import pytest
 from kubernetes import client
 
-from kdlib import LocalCluster, workloads
+from kdlib import LocalCluster
+from kdlib.k8s import objects as workloads
 from kdlib.cluster.local import status
 from kdlib.errors import ClusterBusyError
-from kdlib.timeline import Timeline
+from kdlib.experiments.microbench.timeline import Timeline
 
-from ..conftest import REPO, assert_clean, our_processes, run_kdlib
+from ..helpers import REPO, assert_clean, our_processes, run_kdlib
 
 NODES = 20
 WATCH_JITTER_S = 0.020
@@ -143,3 +144,27 @@ def test_sigint_during_cli_up_cleans_up(binaries, state_dir):
     assert up.wait(timeout=30) == 130
     time.sleep(0.2)
     assert_clean(state_dir, ports)
+
+
+def test_etcd_serves_only_clients_with_a_certificate_of_its_own_ca(cluster):
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    port = status(cluster.state_dir)["ports"]["etcd"]
+    pem = cluster.layout.pem
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):  # plain http to a TLS port
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3)
+    no_cert = ssl.create_default_context(cafile=str(pem("etcd-ca.crt")))
+    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError, OSError)):
+        urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/keys", timeout=3, context=no_cert).read()
+    cluster_ca_cert = ssl.create_default_context(cafile=str(pem("etcd-ca.crt")))
+    cluster_ca_cert.load_cert_chain(str(pem("kwok-client.crt")), str(pem("kwok-client.key")))
+    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError, OSError)):
+        urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=3, context=cluster_ca_cert).read()
+    assert cluster.processes is not None
+    good = ssl.create_default_context(cafile=str(pem("etcd-ca.crt")))
+    good.load_cert_chain(str(pem("etcd-healthcheck-client.crt")), str(pem("etcd-healthcheck-client.key")))
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=3, context=good) as response:
+        assert response.status == 200
+    assert client.CoreV1Api(cluster.api_client()).list_namespace().items  # the apiserver works through it

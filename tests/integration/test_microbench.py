@@ -6,15 +6,17 @@ import json
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from kdlib import results
+from kdlib.experiments import runner
+from kdlib.experiments.microbench import logs as results
 
-from ..conftest import REPO, assert_clean, our_processes
+from ..helpers import REPO, assert_clean, our_processes
 
 TINY = "{scale_pods: [6], scale_funcs: [3], scale_nodes: [2], nodes: 2, settle_s: 0.5}"
 
@@ -24,7 +26,7 @@ def sandbox(tmp_path_factory):
     """Results and cluster state of these tests live in a temporary directory."""
     root = tmp_path_factory.mktemp("microbench")
     env = {**os.environ, "KDLIB_RESULTS_DIR": str(root / "results"),
-           "KDLIB_STATE_DIR": str(root / "state" / "local")}
+           "KDLIB_STATE_DIR": str(root / "state")}
     return root, env
 
 
@@ -59,18 +61,24 @@ def test_notebook_measures_and_resumes(binaries, sandbox):
         # The executed notebook shows the measured value.
         notebook = (root / "first.ipynb").read_text()
         assert f"{total_us / 1e6:.2f}" in notebook
-    suite = results.load_suite("tiny", results_root)
+    suite = runner.load("tiny", results_root)
     assert suite["state"] == "finished"
-    assert {o["status"] for o in suite["outcomes"]} == {"measured"}
+    assert {o["status"] for o in suite["attempts"][-1]["outcomes"]} == {"measured"}
     assert set(suite["not_measured"]) == {"k8s", "kd", "kd+"}
     executed = nbformat.read(root / "first.ipynb", as_version=4)
-    assert "not measured" in json.dumps(executed.cells[-3]["outputs"]) or "needs real kubelets" in notebook
+    not_measured_cell = next(c for c in executed.cells if c.cell_type == "code" and "not_measured(b)" in c.source)
+    shown = json.dumps(not_measured_cell["outputs"])
+    assert "needs real kubelets" in shown and "needs Kd binaries" in shown
+    findings = next(c for c in executed.cells if c.cell_type == "code" and 'report.show("scale-pods")' in c.source)
+    assert "pods/s" in json.dumps(findings["outputs"]) or "p90 Ready after" in json.dumps(findings["outputs"])
 
     logs = sorted(results_root.glob("*/tiny/e2e.*.log"))
     mtimes = [p.stat().st_mtime_ns for p in logs]
     second = _papermill(root / "second.ipynb", env, "-p", "run_id", "tiny", "-y", TINY)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert {o["status"] for o in results.load_suite("tiny", results_root)["outcomes"]} == {"resumed"}
+    record = runner.load("tiny", results_root)
+    assert {o["status"] for o in record["attempts"][-1]["outcomes"]} == {"resumed"}
+    assert [a["state"] for a in record["attempts"]] == ["finished", "finished"]
     assert [p.stat().st_mtime_ns for p in logs] == mtimes
 
 
@@ -98,9 +106,10 @@ def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=120) == 130
     directory = results.run_dir("scale-pods", "interrupted", root / "results")
-    assert not results.is_finished(directory, results.RunKey("scale-pods", "k8s+", 400))
+    assert results.finished_total(directory, results.RunKey("scale-pods", "k8s+", 400)) is None
     assert not list(directory.glob(".*.partial")) if directory.exists() else True
-    assert results.load_suite("interrupted", root / "results")["state"] == "interrupted"
+    record = runner.load("interrupted", root / "results")
+    assert record["state"] == "interrupted" and record["attempts"][-1]["reason"] == "SIGINT"
     assert_clean(state / "suite", ports)
 
 
@@ -113,11 +122,67 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
          "--kd-bin-dir", str(binaries.directory), "--settle", "0.2"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    record = results.load_suite("kdpath", root / "results")
+    record = runner.load("kdpath", root / "results")
     assert set(record["clusters"]) == {"vanilla", "kd"} and record["clusters"]["kd"]["kd"] is True
     assert record["not_measured"] == {}
     directory = results.run_dir("scale-pods", "kdpath", root / "results")
     for baseline, kd in (("k8s+", False), ("kd+", True)):
         key = results.RunKey("scale-pods", baseline, 4)
-        assert results.is_finished(directory, key)
+        assert results.finished_total(directory, key) is not None
         assert json.loads(results.meta_path(directory, key).read_text())["kd"] is kd
+
+
+@pytest.mark.parametrize("component", ["kwok", "kube-apiserver"])
+def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, sandbox, component):
+    root, env = sandbox
+    run_id = f"dies-{component}"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "kdlib", "run", "--run-id", run_id, "--bench", "scale-pods",
+         "--scales", "scale-pods=400,20", "--nodes", "4", "--baseline", "k8s+"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    buffer = ""
+    while "scaling to 400 pods" not in buffer:
+        chunk = run.stderr.read(1)
+        assert chunk, f"the run ended early: {buffer[-2000:]}"
+        buffer += chunk
+    state = root / "state" / "suite"
+    ports = json.loads((state / "cluster.json").read_text())["ports"]
+    victim = int((state / "run" / f"{component}.pid").read_text())
+    os.kill(victim, signal.SIGKILL)
+    started = time.monotonic()
+    _, stderr = run.communicate(timeout=180)
+    assert run.returncode == 1, stderr[-2000:]
+    assert time.monotonic() - started < 60, "the death was not noticed at once"
+    assert f"{component}: (pid {victim}) exited with status -9" in stderr
+    record = runner.load(run_id, root / "results")
+    assert record["state"] == "failed" and component in record["attempts"][-1]["reason"]
+    outcomes = record["attempts"][-1]["outcomes"]
+    assert [(o["scale"], o["status"]) for o in outcomes] == [(400, "failed")]  # the 20-pod run never started
+    assert component in outcomes[0]["detail"]
+    assert (root / "results" / "suites" / f"{run_id}.logs" / "vanilla" / f"{component}.log").is_file()
+    assert_clean(state, ports)
+
+
+def test_a_sigkilled_suite_is_seen_by_local_status_and_cleared_by_down(binaries, sandbox):
+    root, env = sandbox
+    run = subprocess.Popen(
+        [sys.executable, "-m", "kdlib", "run", "--run-id", "killed", "--bench", "scale-pods",
+         "--scales", "scale-pods=300", "--nodes", "2", "--baseline", "k8s+"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    buffer = ""
+    while "scaling to 300 pods" not in buffer:
+        chunk = run.stderr.read(1)
+        assert chunk, f"the run ended early: {buffer[-2000:]}"
+        buffer += chunk
+    run.kill()
+    run.wait()
+    state = root / "state" / "suite"
+    ports = json.loads((state / "cluster.json").read_text())["ports"]
+    assert runner.load("killed", root / "results")["state"] == "killed"
+    status = subprocess.run([sys.executable, "-m", "kdlib", "local", "status", "--all"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and str(state) in status.stdout and "down --all" in status.stderr
+    down = subprocess.run([sys.executable, "-m", "kdlib", "local", "down", "--all"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert_clean(state, ports)

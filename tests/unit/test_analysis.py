@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from kdlib import analysis
-from kdlib.experiments.measure import tidy_timeline
+from kdlib.experiments.microbench import analysis
+from kdlib.experiments.microbench.measure import tidy_timeline
 
 
 def test_percentile_is_nearest_rank():

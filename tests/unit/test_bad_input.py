@@ -5,10 +5,10 @@ import socket
 import pytest
 
 from kdlib import LocalCluster
-from kdlib.binaries import check_bin_dir
+from kdlib.cluster.binaries import check_bin_dir
 from kdlib.errors import BinaryError, ConfigError
 
-from ..conftest import our_processes, run_kdlib
+from ..helpers import our_processes, run_kdlib
 
 
 @pytest.mark.parametrize("nodes", ["0", "-3", "x"])
@@ -61,18 +61,6 @@ def test_cli_missing_binaries_leave_nothing(tmp_path, state_dir):
     assert result.stderr.strip() == f"kdlib: error: {tmp_path} holds none of " \
         "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok: give a directory with " \
         "some or all of them (ours are built for the rest)"
-    assert not state_dir.exists() and our_processes(state_dir) == []
-
-
-def test_cli_taken_port_leaves_nothing(binaries, state_dir):
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        result = run_kdlib("local", "up", "--apiserver-port", str(port), "--state-dir", str(state_dir))
-    assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
     assert not state_dir.exists() and our_processes(state_dir) == []
 
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from kdlib import analysis, comparison
+from kdlib.experiments.microbench import analysis, comparison
 
 
 def _summary(rows):

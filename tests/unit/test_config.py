@@ -4,10 +4,10 @@
 import pytest
 import yaml
 
-from kdlib import kwok, settings
-from kdlib.binaries import COMPONENTS, BinarySet, pinned_versions
-from kdlib.cluster.local import components
-from kdlib.cluster.local.components import Layout
+from kdlib.cluster import kwok, settings
+from kdlib.cluster.binaries import COMPONENTS, BinarySet, pinned_versions
+from kdlib.cluster.controlplane import components
+from kdlib.cluster.controlplane.components import Endpoints, Layout
 
 PORTS = {"etcd": 1001, "etcd-peer": 1002, "kube-apiserver": 1003,
          "kube-controller-manager": 1004, "kube-scheduler": 1005, "kwok": 1006}
@@ -17,12 +17,32 @@ PORTS = {"etcd": 1001, "etcd-peer": 1002, "kube-apiserver": 1003,
 def plane(tmp_path):
     layout = Layout(tmp_path)
     layout.config.mkdir()
-    binaries = BinarySet(tmp_path / "bin", False, {c: tmp_path / "bin" / c for c in COMPONENTS})
-    return {c.name: c for c in components.control_plane(binaries, layout, PORTS)}
+    binaries = BinarySet(tmp_path / "bin", {c: tmp_path / "bin" / c for c in COMPONENTS})
+    return {c.name: c for c in components.control_plane(binaries, layout, Endpoints("127.0.0.1", PORTS))}
 
 
 def test_start_order_and_names(plane):
     assert list(plane) == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+
+
+def test_components_listen_on_the_address_they_are_given(tmp_path):
+    layout = Layout(tmp_path)
+    layout.config.mkdir()
+    binaries = BinarySet(tmp_path / "bin", {c: tmp_path / "bin" / c for c in COMPONENTS})
+    for component in components.control_plane(binaries, layout, Endpoints("10.77.0.1", PORTS)):
+        assert "10.77.0.1" in component.probe.url
+        assert not any("127.0.0.1" in arg for arg in component.argv), component.name
+
+
+def test_etcd_requires_client_certificates_of_its_own_ca(plane):
+    etcd, apiserver = plane["etcd"].argv, plane["kube-apiserver"].argv
+    assert "--listen-client-urls=https://127.0.0.1:1001" in etcd
+    assert "--client-cert-auth=true" in etcd and "--peer-client-cert-auth=true" in etcd
+    assert any(a.startswith("--trusted-ca-file=") and a.endswith("etcd-ca.crt") for a in etcd)
+    assert "--etcd-servers=https://127.0.0.1:1001" in apiserver
+    assert any(a.startswith("--etcd-certfile=") and a.endswith("apiserver-etcd-client.crt") for a in apiserver)
+    probe = plane["etcd"].probe
+    assert probe.url.startswith("https://") and probe.client_cert.name == "etcd-healthcheck-client.crt"
 
 
 def test_every_component_listens_on_loopback_only(plane):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from kdlib.binaries import COMPONENTS, SOURCES_FILE, BinarySet, check_bin_dir
+from kdlib.cluster.binaries import COMPONENTS, SOURCES_FILE, BinarySet, check_bin_dir
 from kdlib.cluster import kd_images, oci
 from kdlib.errors import BinaryError, ImageError, ImageNotFoundError, RegistryUnreachableError
-from kdlib.experiments import SuiteParams, with_fetched_kd
+from kdlib.experiments.microbench import SuiteParams, with_fetched_kd
 
 
 def _tar(path: Path, entries: list[tuple[str, str, str]]) -> Path:
@@ -67,7 +67,7 @@ def _executables(directory: Path, names) -> Path:
 
 def test_a_partial_directory_is_completed_and_says_where_each_came_from(tmp_path):
     ours = _executables(tmp_path / "ours", COMPONENTS)
-    fallback = BinarySet(ours, True, {c: ours / c for c in COMPONENTS}, {c: f"built here {c}" for c in COMPONENTS})
+    fallback = BinarySet(ours, {c: ours / c for c in COMPONENTS}, {c: f"built here {c}" for c in COMPONENTS})
     kd = _executables(tmp_path / "kd", kd_images.KD_COMPONENTS)
     (kd / SOURCES_FILE).write_text(json.dumps({"components": {"kube-apiserver": {"source": "image X@sha256:1"}}}))
     found = check_bin_dir(kd, fallback=fallback)

@@ -5,7 +5,7 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kdlib.cluster.local import pki
+from kdlib.cluster.controlplane import pki
 
 
 def _cert(path):
@@ -50,3 +50,31 @@ def test_kubeconfig_embeds_credentials(tmp_path):
     assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
     assert config["users"][0]["user"]["client-certificate-data"]
     assert config["current-context"] == "kdlib"
+
+
+def test_control_plane_pki_gives_etcd_its_own_ca(tmp_path):
+    from kdlib.cluster.controlplane.components import Layout
+
+    layout = Layout(tmp_path)
+    pki.write_control_plane_pki(layout, "https://127.0.0.1:6443", hosts=("127.0.0.1", "localhost"))
+    etcd_ca, cluster_ca = _cert(layout.pem("etcd-ca.crt")), _cert(layout.pem("ca.crt"))
+    assert etcd_ca.subject != cluster_ca.subject
+    server = _cert(layout.pem("etcd-server.crt"))
+    server.verify_directly_issued_by(etcd_ca)
+    usage = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} <= set(usage)  # peers do both
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in sans.get_values_for_type(x509.IPAddress)
+    for client in ("apiserver-etcd-client", "etcd-healthcheck-client"):
+        cert = _cert(layout.pem(f"{client}.crt"))
+        cert.verify_directly_issued_by(etcd_ca)
+        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+            ExtendedKeyUsageOID.CLIENT_AUTH]
+    # A client certificate of the cluster CA (kwok's, say) is not signed by etcd's CA.
+    kwok = _cert(layout.pem("kwok-client.crt"))
+    kwok.verify_directly_issued_by(cluster_ca)
+    try:
+        kwok.verify_directly_issued_by(etcd_ca)
+        raise AssertionError("the cluster CA's client certificate verifies against the etcd CA")
+    except Exception as error:  # cryptography raises ValueError / InvalidSignature
+        assert not isinstance(error, AssertionError)

@@ -3,7 +3,7 @@
 import pytest
 
 from kdlib.errors import ConfigError
-from kdlib.experiments import BENCHES, SuiteParams, plan
+from kdlib.experiments.microbench import BENCHES, SuiteParams, plan
 
 
 def test_defaults_are_valid_with_a_run_id():
@@ -56,3 +56,32 @@ def test_workloads():
     assert (funcs.deployments, funcs.replicas) == (50, 1)
     nodes = BENCHES["scale-nodes"].workload(500)
     assert (nodes.nodes, nodes.pods) == (500, 2500)
+
+
+def test_a_single_value_where_a_list_is_expected():
+    params = SuiteParams.from_notebook(run_id="r", benches="scale-pods", scale_pods=20, baselines="k8s+")
+    assert params.benches == ("scale-pods",) and params.scales_for("scale-pods") == (20,)
+    assert params.baselines == ("k8s+",)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"run_id": "x" * 300}, "at most 100"),
+    ({"run_id": "r", "scale_pods": [10**9]}, "at most 20000"),
+    ({"run_id": "r", "scale_nodes": [100000]}, "at most 5000"),
+    ({"run_id": "r", "nodes": 100000}, "nodes: 100000 is more than"),
+    ({"run_id": "r", "artifact_scales": True, "scale_pods": [5]}, "not both"),
+])
+def test_what_this_machine_cannot_hold_is_refused_before_anything_runs(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SuiteParams.from_notebook(**kwargs)
+
+
+def test_artifact_scales_come_from_the_bench_spec():
+    params = SuiteParams.from_notebook(run_id="r", artifact_scales=True)
+    assert {b: params.scales_for(b) for b in BENCHES} == {b: s.artifact_scales for b, s in BENCHES.items()}
+
+
+def test_figure_11_compares_only_what_the_paper_ran_and_k8s_plus():
+    items, _ = plan(SuiteParams(run_id="r", benches=("scale-nodes",), scales={"scale-nodes": (2,)}))
+    assert {i.baseline for i in items} == {"k8s+"}
+    assert BENCHES["scale-nodes"].baselines == ("k8s+", "kd+")

@@ -7,16 +7,17 @@ import time
 import pandas as pd
 import pytest
 
-from kdlib import results
+from kdlib.experiments.microbench import logs as results
 from kdlib.errors import SuiteBusyError
-from kdlib.experiments import SuiteParams, suite
-from kdlib.results import RunKey
+from kdlib.experiments.microbench import SuiteParams, suite
+from kdlib.experiments import runner
+from kdlib.experiments.microbench.logs import RunKey
 
-from ..conftest import REPO
+from ..helpers import REPO
 
 HOLD_LOCK = """
 import time
-from kdlib.experiments.suite import suite_lock
+from kdlib.experiments.runner import suite_lock
 with suite_lock("holder-run"):
     print("locked", flush=True)
     time.sleep(60)
@@ -55,10 +56,36 @@ def test_finished_runs_are_resumed_without_a_cluster(tmp_path, monkeypatch):
     def no_cluster(*args, **kwargs):
         raise AssertionError("a cluster was opened although every run had finished")
 
-    monkeypatch.setattr(suite, "open_cluster", no_cluster)
+    from kdlib.cluster.local import LocalCluster
+
+    monkeypatch.setattr(LocalCluster, "_start", no_cluster)
     outcome = suite.run_suite(params, root=tmp_path, progress=False)
     assert [(o.item.scale, o.status, o.total_s) for o in outcome.outcomes] == [(5, "resumed", 0.005),
                                                                               (10, "resumed", 0.01)]
-    record = results.load_suite("done", tmp_path)
+    record = runner.load("done", tmp_path)
     assert record["state"] == "finished" and set(record["not_measured"]) == {"k8s", "kd", "kd+"}
+    assert record["finished_runs"] == {"scale-pods": 2}
     assert record["provenance"]["git_revision"]
+
+
+def test_every_attempt_is_kept_with_its_end_state(tmp_path):
+    record = runner.SuiteRecord("r", "microbench", tmp_path)
+    record.begin({"a": 1}, {})
+    record.end(KeyboardInterrupt())
+    record = runner.SuiteRecord("r", "microbench", tmp_path)
+    record.begin({"a": 1}, {})
+    record.end(RuntimeError("disk full\nmore"))
+    loaded = runner.load("r", tmp_path)
+    assert [(a["state"], a["reason"]) for a in loaded["attempts"]] == [
+        ("interrupted", "SIGINT"), ("failed", "RuntimeError: disk full")]
+    assert loaded["state"] == "failed"
+
+
+def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = runner.SuiteRecord("k", "microbench", tmp_path)
+    record.begin({}, {})
+    record.data["attempts"][-1]["pid"] = dead.pid
+    record.write()
+    assert runner.load("k", tmp_path)["state"] == "killed"

@@ -1,4 +1,4 @@
-from kdlib import workloads
+from kdlib.k8s import objects as workloads
 
 
 def test_simulated_kd_deployment_labels():

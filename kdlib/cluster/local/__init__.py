@@ -1,5 +1,5 @@
 """The local backend: a real control plane as processes on this machine, kwok nodes."""
 
-from .cluster import LocalCluster, default_state_dir, down, status
+from .cluster import LocalCluster, clusters, default_state_dir, down, status, suite_state_dir
 
-__all__ = ["LocalCluster", "default_state_dir", "down", "status"]
+__all__ = ["LocalCluster", "clusters", "default_state_dir", "down", "status", "suite_state_dir"]

@@ -4,7 +4,11 @@ etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as lo
 processes under one state directory; ``LocalCluster`` starts them, creates the kwok
 nodes and waits until all are Ready, and removes everything on stop. The module-level
 :func:`down` and :func:`status` work from the state directory alone, so they also
-handle a cluster whose owner process was killed.
+handle a cluster whose owner process was killed; :func:`clusters` finds every cluster
+kdlib started on this machine (``local up``'s and the suites').
+
+kdlib removes only directories it made: each state directory carries a marker file
+written at creation, and a directory without it is refused, never deleted.
 """
 
 from __future__ import annotations
@@ -15,27 +19,45 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ... import kwok
-from ...binaries import BinarySet, component_versions, ensure_binaries
-from ...errors import ClusterBusyError, ClusterError, ConfigError
+from ... import paths
+from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError
+from ...experiments.baselines import Baseline
+from ...log import get as get_logger
+from .. import kwok
 from ..base import Cluster, ClusterInfo
-from . import components, pki
-from .components import LOOPBACK, PORT_NAMES, Layout
+from ..binaries import BinarySet, component_versions, ensure_binaries
+from ..controlplane import components, pki
+from ..controlplane.components import PORT_NAMES, START_ORDER, Endpoints, Layout
 from .processes import Processes
 
-START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+LOOPBACK = "127.0.0.1"
 MANIFEST = "cluster.json"
 OWNER = "owner.pid"
+MARKER = ".kdlib-cluster"  # written at creation: only a directory carrying it is ever removed
+MAX_NODES = 5000  # kwok's own CI benchmark size; ~0.5 MiB of apiserver and etcd memory per node here
+log = get_logger(__name__)
 
 
 def default_state_dir() -> Path:
-    """``$KDLIB_STATE_DIR``, else ``$XDG_STATE_HOME/kdlib/local``, else ``~/.local/state/kdlib/local``."""
-    if os.environ.get("KDLIB_STATE_DIR"):
-        return Path(os.environ["KDLIB_STATE_DIR"])
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "kdlib" / "local"
+    """``local up``'s cluster: ``<state root>/local`` (see :func:`kdlib.paths.state_root`)."""
+    return paths.state_root() / "local"
+
+
+def suite_state_dir() -> Path:
+    """The experiment suites' cluster, apart from one started by ``local up``."""
+    return paths.state_root() / "suite"
+
+
+def is_ours(state_dir: Path) -> bool:
+    return (Path(state_dir) / MARKER).is_file()
+
+
+def clusters() -> list[Path]:
+    """The state directories of every cluster kdlib made under the state root."""
+    root = paths.state_root()
+    return sorted(d for d in root.iterdir() if d.is_dir() and is_ours(d)) if root.is_dir() else []
 
 
 def port_is_free(port: int) -> bool:
@@ -56,12 +78,6 @@ def _free_port(taken: set[int]) -> int:
             port = sock.getsockname()[1]
         if port not in taken:
             return port
-
-
-def _stderr(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr, flush=True)
 
 
 class LocalCluster(Cluster):
@@ -88,11 +104,14 @@ class LocalCluster(Cluster):
         apiserver_port: int | None = None,
         keep_logs: bool = False,
         timeout: float = 120.0,
-        log: Callable[[str], None] = _stderr,
+        take_over: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes <= 0:
             raise ConfigError(f"nodes must be a positive integer, not {nodes!r}")
+        if nodes > MAX_NODES:
+            raise ConfigError(f"nodes: {nodes} is more than this backend holds ({MAX_NODES} kwok nodes, "
+                              "the size kwok's own benchmark runs; the apiserver and etcd keep every node in memory)")
         if apiserver_port is not None and not (1 <= apiserver_port <= 65535):
             raise ConfigError(f"apiserver port must be in 1..65535, not {apiserver_port}")
         if kd and bin_dir is None:
@@ -107,14 +126,14 @@ class LocalCluster(Cluster):
         self.apiserver_port = apiserver_port
         self.keep_logs = keep_logs
         self.timeout = timeout
-        self.log = log
+        self.take_over = take_over  # stop a cluster left running in state_dir (a killed suite's)
         self.layout = Layout(self.state_dir)
         self.processes = Processes(self.state_dir)
 
     # -- start -------------------------------------------------------------------------
 
     def _start(self) -> ClusterInfo:
-        binaries = ensure_binaries(self.bin_dir, log=self.log)
+        binaries = ensure_binaries(self.bin_dir)
         if self.apiserver_port is not None and not port_is_free(self.apiserver_port):
             raise ConfigError(
                 f"port {self.apiserver_port} on {LOOPBACK} is already in use: "
@@ -124,8 +143,8 @@ class LocalCluster(Cluster):
         try:
             return self._boot(binaries)
         except BaseException:
-            self.log("start-up failed; stopping what was started")
-            down(self.state_dir, keep_logs=self.keep_logs, log=lambda _: None, processes=self.processes)
+            log.info("start-up failed; stopping what was started")
+            down(self.state_dir, keep_logs=self.keep_logs, processes=self.processes)
             raise
 
     def _claim_state_dir(self) -> None:
@@ -134,40 +153,48 @@ class LocalCluster(Cluster):
         try:
             self.state_dir.mkdir()
         except FileExistsError:
+            if not is_ours(self.state_dir):
+                raise ClusterBusyError(f"{self.state_dir} exists and was not made by kdlib: "
+                                       "choose a state directory that does not exist yet") from None
             running = status(self.state_dir)
-            if running["running"]:
+            if running["running"] and self.take_over:
+                log.warning("stopping a cluster left running in %s (its suite was killed)", self.state_dir)
+                down(self.state_dir)
+            elif running["running"]:
                 raise ClusterBusyError(
                     f"a local cluster is already running in {self.state_dir} "
                     f"(pids {', '.join(f'{n}={p}' for n, p in running['processes'].items())}; "
                     f"kubeconfig {running.get('kubeconfig')}): "
                     "use it, or stop it with `python -m kdlib local down`"
                 ) from None
-            self.log(f"removing the remains of a stopped cluster in {self.state_dir}")
-            down(self.state_dir, log=lambda _: None)
+            log.info("removing the remains of a stopped cluster in %s", self.state_dir)
+            down(self.state_dir)
             self.state_dir.mkdir()
+        (self.state_dir / MARKER).write_text("made by kdlib's local backend; `python -m kdlib local down` removes it\n")
         (self.state_dir / OWNER).write_text(str(os.getpid()))
 
     def _boot(self, binaries: BinarySet) -> ClusterInfo:
         started = time.monotonic()
         deadline = started + self.timeout
         ports = self._ports()
-        self._write_pki(ports)
+        at = Endpoints(LOOPBACK, ports)
+        pki.write_control_plane_pki(self.layout, at.url("kube-apiserver"), hosts=(LOOPBACK, "localhost"))
         self._write_manifest(binaries, ports, nodes=[])
-        comps = {c.name: c for c in components.control_plane(binaries, self.layout, ports)}
+        comps = {c.name: c for c in components.control_plane(binaries, self.layout, at)}
         # etcd, then the apiserver; the rest only need the apiserver and start together.
         for wave in (["etcd"], ["kube-apiserver"], ["kube-controller-manager", "kube-scheduler", "kwok"]):
             for name in wave:
                 self.processes.start(comps[name])
             for name in wave:
                 self.processes.wait_healthy(comps[name], deadline)
-            self.log(f"{', '.join(wave)} healthy after {time.monotonic() - started:.1f} s")
+            log.info("%s healthy after %.1f s", ", ".join(wave), time.monotonic() - started)
         api = ClusterInfo("local", self.layout.admin_kubeconfig, (), self.kd).api_client()
         try:
             names = kwok.ensure_nodes(api, self.nodes)
             kwok.wait_nodes_ready(api, names, timeout=max(1.0, deadline - time.monotonic()))
         finally:
             api.close()
-        self.log(f"{self.nodes} kwok nodes Ready after {time.monotonic() - started:.1f} s")
+        log.info("%d kwok nodes Ready after %.1f s", self.nodes, time.monotonic() - started)
         versions = component_versions(binaries)
         self._write_manifest(binaries, ports, nodes=names, versions=versions)
         (self.state_dir / OWNER).unlink(missing_ok=True)
@@ -182,32 +209,6 @@ class LocalCluster(Cluster):
             if name not in ports:
                 ports[name] = _free_port(set(ports.values()))
         return ports
-
-    def _write_pki(self, ports: dict[str, int]) -> None:
-        directory = self.layout.pki
-        directory.mkdir(parents=True)
-        self.layout.config.mkdir(parents=True)
-        ca = pki.create_ca(directory)
-        loopback = ("127.0.0.1", "localhost")
-        pki.issue(ca, directory, "apiserver", "kube-apiserver", hosts=(
-            *loopback, "10.96.0.1", "kubernetes", "kubernetes.default",
-            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
-        pki.issue(ca, directory, "controller-manager", "kube-controller-manager", hosts=loopback)
-        pki.issue(ca, directory, "scheduler", "kube-scheduler", hosts=loopback)
-        pki.create_signing_key(directory, "sa")
-        server = f"https://{LOOPBACK}:{ports['kube-apiserver']}"
-        identities = {
-            "admin": ("kubernetes-admin", ("system:masters",)),
-            "controller-manager": ("system:kube-controller-manager", ()),
-            "scheduler": ("system:kube-scheduler", ()),
-            "kwok": ("kwok-controller", ("system:masters",)),  # as kwokctl: it manages every node
-        }
-        for user, (common_name, groups) in identities.items():
-            client_pair = pki.issue(ca, directory, f"{user}-client", common_name, organizations=groups)
-            pki.write_kubeconfig(self.layout.kubeconfig(user), server, ca, client_pair, user)
-        # The admin kubeconfig's pair also authenticates kdlib's health probes.
-        shutil.copy(directory / "admin-client.crt", directory / "admin.crt")
-        shutil.copy(directory / "admin-client.key", directory / "admin.key")
 
     def _write_manifest(self, binaries: BinarySet, ports: dict[str, int], *,
                         nodes: list[str], versions: dict[str, str] | None = None) -> None:
@@ -230,7 +231,26 @@ class LocalCluster(Cluster):
     # -- stop --------------------------------------------------------------------------
 
     def _stop(self) -> None:
-        down(self.state_dir, keep_logs=self.keep_logs, log=self.log, processes=self.processes)
+        down(self.state_dir, keep_logs=self.keep_logs, processes=self.processes)
+
+    def check(self) -> None:
+        for name in START_ORDER:
+            exit_status = self.processes.exit_status(name)
+            if exit_status is not None:
+                pid = self.processes.pid(name)
+                raise ComponentError(name, f"(pid {pid}) exited with status {exit_status}",
+                                     self.processes.log_tail(name))
+
+    def save_logs(self, destination: Path) -> None:
+        if self.processes.log_dir.is_dir():
+            shutil.copytree(self.processes.log_dir, destination, dirs_exist_ok=True)
+            log.info("component logs saved in %s", destination)
+
+    def why_not(self, baseline: Baseline) -> str | None:
+        if not baseline.simulated:
+            return ("needs real kubelets and containers; this local cluster has kwok nodes only "
+                    "(run it on a cluster backend)")
+        return None
 
 
 def _read_manifest(state_dir: Path) -> dict[str, Any]:
@@ -273,8 +293,7 @@ def _owner_pid(state_dir: Path) -> int | None:
     return pid
 
 
-def down(state_dir: Path | str | None = None, *, keep_logs: bool = False,
-         log: Callable[[str], None] = _stderr, timeout: float = 10.0,
+def down(state_dir: Path | str | None = None, *, keep_logs: bool = False, timeout: float = 10.0,
          processes: Processes | None = None) -> dict[str, Any]:
     """Stop every process of the cluster in ``state_dir`` and remove the directory.
 
@@ -283,17 +302,19 @@ def down(state_dir: Path | str | None = None, *, keep_logs: bool = False,
     which also knows children that have not yet exec'd. Returns what was done.
     """
     state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
+    if state_dir.exists() and not is_ours(state_dir):
+        raise ClusterError(f"{state_dir} was not made by kdlib (it has no {MARKER} file): refusing to touch it")
     manifest = _read_manifest(state_dir)
     processes = processes or Processes(state_dir)
     running = processes.pids()
     killed = processes.stop([n for n in reversed(START_ORDER) if n in running] +
                             [n for n in running if n not in START_ORDER], timeout=timeout)
     if killed:
-        log(f"had to SIGKILL: {', '.join(killed)}")
+        log.warning("had to SIGKILL: %s", ", ".join(killed))
     if state_dir.exists():
         if keep_logs:
             for child in state_dir.iterdir():
-                if child.name != "logs":
+                if child.name not in ("logs", MARKER):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         else:
             shutil.rmtree(state_dir)
@@ -301,9 +322,9 @@ def down(state_dir: Path | str | None = None, *, keep_logs: bool = False,
     if busy:
         raise ClusterError(f"ports still in use after stopping the cluster: {busy}")
     if running:
-        log(f"stopped {', '.join(running)}")
+        log.info("stopped %s", ", ".join(running))
     return {"stopped": sorted(running), "killed": killed, "state_dir": str(state_dir),
             "logs_kept": keep_logs and state_dir.exists()}
 
 
-__all__ = ["LocalCluster", "default_state_dir", "down", "status", "port_is_free"]
+__all__ = ["LocalCluster", "clusters", "default_state_dir", "suite_state_dir", "down", "status", "port_is_free"]

@@ -12,17 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import ssl
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ...errors import ComponentError
+from ..controlplane.components import Component
 
 LOG_TAIL_LINES = 25
 
@@ -47,37 +44,6 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
         for sig in pending:
             signal.raise_signal(sig)
-
-
-@dataclass(frozen=True)
-class HealthProbe:
-    """An HTTP(S) endpoint that answers 200 once the component is ready."""
-
-    url: str
-    ca: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-
-    def ok(self, timeout: float = 2.0) -> bool:
-        context = None
-        if self.url.startswith("https"):
-            context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
-            if self.client_cert:
-                context.load_cert_chain(str(self.client_cert), str(self.client_key))
-        try:
-            with urllib.request.urlopen(self.url, timeout=timeout, context=context) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError, ssl.SSLError):
-            return False
-
-
-@dataclass(frozen=True)
-class Component:
-    """One process of the cluster: its name, command line and health endpoint."""
-
-    name: str
-    argv: tuple[str, ...]
-    probe: HealthProbe
 
 
 class Processes:
@@ -148,6 +114,12 @@ class Processes:
             if pid is not None and self.alive(pid):
                 found[pid_file.stem] = pid
         return found
+
+    def exit_status(self, name: str) -> int | None:
+        """The exit status of a component started by this object that has exited, else None."""
+        pid = self.pid(name)
+        child = self._children.get(pid) if pid is not None else None
+        return child.poll() if child is not None else None
 
     def alive(self, pid: int) -> bool:
         """True when ``pid`` runs and its command line names our state directory.

@@ -1,0 +1,1 @@
+"""What runs: component command lines and the PKI, for any backend."""

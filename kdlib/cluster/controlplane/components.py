@@ -1,0 +1,242 @@
+"""What runs: the control plane's command lines, from a layout on disk, an address and ports.
+
+Nothing here knows how or where a process is started (local processes, or a host over
+SSH): the backend gives the address every component listens on and the ports, and
+starts the :class:`Component` values it gets back. TLS and RBAC are as in a kubeadm
+cluster: the apiserver has no insecure port and authorises with Node,RBAC; the
+controller manager and the scheduler authenticate with their own certificates. The
+artifact's flags come from :mod:`kdlib.cluster.settings`.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .. import kwok, settings
+from ..binaries import BinarySet
+
+PORT_NAMES = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """An HTTP(S) endpoint that answers 200 once the component is ready."""
+
+    url: str
+    ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def ok(self, timeout: float = 2.0) -> bool:
+        context = None
+        if self.url.startswith("https"):
+            context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+            if self.client_cert:
+                context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        try:
+            with urllib.request.urlopen(self.url, timeout=timeout, context=context) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError, ssl.SSLError):
+            return False
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the cluster: its name, command line and health endpoint."""
+
+    name: str
+    argv: tuple[str, ...]
+    probe: HealthProbe
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the control plane listens: one address (loopback locally, the host's over SSH) and ports."""
+
+    address: str
+    ports: dict[str, int]
+
+    def url(self, component: str, scheme: str = "https") -> str:
+        return f"{scheme}://{self.address}:{self.ports[component]}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a local cluster keeps its files, under its state directory."""
+
+    state_dir: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.state_dir / "etcd"
+
+    @property
+    def config(self) -> Path:
+        return self.state_dir / "config"
+
+    def kubeconfig(self, user: str) -> Path:
+        return self.config / f"{user}.kubeconfig"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.kubeconfig("admin")
+
+    def pem(self, name: str) -> Path:
+        return self.pki / name
+
+
+def _flags(values: dict[str, str]) -> list[str]:
+    return [f"--{name}={value}" for name, value in values.items()]
+
+
+def etcd(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+    """etcd over mutual TLS, as kubeadm runs it: clients and peers need a certificate of the etcd CA."""
+    pem = layout.pem
+    client_url = at.url("etcd")
+    peer_url = at.url("etcd-peer")
+    argv = [
+        str(binaries["etcd"]),
+        "--name=kdlib",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=kdlib={peer_url}",
+        "--client-cert-auth=true",
+        f"--trusted-ca-file={pem('etcd-ca.crt')}",
+        f"--cert-file={pem('etcd-server.crt')}",
+        f"--key-file={pem('etcd-server.key')}",
+        "--peer-client-cert-auth=true",
+        f"--peer-trusted-ca-file={pem('etcd-ca.crt')}",
+        f"--peer-cert-file={pem('etcd-server.crt')}",
+        f"--peer-key-file={pem('etcd-server.key')}",
+        "--log-level=warn",
+        *_flags(settings.ETCD_FLAGS),
+    ]
+    probe = HealthProbe(f"{client_url}/health", ca=pem("etcd-ca.crt"),
+                        client_cert=pem("etcd-healthcheck-client.crt"), client_key=pem("etcd-healthcheck-client.key"))
+    return Component("etcd", tuple(argv), probe)
+
+
+def apiserver(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+    pem = layout.pem
+    argv = [
+        str(binaries["kube-apiserver"]),
+        f"--etcd-servers={at.url('etcd')}",
+        f"--etcd-cafile={pem('etcd-ca.crt')}",
+        f"--etcd-certfile={pem('apiserver-etcd-client.crt')}",
+        f"--etcd-keyfile={pem('apiserver-etcd-client.key')}",
+        f"--bind-address={at.address}",
+        f"--advertise-address={at.address}",
+        f"--secure-port={at.ports['kube-apiserver']}",
+        f"--tls-cert-file={pem('apiserver.crt')}",
+        f"--tls-private-key-file={pem('apiserver.key')}",
+        f"--client-ca-file={pem('ca.crt')}",
+        f"--service-account-key-file={pem('sa.pub')}",
+        f"--service-account-signing-key-file={pem('sa.key')}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={settings.SERVICE_CLUSTER_IP_RANGE}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        "--allow-privileged=true",
+        # No kubelet publishes the apiserver's endpoints and EndpointSlices reject
+        # loopback addresses, so the `kubernetes` Service is left without endpoints.
+        "--endpoint-reconciler-type=none",
+        *_flags(settings.APISERVER_FLAGS),
+    ]
+    probe = HealthProbe(
+        f"{at.url('kube-apiserver')}/readyz",
+        ca=pem("ca.crt"), client_cert=pem("admin.crt"), client_key=pem("admin.key"),
+    )
+    return Component("kube-apiserver", tuple(argv), probe)
+
+
+def _secure_serving(layout: Layout, name: str, address: str, port: int, user: str) -> list[str]:
+    kubeconfig = layout.kubeconfig(user)
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={address}",
+        f"--secure-port={port}",
+        f"--tls-cert-file={layout.pem(name + '.crt')}",
+        f"--tls-private-key-file={layout.pem(name + '.key')}",
+        f"--client-ca-file={layout.pem('ca.crt')}",
+        "--leader-elect=false",  # a single replica; election only delays start-up
+    ]
+
+
+def controller_manager(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+    port = at.ports["kube-controller-manager"]
+    argv = [
+        str(binaries["kube-controller-manager"]),
+        *_secure_serving(layout, "controller-manager", at.address, port, "controller-manager"),
+        f"--root-ca-file={layout.pem('ca.crt')}",
+        f"--service-account-private-key-file={layout.pem('sa.key')}",
+        f"--cluster-signing-cert-file={layout.pem('ca.crt')}",
+        f"--cluster-signing-key-file={layout.pem('ca.key')}",
+        "--use-service-account-credentials=true",
+        "--controllers=*,bootstrapsigner,tokencleaner",
+        *_flags(settings.CONTROLLER_MANAGER_FLAGS),
+    ]
+    probe = HealthProbe(f"{at.url('kube-controller-manager')}/healthz", ca=layout.pem("ca.crt"))
+    return Component("kube-controller-manager", tuple(argv), probe)
+
+
+def scheduler_config(layout: Layout) -> Path:
+    config = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(layout.kubeconfig("scheduler"))},
+        "leaderElection": {"leaderElect": False},
+        **settings.SCHEDULER_CONFIG,
+    }
+    path = layout.config / "scheduler.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def scheduler(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+    port = at.ports["kube-scheduler"]
+    serving = [f for f in _secure_serving(layout, "scheduler", at.address, port, "scheduler")
+               if not f.startswith(("--kubeconfig", "--leader-elect"))]  # both are in the config file
+    argv = [str(binaries["kube-scheduler"]), f"--config={scheduler_config(layout)}", *serving]
+    probe = HealthProbe(f"{at.url('kube-scheduler')}/healthz", ca=layout.pem("ca.crt"))
+    return Component("kube-scheduler", tuple(argv), probe)
+
+
+def kwok_controller(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+    config = layout.config / "kwok.yaml"
+    config.write_text(kwok.config_yaml())
+    argv = [
+        str(binaries["kwok"]),
+        f"--kubeconfig={layout.kubeconfig('kwok')}",
+        f"--config={config}",
+        f"--manage-nodes-with-label-selector={settings.KWOK_NODE_SELECTOR}",
+        f"--node-lease-duration-seconds={settings.KWOK_NODE_LEASE_SECONDS}",
+        f"--server-address={at.address}:{at.ports['kwok']}",
+    ]
+    return Component("kwok", tuple(argv), HealthProbe(f"{at.url('kwok', 'http')}/healthz"))
+
+
+def control_plane(binaries: BinarySet, layout: Layout, at: Endpoints) -> list[Component]:
+    """The components in start order (stop in reverse)."""
+    return [
+        etcd(binaries, layout, at),
+        apiserver(binaries, layout, at),
+        controller_manager(binaries, layout, at),
+        scheduler(binaries, layout, at),
+        kwok_controller(binaries, layout, at),
+    ]

@@ -1,0 +1,64 @@
+"""The cluster backends, by name: the one place that knows which exist and how to open one.
+
+A backend is a function that returns a not-yet-started :class:`Cluster` for a suite;
+the cluster then says itself which baselines it cannot run. A backend that this
+version cannot offer is registered with the reason, so that validation names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError
+from .base import Cluster
+
+Opener = Callable[..., Cluster]  # (nodes=, kd=, bin_dir=) -> a not-yet-started cluster
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    open: Opener | None
+    unavailable: str | None = None  # why this version cannot offer it
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(name: str, opener: Opener | None, *, unavailable: str | None = None) -> None:
+    _BACKENDS[name] = Backend(name, opener, unavailable)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_BACKENDS)
+
+
+def problem(name: str) -> str | None:
+    """Why ``name`` cannot be used, or None."""
+    backend = _BACKENDS.get(name)
+    if backend is None:
+        return f"{name!r} is not one of {', '.join(_BACKENDS)}"
+    return backend.unavailable
+
+
+def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None) -> Cluster:
+    """A not-yet-started cluster of backend ``name``; use it as a context manager."""
+    reason = problem(name)
+    if reason:
+        raise ConfigError(f"backend: {reason}")
+    return _BACKENDS[name].open(nodes=nodes, kd=kd, bin_dir=bin_dir)  # type: ignore[misc]
+
+
+def _local(*, nodes: int, kd: bool, bin_dir: Path | None) -> Cluster:
+    from .local import LocalCluster, suite_state_dir
+
+    # The suite holds the machine's suite lock, so a cluster left running in its state
+    # directory belongs to a suite that was killed (e.g. its kernel): take it over.
+    return LocalCluster(nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None, state_dir=suite_state_dir(),
+                        take_over=True)
+
+
+register("local", _local)
+register("ssh", None, unavailable="'ssh' is not part of this version of kdlib yet; use 'local'")

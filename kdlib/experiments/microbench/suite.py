@@ -1,0 +1,297 @@
+"""Run a matrix of microbenchmarks: one cluster per control plane, resume, progress, clean-up.
+
+Only one suite runs per machine at a time (an exclusive lock, refused at once).
+Between runs the workload is deleted and the suite waits until the cluster is quiet.
+A run that cannot be prepared or measured is recorded as failed and the matrix goes on;
+a cluster that cannot be cleaned up, or whose component died, ends the suite (no further
+run would be trustworthy), with the component logs saved beside the results.
+Ctrl-C stops the run in progress, leaves no finished-looking file for it, and the
+cluster's context manager stops every process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ... import provenance, store
+from ...cluster import registry
+from ...cluster.base import Cluster
+from ...cluster.binaries import ensure_binaries
+from ...errors import ExperimentError, KdlibError, api_errors
+from ...log import get as get_logger
+from ..baselines import BASELINES, KD_WITHOUT_BINARIES
+from ..runner import SuiteRecord, suite_lock
+from . import logs, measure
+from .spec import BENCHES, RunItem, SuiteParams
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    item: RunItem
+    status: str  # measured | resumed | failed
+    total_s: float | None = None
+    detail: str = ""
+    phases: dict[str, float] = field(default_factory=dict)  # seconds spent: prepare, settle, measure, clean
+
+
+@dataclass
+class SuiteOutcome:
+    run_id: str
+    outcomes: list[RunOutcome] = field(default_factory=list)
+    not_measured: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    quiet_wait_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    def __repr__(self) -> str:
+        return (f"<SuiteOutcome {self.run_id}: {self.count('measured')} measured, {self.count('resumed')} resumed, "
+                f"{self.count('failed')} failed, {len(self.not_measured)} baselines not measured, "
+                f"{self.seconds:.0f} s>")
+
+
+def _clusters(params: SuiteParams) -> dict[bool, Cluster]:
+    """The (not yet started) clusters of the suite: vanilla, and Kd when its binaries are given."""
+    found = {False: registry.open_cluster(params.backend, nodes=params.nodes, kd=False, bin_dir=None)}
+    if params.kd_bin_dir is not None:
+        found[True] = registry.open_cluster(params.backend, nodes=params.nodes, kd=True, bin_dir=params.kd_bin_dir)
+    return found
+
+
+def plan(params: SuiteParams, clusters: dict[bool, Cluster] | None = None) -> tuple[list[RunItem], dict[str, str]]:
+    """The runs to do, in order (scale-nodes last: it resizes the cluster), and the
+    baselines that cannot run with the reason. A figure's runs cover only the systems
+    that figure compares (:attr:`Bench.baselines`)."""
+    clusters = clusters if clusters is not None else _clusters(params)
+    skipped = {}
+    items = []
+    benches = sorted(params.benches, key=lambda b: (b == "scale-nodes", list(BENCHES).index(b)))
+    for name in params.baselines:
+        baseline = BASELINES[name]
+        cluster = clusters.get(baseline.kd)
+        reason = KD_WITHOUT_BINARIES if cluster is None else cluster.why_not(baseline)
+        if reason:
+            skipped[name] = reason
+            continue
+        for bench in benches:
+            if name not in BENCHES[bench].baselines:
+                continue
+            for scale in params.scales_for(bench):
+                for repeat in range(params.repeats):
+                    items.append(RunItem(bench, name, scale, repeat))
+    return items, skipped
+
+
+def _key(item: RunItem) -> logs.RunKey:
+    return logs.RunKey(item.bench, item.baseline, item.scale, item.repeat)
+
+
+def _parameters(params: SuiteParams) -> dict[str, Any]:
+    return {**asdict(params), "kd_bin_dir": str(params.kd_bin_dir) if params.kd_bin_dir else None,
+            "scales": {b: list(params.scales_for(b)) for b in params.benches}}
+
+
+def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool = True) -> SuiteOutcome:
+    """Run every (bench, baseline, scale, repeat) of ``params`` not already finished."""
+    params.validate()
+    if params.kd_bin_dir is not None and any(BASELINES[b].kd for b in params.baselines):
+        ensure_binaries(params.kd_bin_dir)  # before the first vanilla run, not after them
+    clusters = _clusters(params)
+    items, not_measured = plan(params, clusters)
+    outcome = SuiteOutcome(params.run_id, not_measured=not_measured)
+    started = time.monotonic()
+    with suite_lock(params.run_id):
+        record = SuiteRecord(params.run_id, "microbench", root)
+        record.begin(_parameters(params), not_measured)
+        bar = tqdm(total=len(items), disable=not progress, unit="run", dynamic_ncols=True, mininterval=5)
+        error: BaseException | None = None
+        try:
+            pending = _resume(params, items, outcome, root, bar)
+            for kd in (False, True):
+                group = [i for i in pending if BASELINES[i.baseline].kd == kd]
+                if group:
+                    _run_on_cluster(clusters[kd], params, group, outcome, root, bar, record)
+        except BaseException as caught:
+            error = caught
+            raise
+        finally:
+            bar.close()
+            outcome.seconds = time.monotonic() - started
+            record.attempt["outcomes"] = _outcome_rows(outcome)
+            record.end(error, seconds=round(outcome.seconds, 1), quiet_wait_s=round(outcome.quiet_wait_s, 1),
+                       finished_runs=_finished_on_disk(params, root))
+    return outcome
+
+
+def _resume(params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome, root: Path | None,
+            bar: tqdm) -> list[RunItem]:
+    """The items still to run; finished ones (a log on disk) are recorded as resumed."""
+    for directory in {store.run_dir(i.bench, params.run_id, root) for i in items}:
+        store.remove_partials(directory)
+    pending = []
+    for item in items:
+        directory = store.run_dir(item.bench, params.run_id, root)
+        total_us = logs.finished_total(directory, _key(item))
+        if total_us is not None:
+            outcome.outcomes.append(RunOutcome(item, "resumed", total_us / 1e6, "finished in an earlier run"))
+            bar.update(1)
+        else:
+            pending.append(item)
+    return pending
+
+
+def _outcome_rows(outcome: SuiteOutcome) -> list[dict[str, Any]]:
+    return [{**asdict(o.item), "status": o.status, "total_s": o.total_s, "detail": o.detail, "phases_s": o.phases}
+            for o in outcome.outcomes]
+
+
+def _finished_on_disk(params: SuiteParams, root: Path | None) -> dict[str, int]:
+    """How many finished runs each bench has on disk: the record agrees with the files."""
+    return {b: len(list(store.run_dir(b, params.run_id, root).glob("e2e.*.log"))) for b in params.benches}
+
+
+def _run_on_cluster(cluster: Cluster, params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome,
+                    root: Path | None, bar: tqdm, record: SuiteRecord) -> None:
+    kind = "Kd" if cluster_kd(cluster) else "vanilla"
+    _progress(bar, f"starting the {kind} {params.backend} cluster")
+    with cluster:
+        info = cluster.info
+        clusters = record.data.setdefault("clusters", {})
+        clusters["kd" if info.kd else "vanilla"] = {"backend": info.backend, "kd": info.kd, "versions": info.versions,
+                                                   "sources": info.sources}
+        record.write()
+        try:
+            with api_errors("talking to the cluster"):
+                api = info.api_client()
+            try:
+                for item in items:
+                    wanted = BENCHES[item.bench].workload(item.scale).nodes or params.nodes
+                    if wanted != len(cluster.info.node_names):
+                        _progress(bar, f"{item.label}: resizing to {wanted} kwok nodes")
+                        cluster.resize_kwok_nodes(wanted)
+                    result = _run_one(cluster, api, params, item, outcome, root, bar)
+                    outcome.outcomes.append(result)
+                    record.attempt["outcomes"] = _outcome_rows(outcome)
+                    record.write()
+                    bar.update(1)
+            finally:
+                api.close()
+        except BaseException:
+            # Save the evidence before the cluster (and its logs) goes away.
+            cluster.save_logs(store.root(root) / "suites" / f"{params.run_id}.logs" / kind.lower())
+            raise
+
+
+def cluster_kd(cluster: Cluster) -> bool:
+    return bool(getattr(cluster, "kd", False))
+
+
+def _progress(bar: tqdm, message: str) -> None:
+    """Say what the suite does: on the bar, and as a log line (papermill's --log-output streams it)."""
+    bar.set_description_str(message, refresh=False)
+    log.info(message)
+
+
+def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, outcome: SuiteOutcome,
+             root: Path | None, bar: tqdm) -> RunOutcome:
+    """One run. A run that fails is recorded and the suite goes on; a cluster that cannot
+    be cleaned up afterwards (or whose component died) ends the suite."""
+    namespace = measure.namespace_for(item.bench)
+    timeout = params.timeout_for(BENCHES[item.bench].workload(item.scale))
+    try:
+        result = _measure_one(cluster, api, params, item, root, bar)
+    except KeyboardInterrupt:
+        _progress(bar, f"{item.label}: interrupted; cleaning up")
+        try:
+            measure.clean(api, namespace, min(timeout, 30.0), 0.0)
+        except Exception as clean_error:  # the interrupt matters more; say what was left
+            log.warning("clean-up after the interrupt failed: %s", clean_error)
+        raise
+    except Exception as error:
+        result = RunOutcome(item, "failed", None, _one_line(error))
+        _fail_if_broken(cluster, result, outcome)  # a dead component is named, not hidden behind its symptom
+        log.warning("%s failed: %s", item.label, result.detail)
+    _progress(bar, f"{item.label}: cleaning up")
+    cleaning = time.monotonic()
+    try:
+        # No settle here: the next run settles once its own objects are reconciled.
+        outcome.quiet_wait_s += measure.clean(api, namespace, timeout, 0.0)
+    except Exception as error:
+        _fail_if_broken(cluster, result, outcome)
+        outcome.outcomes.append(result)
+        raise ExperimentError(f"{item.label}: the cluster could not be cleaned up, so no later run could be "
+                              f"trusted ({_one_line(error)})") from error
+    result.phases["clean"] = round(time.monotonic() - cleaning, 3)
+    return result
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _fail_if_broken(cluster: Cluster, result: RunOutcome, outcome: SuiteOutcome) -> None:
+    """When a component died, record the run as failed for that reason and end the suite:
+    no later run may start on a broken cluster."""
+    try:
+        cluster.check()
+    except KdlibError as dead:
+        result.status, result.total_s, result.detail = "failed", None, _one_line(dead)
+        outcome.outcomes.append(result)
+        raise
+
+
+def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, root: Path | None,
+                 bar: tqdm) -> RunOutcome:
+    baseline = BASELINES[item.baseline]
+    bench = BENCHES[item.bench]
+    workload = bench.workload(item.scale)
+    info = cluster.info
+    nodes = len(info.node_names)
+    namespace = measure.namespace_for(item.bench)
+    directory = store.run_dir(item.bench, params.run_id, root)
+    key = _key(item)
+    timeout = params.timeout_for(workload)
+    meta = {
+        "run_id": params.run_id, "bench": item.bench, "baseline": item.baseline, "scale": item.scale,
+        "repeat": item.repeat, "deployments": workload.deployments, "replicas_each": workload.replicas,
+        "pods": workload.pods, "nodes": nodes, "backend": info.backend, "kd": info.kd,
+        "versions": info.versions, "sources": info.sources, "settle_s": params.settle_s, "timeout_s": timeout,
+        "provenance": provenance.collect(),
+    }
+    _progress(bar, f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")
+    phases, mark = {}, time.monotonic()
+    with api_errors(f"{item.label}: preparing"):
+        measure.ensure_namespace(api, namespace)
+        names = measure.prepare(api, namespace, workload, baseline, on_kwok=baseline.simulated,
+                                timeout=timeout)
+    phases["prepare"] = time.monotonic() - mark
+    time.sleep(params.settle_s)
+    phases["settle"], mark = params.settle_s, time.monotonic()
+    _progress(bar, f"{item.label}: scaling to {workload.pods} pods")
+    meta["start_time"] = provenance.now()
+    with api_errors(f"{item.label}: measuring"):
+        result = measure.measure(api, namespace, names, workload, timeout, health=cluster.check)
+    phases["measure"] = time.monotonic() - mark
+    phases = {k: round(v, 3) for k, v in phases.items()}
+    meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases)
+    if not result.finished:
+        # Save first: the partial timeline and why, but no log, so the run is redone next time.
+        meta["error"] = result.error
+        logs.write_failed(directory, key, result.timeline, meta)
+        return RunOutcome(item, "failed", None, result.error or "", phases)
+    logs.write_run(directory, key, result.total_us, result.timeline, meta, {
+        "bench": item.bench, "baseline": item.baseline, "scale": item.scale, "repeat": item.repeat,
+        "pods": result.pods_expected, "nodes": nodes, "backend": info.backend,
+        "metric": "time until the 90th-percentile pod is Ready"})
+    return RunOutcome(item, "measured", result.total_us / 1e6, "", phases)
+
+
+__all__ = ["run_suite", "plan", "SuiteOutcome", "RunOutcome", "ExperimentError", "KdlibError"]

@@ -1,0 +1,1 @@
+"""Kubernetes objects as Python data, and the raw-JSON watcher."""

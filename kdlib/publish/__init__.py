@@ -1,0 +1,1 @@
+"""Publishing: the offline chart renderer and the Jupyter Book build."""

@@ -1,0 +1,54 @@
+"""Helpers shared by the tests: what a clean stop leaves, and running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def our_processes(state_dir: Path) -> list[int]:
+    """Pids whose command line names ``state_dir``: what a clean stop must leave none of."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if str(state_dir).encode() in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def listening_ports() -> set[int]:
+    """TCP ports in LISTEN state on this machine, from /proc/net/tcp{,6}."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def assert_clean(state_dir: Path, ports: dict[str, int] | None) -> None:
+    assert our_processes(state_dir) == [], "a process of the cluster is still running"
+    assert not state_dir.exists(), f"{state_dir} was not removed"
+    if ports:
+        still = set(ports.values()) & listening_ports()
+        assert not still, f"ports still listening: {still}"
+
+
+def run_kdlib(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kdlib", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
