@@ -64,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="build the Jupyter Book from an executed run into _build/html")
     book.add_argument("--run-id", help="the run to show (default: the one named in results/reference.txt)")
 
+    kd = commands.add_parser("kd", help="Kubedirect's binaries")
+    kd_commands = kd.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    fetch = kd_commands.add_parser("fetch", help="take Kd's control-plane binaries out of its published images")
+    fetch.add_argument("--repository", default="shengqipku", help="image repository (default: shengqipku)")
+    fetch.add_argument("--tag", default="v1.32.0-kubedirect", help="image tag (default: v1.32.0-kubedirect)")
+    fetch.add_argument("--dest", type=Path, help="where to put them (default: ~/.cache/kdlib/kd/<tag>/)")
+    fetch.add_argument("--registry", default="docker.io", help="registry host[:port] (default: docker.io)")
+    fetch.add_argument("--platform", help="os/arch of the images to take (default: this machine's)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when dest holds them")
+
     local = commands.add_parser("local", help="the local embedded cluster")
     local_commands = local.add_subparsers(dest="action", required=True, parser_class=_Parser)
     state = argparse.ArgumentParser(add_help=False)
@@ -72,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = local_commands.add_parser("up", parents=[state], help="start a cluster in the background")
     up.add_argument("--nodes", type=_positive_int, default=20, help="number of kwok nodes (default 20)")
     up.add_argument("--bin-dir", type=Path, help="directory of your own binaries (e.g. Kd's)")
-    up.add_argument("--kd", action="store_true", help="the --bin-dir binaries are Kubedirect's")
+    up.add_argument("--kd", action="store_true", help="the --bin-dir binaries are Kubedirect's "
+                    "(without --bin-dir: those `kd fetch` stored)")
     up.add_argument("--apiserver-port", type=_port, help="apiserver port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120.0, help="start-up deadline in seconds")
     status = local_commands.add_parser("status", parents=[state], help="show the running cluster")
@@ -87,6 +98,13 @@ def _local(args: argparse.Namespace) -> int:
     from .cluster import local
 
     if args.action == "up":
+        if args.kd and args.bin_dir is None:  # Kd's binaries from `kd fetch`, if it stored them
+            from .cluster import kd_images
+
+            found = kd_images.stored()
+            if found is not None:
+                args.bin_dir = found.directory
+                print(f"using the Kubedirect binaries that `kd fetch` stored in {found.directory}", file=sys.stderr)
         cluster = local.LocalCluster(nodes=args.nodes, state_dir=args.state_dir, bin_dir=args.bin_dir,
                                      kd=args.kd, apiserver_port=args.apiserver_port, timeout=args.timeout)
         info = cluster.start()  # left running: `down` stops it
@@ -110,6 +128,17 @@ def _local(args: argparse.Namespace) -> int:
             local.down(state_dir, keep_logs=args.keep)
         return 0
     raise AssertionError(args.action)
+
+
+def _kd(args: argparse.Namespace) -> int:
+    from .cluster import kd_images
+
+    result = kd_images.fetch(args.repository, args.tag, args.dest, args.registry,
+                             platform=args.platform, force=args.force)
+    for name, binary in result.binaries.items():
+        print(f"{name}: {binary.source}", file=sys.stderr)
+    print(result.directory)
+    return 0
 
 
 def _scales(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,6 +166,9 @@ def _run(args: argparse.Namespace) -> int:
         artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
         nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, settle_s=args.settle,
         run_timeout_s=args.run_timeout, **_scales(args))
+    params, note = microbench.with_fetched_kd(params)
+    if note:
+        print(note, file=sys.stderr)
     outcome = microbench.run_suite(params)
     print(outcome)
     for baseline, reason in outcome.not_measured.items():
@@ -159,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(build_binaries(force=args.force).directory)
             return 0
+        if args.command == "kd":
+            return _kd(args)
         if args.command == "local":
             return _local(args)
         if args.command == "run":

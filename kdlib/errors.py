@@ -3,6 +3,11 @@
     KdlibError
     ├── ConfigError            bad parameters, found before anything is provisioned
     ├── BinaryError            a binary is missing, not executable, or failed to build
+    │   └── ImageError         Kd's binaries could not be fetched from their container images
+    │       ├── RegistryUnreachableError   no network, or the registry does not answer
+    │       ├── ImageNotFoundError         no such image or tag
+    │       ├── PlatformMissingError       the image has no build for this machine's platform
+    │       └── BinaryNotInImageError      no layer of the image holds the component binary
     ├── ClusterError           a cluster could not be started, used or stopped
     │   ├── ClusterBusyError   another cluster already owns the state directory
     │   ├── ClusterStateError  the cluster is not running (not started yet, or closed)
@@ -33,6 +38,26 @@ class ConfigError(KdlibError):
 
 class BinaryError(KdlibError):
     """A control-plane binary is missing, not executable, or could not be built."""
+
+
+class ImageError(BinaryError):
+    """Kd's control-plane binaries could not be fetched from their container images."""
+
+
+class RegistryUnreachableError(ImageError):
+    """No network, or the registry did not answer."""
+
+
+class ImageNotFoundError(ImageError):
+    """The registry has no such image, or no such tag of it."""
+
+
+class PlatformMissingError(ImageError):
+    """The image offers no build for this machine's platform."""
+
+
+class BinaryNotInImageError(ImageError):
+    """No layer of the image holds the component's binary."""
 
 
 class ClusterError(KdlibError):

@@ -44,6 +44,7 @@ class ClusterInfo:
     node_names: tuple[str, ...]
     kd: bool
     versions: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # component -> where its binary came from
 
     def api_client(self) -> client.ApiClient:
         """A fresh Kubernetes API client for this cluster."""

@@ -4,19 +4,22 @@ Our binaries come from two small Go modules in ``tools/``: ``tools/kube`` (a
 multi-call binary holding kube-apiserver, kube-controller-manager, kube-scheduler
 and etcd, hard-linked under each name) and ``tools/kwok`` (the kwok controller as a
 Go tool). They are cached per version under the user cache directory and rebuilt
-only when missing. A user's own directory (how Kd binaries come in) must hold the
-same file names.
+only when missing. A user's own directory (how Kd binaries come in) holds some or all
+of the same file names; the components it lacks come from our build, and
+:attr:`BinarySet.sources` says where each binary came from. ``tools/crane`` pins the
+OCI registry client that pulls Kd's binaries out of its images (``kdlib.cluster.kd_images``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import paths
@@ -26,6 +29,8 @@ from ..log import get as get_logger
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUBE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 log = get_logger(__name__)
+# Optional, in a binary directory: {"components": {name: {"source": "where it came from", ...}}}
+SOURCES_FILE = "binaries.json"
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,11 @@ class Versions:
 
 @dataclass(frozen=True)
 class BinarySet:
-    """A directory holding one executable per component."""
+    """One executable per component: from ``directory``, the rest (if any) from our build."""
 
     directory: Path
     paths: dict[str, Path] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # component -> where its binary came from
 
     def __getitem__(self, component: str) -> Path:
         return self.paths[component]
@@ -74,20 +80,53 @@ def default_bin_dir(versions: Versions | None = None) -> Path:
     return paths.cache_root() / "bin" / (versions or pinned_versions()).tag
 
 
-def check_bin_dir(directory: Path) -> BinarySet:
-    """Return the binaries in ``directory``, or raise naming the first missing one."""
+def _declared_sources(directory: Path) -> dict[str, str]:
+    """The per-component sources a directory's SOURCES_FILE declares (e.g. image digests)."""
+    try:
+        components = json.loads((directory / SOURCES_FILE).read_text()).get("components", {})
+        return {name: str(entry["source"]) for name, entry in components.items() if entry.get("source")}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return {}
+
+
+def present_components(directory: Path) -> tuple[str, ...]:
+    return tuple(c for c in COMPONENTS if (Path(directory).expanduser() / c).is_file())
+
+
+def check_bin_dir(directory: Path, *, fallback: BinarySet | None = None) -> BinarySet:
+    """Return the binaries in ``directory``, taking those it lacks from ``fallback`` (our
+    build); raise naming the first one found in neither."""
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise BinaryError(f"binary directory {directory} does not exist")
-    found = {}
+    if not present_components(directory):
+        raise BinaryError(f"{directory} holds none of {', '.join(COMPONENTS)}: give a directory with "
+                          "some or all of them (ours are built for the rest)")
+    declared = _declared_sources(directory)
+    found, sources = {}, {}
     for component in COMPONENTS:
         path = directory / component
         if not path.is_file():
-            raise BinaryError(f"{path} is missing: the directory must hold {', '.join(COMPONENTS)}")
+            if fallback is not None:
+                found[component], sources[component] = fallback[component], fallback.sources[component]
+                continue
+            raise BinaryError(f"{path} is missing: the directory must hold {', '.join(COMPONENTS)}, "
+                              "or some of them with ours built for the rest (`python -m kdlib build`)")
         if not os.access(path, os.X_OK):
             raise BinaryError(f"{path} is not executable: run `chmod +x {path}`")
         found[component] = path
-    return BinarySet(directory=directory, paths=found)
+        sources[component] = declared.get(component, f"given in {directory}")
+    return BinarySet(directory=directory, paths=found, sources=sources)
+
+
+def _as_built(binaries: BinarySet, versions: Versions) -> BinarySet:
+    """Our build, its sources saying so."""
+    def source(component: str) -> str:
+        module, version = (("kwok", versions.kwok) if component == "kwok" else
+                           ("kube", versions.etcd) if component == "etcd" else ("kube", versions.kubernetes))
+        return f"built here from tools/{module} at {version}"
+
+    return replace(binaries, sources={c: source(c) for c in COMPONENTS})
 
 
 def _go() -> str:
@@ -117,7 +156,7 @@ def build_binaries(*, force: bool = False) -> BinarySet:
     target = default_bin_dir(versions)
     if not force:
         try:
-            return check_bin_dir(target)
+            return _as_built(check_bin_dir(target), versions)
         except BinaryError:
             pass
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -144,14 +183,39 @@ def build_binaries(*, force: bool = False) -> BinarySet:
             shutil.rmtree(target)
         staging.rename(target)
     log.info("built %s into %s in %.0f s", ", ".join(COMPONENTS), target, time.monotonic() - started)
-    return check_bin_dir(target)
+    return _as_built(check_bin_dir(target), versions)
 
 
 def ensure_binaries(bin_dir: Path | None = None) -> BinarySet:
-    """The user's ``bin_dir`` if given (checked, never built), else build ours if missing."""
-    if bin_dir is not None:
-        return check_bin_dir(Path(bin_dir))
-    return build_binaries()
+    """The user's ``bin_dir`` if given (checked, never built; ours built for the components
+    it lacks), else build ours if missing."""
+    if bin_dir is None:
+        return build_binaries()
+    present = present_components(Path(bin_dir))
+    fallback = build_binaries() if present and len(present) < len(COMPONENTS) else None
+    return check_bin_dir(Path(bin_dir), fallback=fallback)
+
+
+def crane_version(tools_dir: Path | None = None) -> str:
+    go_mod = (tools_dir or paths.tools_dir()) / "crane" / "go.mod"
+    match = re.search(r"^\s*github\.com/google/go-containerregistry\s+(v\S+)", go_mod.read_text(), re.M)
+    if not match:
+        raise BinaryError(f"{go_mod} does not require go-containerregistry; the tools directory is damaged")
+    return match.group(1)
+
+
+def build_crane() -> Path:
+    """crane (the OCI registry client of go-containerregistry) in the tool cache, built if missing."""
+    target = paths.cache_root() / "bin" / f"crane-{crane_version()}" / "crane"
+    if os.access(target, os.X_OK):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+        _run_go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(Path(tmp) / "crane"),
+                 "github.com/google/go-containerregistry/cmd/crane"], paths.tools_dir() / "crane")
+        os.replace(Path(tmp) / "crane", target)  # atomic: a half-built crane is never found
+    log.info("built crane into %s", target)
+    return target
 
 
 def component_versions(binaries: BinarySet) -> dict[str, str]:

@@ -58,8 +58,9 @@ def test_non_executable_binary_is_named(tmp_path):
 def test_cli_missing_binaries_leave_nothing(tmp_path, state_dir):
     result = run_kdlib("local", "up", "--bin-dir", str(tmp_path), "--state-dir", str(state_dir))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"kdlib: error: {tmp_path}/etcd is missing: the directory must hold " \
-        "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok"
+    assert result.stderr.strip() == f"kdlib: error: {tmp_path} holds none of " \
+        "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok: give a directory with " \
+        "some or all of them (ours are built for the rest)"
     assert not state_dir.exists() and our_processes(state_dir) == []
 
 

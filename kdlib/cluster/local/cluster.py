@@ -115,7 +115,8 @@ class LocalCluster(Cluster):
         if apiserver_port is not None and not (1 <= apiserver_port <= 65535):
             raise ConfigError(f"apiserver port must be in 1..65535, not {apiserver_port}")
         if kd and bin_dir is None:
-            raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
+            raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries "
+                              "(`python -m kdlib kd fetch` stores them)")
         if timeout <= 0:
             raise ConfigError(f"timeout must be positive, not {timeout}")
         self.nodes = nodes
@@ -197,7 +198,8 @@ class LocalCluster(Cluster):
         versions = component_versions(binaries)
         self._write_manifest(binaries, ports, nodes=names, versions=versions)
         (self.state_dir / OWNER).unlink(missing_ok=True)
-        return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions)
+        return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions,
+                           dict(binaries.sources))
 
     def _ports(self) -> dict[str, int]:
         ports: dict[str, int] = {}
@@ -218,6 +220,7 @@ class LocalCluster(Cluster):
             "nodes": nodes,
             "kd": self.kd,
             "bin_dir": str(binaries.directory),
+            "sources": binaries.sources,
             "versions": versions or {},
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

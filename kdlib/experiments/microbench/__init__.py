@@ -8,8 +8,8 @@
 
 from .logs import load, load_dir, load_timelines
 from .report import MicrobenchReport, microbench as report
-from .spec import BENCHES, Bench, RunItem, SuiteParams
+from .spec import BENCHES, Bench, RunItem, SuiteParams, with_fetched_kd
 from .suite import RunOutcome, SuiteOutcome, plan, run_suite
 
-__all__ = ["BENCHES", "Bench", "RunItem", "SuiteParams", "plan", "run_suite", "RunOutcome", "SuiteOutcome",
+__all__ = ["BENCHES", "Bench", "RunItem", "SuiteParams", "with_fetched_kd", "plan", "run_suite", "RunOutcome", "SuiteOutcome",
            "MicrobenchReport", "report", "load", "load_dir", "load_timelines"]

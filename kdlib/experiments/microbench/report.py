@@ -19,7 +19,7 @@ from ... import store
 from ...cluster.settings import SIMULATED_READY_AFTER_MS
 from ...publish import render
 from .. import runner
-from . import analysis, logs, plots
+from . import analysis, comparison, logs, plots
 from .spec import BENCHES
 
 #: The controller manager's client limit (kube-controller-manager defaults, kept by the artifact).
@@ -58,8 +58,14 @@ class MicrobenchReport:
         backend = self.suite["parameters"]["backend"]
         host = self.suite["provenance"]["machine"]["host"]
         versions = next(iter(clusters.values()), {}).get("versions", {})
-        return [f"measured here: run {self.run_id}, {backend} backend on {host}",
-                f"{versions.get('kube-apiserver', 'Kubernetes ?')}, kwok nodes, simulated sandbox"]
+        lines = [f"measured here: run {self.run_id}, {backend} backend on {host}",
+                 f"{versions.get('kube-apiserver', 'Kubernetes ?')}, kwok nodes, simulated sandbox"]
+        kd_sources = clusters.get("kd", {}).get("sources", {})
+        images = [s.split(" (")[0].removeprefix("image ").rsplit("/", 1)[-1].split(":")[0]
+                  + "@" + s.split("@")[1][:19] for c, s in sorted(kd_sources.items()) if s.startswith("image ")]
+        if images:  # name the Kd images the kd+ numbers come from
+            lines.append("kd+ from images " + ", ".join(images))
+        return lines
 
     def not_measured(self, bench: str) -> pd.DataFrame:
         """The systems of this figure that have no number, and why (not-run and failed runs alike)."""
@@ -225,7 +231,8 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         prefix = spec.glue_prefix
         scales = params["scales"][bench]
         shown = [b for b in baselines if b in spec.baselines]
-        report.tables[bench] = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}))
+        table = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}))
+        report.tables[bench] = comparison.with_ratio(table, summary, bench)  # Kd beside vanilla
         report.charts[f"{prefix}_e2e"] = plots.e2e_chart(summary, bench, shown, scales, report.source)
         report.charts[f"{prefix}_stages"] = plots.stage_chart(stages, bench, shown, report.source)
         if save:

@@ -8,7 +8,7 @@ Validation reports every problem at once, before anything is provisioned.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +199,20 @@ class RunItem:
     @property
     def label(self) -> str:
         return f"{self.bench} {self.baseline} {self.scale}" + (f" r{self.repeat}" if self.repeat else "")
+
+
+def with_fetched_kd(params: SuiteParams) -> tuple[SuiteParams, str | None]:
+    """``params`` with ``kd_bin_dir`` set to the binaries ``kd fetch`` stored in its default
+    place, when Kd is wanted, no directory was given, and such binaries are there; and a
+    sentence saying so (None when nothing changed)."""
+    if params.kd_bin_dir is not None or not any(BASELINES[b].kd for b in params.baselines if b in BASELINES):
+        return params, None
+    from ...cluster import kd_images
+
+    found = kd_images.stored()
+    if found is None:
+        return params, None
+    digests = ", ".join(f"{name}@{b.manifest_digest}" for name, b in found.binaries.items())
+    note = (f"kd_bin_dir not given: using the Kubedirect binaries that `kd fetch` stored in {found.directory} "
+            f"(from {found.binaries['kube-apiserver'].image.rsplit(':', 1)[0].rsplit('/', 1)[0]}, {digests})")
+    return replace(params, kd_bin_dir=found.directory), note

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ... import provenance, store
 from ...cluster import registry
 from ...cluster.base import Cluster
-from ...cluster.binaries import check_bin_dir
+from ...cluster.binaries import ensure_binaries
 from ...errors import ExperimentError, KdlibError, api_errors
 from ...log import get as get_logger
 from ..baselines import BASELINES, KD_WITHOUT_BINARIES
@@ -103,7 +103,7 @@ def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool =
     """Run every (bench, baseline, scale, repeat) of ``params`` not already finished."""
     params.validate()
     if params.kd_bin_dir is not None and any(BASELINES[b].kd for b in params.baselines):
-        check_bin_dir(params.kd_bin_dir)  # before the first vanilla run, not after them
+        ensure_binaries(params.kd_bin_dir)  # before the first vanilla run, not after them
     clusters = _clusters(params)
     items, not_measured = plan(params, clusters)
     outcome = SuiteOutcome(params.run_id, not_measured=not_measured)
@@ -165,7 +165,8 @@ def _run_on_cluster(cluster: Cluster, params: SuiteParams, items: list[RunItem],
     with cluster:
         info = cluster.info
         clusters = record.data.setdefault("clusters", {})
-        clusters["kd" if info.kd else "vanilla"] = {"backend": info.backend, "kd": info.kd, "versions": info.versions}
+        clusters["kd" if info.kd else "vanilla"] = {"backend": info.backend, "kd": info.kd, "versions": info.versions,
+                                                   "sources": info.sources}
         record.write()
         try:
             with api_errors("talking to the cluster"):
@@ -262,7 +263,7 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
         "run_id": params.run_id, "bench": item.bench, "baseline": item.baseline, "scale": item.scale,
         "repeat": item.repeat, "deployments": workload.deployments, "replicas_each": workload.replicas,
         "pods": workload.pods, "nodes": nodes, "backend": info.backend, "kd": info.kd,
-        "versions": info.versions, "settle_s": params.settle_s, "timeout_s": timeout,
+        "versions": info.versions, "sources": info.sources, "settle_s": params.settle_s, "timeout_s": timeout,
         "provenance": provenance.collect(),
     }
     _progress(bar, f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")
