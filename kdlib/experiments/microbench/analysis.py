@@ -56,8 +56,10 @@ def stage_summary(stages: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure_table(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scales: Sequence[int],
-                 not_measured: dict[str, str]) -> pd.DataFrame:
-    """One bench as a table: a row per (baseline, scale), "not measured" where no run exists."""
+                 not_measured: dict[str, str], failures: dict[tuple[str, int], str] | None = None) -> pd.DataFrame:
+    """One bench as a table: a row per (baseline, scale), "not measured" where no run exists,
+    with the reason: the system's, or why its run failed."""
+    failures = failures or {}
     rows = []
     measured = summary[summary["bench"] == bench].set_index(["baseline", "scale"])
     for baseline in baselines:
@@ -68,7 +70,7 @@ def figure_table(summary: pd.DataFrame, bench: str, baselines: Sequence[str], sc
                              "min (s)": f"{cell['min_s']:.2f}", "max (s)": f"{cell['max_s']:.2f}",
                              "repeats": int(cell["repeats"])})
             else:
-                reason = not_measured.get(baseline, "no finished run")
+                reason = not_measured.get(baseline) or failures.get((baseline, scale), "no finished run")
                 rows.append({"baseline": baseline, "scale": scale, "p90 (s)": "not measured",
                              "min (s)": "", "max (s)": "", "repeats": 0, "reason": reason})
     table = pd.DataFrame(rows)

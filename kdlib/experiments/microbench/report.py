@@ -231,7 +231,8 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         prefix = spec.glue_prefix
         scales = params["scales"][bench]
         shown = [b for b in baselines if b in spec.baselines]
-        table = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}))
+        table = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}),
+                                      _failures(suite, runs, bench))
         report.tables[bench] = comparison.with_ratio(table, summary, bench)  # Kd beside vanilla
         report.charts[f"{prefix}_e2e"] = plots.e2e_chart(summary, bench, shown, scales, report.source)
         report.charts[f"{prefix}_stages"] = plots.stage_chart(stages, bench, shown, report.source)
@@ -241,6 +242,18 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
                 name = f"{prefix}_{kind}"
                 report.saved.extend(render.save_chart(report.charts[name], directory / name, bundle))
     return report
+
+
+def _failures(suite: dict[str, Any], runs: pd.DataFrame, bench: str) -> dict[tuple[str, int], str]:
+    """Why a (system, scale) of this bench has no number: its last run failed, or its files are damaged."""
+    found = {}
+    for attempt in suite.get("attempts", []):
+        for o in attempt.get("outcomes", []):
+            if o["bench"] == bench and o["status"] == "failed":
+                found[(o["baseline"], o["scale"])] = f"run failed: {o['detail']}"
+    for _, row in runs[(runs["bench"] == bench) & runs["source"].str.startswith("damaged")].iterrows():
+        found[(row["baseline"], int(row["scale"]))] = row["source"]
+    return found
 
 
 def _flatten(prefix: str, value: dict[str, Any]) -> list[tuple[str, str]]:
