@@ -23,6 +23,7 @@ from .errors import BinaryError
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUBE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_COMPONENTS = ("kubelet", "sleeper")  # real nodes only: built beside the control plane
 TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
 
 
@@ -123,7 +124,7 @@ def _run_go(args: list[str], cwd: Path, log) -> None:
         raise BinaryError(f"go {args[0]} failed in {cwd} (exit {result.returncode}):\n{tail}")
 
 
-def build_binaries(*, force: bool = False, log=print) -> BinarySet:
+def build_binaries(*, force: bool = False, log=print, node_binaries: bool = True) -> BinarySet:
     """Build every component into the versioned cache directory, unless already there.
 
     The build goes to a temporary sibling directory that is renamed into place at the
@@ -133,7 +134,10 @@ def build_binaries(*, force: bool = False, log=print) -> BinarySet:
     target = default_bin_dir(versions)
     if not force:
         try:
-            return check_bin_dir(target, built_here=True)
+            found = check_bin_dir(target, built_here=True)
+            if node_binaries:
+                build_node_binaries(target, log=log)
+            return found
         except BinaryError:
             pass
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -160,14 +164,41 @@ def build_binaries(*, force: bool = False, log=print) -> BinarySet:
             shutil.rmtree(target)
         staging.rename(target)
     log(f"built {', '.join(COMPONENTS)} into {target} in {time.monotonic() - started:.0f} s")
+    if node_binaries:
+        build_node_binaries(target, force=force, log=log)
     return check_bin_dir(target, built_here=True)
+
+
+def build_node_binaries(directory: Path, *, force: bool = False, log=print) -> dict[str, Path]:
+    """The kubelet (``tools/kube/kubelet``, the control plane's pins) and the sleeper
+    image's program (``tools/sleeper``) in ``directory``, built if missing.
+
+    Each is built to a temporary name and renamed into place, so a half-built file
+    never counts.
+    """
+    versions = pinned_versions()
+    major, minor = versions.kubernetes.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    kube_ldflags = (f"-s -w -X {pkg}.gitVersion={versions.kubernetes} -X {pkg}.gitMajor={major} "
+                    f"-X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean")
+    recipes = {"kubelet": (TOOLS_DIR / "kube", "./kubelet", kube_ldflags),
+               "sleeper": (TOOLS_DIR / "sleeper", ".", "-s -w")}
+    paths = {}
+    for name, (module, package, ldflags) in recipes.items():
+        path = Path(directory) / name
+        if force or not (path.is_file() and os.access(path, os.X_OK)):
+            partial = path.with_name(f".{name}.partial-{os.getpid()}")
+            _run_go(["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), package], module, log)
+            partial.replace(path)
+        paths[name] = path
+    return paths
 
 
 def ensure_binaries(bin_dir: Path | None = None, *, log=print) -> BinarySet:
     """The user's ``bin_dir`` if given (checked, never built), else build ours if missing."""
     if bin_dir is not None:
         return check_bin_dir(Path(bin_dir))
-    return build_binaries(log=log)
+    return build_binaries(log=log, node_binaries=False)  # the kubelet only when a real node needs it
 
 
 def component_versions(binaries: BinarySet) -> dict[str, str]:
