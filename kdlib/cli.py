@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--kd", action="store_true", help="the --bin-dir binaries are Kubedirect's")
     up.add_argument("--apiserver-port", type=_port, help="apiserver port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120.0, help="start-up deadline in seconds")
+    up.add_argument("--real-nodes", type=int, default=0, metavar="K",
+                    help="also K real nodes: real kubelet and containers (needs root; default 0)")
     local_commands.add_parser("status", parents=[state], help="show the running cluster")
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
@@ -83,7 +85,8 @@ def _local(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         cluster = local.LocalCluster(nodes=args.nodes, state_dir=args.state_dir, bin_dir=args.bin_dir,
-                                     kd=args.kd, apiserver_port=args.apiserver_port, timeout=args.timeout)
+                                     kd=args.kd, apiserver_port=args.apiserver_port, timeout=args.timeout,
+                                     real_nodes=args.real_nodes)
         info = cluster.start()  # left running: `down` stops it
         print(info.kubeconfig)
         return 0

@@ -39,6 +39,7 @@ class ClusterInfo:
     node_names: tuple[str, ...]
     kd: bool
     versions: dict[str, str] = field(default_factory=dict)
+    real_node_names: tuple[str, ...] = ()  # real kubelets (local backend: real_nodes=K)
 
     def api_client(self) -> client.ApiClient:
         """A fresh Kubernetes API client for this cluster."""
@@ -48,7 +49,8 @@ class ClusterInfo:
         return client.ApiClient(configuration)
 
     def with_nodes(self, node_names: list[str]) -> "ClusterInfo":
-        return ClusterInfo(self.backend, self.kubeconfig, tuple(node_names), self.kd, dict(self.versions))
+        return ClusterInfo(self.backend, self.kubeconfig, tuple(node_names), self.kd, dict(self.versions),
+                           self.real_node_names)
 
 
 class _Terminated(KeyboardInterrupt):

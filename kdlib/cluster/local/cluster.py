@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ... import kwok
-from ...binaries import BinarySet, component_versions, ensure_binaries
+from ...binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ...errors import ClusterBusyError, ClusterError, ConfigError
 from ..base import Cluster, ClusterInfo
-from . import components, pki
+from . import components, hostnet, pki, realnodes
 from .components import LOOPBACK, PORT_NAMES, Layout
 from .processes import Processes
 
@@ -73,7 +73,9 @@ class LocalCluster(Cluster):
     ``bin_dir`` points at a directory of the user's own binaries (Kd binaries come in
     this way, with ``kd=True``); without it kdlib builds its own, once, into the cache.
     ``detach=True`` (the CLI's ``up``) leaves the processes running when this object
-    goes away; ``down()`` stops them later.
+    goes away; ``down()`` stops them later. ``real_nodes=K`` adds K real nodes (a real
+    kubelet and containerd each, see :mod:`.realnode`); the apiserver then listens on
+    the nodes' private bridge instead of loopback.
     """
 
     backend = "local"
@@ -89,6 +91,7 @@ class LocalCluster(Cluster):
         keep_logs: bool = False,
         timeout: float = 120.0,
         log: Callable[[str], None] = _stderr,
+        real_nodes: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes <= 0:
@@ -99,6 +102,12 @@ class LocalCluster(Cluster):
             raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
         if timeout <= 0:
             raise ConfigError(f"timeout must be positive, not {timeout}")
+        if not isinstance(real_nodes, int) or isinstance(real_nodes, bool) or real_nodes < 0:
+            raise ConfigError(f"real_nodes must be an integer >= 0, not {real_nodes!r}")
+        if real_nodes and (reason := hostnet.why_not_real_nodes()):
+            raise ConfigError(f"real_nodes={real_nodes}: this machine cannot run real nodes: {reason}")
+        self.real_nodes = real_nodes
+        self.api_address = LOOPBACK  # the bridge's host-side address once real nodes are planned
         self.nodes = nodes
         self.state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
@@ -119,9 +128,14 @@ class LocalCluster(Cluster):
                 f"port {self.apiserver_port} on {LOOPBACK} is already in use: "
                 "choose another apiserver port, or leave it unset to take a free one"
             )
+        node_binaries = None
+        if self.real_nodes:  # the kubelet: Kd's when its directory holds one, else ours
+            node_binaries = build_node_binaries(default_bin_dir(), log=self.log)
+            if self.bin_dir is not None and (self.bin_dir / "kubelet").is_file():
+                node_binaries["kubelet"] = self.bin_dir / "kubelet"
         self._claim_state_dir()
         try:
-            return self._boot(binaries)
+            return self._boot(binaries, node_binaries)
         except BaseException:
             self.log("start-up failed; stopping what was started")
             down(self.state_dir, keep_logs=self.keep_logs, log=lambda _: None, processes=self.processes)
@@ -146,13 +160,15 @@ class LocalCluster(Cluster):
             self.state_dir.mkdir()
         (self.state_dir / OWNER).write_text(str(os.getpid()))
 
-    def _boot(self, binaries: BinarySet) -> ClusterInfo:
+    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None = None) -> ClusterInfo:
         started = time.monotonic()
         deadline = started + self.timeout
         ports = self._ports()
+        if self.real_nodes:  # before the apiserver: it binds the bridge's address
+            self.api_address = realnodes.create_network(self.state_dir, self.real_nodes).host_address
         self._write_pki(ports)
         self._write_manifest(binaries, ports, nodes=[])
-        comps = {c.name: c for c in components.control_plane(binaries, self.layout, ports)}
+        comps = {c.name: c for c in components.control_plane(binaries, self.layout, ports, self.api_address)}
         # etcd, then the apiserver; the rest only need the apiserver and start together.
         for wave in (["etcd"], ["kube-apiserver"], ["kube-controller-manager", "kube-scheduler", "kwok"]):
             for name in wave:
@@ -167,10 +183,27 @@ class LocalCluster(Cluster):
         finally:
             api.close()
         self.log(f"{self.nodes} kwok nodes Ready after {time.monotonic() - started:.1f} s")
+        real = self._boot_real_nodes(node_binaries, ports, deadline) if node_binaries else []
+        if real:
+            self.log(f"{len(real)} real nodes Ready after {time.monotonic() - started:.1f} s")
         versions = component_versions(binaries)
-        self._write_manifest(binaries, ports, nodes=names, versions=versions)
+        self._write_manifest(binaries, ports, nodes=names, versions=versions, real_nodes=real)
         (self.state_dir / OWNER).unlink(missing_ok=True)
-        return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions)
+        return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions,
+                           real_node_names=tuple(real))
+
+    def _boot_real_nodes(self, node_binaries: dict[str, Path], ports: dict[str, int], deadline: float) -> list[str]:
+        net = hostnet.HostNetwork.from_json(json.loads((self.state_dir / realnodes.RECORD).read_text())["net"])
+        names = realnodes.start(
+            self.state_dir, net, self.real_nodes, self.processes, kubelet=node_binaries["kubelet"],
+            sleeper=node_binaries["sleeper"], pki_dir=self.layout.pki,
+            server=f"https://{self.api_address}:{ports['kube-apiserver']}", deadline=deadline)
+        api = ClusterInfo("local", self.layout.admin_kubeconfig, (), self.kd).api_client()
+        try:
+            realnodes.wait_ready(api, names, deadline)
+        finally:
+            api.close()
+        return names
 
     def _ports(self) -> dict[str, int]:
         ports: dict[str, int] = {}
@@ -188,12 +221,12 @@ class LocalCluster(Cluster):
         ca = pki.create_ca(directory)
         loopback = ("127.0.0.1", "localhost")
         pki.issue(ca, directory, "apiserver", "kube-apiserver", hosts=(
-            *loopback, "10.96.0.1", "kubernetes", "kubernetes.default",
+            *loopback, *({self.api_address} - set(loopback)), "10.96.0.1", "kubernetes", "kubernetes.default",
             "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
         pki.issue(ca, directory, "controller-manager", "kube-controller-manager", hosts=loopback)
         pki.issue(ca, directory, "scheduler", "kube-scheduler", hosts=loopback)
         pki.create_signing_key(directory, "sa")
-        server = f"https://{LOOPBACK}:{ports['kube-apiserver']}"
+        server = f"https://{self.api_address}:{ports['kube-apiserver']}"
         identities = {
             "admin": ("kubernetes-admin", ("system:masters",)),
             "controller-manager": ("system:kube-controller-manager", ()),
@@ -208,13 +241,15 @@ class LocalCluster(Cluster):
         shutil.copy(directory / "admin-client.key", directory / "admin.key")
 
     def _write_manifest(self, binaries: BinarySet, ports: dict[str, int], *,
-                        nodes: list[str], versions: dict[str, str] | None = None) -> None:
+                        nodes: list[str], versions: dict[str, str] | None = None,
+                        real_nodes: list[str] | None = None) -> None:
         manifest = {
             "backend": "local",
             "state_dir": str(self.state_dir),
             "kubeconfig": str(self.layout.admin_kubeconfig),
             "ports": ports,
             "nodes": nodes,
+            "real_nodes": real_nodes or [],
             "kd": self.kd,
             "bin_dir": str(binaries.directory),
             "versions": versions or {},
@@ -251,7 +286,7 @@ def status(state_dir: Path | str | None = None) -> dict[str, Any]:
         "running": bool(processes),
         "processes": processes,
         "complete": set(START_ORDER) <= set(processes),
-        **{k: manifest.get(k) for k in ("kubeconfig", "ports", "nodes", "kd", "versions", "started_at")},
+        **{k: manifest.get(k) for k in ("kubeconfig", "ports", "nodes", "real_nodes", "kd", "versions", "started_at")},
     }
 
 
@@ -283,10 +318,23 @@ def down(state_dir: Path | str | None = None, *, keep_logs: bool = False,
     manifest = _read_manifest(state_dir)
     processes = processes or Processes(state_dir)
     running = processes.pids()
+    nodes_error = None
+    try:  # real nodes first, while their kubelets still reach the apiserver
+        realnodes.teardown(state_dir, processes, timeout)
+    except ClusterError as error:
+        nodes_error = error
     killed = processes.stop([n for n in reversed(START_ORDER) if n in running] +
                             [n for n in running if n not in START_ORDER], timeout=timeout)
     if killed:
         log(f"had to SIGKILL: {', '.join(killed)}")
+    try:  # the bridge only once the apiserver listening on it has stopped
+        restored = realnodes.remove_network(state_dir)
+        if restored:
+            log(f"restored sysctls: {restored}")
+    except ClusterError as error:
+        nodes_error = nodes_error or error
+    if nodes_error is not None:  # the state directory stays: `down` can try again
+        raise nodes_error
     if state_dir.exists():
         if keep_logs:
             for child in state_dir.iterdir():

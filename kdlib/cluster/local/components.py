@@ -72,13 +72,14 @@ def etcd(binaries: BinarySet, layout: Layout, ports: dict[str, int]) -> Componen
     return Component("etcd", tuple(argv), HealthProbe(f"{client_url}/health"))
 
 
-def apiserver(binaries: BinarySet, layout: Layout, ports: dict[str, int]) -> Component:
+def apiserver(binaries: BinarySet, layout: Layout, ports: dict[str, int], address: str = LOOPBACK) -> Component:
+    """``address``: where it listens and what it advertises (a real node's bridge address, else loopback)."""
     pem = layout.pem
     argv = [
         str(binaries["kube-apiserver"]),
         f"--etcd-servers=http://{LOOPBACK}:{ports['etcd']}",
-        f"--bind-address={LOOPBACK}",
-        f"--advertise-address={LOOPBACK}",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports['kube-apiserver']}",
         f"--tls-cert-file={pem('apiserver.crt')}",
         f"--tls-private-key-file={pem('apiserver.key')}",
@@ -96,7 +97,7 @@ def apiserver(binaries: BinarySet, layout: Layout, ports: dict[str, int]) -> Com
         *_flags(settings.APISERVER_FLAGS),
     ]
     probe = HealthProbe(
-        f"https://{LOOPBACK}:{ports['kube-apiserver']}/readyz",
+        f"https://{address}:{ports['kube-apiserver']}/readyz",
         ca=pem("ca.crt"), client_cert=pem("admin.crt"), client_key=pem("admin.key"),
     )
     return Component("kube-apiserver", tuple(argv), probe)
@@ -128,6 +129,8 @@ def controller_manager(binaries: BinarySet, layout: Layout, ports: dict[str, int
         f"--cluster-signing-key-file={layout.pem('ca.key')}",
         "--use-service-account-credentials=true",
         "--controllers=*,bootstrapsigner,tokencleaner",
+        # Its flexvolume prober would otherwise create /usr/libexec/kubernetes/... on the machine.
+        f"--flex-volume-plugin-dir={layout.state_dir / 'flexvolume'}",
         *_flags(settings.CONTROLLER_MANAGER_FLAGS),
     ]
     probe = HealthProbe(f"https://{LOOPBACK}:{port}/healthz", ca=layout.pem("ca.crt"))
@@ -170,11 +173,12 @@ def kwok_controller(binaries: BinarySet, layout: Layout, ports: dict[str, int]) 
     return Component("kwok", tuple(argv), HealthProbe(f"http://{LOOPBACK}:{ports['kwok']}/healthz"))
 
 
-def control_plane(binaries: BinarySet, layout: Layout, ports: dict[str, int]) -> list[Component]:
+def control_plane(binaries: BinarySet, layout: Layout, ports: dict[str, int],
+                  api_address: str = LOOPBACK) -> list[Component]:
     """The components in start order (stop in reverse)."""
     return [
         etcd(binaries, layout, ports),
-        apiserver(binaries, layout, ports),
+        apiserver(binaries, layout, ports, api_address),
         controller_manager(binaries, layout, ports),
         scheduler(binaries, layout, ports),
         kwok_controller(binaries, layout, ports),
