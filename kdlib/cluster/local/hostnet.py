@@ -10,6 +10,8 @@ directory, so that two clusters never collide and ``down`` finds its own.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -17,8 +19,10 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ...errors import ClusterError
 
@@ -162,6 +166,49 @@ def read_sysctls(names: tuple[str, ...] = KUBELET_SYSCTLS) -> dict[str, str]:
         except OSError:
             pass
     return values
+
+
+SYSCTL_RECORD = Path(tempfile.gettempdir()) / "kdrn-sysctls.json"  # machine-wide, as the sysctls are
+
+
+@contextlib.contextmanager
+def _locked_record() -> Iterator[dict]:
+    """The machine-wide sysctl record, under an exclusive lock; written back on exit."""
+    lock = os.open(SYSCTL_RECORD.parent, os.O_RDONLY)  # the directory: no lock file is left behind
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            record = json.loads(SYSCTL_RECORD.read_text())
+        except (OSError, ValueError):
+            record = {}
+        # Holders whose cluster is gone (its real-node record removed) no longer count.
+        record["holders"] = [h for h in record.get("holders", []) if (Path(h) / "real-nodes.json").exists()]
+        yield record
+        if record["holders"]:
+            SYSCTL_RECORD.write_text(json.dumps(record, indent=2))
+        else:
+            SYSCTL_RECORD.unlink(missing_ok=True)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def claim_sysctls(state_dir: Path) -> None:
+    """Record the sysctls as they are before the first kubelet of ours on this machine, once:
+    with two clusters of real nodes the second must not take the first's changes for the originals."""
+    with _locked_record() as record:
+        if not record["holders"]:
+            record["before"] = read_sysctls()
+        if str(state_dir) not in record["holders"]:
+            record["holders"].append(str(state_dir))
+
+
+def release_sysctls(state_dir: Path) -> dict[str, tuple[str, str]]:
+    """Drop this cluster's claim; the last one out restores the values (returned)."""
+    with _locked_record() as record:
+        record["holders"] = [h for h in record["holders"] if h != str(state_dir)]
+        if record["holders"] or not record.get("before"):
+            return {}
+        return restore_sysctls(record["before"])
 
 
 def restore_sysctls(before: dict[str, str]) -> dict[str, tuple[str, str]]:

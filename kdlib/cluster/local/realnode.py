@@ -24,7 +24,9 @@ import json
 import os
 import shlex
 import signal
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +81,14 @@ class RealNode:
         return f"/{self.net.tag}-n{self.index}"
 
     @property
+    def runtime(self) -> Path:
+        """A short directory for the sockets and the kubelet's root: unix socket paths must
+        stay under 108 bytes, which a state directory deep under pytest's tmp exceeds."""
+        return Path(tempfile.gettempdir()) / f"{self.net.tag}-n{self.index}"
+
+    @property
     def containerd_socket(self) -> Path:
-        return self.root / "containerd.sock"
+        return self.runtime / "containerd.sock"
 
     @property
     def process_names(self) -> tuple[str, str]:
@@ -119,7 +127,7 @@ def containerd_config(node: RealNode) -> dict[str, Any]:
     return {
         "version": 2,
         "root": str(d / "containerd" / "root"),
-        "state": str(d / "containerd" / "state"),
+        "state": str(node.runtime / "containerd-state"),
         "disabled_plugins": [f"io.containerd.snapshotter.v1.{s}" for s in ("aufs", "btrfs", "zfs", "devmapper")],
         "grpc": {"address": str(node.containerd_socket)},
         "ttrpc": {"address": str(node.containerd_socket) + ".ttrpc"},
@@ -202,9 +210,10 @@ def kubelet_config(node: RealNode, ca: Path) -> dict[str, Any]:
 
 def write_files(node: RealNode, ca: Path, kubeconfig: Path) -> dict[str, Path]:
     """Write the node's configuration; returns the paths the command lines name."""
-    for sub in ("containerd", "runc", "cni/net.d", "cni/ipam", "pod-logs", "volume-plugins", "kubelet", "certs",
+    for sub in ("containerd", "runc", "cni/net.d", "cni/ipam", "pod-logs", "volume-plugins", "certs",
                 *(f"overlay/{p.strip('/').replace('/', '-')}/{x}" for p in PRIVATE_PATHS for x in ("upper", "work"))):
         (node.root / sub).mkdir(parents=True, exist_ok=True)
+    (node.runtime / "kubelet").mkdir(parents=True, exist_ok=True)
     files = {"containerd": node.root / "containerd.toml", "kubelet": node.root / "kubelet.yaml",
              "kubeconfig": kubeconfig}
     files["containerd"].write_text(_toml(containerd_config(node)) + "\n")
@@ -234,7 +243,7 @@ def kubelet_component(node: RealNode, kubelet: Path, files: dict[str, Path], con
         str(kubelet),
         f"--config={files['kubelet']}",
         f"--kubeconfig={files['kubeconfig']}",
-        f"--root-dir={node.root / 'kubelet'}",
+        f"--root-dir={node.runtime / 'kubelet'}",
         f"--cert-dir={node.root / 'certs'}",
         f"--hostname-override={node.name}",
         f"--node-ip={node.address}",
@@ -287,9 +296,9 @@ def cgroup_pids(node: RealNode) -> set[int]:
         top = hierarchy / node.cgroup.lstrip("/")
         if not top.is_dir():
             continue
-        for procs in top.rglob("cgroup.procs"):
+        for directory, _, _ in os.walk(top):  # cgroups vanish while we walk: errors are skipped
             try:
-                pids.update(int(p) for p in procs.read_text().split())
+                pids.update(int(p) for p in Path(directory, "cgroup.procs").read_text().split())
             except OSError:
                 pass
     return pids
@@ -304,15 +313,13 @@ def remove_cgroups(node: RealNode, timeout: float = 10.0) -> list[str]:
             top = hierarchy / node.cgroup.lstrip("/")
             if not top.is_dir():
                 continue
-            for directory in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(Path(entry[0]).parts)):
                 try:
-                    directory.rmdir()
+                    os.rmdir(directory)  # deepest first; the root itself last
+                except FileNotFoundError:
+                    pass
                 except OSError:
-                    left.append(str(directory))
-            try:
-                top.rmdir()
-            except OSError:
-                left.append(str(top))
+                    left.append(directory)
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
@@ -363,6 +370,7 @@ def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dic
         time.sleep(0.1)
     cgroups_left = remove_cgroups(node)
     hostnet.delete_node_netns(node.net, node.index)
+    shutil.rmtree(node.runtime, ignore_errors=True)
     if cgroups_left:
         raise ClusterError(f"{node.name}: cgroups still in use after the clean-up: {cgroups_left[:3]}")
     return {"killed": killed, "shims": len(shims)}

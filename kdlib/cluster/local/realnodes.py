@@ -44,7 +44,7 @@ def _write(state_dir: Path, record: dict[str, Any]) -> None:
 def create_network(state_dir: Path, count: int) -> HostNetwork:
     """Choose the bridge's subnet, record it, then create the bridge (before the apiserver binds it)."""
     net = hostnet.choose_network(state_dir)
-    _write(state_dir, {"net": net.to_json(), "count": count, "sysctls": None})
+    _write(state_dir, {"net": net.to_json(), "count": count})
     hostnet.create_bridge(net)
     return net
 
@@ -59,7 +59,6 @@ def start(state_dir: Path, net: HostNetwork, count: int, processes: Processes, *
     nodes = [RealNode(state_dir, net, i) for i in range(count)]
     ca = pki.KeyPair(pki_dir / "ca.crt", pki_dir / "ca.key")
     archive = images.build_archive(sleeper, state_dir / "images" / "sleeper.tar")
-    record = _read(state_dir)
     for node in nodes:
         pair = pki.issue(ca, pki_dir, f"{node.name}-client", f"system:node:{node.name}",
                          organizations=("system:nodes",))
@@ -76,9 +75,7 @@ def start(state_dir: Path, net: HostNetwork, count: int, processes: Processes, *
         pid = processes.pid(node.process_names[0]) or 0
         node.record.write_text(json.dumps({"namespaces": realnode.namespace_ids(pid)}))
         images.import_archive(archive, node.containerd_socket)
-    if record.get("sysctls") is None:  # as they were before any kubelet of ours touched them
-        record["sysctls"] = hostnet.read_sysctls()
-        _write(state_dir, record)
+    hostnet.claim_sysctls(state_dir)  # as they were before any kubelet of ours touched them
     components = []
     for node in nodes:
         files = {k: Path(v) for k, v in json.loads((node.root / "files.json").read_text()).items()}
@@ -142,9 +139,8 @@ def remove_network(state_dir: Path) -> dict[str, tuple[str, str]]:
         return {}
     net = HostNetwork.from_json(record["net"])
     hostnet.delete_bridge(net)
-    restored = hostnet.restore_sysctls(record["sysctls"]) if record.get("sysctls") else {}
     left = hostnet.leftovers(net.tag)
     if left:
         raise ClusterError(f"network devices or namespaces of the real nodes left: {', '.join(left)}")
     (state_dir / RECORD).unlink(missing_ok=True)
-    return restored
+    return hostnet.release_sysctls(state_dir)
