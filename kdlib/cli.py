@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
     run.add_argument("--repeats", type=_positive_int, default=1)
     run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
+    run.add_argument("--real-nodes", type=int, default=0, metavar="K",
+                     help="real nodes for k8s and kd (local backend; default 0: those are not measured)")
     run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
     run.add_argument("--run-timeout", type=float, default=600.0, help="seconds before a run counts as failed")
 
@@ -122,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     params = SuiteParams(
         run_id=args.run_id, backend=args.backend, benches=tuple(args.benches or BENCHES),
         scales=_scales(args), baselines=tuple(args.baselines or BASELINES), nodes=args.nodes,
-        repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, settle_s=args.settle, run_timeout_s=args.run_timeout,
+        repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes, settle_s=args.settle, run_timeout_s=args.run_timeout,
     ).validate()
     outcome = run_suite(params)
     print(outcome)

@@ -62,12 +62,13 @@ def deployment_names(workload: Workload) -> list[str]:
 
 
 def prepare(api: client.ApiClient, namespace: str, workload: Workload, baseline: Baseline,
-            on_kwok: bool, timeout: float) -> list[str]:
+            on_kwok: bool, timeout: float, on_real_nodes: bool = False) -> list[str]:
     """Create the Deployments at zero replicas; return once the controllers are done with them."""
     apps = client.AppsV1Api(api)
     names = deployment_names(workload)
     _parallel(lambda n: apps.create_namespaced_deployment(namespace, workloads.deployment(
-        n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok)), names)
+        n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok,
+        on_real_nodes=on_real_nodes)), names)
     wait_reconciled(api, namespace, len(names), timeout)
     return names
 

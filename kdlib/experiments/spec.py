@@ -93,6 +93,7 @@ class SuiteParams:
     nodes: int = 20
     repeats: int = 1
     kd_bin_dir: Path | None = None
+    real_nodes: int = 0  # local backend: real kubelets for k8s and kd (0: those are not measured)
     settle_s: float = 2.0
     run_timeout_s: float = 600.0
 
@@ -134,6 +135,7 @@ class SuiteParams:
             found.append(f"settle_s: {self.settle_s!r} must be a number >= 0")
         if not isinstance(self.run_timeout_s, (int, float)) or self.run_timeout_s <= 0:
             found.append(f"run_timeout_s: {self.run_timeout_s!r} must be a number > 0")
+        found += _real_node_problems(self)
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).expanduser().is_dir():
             found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
         return found
@@ -145,10 +147,40 @@ class SuiteParams:
         return self
 
 
+def _real_node_problems(params: SuiteParams) -> list[str]:
+    """Real pods must fit the real nodes' kubelets (110 pods each); Figure 11 stays on kwok."""
+    from ..cluster.local.realnode import MAX_PODS
+
+    if not isinstance(params.real_nodes, int) or isinstance(params.real_nodes, bool) or params.real_nodes < 0:
+        return [f"real_nodes: {params.real_nodes!r} is not an integer >= 0"]
+    if not params.real_nodes or all(BASELINES[b].simulated for b in params.baselines if b in BASELINES):
+        return []
+    found = []
+    for bench in ("scale-pods", "scale-funcs"):
+        if bench in params.benches:
+            for scale in params.scales_for(bench):
+                if isinstance(scale, int) and -(-scale // params.real_nodes) > MAX_PODS:
+                    found.append(f"scales[{bench}]: {scale} real pods do not fit {params.real_nodes} real nodes "
+                                 f"of {MAX_PODS} pods each; raise real_nodes or lower the scale")
+    return found
+
+
+def why_not_real(params: SuiteParams) -> str | None:
+    """Why pods in real containers cannot run with these parameters, or None when they can."""
+    if params.backend != "local":
+        return None
+    if not params.real_nodes:
+        return "needs real kubelets and containers: set real_nodes >= 1 (local backend) or use a real cluster"
+    from ..cluster.local.hostnet import why_not_real_nodes
+
+    reason = why_not_real_nodes()
+    return f"this machine cannot run real nodes: {reason}" if reason else None
+
+
 def why_not_measured(baseline: Baseline, params: SuiteParams) -> str | None:
     """Why ``baseline`` cannot run with these parameters, or None when it can."""
-    if not baseline.simulated and params.backend == "local":
-        return "needs real kubelets and containers: runs only on a cluster backend (ssh)"
+    if not baseline.simulated and (reason := why_not_real(params)):
+        return reason
     if baseline.kd and params.kd_bin_dir is None:
         return "needs Kd binaries (kd_bin_dir); the Kubedirect source is not public"
     return None
@@ -180,6 +212,8 @@ def plan(params: SuiteParams) -> tuple[list[RunItem], dict[str, str]]:
             skipped[name] = reason
             continue
         for bench in benches:
+            if bench == "scale-nodes" and not BASELINES[name].simulated:
+                continue  # Figure 11 measures kwok nodes only: 5 pods on each of up to 2,000 nodes
             for scale in params.scales_for(bench):
                 for repeat in range(params.repeats):
                     items.append(RunItem(bench, name, scale, repeat))

@@ -145,7 +145,9 @@ def _key(item: RunItem) -> results.RunKey:
 def _run_on_cluster(params: SuiteParams, items: list[RunItem], kd: bool, outcome: SuiteOutcome,
                     root: Path | None, bar: tqdm, clusters: dict[str, Any]) -> None:
     bar.set_description_str(f"starting the {'Kd' if kd else 'vanilla'} {params.backend} cluster")
-    with open_cluster(params.backend, nodes=params.nodes, kd=kd, bin_dir=params.kd_bin_dir) as cluster:
+    real = params.real_nodes if any(not BASELINES[i.baseline].simulated for i in items) else 0
+    with open_cluster(params.backend, nodes=params.nodes, kd=kd, bin_dir=params.kd_bin_dir,
+                      real_nodes=real) as cluster:
         info = cluster.info
         clusters["kd" if kd else "vanilla"] = {"backend": info.backend, "kd": info.kd, "versions": info.versions}
         api = info.api_client()
@@ -176,12 +178,14 @@ def _run_one(api: ApiClient, params: SuiteParams, item: RunItem, workload: Workl
         "run_id": params.run_id, "bench": item.bench, "baseline": item.baseline, "scale": item.scale,
         "repeat": item.repeat, "deployments": workload.deployments, "replicas_each": workload.replicas,
         "pods": workload.pods, "nodes": nodes, "backend": info.backend, "kd": info.kd,
+        "real_nodes": 0 if baseline.simulated else len(info.real_node_names),
         "versions": info.versions, "settle_s": params.settle_s, "provenance": provenance.collect(),
     }
     try:
         bar.set_description_str(f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")
         measure.ensure_namespace(api, namespace)
-        names = measure.prepare(api, namespace, workload, baseline, on_kwok=True, timeout=params.run_timeout_s)
+        names = measure.prepare(api, namespace, workload, baseline, on_kwok=baseline.simulated,
+                                timeout=params.run_timeout_s, on_real_nodes=not baseline.simulated)
         time.sleep(params.settle_s)
         bar.set_description_str(f"{item.label}: scaling to {workload.pods} pods")
         meta["start_time"] = provenance.now()
