@@ -304,6 +304,32 @@ def cgroup_pids(node: RealNode) -> set[int]:
     return pids
 
 
+def pod_process_starts(node: RealNode) -> dict[str, list[float]]:
+    """For each pod on the node (by uid), when its processes started, in ``time.monotonic()``
+    seconds (10 ms resolution): the sandbox's (pause) process first, then its containers'."""
+    tick = os.sysconf("SC_CLK_TCK")
+    # /proc/<pid>/stat counts from boot on CLOCK_BOOTTIME; this machine's offset to monotonic:
+    offset = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()
+    starts: dict[str, list[float]] = {}
+    pids_hierarchy = CGROUP_ROOT / "pids" / node.cgroup.lstrip("/")
+    for directory, _, _ in os.walk(pids_hierarchy):
+        parts = Path(directory).parts
+        pod = next((p[3:] for p in parts if p.startswith("pod")), None)
+        if pod is None:
+            continue
+        try:
+            pids = [int(p) for p in Path(directory, "cgroup.procs").read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+            except (OSError, IndexError, ValueError):
+                continue
+            starts.setdefault(pod.replace("_", "-"), []).append(ticks / tick - offset)
+    return {uid: sorted(times) for uid, times in starts.items()}
+
+
 def remove_cgroups(node: RealNode, timeout: float = 10.0) -> list[str]:
     """rmdir the node's cgroups, deepest first, in every hierarchy; returns those left."""
     deadline = time.monotonic() + timeout
