@@ -12,12 +12,14 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-STAGE_ORDER = ("scale_returned", "rs_updated", "created", "scheduled", "ready")
+STAGE_ORDER = ("scale_returned", "rs_updated", "created", "scheduled", "sandbox", "started", "ready")
 STAGE_LABELS = {
     "scale_returned": "scale call returned",
     "rs_updated": "Deployment → ReplicaSet updated",
     "created": "pod created",
     "scheduled": "pod scheduled (bound)",
+    "sandbox": "sandbox started (real nodes)",
+    "started": "container started (real nodes)",
     "ready": "pod Ready",
 }
 PERCENTILES = (50, 90, 99)

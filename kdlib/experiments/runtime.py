@@ -159,3 +159,22 @@ def medians(records: list[PodRuntime]) -> dict[str, float | None]:
         found[name] = statistics.median(values) if values else None
     found["pods"] = len(records)
     return found
+
+
+def process_stage_rows(api: client.ApiClient, namespace: str, label_selector: str, started_at: float,
+                       starts: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Timeline rows (``sandbox``, ``started``) for the running pods of a measured run.
+
+    ``started_at`` is the run's wall-clock start (the timeline's zero); ``starts`` gives each
+    pod's process start times by uid in ``time.monotonic()`` seconds, sandbox first.
+    """
+    to_wall = time.time() - time.monotonic()
+    rows = []
+    for pod in client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=label_selector).items:
+        times = starts.get(pod.metadata.uid) or []
+        if len(times) < 2:
+            continue
+        for stage, at in (("sandbox", times[0]), ("started", times[-1])):
+            rows.append({"kind": "Pod", "object": pod.metadata.name, "stage": stage,
+                         "t": at + to_wall - started_at, "node": pod.spec.node_name})
+    return rows

@@ -138,6 +138,18 @@ def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool =
     return outcome
 
 
+def _with_runtime_stages(api: ApiClient, namespace: str, result: measure.Measurement) -> Any:
+    import pandas as pd
+
+    from ..cluster.factory import suite_state_dir
+    from ..cluster.local.realnodes import pod_process_starts
+    from .runtime import process_stage_rows
+
+    rows = process_stage_rows(api, namespace, measure.WORKLOAD_SELECTOR, result.started_at,
+                              pod_process_starts(suite_state_dir()))
+    return pd.concat([result.timeline, pd.DataFrame(rows, columns=result.timeline.columns)], ignore_index=True)
+
+
 def _key(item: RunItem) -> results.RunKey:
     return results.RunKey(item.bench, item.baseline, item.scale, item.repeat)
 
@@ -190,6 +202,8 @@ def _run_one(api: ApiClient, params: SuiteParams, item: RunItem, workload: Workl
         bar.set_description_str(f"{item.label}: scaling to {workload.pods} pods")
         meta["start_time"] = provenance.now()
         result = measure.measure(api, namespace, names, workload, params.run_timeout_s)
+        if not baseline.simulated and info.real_node_names:  # the runtime breakdown, from the pods' processes
+            result.timeline = _with_runtime_stages(api, namespace, result)
         meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished)
         if result.finished:
             results.write_run(directory, key, result.total_us, result.timeline, meta, {

@@ -87,6 +87,18 @@ def start(state_dir: Path, net: HostNetwork, count: int, processes: Processes, *
     return [node.name for node in nodes]
 
 
+def pod_process_starts(state_dir: Path) -> dict[str, list[float]]:
+    """Every real pod's process start times by pod uid (see :func:`realnode.pod_process_starts`)."""
+    record = _read(state_dir)
+    if not record.get("net"):
+        return {}
+    net = HostNetwork.from_json(record["net"])
+    starts: dict[str, list[float]] = {}
+    for index in range(int(record.get("count") or 0)):
+        starts.update(realnode.pod_process_starts(RealNode(state_dir, net, index)))
+    return starts
+
+
 def wait_ready(api: client.ApiClient, names: list[str], deadline: float) -> None:
     """Poll until every named real node reports Ready."""
     core = client.CoreV1Api(api)
