@@ -44,5 +44,11 @@ def test_notebook_measures_real_and_simulated_sandboxes(binaries, tmp_path):
         timeline = results.load_timelines(bench, "tiny-real", tmp_path / "results")
         nodes = set(timeline[(timeline["baseline"] == "k8s") & (timeline["stage"] == "scheduled")]["node"])
         assert nodes <= {"kdlib-real-0", "kdlib-real-1"} and nodes, nodes
+        # The runtime breakdown: every real pod's sandbox and container start, in order.
+        real = timeline[(timeline["baseline"] == "k8s") & (timeline["kind"] == "Pod")]
+        at = real.pivot_table(index="object", columns="stage", values="t")
+        assert len(at) == scale and at[["sandbox", "started"]].notna().all().all()
+        assert (at["sandbox"] <= at["started"]).all() and (at["started"] <= at["ready"]).all()
+        assert not set(timeline[timeline["baseline"] == "k8s+"]["stage"]) & {"sandbox", "started"}
     notebook = (tmp_path / "out.ipynb").read_text()
     assert "k8s+" in notebook
