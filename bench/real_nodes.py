@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from kubernetes import client  # noqa: E402
 
 from kdlib import LocalCluster, workloads  # noqa: E402
-from kdlib.cluster.local import realnode  # noqa: E402
+from kdlib.cluster.local import cgroups, realnode  # noqa: E402
 from kdlib.cluster.local.hostnet import why_not_real_nodes  # noqa: E402
 from kdlib.experiments.runtime import RuntimeWatch, medians  # noqa: E402
 
@@ -52,7 +52,7 @@ def node_memory(cluster: LocalCluster) -> dict[str, dict[str, float]]:
         ids = json.loads(node.record.read_text())["namespaces"]
         agent = realnode.namespace_pids(ids) + [cluster.processes.pid(node.process_names[1]) or 0]
         found[name] = {"agent_mib": round(_rss_kib(agent) / 1024, 1),
-                       "containers_mib": round(_rss_kib(sorted(realnode.cgroup_pids(node))) / 1024, 1)}
+                       "containers_mib": round(_rss_kib(sorted(cgroups.pids(node.cgroup))) / 1024, 1)}
     return found
 
 
@@ -80,7 +80,7 @@ def scale(api: client.ApiClient, cluster: LocalCluster, replicas: int, timeout: 
         all_ready = time.monotonic() - started
     starts: dict[str, list[float]] = {}
     for node in _nodes(cluster):  # while the pods run: their processes give sandbox and start times
-        starts.update(realnode.pod_process_starts(node))
+        starts.update(cgroups.pod_process_starts(node.cgroup))
     records = pods.with_process_starts(starts)
     ready = sorted(r.ready for r in records if r.ready is not None)
     per_node = {}
@@ -97,7 +97,7 @@ def scale_to_zero(api: client.ApiClient, cluster: LocalCluster, timeout: float =
     started = time.monotonic()
     apps.patch_namespaced_deployment_scale(NAME, NAMESPACE, {"spec": {"replicas": 0}})
     nodes = _nodes(cluster)
-    while core.list_namespaced_pod(NAMESPACE).items or any(realnode.cgroup_pids(n) for n in nodes):
+    while core.list_namespaced_pod(NAMESPACE).items or any(cgroups.pids(n.cgroup) for n in nodes):
         if time.monotonic() - started > timeout:
             raise RuntimeError("pods or containers still there after scaling to zero")
         time.sleep(0.1)

@@ -35,8 +35,8 @@ from typing import Any
 import yaml
 
 from ...errors import ClusterError, ComponentError
-from . import hostnet, images
-from .hostnet import CGROUP_ROOT, HostNetwork
+from . import cgroups, hostnet, images
+from .hostnet import HostNetwork
 from .processes import Component, HealthProbe, Processes
 
 NODE_NAME_FORMAT = "kdlib-real-{}"
@@ -275,82 +275,6 @@ def namespace_ids(pid: int) -> dict[str, int]:
     return {kind: os.stat(f"/proc/{pid}/ns/{kind}").st_ino for kind in ("mnt", "net")}
 
 
-def create_cgroups(node: RealNode) -> None:
-    """The kubelet's cgroupRoot in every v1 hierarchy (it must exist before the kubelet starts)."""
-    for hierarchy in _hierarchies():
-        path = hierarchy / node.cgroup.lstrip("/")
-        path.mkdir(exist_ok=True)
-        if hierarchy.name == "cpuset":  # a new cpuset is empty until given cpus and mems
-            for knob in ("cpuset.cpus", "cpuset.mems"):
-                (path / knob).write_text((hierarchy / knob).read_text())
-
-
-def _hierarchies() -> list[Path]:
-    return sorted(p for p in CGROUP_ROOT.iterdir() if p.is_dir() and (p / "cgroup.procs").exists())
-
-
-def cgroup_pids(node: RealNode) -> set[int]:
-    """Every process in the node's cgroup subtree: its containers (and their shims' children)."""
-    pids: set[int] = set()
-    for hierarchy in _hierarchies():
-        top = hierarchy / node.cgroup.lstrip("/")
-        if not top.is_dir():
-            continue
-        for directory, _, _ in os.walk(top):  # cgroups vanish while we walk: errors are skipped
-            try:
-                pids.update(int(p) for p in Path(directory, "cgroup.procs").read_text().split())
-            except OSError:
-                pass
-    return pids
-
-
-def pod_process_starts(node: RealNode) -> dict[str, list[float]]:
-    """For each pod on the node (by uid), when its processes started, in ``time.monotonic()``
-    seconds (10 ms resolution): the sandbox's (pause) process first, then its containers'."""
-    tick = os.sysconf("SC_CLK_TCK")
-    # /proc/<pid>/stat counts from boot on CLOCK_BOOTTIME; this machine's offset to monotonic:
-    offset = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()
-    starts: dict[str, list[float]] = {}
-    pids_hierarchy = CGROUP_ROOT / "pids" / node.cgroup.lstrip("/")
-    for directory, _, _ in os.walk(pids_hierarchy):
-        parts = Path(directory).parts
-        pod = next((p[3:] for p in parts if p.startswith("pod")), None)
-        if pod is None:
-            continue
-        try:
-            pids = [int(p) for p in Path(directory, "cgroup.procs").read_text().split()]
-        except OSError:
-            continue
-        for pid in pids:
-            try:
-                ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-            except (OSError, IndexError, ValueError):
-                continue
-            starts.setdefault(pod.replace("_", "-"), []).append(ticks / tick - offset)
-    return {uid: sorted(times) for uid, times in starts.items()}
-
-
-def remove_cgroups(node: RealNode, timeout: float = 10.0) -> list[str]:
-    """rmdir the node's cgroups, deepest first, in every hierarchy; returns those left."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
-        for hierarchy in _hierarchies():
-            top = hierarchy / node.cgroup.lstrip("/")
-            if not top.is_dir():
-                continue
-            for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(Path(entry[0]).parts)):
-                try:
-                    os.rmdir(directory)  # deepest first; the root itself last
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    left.append(directory)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
-
-
 def _kill(pids: set[int] | list[int]) -> None:
     for pid in pids:
         try:
@@ -378,7 +302,7 @@ def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dic
     containerd, kubelet = node.process_names
     killed = processes.stop([kubelet], timeout=timeout)
     for _ in range(50):  # containers: everything in the node's cgroups
-        pids = cgroup_pids(node)
+        pids = cgroups.pids(node.cgroup)
         if not pids:
             break
         _kill(pids)
@@ -394,7 +318,7 @@ def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dic
         if not ids or not namespace_pids(ids):
             break
         time.sleep(0.1)
-    cgroups_left = remove_cgroups(node)
+    cgroups_left = cgroups.remove(node.cgroup)
     hostnet.delete_node_netns(node.net, node.index)
     shutil.rmtree(node.runtime, ignore_errors=True)
     if cgroups_left:

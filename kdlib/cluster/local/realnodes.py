@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from ...errors import ClusterError
-from . import hostnet, images, pki, realnode
+from . import cgroups, hostnet, images, pki, realnode
 from .hostnet import HostNetwork
 from .processes import Processes
 from .realnode import RealNode
@@ -67,7 +67,7 @@ def start(state_dir: Path, net: HostNetwork, count: int, processes: Processes, *
                                           f"system:node:{node.name}")
         files = realnode.write_files(node, ca.cert, kubeconfig)
         hostnet.create_node_netns(net, node.index)
-        realnode.create_cgroups(node)
+        cgroups.create(node.cgroup)
         processes.start(realnode.containerd_component(node, files["containerd"]))
         (node.root / "files.json").write_text(json.dumps({k: str(v) for k, v in files.items()}))
     for node in nodes:
@@ -88,14 +88,14 @@ def start(state_dir: Path, net: HostNetwork, count: int, processes: Processes, *
 
 
 def pod_process_starts(state_dir: Path) -> dict[str, list[float]]:
-    """Every real pod's process start times by pod uid (see :func:`realnode.pod_process_starts`)."""
+    """Every real pod's process start times by pod uid (see :func:`.cgroups.pod_process_starts`)."""
     record = _read(state_dir)
     if not record.get("net"):
         return {}
     net = HostNetwork.from_json(record["net"])
     starts: dict[str, list[float]] = {}
     for index in range(int(record.get("count") or 0)):
-        starts.update(realnode.pod_process_starts(RealNode(state_dir, net, index)))
+        starts.update(cgroups.pod_process_starts(RealNode(state_dir, net, index).cgroup))
     return starts
 
 
