@@ -298,7 +298,11 @@ def namespace_pids(ids: dict[str, int]) -> list[int]:
 
 
 def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dict[str, Any]:
-    """Stop the node and remove every trace of it; works from its files alone."""
+    """Stop the node and remove its processes, cgroups and files; works from its files alone.
+
+    Its network namespace stays until the apiserver has stopped: a kubelet's connection whose
+    peer namespace is gone cannot be closed, and the apiserver's graceful stop waits for it.
+    """
     containerd, kubelet = node.process_names
     killed = processes.stop([kubelet], timeout=timeout)
     for _ in range(50):  # containers: everything in the node's cgroups
@@ -319,7 +323,6 @@ def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dic
             break
         time.sleep(0.1)
     cgroups_left = cgroups.remove(node.cgroup)
-    hostnet.delete_node_netns(node.net, node.index)
     shutil.rmtree(node.runtime, ignore_errors=True)
     if cgroups_left:
         raise ClusterError(f"{node.name}: cgroups still in use after the clean-up: {cgroups_left[:3]}")

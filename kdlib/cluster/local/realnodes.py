@@ -120,8 +120,8 @@ def teardown(state_dir: Path, processes: Processes, timeout: float = 10.0) -> di
     """Stop every real node of the cluster in ``state_dir``; a no-op without real nodes.
 
     Containers (everything in the nodes' cgroups), kubelets, containerds and their shims
-    are killed; the nodes' cgroups, namespaces and veths removed. The bridge stays until
-    :func:`remove_network`, after the apiserver listening on it has stopped.
+    are killed; the nodes' cgroups removed. The network stays until :func:`remove_network`,
+    after the apiserver has stopped (its graceful stop waits for connections to close).
     """
     record = _read(state_dir)
     if not record.get("net"):
@@ -141,7 +141,8 @@ def teardown(state_dir: Path, processes: Processes, timeout: float = 10.0) -> di
 
 
 def remove_network(state_dir: Path) -> dict[str, tuple[str, str]]:
-    """Delete the bridge and write back the sysctls the kubelets changed (returned).
+    """Delete the nodes' namespaces and veths and the bridge, and write back the sysctls the
+    kubelets changed (returned).
 
     Raises when a device or namespace of ours is still there; the record then stays, so
     that ``down`` can try again.
@@ -150,6 +151,8 @@ def remove_network(state_dir: Path) -> dict[str, tuple[str, str]]:
     if not record.get("net"):
         return {}
     net = HostNetwork.from_json(record["net"])
+    for index in range(int(record.get("count") or 0)):
+        hostnet.delete_node_netns(net, index)
     hostnet.delete_bridge(net)
     left = hostnet.leftovers(net.tag)
     if left:
