@@ -164,8 +164,10 @@ class LocalCluster(Cluster):
         started = time.monotonic()
         deadline = started + self.timeout
         ports = self._ports()
+        net = None
         if self.real_nodes:  # before the apiserver: it binds the bridge's address
-            self.api_address = realnodes.create_network(self.state_dir, self.real_nodes).host_address
+            net = realnodes.create_network(self.state_dir, self.real_nodes)
+            self.api_address = net.host_address
         self._write_pki(ports)
         self._write_manifest(binaries, ports, nodes=[])
         comps = {c.name: c for c in components.control_plane(binaries, self.layout, ports, self.api_address)}
@@ -183,7 +185,7 @@ class LocalCluster(Cluster):
         finally:
             api.close()
         self.log(f"{self.nodes} kwok nodes Ready after {time.monotonic() - started:.1f} s")
-        real = self._boot_real_nodes(node_binaries, ports, deadline) if node_binaries else []
+        real = self._boot_real_nodes(net, node_binaries, ports, deadline) if net and node_binaries else []
         if real:
             self.log(f"{len(real)} real nodes Ready after {time.monotonic() - started:.1f} s")
         versions = component_versions(binaries)
@@ -192,8 +194,8 @@ class LocalCluster(Cluster):
         return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions,
                            real_node_names=tuple(real))
 
-    def _boot_real_nodes(self, node_binaries: dict[str, Path], ports: dict[str, int], deadline: float) -> list[str]:
-        net = hostnet.HostNetwork.from_json(json.loads((self.state_dir / realnodes.RECORD).read_text())["net"])
+    def _boot_real_nodes(self, net: hostnet.HostNetwork, node_binaries: dict[str, Path], ports: dict[str, int],
+                         deadline: float) -> list[str]:
         names = realnodes.start(
             self.state_dir, net, self.real_nodes, self.processes, kubelet=node_binaries["kubelet"],
             sleeper=node_binaries["sleeper"], pki_dir=self.layout.pki,
