@@ -108,3 +108,33 @@ def test_runtime_medians_over_pods_that_reached_each_stage():
     assert found["started→ready"] == pytest.approx(0.4)
     assert found["scheduled→ready"] == pytest.approx(1.6)
     assert found["pods"] == 3
+
+
+def test_a_machine_that_cannot_run_real_nodes_gets_a_reason_not_a_crash(monkeypatch):
+    monkeypatch.setattr(hostnet.os, "geteuid", lambda: 1000)
+    assert hostnet.why_not_real_nodes() == "real nodes need root (network namespaces, mounts, cgroups)"
+    monkeypatch.setattr(hostnet.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(hostnet, "_has_capability", lambda bit: True)
+    monkeypatch.setattr(hostnet.shutil, "which", lambda name: None if name == "runc" else f"/usr/bin/{name}")
+    reason = hostnet.why_not_real_nodes()
+    assert reason.startswith("missing runc") and "setup.sh" in reason
+
+
+def test_sysctls_are_restored_only_by_the_last_cluster_out(monkeypatch, tmp_path):
+    values = {"kernel.panic": "1"}
+    monkeypatch.setattr(hostnet, "SYSCTL_RECORD", tmp_path / "record.json")
+    monkeypatch.setattr(hostnet, "read_sysctls", lambda names=None: dict(values))
+    written = {}
+    monkeypatch.setattr(hostnet, "restore_sysctls", lambda before: written.update(before) or dict(before))
+    first, second = tmp_path / "a", tmp_path / "b"
+    for state in (first, second):
+        state.mkdir()
+        (state / "real-nodes.json").write_text("{}")
+    hostnet.claim_sysctls(first)
+    values["kernel.panic"] = "10"  # the first cluster's kubelet changed it
+    hostnet.claim_sysctls(second)  # must not take 10 for the original
+    (first / "real-nodes.json").unlink()
+    assert hostnet.release_sysctls(first) == {} and written == {}
+    (second / "real-nodes.json").unlink()
+    assert hostnet.release_sysctls(second) == {"kernel.panic": "1"}
+    assert not (tmp_path / "record.json").exists()
