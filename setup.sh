@@ -19,6 +19,19 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# Real nodes (real kubelet and containers, the k8s and kd baselines): Debian's container
+# runtime, CNI plugins and tools. Optional: without them those baselines say "not measured".
+if ! command -v containerd >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 || [ ! -x /usr/lib/cni/bridge ] \
+   || ! command -v iptables >/dev/null 2>&1 || ! command -v conntrack >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing containerd, runc, containernetworking-plugins, iptables, conntrack for real nodes" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      containerd runc containernetworking-plugins iptables conntrack >/dev/null
+  else
+    echo "setup: containerd/runc/CNI plugins missing: real nodes (k8s, kd baselines) will not be measured" >&2
+  fi
+fi
+
 if ! command -v go >/dev/null 2>&1; then
   echo "setup: Go >= 1.24 is needed to build the control plane (or pass --bin-dir with your own binaries)" >&2
   exit 1

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
     run.add_argument("--repeats", type=_positive_int, default=1)
     run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
+    run.add_argument("--real-nodes", type=int, default=0, metavar="K",
+                     help="real nodes for k8s and kd (local backend; default 0: those are not measured)")
     run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
     run.add_argument("--run-timeout", type=float, default=None,
                      help="seconds before a run counts as failed (default: 60 s + 0.1 s per pod)")
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(without --bin-dir: those `kd fetch` stored)")
     up.add_argument("--apiserver-port", type=_port, help="apiserver port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120.0, help="start-up deadline in seconds")
+    up.add_argument("--real-nodes", type=int, default=0, metavar="K",
+                    help="also K real nodes: real kubelet and containers (needs root; default 0)")
     status = local_commands.add_parser("status", parents=[state], help="show the running cluster")
     status.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
@@ -106,7 +110,8 @@ def _local(args: argparse.Namespace) -> int:
                 args.bin_dir = found.directory
                 print(f"using the Kubedirect binaries that `kd fetch` stored in {found.directory}", file=sys.stderr)
         cluster = local.LocalCluster(nodes=args.nodes, state_dir=args.state_dir, bin_dir=args.bin_dir,
-                                     kd=args.kd, apiserver_port=args.apiserver_port, timeout=args.timeout)
+                                     kd=args.kd, apiserver_port=args.apiserver_port, timeout=args.timeout,
+                                     real_nodes=args.real_nodes)
         info = cluster.start()  # left running: `down` stops it
         print(info.kubeconfig)
         return 0
@@ -164,8 +169,8 @@ def _run(args: argparse.Namespace) -> int:
     params = microbench.SuiteParams.from_notebook(
         run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
         artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
-        nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, settle_s=args.settle,
-        run_timeout_s=args.run_timeout, **_scales(args))
+        nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes,
+        settle_s=args.settle, run_timeout_s=args.run_timeout, **_scales(args))
     params, note = microbench.with_fetched_kd(params)
     if note:
         print(note, file=sys.stderr)

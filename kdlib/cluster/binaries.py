@@ -28,6 +28,7 @@ from ..log import get as get_logger
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUBE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_COMPONENTS = ("kubelet", "sleeper")  # real nodes only: built beside the control plane
 log = get_logger(__name__)
 # Optional, in a binary directory: {"components": {name: {"source": "where it came from", ...}}}
 SOURCES_FILE = "binaries.json"
@@ -146,8 +147,17 @@ def _run_go(args: list[str], cwd: Path) -> None:
         raise BinaryError(f"go {args[0]} failed in {cwd} (exit {result.returncode}):\n{tail}")
 
 
-def build_binaries(*, force: bool = False) -> BinarySet:
-    """Build every component into the versioned cache directory, unless already there.
+def _kube_ldflags(versions: Versions) -> str:
+    """Version strings set at link time: without them components report v0.0.0."""
+    major, minor = versions.kubernetes.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return (f"-s -w -X {pkg}.gitVersion={versions.kubernetes} -X {pkg}.gitMajor={major} "
+            f"-X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean")
+
+
+def build_binaries(*, force: bool = False, node_binaries: bool = True) -> BinarySet:
+    """Build every component into the versioned cache directory, unless already there
+    (with ``node_binaries``, also the real nodes' kubelet and sleeper).
 
     The build goes to a temporary sibling directory that is renamed into place at the
     end, so an interrupted build never looks finished.
@@ -156,7 +166,10 @@ def build_binaries(*, force: bool = False) -> BinarySet:
     target = default_bin_dir(versions)
     if not force:
         try:
-            return _as_built(check_bin_dir(target), versions)
+            found = _as_built(check_bin_dir(target), versions)
+            if node_binaries:
+                build_node_binaries(target)
+            return found
         except BinaryError:
             pass
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -164,16 +177,7 @@ def build_binaries(*, force: bool = False) -> BinarySet:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
         staging = Path(tmp) / "bin"
         staging.mkdir()
-        major, minor = versions.kubernetes.lstrip("v").split(".")[:2]
-        pkg = "k8s.io/component-base/version"
-        ldflags = " ".join([
-            "-s -w",
-            f"-X {pkg}.gitVersion={versions.kubernetes}",
-            f"-X {pkg}.gitMajor={major}",
-            f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean",
-        ])
-        _run_go(["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(staging / "kube"), "."],
+        _run_go(["build", "-trimpath", f"-ldflags={_kube_ldflags(versions)}", "-o", str(staging / "kube"), "."],
                 paths.tools_dir() / "kube")
         for component in KUBE_COMPONENTS:
             os.link(staging / "kube", staging / component)
@@ -183,16 +187,38 @@ def build_binaries(*, force: bool = False) -> BinarySet:
             shutil.rmtree(target)
         staging.rename(target)
     log.info("built %s into %s in %.0f s", ", ".join(COMPONENTS), target, time.monotonic() - started)
+    if node_binaries:
+        build_node_binaries(target, force=force)
     return _as_built(check_bin_dir(target), versions)
+
+
+def build_node_binaries(directory: Path, *, force: bool = False) -> dict[str, Path]:
+    """The kubelet (``tools/kube/kubelet``, the control plane's pins) and the sleeper
+    image's program (``tools/sleeper``) in ``directory``, built if missing.
+
+    Each is built to a temporary name and renamed into place, so a half-built file
+    never counts.
+    """
+    recipes = {"kubelet": (paths.tools_dir() / "kube", "./kubelet", _kube_ldflags(pinned_versions())),
+               "sleeper": (paths.tools_dir() / "sleeper", ".", "-s -w")}
+    found = {}
+    for name, (module, package, ldflags) in recipes.items():
+        path = Path(directory) / name
+        if force or not (path.is_file() and os.access(path, os.X_OK)):
+            partial = path.with_name(f".{name}.partial-{os.getpid()}")
+            _run_go(["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), package], module)
+            partial.replace(path)
+        found[name] = path
+    return found
 
 
 def ensure_binaries(bin_dir: Path | None = None) -> BinarySet:
     """The user's ``bin_dir`` if given (checked, never built; ours built for the components
-    it lacks), else build ours if missing."""
+    it lacks), else build ours if missing. The kubelet only when a real node needs it."""
     if bin_dir is None:
-        return build_binaries()
+        return build_binaries(node_binaries=False)
     present = present_components(Path(bin_dir))
-    fallback = build_binaries() if present and len(present) < len(COMPONENTS) else None
+    fallback = build_binaries(node_binaries=False) if present and len(present) < len(COMPONENTS) else None
     return check_bin_dir(Path(bin_dir), fallback=fallback)
 
 

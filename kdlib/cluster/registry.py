@@ -14,7 +14,7 @@ from typing import Callable
 from ..errors import ConfigError
 from .base import Cluster
 
-Opener = Callable[..., Cluster]  # (nodes=, kd=, bin_dir=) -> a not-yet-started cluster
+Opener = Callable[..., Cluster]  # (nodes=, kd=, bin_dir=, real_nodes=) -> a not-yet-started cluster
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,25 @@ def problem(name: str) -> str | None:
     return backend.unavailable
 
 
-def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None) -> Cluster:
+def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int = 0) -> Cluster:
     """A not-yet-started cluster of backend ``name``; use it as a context manager."""
     reason = problem(name)
     if reason:
         raise ConfigError(f"backend: {reason}")
-    return _BACKENDS[name].open(nodes=nodes, kd=kd, bin_dir=bin_dir)  # type: ignore[misc]
+    return _BACKENDS[name].open(nodes=nodes, kd=kd, bin_dir=bin_dir, real_nodes=real_nodes)  # type: ignore[misc]
 
 
-def _local(*, nodes: int, kd: bool, bin_dir: Path | None) -> Cluster:
+def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int) -> Cluster:
     from .local import LocalCluster, suite_state_dir
+    from .local.hostnet import why_not_real_nodes
+
+    if real_nodes and why_not_real_nodes():  # the cluster's why_not names the reason for the rows
+        real_nodes = 0
 
     # The suite holds the machine's suite lock, so a cluster left running in its state
     # directory belongs to a suite that was killed (e.g. its kernel): take it over.
     return LocalCluster(nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None, state_dir=suite_state_dir(),
-                        take_over=True)
+                        take_over=True, real_nodes=real_nodes)
 
 
 register("local", _local)

@@ -9,6 +9,9 @@ from ..cluster.settings import CUSTOM_LIFECYCLE, KD_MANAGED_LABEL, KWOK_NODE_LAB
 WORKLOAD_LABEL = "kdlib/workload"  # every object kdlib creates carries it, for clean-up
 WORKLOAD_SELECTOR = f"{WORKLOAD_LABEL}=true"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # never pulled on kwok nodes
+REAL_NODE_SELECTOR = {"kdlib/real-node": "true"}  # kdlib.cluster.local.realnode labels and taints real nodes so
+REAL_NODE_TOLERATION = {"key": "kdlib/real-node", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+REAL_NODE_IMAGE = "kdlib.local/sleeper:v1"  # imported into every real node's containerd; never pulled
 
 
 def namespace(name: str) -> dict[str, Any]:
@@ -23,12 +26,15 @@ def deployment(
     simulated_sandbox: bool = True,
     kd: bool = False,
     on_kwok: bool = True,
+    on_real_nodes: bool = False,
 ) -> dict[str, Any]:
     """A Deployment of pause pods.
 
     ``simulated_sandbox`` labels the pods with the custom lifecycle (Ready 200 ms after
     binding: the "+" baselines); ``kd`` marks the objects as managed by Kd's
-    controllers; ``on_kwok`` pins the pods to the kwok nodes and tolerates their taint.
+    controllers; ``on_kwok`` pins the pods to the kwok nodes and tolerates their taint;
+    ``on_real_nodes`` pins them to the real nodes instead, spread evenly over them, with
+    the locally imported image.
     """
     labels = {WORKLOAD_LABEL: "true", "app": name}
     if kd:
@@ -42,7 +48,15 @@ def deployment(
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
     }
-    if on_kwok:
+    if on_real_nodes:
+        pod_spec["containers"][0].update(image=REAL_NODE_IMAGE, imagePullPolicy="Never")
+        pod_spec["nodeSelector"] = dict(REAL_NODE_SELECTOR)
+        pod_spec["tolerations"] = [dict(REAL_NODE_TOLERATION)]
+        # N/nodes per node, as the original spreads its pods over its workers.
+        pod_spec["topologySpreadConstraints"] = [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": name}}}]
+    elif on_kwok:
         pod_spec["nodeSelector"] = dict(KWOK_NODE_LABELS)
         pod_spec["tolerations"] = [dict(KWOK_TOLERATION)]
     return {

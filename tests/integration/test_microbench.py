@@ -18,7 +18,7 @@ from kdlib.experiments.microbench import logs as results
 
 from ..helpers import REPO, assert_clean, our_processes
 
-TINY = "{scale_pods: [6], scale_funcs: [3], scale_nodes: [2], nodes: 2, settle_s: 0.5}"
+TINY = "{scale_pods: [6], scale_funcs: [3], scale_nodes: [2], nodes: 2, settle_s: 0.5, real_nodes: 0}"
 
 
 @pytest.fixture(scope="module")

@@ -58,13 +58,22 @@ class Component:
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the control plane listens: one address (loopback locally, the host's over SSH) and ports."""
+    """Where the control plane listens: one address (loopback locally, the host's over SSH) and ports.
+
+    ``api_address``, when given, is where the apiserver alone listens: on a local cluster
+    with real nodes, the bridge's host-side address that the nodes reach (the apiserver
+    takes one bind address).
+    """
 
     address: str
     ports: dict[str, int]
+    api_address: str | None = None
+
+    def host(self, component: str) -> str:
+        return (self.api_address or self.address) if component == "kube-apiserver" else self.address
 
     def url(self, component: str, scheme: str = "https") -> str:
-        return f"{scheme}://{self.address}:{self.ports[component]}"
+        return f"{scheme}://{self.host(component)}:{self.ports[component]}"
 
 
 @dataclass(frozen=True)
@@ -138,8 +147,8 @@ def apiserver(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
         f"--etcd-cafile={pem('etcd-ca.crt')}",
         f"--etcd-certfile={pem('apiserver-etcd-client.crt')}",
         f"--etcd-keyfile={pem('apiserver-etcd-client.key')}",
-        f"--bind-address={at.address}",
-        f"--advertise-address={at.address}",
+        f"--bind-address={at.host('kube-apiserver')}",
+        f"--advertise-address={at.host('kube-apiserver')}",
         f"--secure-port={at.ports['kube-apiserver']}",
         f"--tls-cert-file={pem('apiserver.crt')}",
         f"--tls-private-key-file={pem('apiserver.key')}",
@@ -189,6 +198,8 @@ def controller_manager(binaries: BinarySet, layout: Layout, at: Endpoints) -> Co
         f"--cluster-signing-key-file={layout.pem('ca.key')}",
         "--use-service-account-credentials=true",
         "--controllers=*,bootstrapsigner,tokencleaner",
+        # Its flexvolume prober would otherwise create /usr/libexec/kubernetes/... on the machine.
+        f"--flex-volume-plugin-dir={layout.state_dir / 'flexvolume'}",
         *_flags(settings.CONTROLLER_MANAGER_FLAGS),
     ]
     probe = HealthProbe(f"{at.url('kube-controller-manager')}/healthz", ca=layout.pem("ca.crt"))

@@ -27,9 +27,10 @@ from ...experiments.baselines import Baseline
 from ...log import get as get_logger
 from .. import kwok
 from ..base import Cluster, ClusterInfo
-from ..binaries import BinarySet, component_versions, ensure_binaries
+from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import PORT_NAMES, START_ORDER, Endpoints, Layout
+from . import hostnet, realnodes
 from .processes import Processes
 
 LOOPBACK = "127.0.0.1"
@@ -105,6 +106,7 @@ class LocalCluster(Cluster):
         keep_logs: bool = False,
         timeout: float = 120.0,
         take_over: bool = False,
+        real_nodes: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes <= 0:
@@ -119,6 +121,12 @@ class LocalCluster(Cluster):
                               "(`python -m kdlib kd fetch` stores them)")
         if timeout <= 0:
             raise ConfigError(f"timeout must be positive, not {timeout}")
+        if not isinstance(real_nodes, int) or isinstance(real_nodes, bool) or real_nodes < 0:
+            raise ConfigError(f"real_nodes must be an integer >= 0, not {real_nodes!r}")
+        if real_nodes and (reason := hostnet.why_not_real_nodes()):
+            raise ConfigError(f"real_nodes={real_nodes}: this machine cannot run real nodes: {reason}")
+        self.real_nodes = real_nodes
+        self.api_address = LOOPBACK  # the bridge's host-side address once real nodes are planned
         self.nodes = nodes
         self.state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
@@ -139,9 +147,14 @@ class LocalCluster(Cluster):
                 f"port {self.apiserver_port} on {LOOPBACK} is already in use: "
                 "choose another apiserver port, or leave it unset to take a free one"
             )
+        node_binaries = None
+        if self.real_nodes:  # the kubelet: Kd's when its directory holds one, else ours
+            node_binaries = build_node_binaries(default_bin_dir())
+            if self.bin_dir is not None and (self.bin_dir / "kubelet").is_file():
+                node_binaries["kubelet"] = self.bin_dir / "kubelet"
         self._claim_state_dir()
         try:
-            return self._boot(binaries)
+            return self._boot(binaries, node_binaries)
         except BaseException:
             log.info("start-up failed; stopping what was started")
             down(self.state_dir, keep_logs=self.keep_logs, processes=self.processes)
@@ -173,12 +186,17 @@ class LocalCluster(Cluster):
         (self.state_dir / MARKER).write_text("made by kdlib's local backend; `python -m kdlib local down` removes it\n")
         (self.state_dir / OWNER).write_text(str(os.getpid()))
 
-    def _boot(self, binaries: BinarySet) -> ClusterInfo:
+    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None = None) -> ClusterInfo:
         started = time.monotonic()
         deadline = started + self.timeout
         ports = self._ports()
-        at = Endpoints(LOOPBACK, ports)
-        pki.write_control_plane_pki(self.layout, at.url("kube-apiserver"), hosts=(LOOPBACK, "localhost"))
+        net = None
+        if self.real_nodes:  # before the apiserver: it binds the bridge's address
+            net = realnodes.create_network(self.state_dir, self.real_nodes)
+            self.api_address = net.host_address
+        at = Endpoints(LOOPBACK, ports, api_address=self.api_address)
+        hosts = (LOOPBACK, "localhost", *([self.api_address] if self.api_address != LOOPBACK else []))
+        pki.write_control_plane_pki(self.layout, at.url("kube-apiserver"), hosts=hosts)
         self._write_manifest(binaries, ports, nodes=[])
         comps = {c.name: c for c in components.control_plane(binaries, self.layout, at)}
         # etcd, then the apiserver; the rest only need the apiserver and start together.
@@ -195,11 +213,27 @@ class LocalCluster(Cluster):
         finally:
             api.close()
         log.info("%d kwok nodes Ready after %.1f s", self.nodes, time.monotonic() - started)
+        real = self._boot_real_nodes(net, node_binaries, at, deadline) if net and node_binaries else []
+        if real:
+            log.info("%d real nodes Ready after %.1f s", len(real), time.monotonic() - started)
         versions = component_versions(binaries)
-        self._write_manifest(binaries, ports, nodes=names, versions=versions)
+        self._write_manifest(binaries, ports, nodes=names, versions=versions, real_nodes=real)
         (self.state_dir / OWNER).unlink(missing_ok=True)
         return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions,
-                           dict(binaries.sources))
+                           dict(binaries.sources), real_node_names=tuple(real))
+
+    def _boot_real_nodes(self, net: hostnet.HostNetwork, node_binaries: dict[str, Path], at: Endpoints,
+                         deadline: float) -> list[str]:
+        names = realnodes.start(
+            self.state_dir, net, self.real_nodes, self.processes, kubelet=node_binaries["kubelet"],
+            sleeper=node_binaries["sleeper"], pki_dir=self.layout.pki, server=at.url("kube-apiserver"),
+            deadline=deadline)
+        api = ClusterInfo("local", self.layout.admin_kubeconfig, (), self.kd).api_client()
+        try:
+            realnodes.wait_ready(api, names, deadline)
+        finally:
+            api.close()
+        return names
 
     def _ports(self) -> dict[str, int]:
         ports: dict[str, int] = {}
@@ -211,13 +245,15 @@ class LocalCluster(Cluster):
         return ports
 
     def _write_manifest(self, binaries: BinarySet, ports: dict[str, int], *,
-                        nodes: list[str], versions: dict[str, str] | None = None) -> None:
+                        nodes: list[str], versions: dict[str, str] | None = None,
+                        real_nodes: list[str] | None = None) -> None:
         manifest = {
             "backend": "local",
             "state_dir": str(self.state_dir),
             "kubeconfig": str(self.layout.admin_kubeconfig),
             "ports": ports,
             "nodes": nodes,
+            "real_nodes": real_nodes or [],
             "kd": self.kd,
             "bin_dir": str(binaries.directory),
             "sources": binaries.sources,
@@ -247,9 +283,12 @@ class LocalCluster(Cluster):
             log.info("component logs saved in %s", destination)
 
     def why_not(self, baseline: Baseline) -> str | None:
-        if not baseline.simulated:
-            return ("needs real kubelets and containers; this local cluster has kwok nodes only "
-                    "(run it on a cluster backend)")
+        if baseline.simulated:
+            return None
+        if not self.real_nodes:
+            reason = hostnet.why_not_real_nodes()
+            return ("needs real kubelets and containers: this machine cannot run real nodes "
+                    f"({reason})" if reason else "needs real kubelets and containers: set real_nodes >= 1")
         return None
 
 
@@ -274,7 +313,8 @@ def status(state_dir: Path | str | None = None) -> dict[str, Any]:
         "running": bool(processes),
         "processes": processes,
         "complete": set(START_ORDER) <= set(processes),
-        **{k: manifest.get(k) for k in ("kubeconfig", "ports", "nodes", "kd", "versions", "started_at")},
+        **{k: manifest.get(k) for k in ("kubeconfig", "ports", "nodes", "real_nodes", "kd", "versions",
+                                        "started_at")},
     }
 
 
@@ -307,10 +347,23 @@ def down(state_dir: Path | str | None = None, *, keep_logs: bool = False, timeou
     manifest = _read_manifest(state_dir)
     processes = processes or Processes(state_dir)
     running = processes.pids()
+    nodes_error = None
+    try:  # real nodes first, while their kubelets still reach the apiserver
+        realnodes.teardown(state_dir, processes, timeout)
+    except ClusterError as error:
+        nodes_error = error
     killed = processes.stop([n for n in reversed(START_ORDER) if n in running] +
                             [n for n in running if n not in START_ORDER], timeout=timeout)
     if killed:
         log.warning("had to SIGKILL: %s", ", ".join(killed))
+    try:  # the bridge only once the apiserver listening on it has stopped
+        restored = realnodes.remove_network(state_dir)
+        if restored:
+            log.info("restored sysctls: %s", restored)
+    except ClusterError as error:
+        nodes_error = nodes_error or error
+    if nodes_error is not None:  # the state directory stays: `down` can try again
+        raise nodes_error
     if state_dir.exists():
         if keep_logs:
             for child in state_dir.iterdir():

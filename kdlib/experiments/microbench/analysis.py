@@ -13,13 +13,16 @@ import pandas as pd
 
 from ...stats import percentile
 
-STAGE_ORDER = ("scale_returned", "rs_updated", "created", "scheduled", "ready")
-POD_STAGES = STAGE_ORDER[2:]  # what the watch records for every pod
+STAGE_ORDER = ("scale_returned", "rs_updated", "created", "scheduled", "sandbox", "started", "ready")
+POD_STAGES = ("created", "scheduled", "ready")  # what the watch records for every pod; real pods add
+# "sandbox" and "started" from their processes (kdlib.experiments.runtime)
 STAGE_LABELS = {
     "scale_returned": "scale call returned",
     "rs_updated": "Deployment → ReplicaSet updated",
     "created": "pod created",
     "scheduled": "pod scheduled (bound)",
+    "sandbox": "sandbox started (real nodes)",
+    "started": "container started (real nodes)",
     "ready": "pod Ready",
 }
 PERCENTILES = (50, 90, 99)

@@ -39,6 +39,7 @@ class Measurement:
     timeline: pd.DataFrame
     pods_expected: int
     pods_ready: int
+    started_at: float  # the clock's start (wall time): real pods' process stages are timed against it
     finished: bool
     error: str | None = None
 
@@ -60,13 +61,13 @@ def deployment_names(workload: Workload) -> list[str]:
 
 
 def prepare(api: client.ApiClient, namespace: str, workload: Workload, baseline: Baseline,
-            on_kwok: bool, timeout: float) -> list[str]:
+            on_kwok: bool, timeout: float, on_real_nodes: bool = False) -> list[str]:
     """Create the Deployments at zero replicas; return once the controllers are done with them."""
     apps = client.AppsV1Api(api)
     names = deployment_names(workload)
     parallel(lambda n: apps.create_namespaced_deployment(namespace, objects.deployment(
-        n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok),
-        _preload_content=False), names, workers=32)
+        n, namespace, replicas=0, simulated_sandbox=baseline.simulated, kd=baseline.kd, on_kwok=on_kwok,
+        on_real_nodes=on_real_nodes), _preload_content=False), names, workers=32)
     wait_reconciled(api, namespace, len(names), timeout)
     return names
 
@@ -125,7 +126,7 @@ def measure(api: client.ApiClient, namespace: str, names: list[str], workload: W
     ready = frame[frame["stage"] == "ready"]["t"]
     total_us = int(round(percentile(ready, 90) * 1e6)) if finished else None
     error = None if finished else f"only {len(ready)} of {expected} pods Ready after {timeout:.0f} s"
-    return Measurement(total_us, frame, expected, int(len(ready)), finished, error)
+    return Measurement(total_us, frame, expected, int(len(ready)), started, finished, error)
 
 
 def tidy_timeline(started: float, returned: dict[str, float], replicasets: dict[str, list[tuple[float, int]]],

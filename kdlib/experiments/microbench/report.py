@@ -19,6 +19,7 @@ from ... import store
 from ...cluster.settings import SIMULATED_READY_AFTER_MS
 from ...publish import render
 from .. import runner
+from ..baselines import BASELINES
 from . import analysis, comparison, logs, plots
 from .spec import BENCHES
 
@@ -58,8 +59,10 @@ class MicrobenchReport:
         backend = self.suite["parameters"]["backend"]
         host = self.suite["provenance"]["machine"]["host"]
         versions = next(iter(clusters.values()), {}).get("versions", {})
+        real = any(not BASELINES[b].simulated for b in set(self.summary["baseline"]))
+        nodes = "kwok nodes (simulated sandbox) and real nodes (k8s, kd)" if real else "kwok nodes, simulated sandbox"
         lines = [f"measured here: run {self.run_id}, {backend} backend on {host}",
-                 f"{versions.get('kube-apiserver', 'Kubernetes ?')}, kwok nodes, simulated sandbox"]
+                 f"{versions.get('kube-apiserver', 'Kubernetes ?')}, {nodes}"]
         kd_sources = clusters.get("kd", {}).get("sources", {})
         images = [s.split(" (")[0].removeprefix("image ").rsplit("/", 1)[-1].split(":")[0]
                   + "@" + s.split("@")[1][:19] for c, s in sorted(kd_sources.items()) if s.startswith("image ")]
@@ -168,9 +171,10 @@ def findings(report: MicrobenchReport, bench: str) -> str:
         if {"created", "scheduled", "ready"} <= set(stage.index.astype(str)):
             scheduling = float(stage["scheduled"] - stage["created"])
             sandbox = float(stage["ready"] - stage["scheduled"])
+            after = (f"the simulated sandbox: {SIMULATED_READY_AFTER_MS} ms" if BASELINES[baseline].simulated
+                     else "a real sandbox and container on real nodes sharing this machine's cores")
             parts.append(f"at the p90, binding came {scheduling * 1000:.0f} ms after creation (the scheduler) and "
-                         f"Ready {sandbox * 1000:.0f} ms after binding (the simulated sandbox: "
-                         f"{SIMULATED_READY_AFTER_MS} ms)")
+                         f"Ready {sandbox * 1000:.0f} ms after binding ({after})")
         repeats = int(rows["repeats"].min())
         if repeats == 1:
             parts.append("each point is a single run (no spread)")

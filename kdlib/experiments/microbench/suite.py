@@ -59,10 +59,14 @@ class SuiteOutcome:
 
 
 def _clusters(params: SuiteParams) -> dict[bool, Cluster]:
-    """The (not yet started) clusters of the suite: vanilla, and Kd when its binaries are given."""
-    found = {False: registry.open_cluster(params.backend, nodes=params.nodes, kd=False, bin_dir=None)}
-    if params.kd_bin_dir is not None:
-        found[True] = registry.open_cluster(params.backend, nodes=params.nodes, kd=True, bin_dir=params.kd_bin_dir)
+    """The (not yet started) clusters of the suite: vanilla, and Kd when its binaries are given.
+    Each gets real nodes only when one of its systems runs real containers."""
+    found = {}
+    for kd in (False, True) if params.kd_bin_dir is not None else (False,):
+        real = any(not BASELINES[b].simulated and BASELINES[b].kd == kd for b in params.baselines)
+        found[kd] = registry.open_cluster(params.backend, nodes=params.nodes, kd=kd,
+                                          bin_dir=params.kd_bin_dir if kd else None,
+                                          real_nodes=params.real_nodes if real else 0)
     return found
 
 
@@ -233,6 +237,18 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
     return result
 
 
+def _with_runtime_stages(cluster: Cluster, api: Any, namespace: str, result: measure.Measurement) -> Any:
+    """The timeline with each real pod's sandbox and container start (from its processes)."""
+    import pandas as pd
+
+    from ...cluster.local.realnodes import pod_process_starts
+    from ..runtime import process_stage_rows
+
+    rows = process_stage_rows(api, namespace, measure.WORKLOAD_SELECTOR, result.started_at,
+                              pod_process_starts(cluster.state_dir))
+    return pd.concat([result.timeline, pd.DataFrame(rows, columns=result.timeline.columns)], ignore_index=True)
+
+
 def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
@@ -271,7 +287,7 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     with api_errors(f"{item.label}: preparing"):
         measure.ensure_namespace(api, namespace)
         names = measure.prepare(api, namespace, workload, baseline, on_kwok=baseline.simulated,
-                                timeout=timeout)
+                                timeout=timeout, on_real_nodes=not baseline.simulated)
     phases["prepare"] = time.monotonic() - mark
     time.sleep(params.settle_s)
     phases["settle"], mark = params.settle_s, time.monotonic()
@@ -279,6 +295,8 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     meta["start_time"] = provenance.now()
     with api_errors(f"{item.label}: measuring"):
         result = measure.measure(api, namespace, names, workload, timeout, health=cluster.check)
+        if not baseline.simulated and info.real_node_names:  # the runtime breakdown, from the pods' processes
+            result.timeline = _with_runtime_stages(cluster, api, namespace, result)
     phases["measure"] = time.monotonic() - mark
     phases = {k: round(v, 3) for k, v in phases.items()}
     meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases)

@@ -1,0 +1,141 @@
+"""Real nodes as data: their configuration files, image archive, names, and what the suite plans."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from kdlib.k8s import objects as workloads
+from kdlib.cluster.local import hostnet, images, realnode
+from kdlib.cluster.local.hostnet import HostNetwork
+from kdlib.cluster.local import LocalCluster
+from kdlib.experiments import BASELINES
+from kdlib.experiments.microbench import SuiteParams, plan
+from kdlib.experiments.runtime import PodRuntime, medians
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> realnode.RealNode:
+    return realnode.RealNode(tmp_path / "state", HostNetwork(hostnet.cluster_tag(tmp_path), "172.30.7.0/24"), 1)
+
+
+def test_names_fit_the_kernel_and_addresses_stay_on_the_bridge(node):
+    net = node.net
+    for name in (net.bridge, *net.veth(9)):
+        assert len(name) <= 15 and name.startswith("kdrn")
+    assert net.host_address == "172.30.7.1" and node.address == "172.30.7.11"
+    assert node.cgroup == f"/{net.tag}-n1" and node.pod_cidr == "10.244.1.0/24"
+    assert len(str(node.containerd_socket) + ".ttrpc") < 104  # unix socket path limit
+
+
+def test_containerd_config_is_valid_toml_with_the_settings_this_machine_needs(node):
+    config = tomllib.loads(realnode._toml(realnode.containerd_config(node)))
+    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+    assert config["version"] == 2 and config["grpc"]["address"] == str(node.containerd_socket)
+    assert cri["restrict_oom_score_adj"] is True and cri["disable_apparmor"] is True
+    assert cri["sandbox_image"] == images.SANDBOX_IMAGE
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
+    assert cri["cni"]["conf_dir"].startswith(str(node.root))
+    assert config["root"].startswith(str(node.root))
+
+
+def test_kubelet_config_points_at_its_own_containerd_cgroup_and_ca(node, tmp_path):
+    config = realnode.kubelet_config(node, tmp_path / "ca.crt")
+    assert config["containerRuntimeEndpoint"] == f"unix://{node.containerd_socket}"
+    assert config["cgroupRoot"] == node.cgroup and config["cgroupDriver"] == "cgroupfs"
+    assert config["authentication"]["x509"]["clientCAFile"] == str(tmp_path / "ca.crt")
+    assert config["registerWithTaints"] == [realnode.REAL_NODE_TAINT]
+    assert config["healthzBindAddress"] == node.address and config["readOnlyPort"] == 0
+
+
+def test_image_archive_holds_the_program_under_both_tags(tmp_path):
+    program = tmp_path / "sleeper"
+    program.write_bytes(b"\x7fELF not really")
+    archive = images.build_archive(program, tmp_path / "out" / "image.tar")
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))[0]
+        assert manifest["RepoTags"] == [images.SANDBOX_IMAGE, images.WORKLOAD_IMAGE]
+        layer = tar.extractfile(manifest["Layers"][0]).read()
+        config = json.load(tar.extractfile(manifest["Config"]))
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
+    assert config["config"]["Entrypoint"] == [images.ENTRYPOINT]
+    with tarfile.open(fileobj=__import__("io").BytesIO(layer)) as tar:
+        assert tar.extractfile("sleeper").read() == program.read_bytes()
+    assert images.build_archive(program, tmp_path / "again.tar").read_bytes() == archive.read_bytes()
+
+
+def test_real_pods_go_only_to_real_nodes_with_the_local_image():
+    pod = workloads.deployment("f", "ns", simulated_sandbox=False, on_real_nodes=True)["spec"]["template"]
+    spec_ = pod["spec"]
+    assert spec_["nodeSelector"] == realnode.REAL_NODE_LABEL
+    assert spec_["tolerations"] == [realnode.REAL_NODE_TOLERATION]
+    assert spec_["containers"][0] | {} == {"name": "app", "image": images.WORKLOAD_IMAGE, "imagePullPolicy": "Never"}
+    assert spec_["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert "kubedirect/pod-lifecycle" not in pod["metadata"]["labels"]
+
+
+def test_real_baselines_are_measured_only_with_real_nodes_the_machine_can_run(monkeypatch):
+    assert "real_nodes" in LocalCluster(nodes=1).why_not(BASELINES["k8s"])
+    monkeypatch.setattr(hostnet, "why_not_real_nodes", lambda: None)
+    assert LocalCluster(nodes=1, real_nodes=2).why_not(BASELINES["k8s"]) is None
+    items, skipped = plan(SuiteParams(run_id="x", real_nodes=2))
+    assert "k8s" not in skipped
+    assert not [i for i in items if i.baseline == "k8s" and i.bench == "scale-nodes"]  # Figure 11: kwok only
+    monkeypatch.setattr(hostnet, "why_not_real_nodes", lambda: "missing runc")
+    _, skipped = plan(SuiteParams(run_id="x", real_nodes=2))
+    assert skipped["k8s"] == "needs real kubelets and containers: this machine cannot run real nodes (missing runc)"
+    assert LocalCluster(nodes=1).why_not(BASELINES["k8s+"]) is None
+
+
+def test_real_pods_must_fit_the_kubelets():
+    problems = SuiteParams(run_id="x", real_nodes=1, scales={"scale-pods": (200,)}).problems()
+    assert any("200 real pods do not fit 1 real nodes" in p for p in problems)
+    assert not SuiteParams(run_id="x", real_nodes=2, scales={"scale-pods": (200,)}).problems()
+    assert SuiteParams(run_id="x", real_nodes=-1).problems()
+
+
+def test_runtime_medians_over_pods_that_reached_each_stage():
+    pods = [PodRuntime("a", scheduled=1.0, sandbox=1.5, started=2.0, ready=2.2),
+            PodRuntime("b", scheduled=1.0, sandbox=1.7, started=2.4, ready=3.0),
+            PodRuntime("c", scheduled=1.0)]
+    found = medians(pods)
+    assert found["scheduled→sandbox"] == pytest.approx(0.6)
+    assert found["sandbox→started"] == pytest.approx(0.6)
+    assert found["started→ready"] == pytest.approx(0.4)
+    assert found["scheduled→ready"] == pytest.approx(1.6)
+    assert found["pods"] == 3
+
+
+def test_a_machine_that_cannot_run_real_nodes_gets_a_reason_not_a_crash(monkeypatch):
+    monkeypatch.setattr(hostnet.os, "geteuid", lambda: 1000)
+    assert hostnet.why_not_real_nodes() == "real nodes need root (network namespaces, mounts, cgroups)"
+    monkeypatch.setattr(hostnet.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(hostnet, "_has_capability", lambda bit: True)
+    monkeypatch.setattr(hostnet.shutil, "which", lambda name: None if name == "runc" else f"/usr/bin/{name}")
+    reason = hostnet.why_not_real_nodes()
+    assert reason.startswith("missing runc") and "setup.sh" in reason
+
+
+def test_sysctls_are_restored_only_by_the_last_cluster_out(monkeypatch, tmp_path):
+    values = {"kernel.panic": "1"}
+    monkeypatch.setattr(hostnet, "SYSCTL_RECORD", tmp_path / "record.json")
+    monkeypatch.setattr(hostnet, "read_sysctls", lambda names=None: dict(values))
+    written = {}
+    monkeypatch.setattr(hostnet, "restore_sysctls", lambda before: written.update(before) or dict(before))
+    first, second = tmp_path / "a", tmp_path / "b"
+    for state in (first, second):
+        state.mkdir()
+        (state / "real-nodes.json").write_text("{}")
+    hostnet.claim_sysctls(first)
+    values["kernel.panic"] = "10"  # the first cluster's kubelet changed it
+    hostnet.claim_sysctls(second)  # must not take 10 for the original
+    (first / "real-nodes.json").unlink()
+    assert hostnet.release_sysctls(first) == {} and written == {}
+    (second / "real-nodes.json").unlink()
+    assert hostnet.release_sysctls(second) == {"kernel.panic": "1"}
+    assert not (tmp_path / "record.json").exists()
