@@ -279,6 +279,7 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
         "run_id": params.run_id, "bench": item.bench, "baseline": item.baseline, "scale": item.scale,
         "repeat": item.repeat, "deployments": workload.deployments, "replicas_each": workload.replicas,
         "pods": workload.pods, "nodes": nodes, "backend": info.backend, "kd": info.kd,
+        "real_nodes": 0 if baseline.simulated else len(info.real_node_names),
         "versions": info.versions, "sources": info.sources, "settle_s": params.settle_s, "timeout_s": timeout,
         "provenance": provenance.collect(),
     }
