@@ -50,6 +50,8 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "memory_gib": round(memory_kib / 2**20, 1),
         "python": platform.python_version(),
+        # Other work on the machine while measuring skews every number: say how busy it was.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
