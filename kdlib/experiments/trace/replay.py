@@ -17,6 +17,7 @@ import concurrent.futures
 import logging
 import math
 import resource
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -72,11 +73,37 @@ class Replay:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> ReplayResult:
-        return asyncio.run(self._main())
+        """Run the replay; in a thread of its own when this thread already runs a loop (a notebook kernel)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._main())
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["result"] = asyncio.run(self._main())
+            except BaseException as error:  # handed to the caller's thread
+                outcome["error"] = error
+
+        thread = threading.Thread(target=target, name="kdlib-trace-replay", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except BaseException:  # Ctrl-C in the kernel: stop the replay, let it clean up, re-raise
+            loop, task = getattr(self, "loop", None), getattr(self, "_task", None)
+            if loop is not None and task is not None:
+                loop.call_soon_threadsafe(task.cancel)
+            thread.join(60)
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
 
     async def _main(self) -> ReplayResult:
         loop = asyncio.get_running_loop()
-        self.loop = loop
+        self.loop, self._task = loop, asyncio.current_task()
         n = len(self.names)
         self.deciders = [Decider(self.kpa) for _ in range(n)]
         self.active = [False] * n

@@ -38,6 +38,24 @@ class TraceReport:
     def clock_kept_up(self) -> bool:
         return all(m.get("clock_kept_up", True) for m in self.metas.values())
 
+    def findings(self) -> str:
+        """One sentence per system with data, from this run's numbers (the book pastes it)."""
+        sentences = []
+        for row in self.summary.itertuples():
+            text = (f"{row.system} ({row.source}): median per-function slowdown {row.slowdown_p50}, "
+                    f"p99 {row.slowdown_p99}; median per-function scheduling latency {row.latency_p50_ms} ms, "
+                    f"p99 {row.latency_p99_ms} ms; {row.failed} of {row.invocations} invocations after the "
+                    f"warm-up failed ({row.failed_pct} %).")
+            meta = self.metas.get(row.system)
+            if meta:
+                late = meta["lateness"]
+                kept = "kept up with" if meta["clock_kept_up"] else "did NOT keep up with"
+                text += (f" The replay {kept} the schedule (lateness p50 {late['p50_ms']} ms, p99 "
+                         f"{late['p99_ms']} ms); the autoscaler wrote {meta['scale_writes']} scale updates "
+                         f"({meta['scale_writes_per_s']}/s).")
+            sentences.append(text)
+        return " ".join(sentences) or "No system of this run has data."
+
 
 def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
     rows = []
