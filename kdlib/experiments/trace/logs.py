@@ -96,19 +96,24 @@ def parse_bytes(data: bytes, source: str = "log") -> tuple[pd.DataFrame, dict | 
     except (ValueError, pd.errors.ParserError) as error:
         raise LogFormatError(f"{source}: not a trace log in the original's line format "
                              f"({str(error).splitlines()[0]})") from None
-    frame = frame.rename(columns=_TOKENS)
-    is_summary = frame["ts_s"].isna() & frame["runtime_ms"].isna() & frame["requested_ms"].isna()
-    if is_summary.any():
-        frame = frame[~is_summary].reset_index(drop=True)
-    if frame[["ts_s", "csend_s", "runtime_ms", "requested_ms"]].isna().any().any():
-        raise LogFormatError(f"{source}: a line lacks TS, CSendReq or Runtime")
+    frame.columns = [_TOKENS[c] for c in frame.columns]
+    requested = frame["requested_ms"]
+    if requested.dtype.kind == "f":  # NaN: summary lines (they have fewer tokens) or broken lines
+        missing = requested.isna() & frame["ts_s"].isna()
+        if missing.any():
+            frame = frame[~missing.to_numpy()].reset_index(drop=True)
+    for column in ("ts_s", "csend_s", "runtime_ms", "requested_ms"):
+        if frame[column].dtype.kind not in "fi" or frame[column].isna().any():
+            raise LogFormatError(f"{source}: a line lacks or garbles TS, CSendReq or Runtime")
     frame["requested_ms"] = frame["requested_ms"].astype(np.int64)
-    frame["func"] = frame["func"].cat.remove_unused_categories()
-    frame["status"] = frame["status"].cat.remove_unused_categories()
+    for column in ("func", "status"):
+        if frame[column].dtype != "category":
+            frame[column] = frame[column].astype("category")
+        frame[column] = frame[column].cat.remove_unused_categories()
     frame["function"] = frame["func"]
-    rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce")
-    frame["row"] = pd.Series(rows.to_numpy()[frame["func"].cat.codes.to_numpy()], dtype="Int64")
-    frame["failed"] = frame["status"].astype(str) != SUCCESS
+    rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce").to_numpy()
+    frame["row"] = pd.array(rows[frame["func"].cat.codes.to_numpy()], dtype="Int64")
+    frame["failed"] = (frame["status"] != SUCCESS).to_numpy()
     return frame, summary
 
 
