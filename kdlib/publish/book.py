@@ -41,6 +41,11 @@ log = get_logger(__name__)
 #: Where the toc expects the executed notebook (relative to the repository root).
 GENERATED = Path("book") / "generated"
 NOTEBOOK = "microbench.ipynb"
+#: The trace notebook (Figures 12–13), executed under the same run id; its pages paste these keys.
+TRACE_NOTEBOOK = "trace.ipynb"
+TRACE_GLUE_KEYS = ("fig12", "fig13", "trace_summary", "trace_replay", "trace_findings", "trace_not_measured",
+                   "trace_provenance", "trace_run_id")
+TRACE_CHART_KEYS = ("fig12", "fig13")
 _GLUE_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
@@ -159,8 +164,26 @@ def place_sources(source: BookSource, book_root: Path | None = None) -> Path:
     glued = glued_outputs(source.notebook)
     for key in CHART_KEYS:
         render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
+    _place_trace(source.notebook.parent / TRACE_NOTEBOOK, generated,
+                 "book/generated/trace" in toc_files(book_root))
     render.write_bundle(book_root / "_static")
     return generated / NOTEBOOK
+
+
+def _place_trace(notebook: Path, generated: Path, required: bool) -> None:
+    """Copy the run's executed trace notebook (Figures 12–13) beside the microbenchmarks' one."""
+    if not notebook.is_file():
+        if required:
+            raise ConfigError(f"the table of contents shows Figures 12–13, but {notebook} does not exist "
+                              f"(execute notebooks/{TRACE_NOTEBOOK} with papermill under the same run id)")
+        return
+    glued = glued_outputs(notebook)
+    missing = [key for key in TRACE_GLUE_KEYS if key not in glued]
+    if missing:
+        raise ConfigError(f"{notebook} cannot make the book: no glue key(s) {', '.join(missing)}")
+    shutil.copyfile(notebook, generated / TRACE_NOTEBOOK)
+    for key in TRACE_CHART_KEYS:
+        render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
 
 
 _RUNNER = """
