@@ -33,3 +33,20 @@ def host_factory():
 def ssh_hosts(host_factory) -> sshhosts.TestHosts:
     """Three SSH hosts on this machine (root login with an ephemeral key)."""
     return host_factory(3)[1]
+
+
+def inventory_for(hosts: sshhosts.TestHosts, *, kwok_nodes: int = 2, connect_timeout: int = 2,
+                  command_timeout: float = 30, extra_workers: tuple[dict, ...] = ()):
+    """An inventory of the test hosts: control plane on host 1, kwok on host 2, a kubelet on host 3."""
+    from kdlib.cluster.ssh import inventory
+
+    roles = [{"kwok_nodes": kwok_nodes}, {"kubelet": True}]
+    data = {
+        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": connect_timeout, "command_timeout": command_timeout,
+        "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": h.name, "address": h.address, **roles[i % 2]} for i, h in enumerate(hosts.hosts[1:])]
+                   + list(extra_workers),
+    }
+    return inventory.parse(data, "test-hosts")
