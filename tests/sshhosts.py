@@ -134,6 +134,7 @@ def leftovers(slot_prefix: str) -> dict[str, list]:
         "netns": namespaces,
         "links": [link for link in _link_names() if link.startswith(slot_prefix)],
         "pids": [pid for ns in namespaces for pid in _netns_pids(ns)],
+        "workdirs": [str(p) for p in Path(tempfile.gettempdir()).glob(f"{slot_prefix}-*")],
     }
 
 
@@ -155,6 +156,8 @@ def remove(slot_prefix: str, timeout: float = 5.0) -> dict[str, list]:
     for link in _link_names():
         if link.startswith(slot_prefix):
             _ip("link", "del", link, check=False)
+    for workdir in Path(tempfile.gettempdir()).glob(f"{slot_prefix}-*"):  # keys, configs, remote dirs
+        shutil.rmtree(workdir, ignore_errors=True)
     return leftovers(slot_prefix)
 
 
@@ -275,7 +278,7 @@ class HostFactory:
     def destroy(self) -> dict[str, list]:
         """Remove every host, the bridge and the key directory; returns what remains
         (empty lists when the clean-up is complete)."""
-        still: dict[str, list] = {"netns": [], "links": [], "pids": []}
+        still: dict[str, list] = {"netns": [], "links": [], "pids": [], "workdirs": []}
         if self.slot_prefix:
             still = remove(self.slot_prefix)
         for process in self._sshd:
