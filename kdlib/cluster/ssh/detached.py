@@ -71,6 +71,7 @@ mkdir -p {q(directory)}/run {q(directory)}/logs || exit 1
 cd {q(cwd or directory)} || exit 1
 {exports}nohup setsid {command} >>{q(log_file)} 2>&1 </dev/null &
 pid=$!
+echo $HASH > "${{PIDFILE%.pid}}.cmdline-sha256"
 echo $pid > "$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"
 i=0
 while [ $i -lt {tenths} ]; do ours && {{ echo "started $pid"; exit 0; }}; [ -d /proc/$pid ] || break; sleep 0.1; i=$((i+1)); done
@@ -86,17 +87,26 @@ echo "failed $pid"; tail -n 15 {q(log_file)} 2>/dev/null; exit 4
     return Detached(remote.host.name, name, int(first[1]), argv, pid_file, log_file)
 
 
-def stop(remote: Remote, name: str, argv: tuple[str, ...] | list[str], directory: str, *,
+def _hash_line(pid_file: str, argv: tuple[str, ...] | list[str] | None) -> str:
+    """Shell setting $HASH: from ``argv``, or the hash recorded at start (``down`` from files alone)."""
+    if argv is not None:
+        return f"HASH={argv_hash(tuple(argv))}"
+    recorded = shlex.quote(pid_file[: -len(".pid")] + ".cmdline-sha256")
+    return f'HASH=$(cat {recorded} 2>/dev/null); [ -n "$HASH" ] || HASH=none'
+
+
+def stop(remote: Remote, name: str, argv: tuple[str, ...] | list[str] | None, directory: str, *,
          timeout: float = 10.0) -> str:
     """Stop ``name`` on ``remote``: SIGTERM to its process group, SIGKILL after ``timeout``.
 
-    Only when ``/proc/PID/cmdline`` is ``argv``. Returns ``absent`` (no pid file),
+    Only when ``/proc/PID/cmdline`` is ``argv`` (``None``: the command line recorded
+    at start). Returns ``absent`` (no pid file),
     ``stale`` (the PID is gone or is not ours: nothing signalled), ``stopped`` or ``killed``.
     """
     pid_file, _ = paths(directory, name)
     q = shlex.quote
     tenths = max(1, int(timeout * 10))
-    script = f"""PIDFILE={q(pid_file)}; HASH={argv_hash(tuple(argv))}
+    script = f"""PIDFILE={q(pid_file)}; {_hash_line(pid_file, argv)}
 {_FUNCTIONS}
 pid=$(cat "$PIDFILE" 2>/dev/null) || {{ echo absent; exit 0; }}
 if ! ours; then rm -f "$PIDFILE"; echo stale; exit 0; fi
@@ -116,10 +126,10 @@ rm -f "$PIDFILE"; echo killed
     return outcome[0]
 
 
-def status(remote: Remote, name: str, argv: tuple[str, ...] | list[str], directory: str) -> int | None:
-    """The PID of ``name`` when it runs with ``argv``, else None."""
+def status(remote: Remote, name: str, argv: tuple[str, ...] | list[str] | None, directory: str) -> int | None:
+    """The PID of ``name`` when it runs with ``argv`` (None: as recorded at start), else None."""
     pid_file, _ = paths(directory, name)
-    script = f"""PIDFILE={shlex.quote(pid_file)}; HASH={argv_hash(tuple(argv))}
+    script = f"""PIDFILE={shlex.quote(pid_file)}; {_hash_line(pid_file, argv)}
 {_FUNCTIONS}
 pid=$(cat "$PIDFILE" 2>/dev/null) && ours && echo $pid
 exit 0

@@ -17,9 +17,11 @@ memory only (verified against the inventory's ``known_hosts`` when it names one)
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import shlex
 import socket
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -228,6 +230,29 @@ class Remote:
             raise map_error(self.host, f"put {local} {part}", error, self.options.connect_timeout) from None
         self.run(f"chmod {mode:o} {shlex.quote(part)} && mv -f {shlex.quote(part)} {quoted}")
         return PutResult(self.host.name, local, remote, digest, size, False, time.monotonic() - started)
+
+    def put_tree(self, local_dir: Path | str, remote_dir: str) -> PutResult:
+        """Ship the files under ``local_dir`` into ``remote_dir`` as one tar stream
+        (one transfer instead of three round trips per small file)."""
+        local_dir = Path(local_dir)
+        started = time.monotonic()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            tar.add(local_dir, arcname=".")
+        data = buffer.getvalue()
+        archive = f"{remote_dir}.tar.gz.part-{self.host.name}"
+        q = shlex.quote
+        self.run(f"mkdir -p {q(str(Path(remote_dir).parent))}")
+        try:
+            sftp = self.connection.sftp()
+            sftp.get_channel().settimeout(self.options.command_timeout)
+            self.connection.put(io.BytesIO(data), archive)
+        except Exception as error:  # noqa: BLE001
+            raise map_error(self.host, f"put {local_dir}/ {archive}", error, self.options.connect_timeout) from None
+        self.run(f"mkdir -p {q(remote_dir)} && tar -xzf {q(archive)} -C {q(remote_dir)} --no-same-owner; "
+                 f"status=$?; rm -f {q(archive)}; exit $status")
+        return PutResult(self.host.name, local_dir, remote_dir, hashlib.sha256(data).hexdigest(), len(data),
+                         False, time.monotonic() - started)
 
     def __enter__(self) -> "Remote":
         return self

@@ -1,0 +1,69 @@
+"""The SSH backend in mode `binaries` on namespace hosts: up, kwok nodes Ready, down with nothing left."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from kdlib.cluster.ssh import inventory
+from kdlib.cluster.ssh.cluster import SshCluster
+from kdlib.errors import ConfigError, HostUnreachable
+
+from ...conftest import our_processes
+
+pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binaries]
+
+
+def cluster_inventory(hosts, kwok_address=None, kwok_nodes=3):
+    return inventory.parse({
+        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 2, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": kwok_address or hosts[1].address, "kwok_nodes": kwok_nodes}],
+    }, "test-hosts")
+
+
+def test_cluster_up_kwok_nodes_ready_from_this_machine_and_down_with_nothing_left(ssh_hosts, binaries):
+    inv = cluster_inventory(ssh_hosts)
+    started = time.monotonic()
+    with SshCluster(inv) as cluster:
+        up = time.monotonic() - started
+        core = client.CoreV1Api(cluster.api_client())
+        nodes = core.list_node().items
+        assert sorted(n.metadata.name for n in nodes) == sorted(cluster.info.node_names)
+        assert len(nodes) == 3
+        assert all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
+        server = cluster.api_client().configuration.host
+        assert server == f"https://{ssh_hosts[0].address}:6443"
+        running = sorted(Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+                         for pid in our_processes(Path(inv.cluster_dir())))
+        assert running == ["etcd", "flock", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+    assert our_processes(Path(inv.cluster_dir())) == []
+    # Per-host directories gone; the lock file stays (removing an flock file races with waiters).
+    assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
+    print(f"ssh cluster up in {up:.1f} s; timings {cluster.timings}")
+
+
+def test_an_unreachable_kwok_host_at_start_is_one_error_and_nothing_starts(ssh_hosts, binaries):
+    ghost = ssh_hosts.bridge_address.rsplit(".", 1)[0] + ".200"
+    inv = cluster_inventory(ssh_hosts, kwok_address=ghost)
+    started = time.monotonic()
+    with pytest.raises(HostUnreachable, match=rf"^{ssh_hosts[1].name}: (no answer|cannot connect)"):
+        with SshCluster(inv):
+            pass
+    assert time.monotonic() - started < 10
+    assert our_processes(Path(inv.cluster_dir())) == []
+    assert not Path(inv.cluster_dir(), ssh_hosts[0].name, "run").exists()
+
+
+def test_unsupported_inventories_are_refused_before_any_connection(ssh_hosts):
+    inv = cluster_inventory(ssh_hosts)
+    kubelet = inventory.parse({**inv.to_data(), "workers": [
+        *inv.to_data()["workers"], {"name": "w3", "address": "10.255.255.3", "kubelet": True, "key": str(ssh_hosts.key)}]})
+    with pytest.raises(ConfigError, match="w3: kubelet: real kubelets over SSH are not implemented yet"):
+        SshCluster(kubelet)
+    with pytest.raises(ConfigError, match="mode 'kubeadm' is not implemented yet"):
+        SshCluster(inventory.parse({**inv.to_data(), "mode": "kubeadm"}))
