@@ -66,4 +66,4 @@ def test_unsupported_inventories_are_refused_before_any_connection(ssh_hosts):
     with pytest.raises(ConfigError, match="w3: kubelet: real kubelets over SSH are not implemented yet"):
         SshCluster(kubelet)
     with pytest.raises(ConfigError, match="mode 'kubeadm' is not implemented yet"):
-        SshCluster(inventory.parse({**inv.to_data(), "mode": "kubeadm"}))
+        SshCluster(inventory.parse({**kubelet.to_data(), "mode": "kubeadm"}))
