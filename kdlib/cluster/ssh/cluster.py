@@ -259,15 +259,7 @@ class SshCluster(Cluster):
         directories there, release the lock. Unreachable hosts are reported, not skipped silently."""
         failures: list[str] = []
         if self.hosts is not None:
-            cp = self.inventory.control_plane.name
-            order = [self.kwok_host, *[n for n in self.hosts.remotes if n not in (self.kwok_host, cp)], cp]
-            for name in order:
-                remote = self.hosts[name]
-                try:
-                    stop_all(remote, self.host_dir(name))
-                    remote.run(f"rm -rf {shlex.quote(self.host_dir(name))}", timeout=60)
-                except RemoteError as error:
-                    failures.append(str(error).splitlines()[0])
+            failures = _clean_hosts(self.inventory, self.hosts)
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -280,6 +272,33 @@ class SshCluster(Cluster):
         if failures:
             raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "stop",
                               "clean-up incomplete: " + "; ".join(failures))
+
+
+def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
+    """Stop our processes and remove our directory on every host, workers first.
+    Returns one line per host that could not be cleaned."""
+    failures = []
+    cp = inventory.control_plane.name
+    for name in [*(w.name for w in inventory.workers), cp]:
+        remote, directory = hosts[name], f"{inventory.cluster_dir()}/{name}"
+        try:
+            stop_all(remote, directory)
+            remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
+        except RemoteError as error:
+            failures.append(str(error).splitlines()[0])
+    return failures
+
+
+def down(inventory: Inventory) -> None:
+    """Stop a cluster of ``inventory`` from the hosts' files alone (e.g. after its owner
+    was killed): takes the lock (so never under a live run), stops every recorded
+    process by PID after checking its recorded command line, removes the directories."""
+    with Hosts.of(inventory) as hosts:
+        with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
+            failures = _clean_hosts(inventory, hosts)
+    if failures:
+        raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "down",
+                          "clean-up incomplete: " + "; ".join(failures))
 
 
 def stop_all(remote: Remote, directory: str, timeout: float = 10.0) -> dict[str, str]:

@@ -145,7 +145,8 @@ def map_error(host: Host, command: str, error: BaseException, timeout: float | N
     if isinstance(error, (socket.timeout, TimeoutError)):
         return HostUnreachable(name, command, f"no answer from {host.target} within {timeout or '?'} s")
     if isinstance(error, (paramiko.SSHException, EOFError)):
-        return HostUnreachable(name, command, f"SSH failure with {host.target}: {error or type(error).__name__}")
+        detail = str(error) or "the connection was lost"
+        return HostUnreachable(name, command, f"SSH failure with {host.target}: {detail}")
     if isinstance(error, OSError):
         return HostUnreachable(name, command, f"connection to {host.target} failed: {error}")
     return RemoteError(name, command, f"{type(error).__name__}: {error}")
@@ -192,8 +193,19 @@ class Remote:
         """Run ``command`` (a shell string) and return its result; raise on failure when ``check``."""
         timeout = timeout or self.options.command_timeout
         started = time.monotonic()
+        was_open = self.connection.is_connected
         try:
             raw = self.connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            if not (was_open and not self.connection.is_connected):
+                raise map_error(self.host, command, error, self.options.connect_timeout) from None
+            # The open connection had died (e.g. sshd restarted): connect once more, so the
+            # error, if any, says why the host cannot be reached now.
+            self.connection.close()
+            try:
+                raw = self.connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+            except Exception as again:  # noqa: BLE001
+                raise map_error(self.host, command, again, self.options.connect_timeout) from None
         except Exception as error:  # noqa: BLE001
             raise map_error(self.host, command, error, self.options.connect_timeout) from None
         return self._result(command, raw, time.monotonic() - started, check)

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from kdlib.cluster.ssh import inventory
 from kdlib.cluster.ssh.cluster import SshCluster
-from kdlib.errors import ConfigError, HostUnreachable
+from kdlib.errors import ConfigError, HostUnreachable, RemoteError
 
 from ...conftest import our_processes
 
@@ -67,3 +67,21 @@ def test_unsupported_inventories_are_refused_before_any_connection(ssh_hosts):
         SshCluster(kubelet)
     with pytest.raises(ConfigError, match="mode 'kubeadm' is not implemented yet"):
         SshCluster(inventory.parse({**kubelet.to_data(), "mode": "kubeadm"}))
+
+
+def test_sshd_killed_mid_run_fails_naming_the_host_and_the_others_are_cleaned(host_factory, binaries):
+    factory, hosts = host_factory(2)
+    inv = cluster_inventory(hosts, kwok_nodes=1)
+    cluster = SshCluster(inv)
+    cluster.start()
+    kwok_pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", "kwok.pid").read_text())
+    factory.kill_sshd(1, sessions=True)
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=rf"^{hosts[1].name}: clean-up incomplete: {hosts[1].name}: cannot connect"):
+        cluster.stop()
+    assert time.monotonic() - started < 15
+    # The control-plane host is clean; the dead host's kwok is still there (nobody can reach it) ...
+    left = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] for pid in our_processes(Path(inv.cluster_dir()))]
+    assert [Path(p.decode()).name for p in left] == ["kwok"]
+    assert not Path(inv.cluster_dir(), hosts[0].name).exists()
+    assert Path(f"/proc/{kwok_pid}").exists()  # ... and the host fixture removes it with the namespace
