@@ -281,10 +281,14 @@ def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
     cp = inventory.control_plane.name
     for name in [*(w.name for w in inventory.workers), cp]:
         remote, directory = hosts[name], f"{inventory.cluster_dir()}/{name}"
+        started = time.monotonic()
         try:
-            stop_all(remote, directory)
+            stopped = stop_all(remote, directory)
             remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
+            log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started,
+                     ", ".join(f"{k} {v}" for k, v in stopped.items()) or "nothing ran")
         except RemoteError as error:
+            log.warning("%s: not cleaned after %.1f s", name, time.monotonic() - started)
             failures.append(str(error).splitlines()[0])
     return failures
 
