@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     local_commands.add_parser("status", parents=[state], help="show the running cluster")
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
+
+    from .cluster.ssh.cli import add_parser as add_ssh_parser
+
+    add_ssh_parser(commands, _Parser)
     return parser
 
 
@@ -141,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "local":
             return _local(args)
+        if args.command == "ssh":
+            from .cluster.ssh.cli import run as run_ssh
+
+            return run_ssh(args)
         if args.command == "run":
             return _run(args)
         if args.command == "book":

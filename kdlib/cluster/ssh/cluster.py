@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +48,7 @@ class SshCluster(Cluster):
     backend = "ssh"
 
     def __init__(self, inventory: Inventory, *, bin_dir: Path | str | None = None, kd: bool = False,
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, state_dir: Path | str | None = None) -> None:
         super().__init__()
         if inventory.mode != "binaries":
             raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not implemented yet; "
@@ -67,6 +66,7 @@ class SshCluster(Cluster):
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd
         self.timeout = timeout
+        self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
         self.hosts: Hosts | None = None
         self.lock: ClusterLock | None = None
         self._staging: Path | None = None
@@ -115,7 +115,11 @@ class SshCluster(Cluster):
 
     def _boot(self, binaries: BinarySet, started: float) -> ClusterInfo:
         cp_host = self.inventory.control_plane
-        staging = self._staging = Path(tempfile.mkdtemp(prefix="kdlib-ssh-"))
+        # The local copy of the state (PKI, kubeconfigs) stays while the cluster runs:
+        # the admin kubeconfig in it is how this machine reaches the cluster.
+        shutil.rmtree(self.state_dir, ignore_errors=True)  # we hold the lock: it is a stopped cluster's
+        self.state_dir.mkdir(parents=True)
+        staging = self._staging = self.state_dir
         layout = Layout(staging / "state")
         self._write_pki(layout, cp_host.address)
         remote_bins = self._ship_binaries(binaries)
@@ -274,6 +278,31 @@ class SshCluster(Cluster):
                               "clean-up incomplete: " + "; ".join(failures))
 
 
+def local_state_dir(inventory: Inventory) -> Path:
+    """Where this machine keeps a cluster's kubeconfig and PKI: beside the local backend's state."""
+    from ..local import default_state_dir
+
+    return default_state_dir().parent / "ssh" / inventory.cluster
+
+
+def status(inventory: Inventory) -> dict:
+    """What runs on each host (by pid file and recorded command line), and the kubeconfig."""
+    hosts_status: dict[str, object] = {}
+    with Hosts.of(inventory) as hosts:
+        for remote in hosts.remotes.values():
+            directory = f"{inventory.cluster_dir()}/{remote.host.name}"
+            try:
+                names = remote.run(f"ls {shlex.quote(directory)}/run/ 2>/dev/null | sed -n 's/\\.pid$//p'",
+                                   check=False).stdout.split()
+                hosts_status[remote.host.name] = {n: detached.status(remote, n, None, directory) for n in names}
+            except RemoteError as error:
+                hosts_status[remote.host.name] = f"unreachable: {error.reason}"
+    kubeconfig = local_state_dir(inventory) / "state" / "config" / "admin.kubeconfig"
+    running = any(isinstance(v, dict) and any(v.values()) for v in hosts_status.values())
+    return {"cluster": inventory.cluster, "running": running, "hosts": hosts_status,
+            "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
+
+
 def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
     """Stop our processes and remove our directory on every host, workers first.
     Returns one line per host that could not be cleaned."""
@@ -300,6 +329,7 @@ def down(inventory: Inventory) -> None:
     with Hosts.of(inventory) as hosts:
         with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
             failures = _clean_hosts(inventory, hosts)
+    shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
     if failures:
         raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "down",
                           "clean-up incomplete: " + "; ".join(failures))
