@@ -128,7 +128,8 @@ def chart_html(spec: dict, embed_options: dict | None = None, div_id: str | None
                f"see the figure's SVG instead.")
     # Shown only where the script below does not run (an untrusted notebook in JupyterLab).
     untrusted = ("This interactive chart is drawn by a script that JupyterLab runs only in a trusted "
-                 "notebook: run the notebook, or trust it and run its first cell.")
+                 "notebook: run the notebook, or trust it (command palette: Trust Notebook) and run "
+                 "the cell that calls kdlib.publish.render.enable().")
     # A live notebook page (already loaded) whose kernel has not displayed the bundle yet.
     waiting = "Waiting for the chart library: run kdlib.publish.render.enable() in this kernel."
     return f"""<div id="{div_id}" class="{CHART_CLASS}" role="img" aria-label="{html.escape(str(label or 'chart'))}"><em>{html.escape(untrusted)}</em></div>
