@@ -13,6 +13,8 @@ def host_factory():
     reason = sshhosts.unavailable_reason()
     if reason:
         pytest.skip(reason)
+    remains = sshhosts.sweep()  # the remains of crashed runs in slots nobody holds
+    assert not remains, f"remains of a crashed run that could not be removed: {remains}"
     factories: list[sshhosts.HostFactory] = []
 
     def make(count: int = 3) -> tuple[sshhosts.HostFactory, sshhosts.TestHosts]:
