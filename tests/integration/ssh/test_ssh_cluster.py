@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binari
 def cluster_inventory(hosts, kwok_address=None, kwok_nodes=3):
     return inventory.parse({
         "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 2, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
         "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
         "workers": [{"name": hosts[1].name, "address": kwok_address or hosts[1].address, "kwok_nodes": kwok_nodes}],
     }, "test-hosts")
