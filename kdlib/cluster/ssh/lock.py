@@ -18,7 +18,7 @@ import time
 import paramiko
 
 from ...errors import RemoteError, RemoteLockBusy
-from .remote import Remote, map_error
+from .remote import HANDSHAKE_TIMEOUT, Remote, map_error
 
 BUSY = 75  # flock -E: the lock is held elsewhere
 
@@ -44,7 +44,7 @@ class ClusterLock:
                   + q(f"echo {q(self.owner)} > {q(self.path)}.owner; echo locked; exec cat >/dev/null"))
         command = f"sh -c {q(script)}"
         self.remote.open()
-        timeout = self.remote.options.connect_timeout
+        timeout = max(self.remote.options.connect_timeout, HANDSHAKE_TIMEOUT)
         try:
             channel = self.remote.connection.client.get_transport().open_session(timeout=timeout)
             channel.settimeout(timeout)

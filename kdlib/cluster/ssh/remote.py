@@ -39,6 +39,7 @@ from .inventory import Host, Inventory
 log = logging.getLogger("kdlib.ssh.remote")
 T = TypeVar("T")
 TAIL_LINES = 15
+HANDSHAKE_TIMEOUT = 10  # seconds, at least, for the SSH banner, the login and opening a channel
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,14 @@ class Remote:
 
     def _connection(self) -> Connection:
         timeout = self.options.connect_timeout
+        # The TCP connect gets connect_timeout; the SSH handshake and the login at least
+        # 10 s, so a loaded host is not taken for a dead one (a frozen sshd still fails).
+        handshake = max(timeout, HANDSHAKE_TIMEOUT)
         own = self.options.use_ssh_config
         # An explicit, empty SSHConfig: fabric then reads no ssh_config file at all.
         config = Config(overrides={"load_ssh_configs": own}, **({} if own else {"ssh_config": paramiko.SSHConfig()}))
-        connect_kwargs = {"look_for_keys": own, "allow_agent": own, "banner_timeout": timeout,
-                          "auth_timeout": timeout, "channel_timeout": timeout}
+        connect_kwargs = {"look_for_keys": own, "allow_agent": own, "banner_timeout": handshake,
+                          "auth_timeout": handshake, "channel_timeout": handshake}
         if self.host.key is not None:
             connect_kwargs["key_filename"] = str(self.host.key)
         connection = Connection(self.host.address, user=self.host.user, port=self.host.port, config=config,

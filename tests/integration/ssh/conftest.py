@@ -13,6 +13,8 @@ def host_factory():
     reason = sshhosts.unavailable_reason()
     if reason:
         pytest.skip(reason)
+    remains = sshhosts.sweep()  # the remains of crashed runs in slots nobody holds
+    assert not remains, f"remains of a crashed run that could not be removed: {remains}"
     factories: list[sshhosts.HostFactory] = []
 
     def make(count: int = 3) -> tuple[sshhosts.HostFactory, sshhosts.TestHosts]:
@@ -35,7 +37,7 @@ def ssh_hosts(host_factory) -> sshhosts.TestHosts:
     return host_factory(3)[1]
 
 
-def inventory_for(hosts: sshhosts.TestHosts, *, kwok_nodes: int = 2, connect_timeout: int = 2,
+def inventory_for(hosts: sshhosts.TestHosts, *, kwok_nodes: int = 2, connect_timeout: int = 5,
                   command_timeout: float = 30, extra_workers: tuple[dict, ...] = ()):
     """An inventory of the test hosts: control plane on host 1, kwok on host 2, a kubelet on host 3."""
     from kdlib.cluster.ssh import inventory

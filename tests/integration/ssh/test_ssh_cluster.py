@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binari
 def cluster_inventory(hosts, kwok_address=None, kwok_nodes=3):
     return inventory.parse({
         "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 2, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
         "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
         "workers": [{"name": hosts[1].name, "address": kwok_address or hosts[1].address, "kwok_nodes": kwok_nodes}],
     }, "test-hosts")
@@ -78,9 +78,10 @@ def test_sshd_killed_mid_run_fails_naming_the_host_and_the_others_are_cleaned(ho
     kwok_pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", "kwok.pid").read_text())
     factory.kill_sshd(1, sessions=True)
     started = time.monotonic()
-    with pytest.raises(RemoteError, match=rf"^{hosts[1].name}: clean-up incomplete: {hosts[1].name}: cannot connect"):
+    with pytest.raises(RemoteError, match=rf"^{hosts[1].name}: clean-up incomplete: {hosts[1].name}: ") as caught:
         cluster.stop()
-    print(f"stop with a dead host: {time.monotonic() - started:.1f} s")
+    # "cannot connect ... Connection refused", or the reset of the dying connection.
+    assert "refused" in str(caught.value) or "reset" in str(caught.value) or "lost" in str(caught.value), caught.value
     assert time.monotonic() - started < 15
     # The control-plane host is clean; the dead host's kwok is still there (nobody can reach it) ...
     left = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] for pid in our_processes(Path(inv.cluster_dir()))]
