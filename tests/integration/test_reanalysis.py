@@ -260,6 +260,7 @@ def test_an_executed_notebook_says_what_to_do_until_trusted_then_draws(lab) -> N
     _run(page, "notebook:run-all-above")
     _drawn(page, 8, timeout=120)
     assert not page.evaluate(_NOTEBOOK_JS)["errors"]
+    _center(page, "document.querySelector('.kdlib-chart')")
     page.screenshot(lab[2] / "executed-trusted.png")
     page.close()
     _clean(page)
