@@ -142,55 +142,125 @@ def _mouse(page: Page, kind: str, point: dict) -> None:
                                            "clickCount": 1 if kind != "mouseMoved" else 0})
 
 
-def test_the_notebook_runs_and_draws_in_jupyterlab(tiny_run, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def lab(tiny_run, tmp_path_factory):
+    """JupyterLab serving a copy of notebooks/ (and a papermill-executed reanalysis.ipynb), and Chromium.
+
+    On the way out: the server and every kernel it started are stopped.
+    """
     _, env = tiny_run
     executable = find_chromium()
     if executable is None:
         pytest.fail("chromium is not installed: run `bash setup.sh` (it installs Debian's chromium)")
-    root = tmp_path / "lab"
-    copy_notebooks(root)
-    screenshot = tmp_path / "jupyterlab" / "reanalysis.png"
-    with JupyterLab(root, tmp_path, env) as lab, Chromium(executable, tmp_path / "profile") as browser:
-        page = browser.new_page()
-        page.goto(f"{lab.url}/lab/tree/notebooks/reanalysis.ipynb?token={lab.token}", timeout=60)
-        state = page.wait_for(f"(() => {{ const s = {_NOTEBOOK_JS}; return s && s.kernel === 'idle' ? s : null; }})()",
-                              timeout=90)
-        assert state and state["path"] == "notebooks/reanalysis.ipynb", f"the notebook did not open: {state}"
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells'), true")
-        state = page.wait_for(f"(() => {{ const s = {_NOTEBOOK_JS}; "
-                              "return s && (s.errors.length || (s.executed === s.code && s.kernel === 'idle')) ? s : null; })()",
-                              timeout=180)
-        assert state, f"the cells did not finish: {page.evaluate(_NOTEBOOK_JS)}"
-        assert not state["errors"], state["errors"]
-        assert state["charts"] == 8, state
-        charts = page.wait_for(f"(() => {{ const c = {_CHARTS_JS}; "
-                               "return c.length && c.every(x => x.embedded && x.marks) ? c : null; })()", timeout=30)
-        charts = charts or page.evaluate(_CHARTS_JS)
-        assert len(charts) == state["charts"], charts
-        assert all(c["embedded"] and c["marks"] for c in charts), [c for c in charts if not c["marks"]]
+    work = tmp_path_factory.mktemp("jupyterlab")
+    notebooks = copy_notebooks(work / "root")
+    (notebooks / "executed").mkdir()
+    _papermill(notebooks / "executed" / "reanalysis.ipynb", env, "-p", "run_id", "tiny")
+    with JupyterLab(work / "root", work, env) as server, Chromium(executable, work / "profile") as browser:
+        yield server, browser, work
+    assert server.kernel_pids, "the server had started no kernel"
+    still = [pid for pid in server.kernel_pids if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not still, f"kernels still running after the server stopped: {still}"
 
-        # Interaction on the worked example's chart: a tooltip on hover, a legend click picks a scale.
-        chart = "document.querySelector('.kdlib-chart[aria-label^=\"Pods created over time\"]')"
-        point = _center(page, f"{chart}.querySelector('.mark-symbol.role-mark path')")
-        _mouse(page, "mouseMoved", point)
-        tooltip = page.wait_for("(() => { const t = document.getElementById('vg-tooltip-element');"
-                                " return t && t.classList.contains('visible') ? t.textContent : null; })()", timeout=10)
-        assert tooltip and "pods" in tooltip, f"no tooltip over a point: {tooltip!r}"
-        faded = f"{chart}.querySelectorAll('[opacity=\"0.15\"]').length"
-        assert page.evaluate(faded) == 0
-        legend = _center(page, f"{chart}.querySelector('.role-legend-symbol path')")
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            _mouse(page, kind, legend)
-        assert page.wait_for(faded, timeout=10), "clicking a legend entry faded no mark"
-        page.screenshot(screenshot)
-        print(f"screenshot: {screenshot}")
-        requests, errors = list(page.requests), list(page.errors)
-        page.close()
+
+def _open(lab, path: str) -> tuple[Page, dict]:
+    server, browser, _ = lab
+    page = browser.new_page()
+    # ?reset: a fresh workspace, not the one the previous page left (it would reopen that notebook).
+    page.goto(f"{server.url}/lab/tree/{path}?reset&token={server.token}", timeout=60)
+    state = page.wait_for(f"(() => {{ const s = {_NOTEBOOK_JS}; "
+                          f"return s && s.path === {json.dumps(path)} && s.kernel === 'idle' ? s : null; }})()",
+                          timeout=90)
+    state = state or page.evaluate(_NOTEBOOK_JS)
+    assert state and state["path"] == path, f"{path} did not open: {state}"
+    return page, state
+
+
+# Chromium aborts its requests in flight when an interface of the machine comes or goes
+# (other tests create and remove network namespaces and bridges): that says nothing about the page.
+_NETWORK_CHANGED = re.compile(r"^log: Failed to load resource: net::ERR_NETWORK_CHANGED http://127\.0\.0\.1:\d+/")
+
+
+def _clean(page: Page) -> None:
+    """The page asked nothing of another host and logged no error."""
+    requests = list(page.requests)
+    errors = [error for error in page.errors if not _NETWORK_CHANGED.match(error)]
     foreign = [url for url in requests
                if urlsplit(url).scheme not in ("data", "blob", "about") and urlsplit(url).hostname != "127.0.0.1"]
     assert requests and not foreign, foreign
     assert not errors, errors
-    assert lab.kernel_pids, "the server had started no kernel"
-    still = [pid for pid in lab.kernel_pids if Path(f"/proc/{pid}").exists()
-             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
-    assert not still, f"kernels still running after the server stopped: {still}"
+
+
+def _run(page: Page, command: str) -> None:
+    page.evaluate(f"window.jupyterapp.commands.execute({json.dumps(command)}), true")
+
+
+def _finished(page: Page) -> dict:
+    """Once every code cell has run (or one failed) and the kernel is idle: the notebook's state."""
+    state = page.wait_for(f"(() => {{ const s = {_NOTEBOOK_JS}; return s && (s.errors.length || "
+                          "(s.executed === s.code && s.kernel === 'idle')) ? s : null; })()", timeout=180)
+    assert state and not state["errors"], state or page.evaluate(_NOTEBOOK_JS)
+    return state
+
+
+def _drawn(page: Page, count: int, timeout: float = 60) -> None:
+    charts = page.wait_for(f"(() => {{ const c = {_CHARTS_JS}; "
+                           "return c.length && c.every(x => x.embedded && x.marks) ? c : null; })()", timeout=timeout)
+    charts = charts or page.evaluate(_CHARTS_JS)
+    assert len(charts) == count, charts
+    assert all(c["embedded"] and c["marks"] for c in charts), [c for c in charts if not c["marks"]]
+
+
+def test_the_notebook_runs_and_draws_in_jupyterlab(lab) -> None:
+    page, _ = _open(lab, "notebooks/reanalysis.ipynb")
+    _run(page, "notebook:run-all-cells")
+    assert _finished(page)["charts"] == 8
+    _drawn(page, 8)
+
+    # Interaction on the worked example's chart: a tooltip on hover, a legend click picks a scale.
+    chart = "document.querySelector('.kdlib-chart[aria-label^=\"Pods created over time\"]')"
+    point = _center(page, f"{chart}.querySelector('.mark-symbol.role-mark path')")
+    _mouse(page, "mouseMoved", point)
+    tooltip = page.wait_for("(() => { const t = document.getElementById('vg-tooltip-element');"
+                            " return t && t.classList.contains('visible') ? t.textContent : null; })()", timeout=10)
+    assert tooltip and "pods" in tooltip, f"no tooltip over a point: {tooltip!r}"
+    faded = f"{chart}.querySelectorAll('[opacity=\"0.15\"]').length"
+    assert page.evaluate(faded) == 0
+    legend = _center(page, f"{chart}.querySelector('.role-legend-symbol path')")
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        _mouse(page, kind, legend)
+    assert page.wait_for(faded, timeout=10), "clicking a legend entry faded no mark"
+    screenshot = page.screenshot(lab[2] / "reanalysis.png")
+    print(f"screenshot: {screenshot}")
+    page.close()
+    _clean(page)
+
+
+def test_an_executed_notebook_says_what_to_do_until_trusted_then_draws(lab) -> None:
+    """Papermill's notebook is not trusted here: JupyterLab strips its scripts and shows the
+    chart's own note instead. Trusted, its charts wait for the bundle; running the cell that
+    calls render.enable() (and the parameter cells above it) draws every one."""
+    page, state = _open(lab, "notebooks/executed/reanalysis.ipynb")
+    assert state["charts"] == 8 and state["executed"] == state["code"], state
+    notes = page.wait_for("(() => { const n = Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+                          ".filter(o => o.textContent.includes('runs only in a trusted notebook')).length;"
+                          " return n === 8 ? n : null; })()", timeout=30)
+    assert notes == 8, "an untrusted chart output does not say how to draw it"
+    page.evaluate("window.jupyterapp.commands.execute('notebook:trust'), true")
+    page.wait_for("(() => { const b = document.querySelector('.jp-Dialog .jp-mod-accept');"
+                  " if (b) b.click(); return !!b; })()", timeout=10)
+    page.wait_for("(() => { const n = Array.from(document.querySelectorAll('.kdlib-chart'))"
+                  ".filter(c => c.textContent.includes('Waiting for the chart library')).length;"
+                  " return n === 8 ? n : null; })()", timeout=30)
+    setup = page.evaluate("Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)"
+                          ".findIndex(c => c.sharedModel.getSource().includes('render.enable()'))")
+    assert setup > 0
+    page.evaluate(f"window.jupyterapp.shell.currentWidget.content.activeCellIndex = {setup + 1}")
+    _run(page, "notebook:run-all-above")
+    _drawn(page, 8, timeout=120)
+    assert not page.evaluate(_NOTEBOOK_JS)["errors"]
+    _center(page, "document.querySelector('.kdlib-chart')")
+    page.screenshot(lab[2] / "executed-trusted.png")
+    page.close()
+    _clean(page)
