@@ -32,6 +32,17 @@ if ! command -v containerd >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 
   fi
 fi
 
+# The SSH backend's tests run sshd in network namespaces on this machine (Debian's
+# openssh-server; the image's policy-rc.d keeps apt from starting a system sshd).
+if [ ! -x /usr/sbin/sshd ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's openssh-server for the SSH backend's test hosts" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+  else
+    echo "setup: /usr/sbin/sshd is missing (the SSH tests will be skipped); install Debian's 'openssh-server'" >&2
+  fi
+fi
+
 if ! command -v go >/dev/null 2>&1; then
   echo "setup: Go >= 1.24 is needed to build the control plane (or pass --bin-dir with your own binaries)" >&2
   exit 1

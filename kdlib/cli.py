@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
     down.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
+
+    from .cluster.ssh.cli import add_parser as add_ssh_parser
+
+    add_ssh_parser(commands, _Parser)
     return parser
 
 
@@ -200,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             return _kd(args)
         if args.command == "local":
             return _local(args)
+        if args.command == "ssh":
+            from .cluster.ssh.cli import run as run_ssh
+
+            return run_ssh(args)
         if args.command == "run":
             return _run(args)
         if args.command == "book":

@@ -2,6 +2,7 @@
 
     KdlibError
     ├── ConfigError            bad parameters, found before anything is provisioned
+    │   └── InventoryError     a bad SSH inventory (every problem names the host and the field)
     ├── BinaryError            a binary is missing, not executable, or failed to build
     │   └── ImageError         Kd's binaries could not be fetched from their container images
     │       ├── RegistryUnreachableError   no network, or the registry does not answer
@@ -12,7 +13,10 @@
     │   ├── ClusterBusyError   another cluster already owns the state directory
     │   ├── ClusterStateError  the cluster is not running (not started yet, or closed)
     │   ├── ComponentError     a component died or never became healthy (with its log tail)
-    │   └── ApiError           the Kubernetes API refused a request or could not be reached
+    │   ├── ApiError           the Kubernetes API refused a request or could not be reached
+    │   └── RemoteError        a command on an SSH host failed (host, command, output tail)
+    │       ├── HostUnreachable  an SSH host could not be reached, or its connection was lost
+    │       └── RemoteLockBusy   another run holds the cluster's lock on the control-plane host
     ├── ExperimentError        an experiment could not run to completion
     │   └── SuiteBusyError     another experiment suite is running on this machine
     └── BookBuildError         the book failed, warned, or its pages are missing or load from a CDN
@@ -34,6 +38,14 @@ class KdlibError(Exception):
 
 class ConfigError(KdlibError):
     """Invalid parameters; raised before anything is provisioned."""
+
+
+class InventoryError(ConfigError):
+    """An SSH inventory with problems; ``problems`` lists each as "<where>: <field>: <what>"."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, list(problems)
+        super().__init__(f"inventory {source}: " + "; ".join(self.problems))
 
 
 class BinaryError(KdlibError):
@@ -106,6 +118,26 @@ def api_errors(doing: str) -> Iterator[None]:
     except HTTPError as error:
         cause = getattr(error, "reason", None) or error
         raise ApiError(f"{doing}: the API server could not be reached ({cause})") from error
+
+
+class RemoteError(ClusterError):
+    """A command on an SSH host failed; names the host, the command and its output's tail."""
+
+    def __init__(self, host: str, command: str, reason: str, output: str = "") -> None:
+        self.host, self.command, self.reason, self.output = host, command, reason, output
+        message = f"{host}: {reason}: {command}"
+        tail = "\n".join(output.rstrip().splitlines()[-15:])
+        if tail:
+            message += f"\n--- last lines of its output on {host} ---\n{tail}"
+        super().__init__(message)
+
+
+class HostUnreachable(RemoteError):
+    """An SSH host refused, timed out, failed authentication, or dropped its connection."""
+
+
+class RemoteLockBusy(RemoteError):
+    """Another run holds the cluster's lock on the control-plane host."""
 
 
 class ExperimentError(KdlibError):

@@ -65,4 +65,5 @@ def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int) -> Cl
 
 
 register("local", _local)
-register("ssh", None, unavailable="'ssh' is not part of this version of kdlib yet; use 'local'")
+register("ssh", None, unavailable="experiment suites on 'ssh' are not wired yet (a cluster on SSH hosts "
+         "starts with `python -m kdlib ssh up INVENTORY`); use 'local'")

@@ -6,7 +6,8 @@ executed microbenchmark notebook of ONE run; it never executes a notebook. :func
 1. finds the run's executed notebook, ``results/executed/<run_id>/microbench.ipynb``
    (default run: the one named in ``results/reference.txt``) and checks that it glued every
    key the pages paste (:data:`GLUE_KEYS`);
-2. copies it to ``book/generated/microbench.ipynb``, where ``_toc.yml`` expects it, and
+2. copies it to ``book/generated/microbench.ipynb``, where ``_toc.yml`` expects it (and the
+   run's executed re-analysis notebook, ``reanalysis.ipynb``, beside it), and
    renders each glued chart's Vega-Lite spec to ``book/generated/figures/<key>.svg``, the
    static copy for print that the figure pages link to;
 3. writes the one shared Vega bundle to ``_static/kdlib-vega.js`` (:mod:`kdlib.render`);
@@ -41,6 +42,13 @@ log = get_logger(__name__)
 #: Where the toc expects the executed notebook (relative to the repository root).
 GENERATED = Path("book") / "generated"
 NOTEBOOK = "microbench.ipynb"
+#: The trace notebook (Figures 12–13), executed under the same run id; its pages paste these keys.
+TRACE_NOTEBOOK = "trace.ipynb"
+TRACE_GLUE_KEYS = ("fig12", "fig13", "trace_summary", "trace_replay", "trace_findings", "trace_not_measured",
+                   "trace_provenance", "trace_run_id")
+TRACE_CHART_KEYS = ("fig12", "fig13")
+#: The executed notebooks/reanalysis.ipynb of the same run; it glues the run it opened.
+REANALYSIS, REANALYSIS_KEY = "reanalysis.ipynb", "reanalysis_run_id"
 _GLUE_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
@@ -52,6 +60,7 @@ class BookSource:
 
     run_id: str
     notebook: Path
+    reanalysis: Path | None = None
 
 
 def reference_run(results_root: Path | None = None) -> str:
@@ -121,10 +130,24 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
     problems = _problems(notebook, glued)
     if not problems:
         problems = _stale(run_id, notebook, glued, results_root)
+    reanalysis = notebook.with_name(REANALYSIS)
+    if not problems:
+        problems = _reanalysis_problems(run_id, reanalysis)
     if problems:
         raise ConfigError(f"{notebook} cannot make the book (the pages paste {', '.join(GLUE_KEYS)}):\n  "
                           + "\n  ".join(problems))
-    return BookSource(run_id, notebook)
+    return BookSource(run_id, notebook, reanalysis)
+
+
+def _reanalysis_problems(run_id: str, reanalysis: Path) -> list[str]:
+    """The re-analysis page must exist and show the same run."""
+    make = (f"execute it: papermill notebooks/{REANALYSIS} {reanalysis} -p run_id {run_id}")
+    if not reanalysis.is_file():
+        return [f"no executed re-analysis notebook {reanalysis}; {make}"]
+    shown = "".join(glued_outputs(reanalysis).get(REANALYSIS_KEY, {}).get("text/plain", "")).strip("'\"")
+    if shown != run_id:
+        return [f"{reanalysis} shows run {shown or '(none)'!r}, not {run_id!r}; {make}"]
+    return []
 
 
 def toc_files(book_root: Path | None = None) -> list[str]:
@@ -156,11 +179,31 @@ def place_sources(source: BookSource, book_root: Path | None = None) -> Path:
         shutil.rmtree(generated)
     generated.mkdir(parents=True)
     shutil.copyfile(source.notebook, generated / NOTEBOOK)
+    if source.reanalysis is not None:
+        shutil.copyfile(source.reanalysis, generated / REANALYSIS)
     glued = glued_outputs(source.notebook)
     for key in CHART_KEYS:
         render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
+    _place_trace(source.notebook.parent / TRACE_NOTEBOOK, generated,
+                 "book/generated/trace" in toc_files(book_root))
     render.write_bundle(book_root / "_static")
     return generated / NOTEBOOK
+
+
+def _place_trace(notebook: Path, generated: Path, required: bool) -> None:
+    """Copy the run's executed trace notebook (Figures 12–13) beside the microbenchmarks' one."""
+    if not notebook.is_file():
+        if required:
+            raise ConfigError(f"the table of contents shows Figures 12–13, but {notebook} does not exist "
+                              f"(execute notebooks/{TRACE_NOTEBOOK} with papermill under the same run id)")
+        return
+    glued = glued_outputs(notebook)
+    missing = [key for key in TRACE_GLUE_KEYS if key not in glued]
+    if missing:
+        raise ConfigError(f"{notebook} cannot make the book: no glue key(s) {', '.join(missing)}")
+    shutil.copyfile(notebook, generated / TRACE_NOTEBOOK)
+    for key in TRACE_CHART_KEYS:
+        render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
 
 
 _RUNNER = """

@@ -16,6 +16,16 @@ with the page's own scripts (Chromium: ``Identifier '_' has already been declare
 wraps the bundle in its own function scope; it publishes only ``window.kdlibVega`` and then
 fires the ``kdlib-vega-ready`` event, which a chart whose script ran first waits for.
 
+In JupyterLab (4.6) the book's ``_static`` bundle is not there, and JupyterLab prefers a
+chart's ``text/html`` (rank 50) to its own Vega extension (rank 57, Vega-Lite 5 only). So
+:func:`enable` in a kernel that a Jupyter server started for a notebook (it sets
+``JPY_SESSION_NAME``; papermill does not) also displays the bundle, once per kernel, as
+an output of its own: JupyterLab runs the scripts of a notebook's outputs while they are
+trusted (outputs made in the session, and a notebook it saved), and every chart then draws
+from that copy, the same Vega-Lite 6 as in the book. Outputs that JupyterLab does not trust
+(a notebook executed elsewhere, before "Trust Notebook") run no script: the chart's
+container then says so instead of staying blank.
+
 :func:`save_chart` writes the print copies of a figure: an SVG and a standalone offline HTML
 page (there the bundle is inlined, which is fine in a page of its own).
 
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -115,13 +126,21 @@ def chart_html(spec: dict, embed_options: dict | None = None, div_id: str | None
     label = title.get("text") if isinstance(title, dict) else title
     missing = (f"This chart is drawn by _static/{BUNDLE_NAME}, which this page did not load; "
                f"see the figure's SVG instead.")
-    return f"""<div id="{div_id}" class="{CHART_CLASS}" role="img" aria-label="{html.escape(str(label or 'chart'))}"></div>
+    # Shown only where the script below does not run (an untrusted notebook in JupyterLab).
+    untrusted = ("This interactive chart is drawn by a script that JupyterLab runs only in a trusted "
+                 "notebook: run the notebook, or trust it (command palette: Trust Notebook) and run "
+                 "the cell that calls kdlib.publish.render.enable().")
+    # A live notebook page (already loaded) whose kernel has not displayed the bundle yet.
+    waiting = "Waiting for the chart library: run kdlib.publish.render.enable() in this kernel."
+    return f"""<div id="{div_id}" class="{CHART_CLASS}" role="img" aria-label="{html.escape(str(label or 'chart'))}"><em>{html.escape(untrusted)}</em></div>
 <script type="text/javascript">
 (function () {{
   var el = document.getElementById({json.dumps(div_id)});
   var spec = {_script_json(spec)};
   var options = {_script_json(options)};
+  el.textContent = "";
   function draw() {{
+    el.textContent = "";
     window.{GLOBAL}.vegaEmbed(el, spec, options).catch(function (error) {{
       el.textContent = "The chart could not be drawn: " + error;
       console.error("kdlib chart " + el.id + ":", error);
@@ -129,6 +148,7 @@ def chart_html(spec: dict, embed_options: dict | None = None, div_id: str | None
   }}
   if (window.{GLOBAL}) {{ draw(); return; }}
   window.addEventListener({json.dumps(READY_EVENT)}, draw, {{once: true}});
+  if (document.readyState === "complete") {{ el.textContent = {json.dumps(waiting)}; return; }}
   window.addEventListener("load", function () {{
     if (window.{GLOBAL}) return;
     el.textContent = {json.dumps(missing)};
@@ -149,10 +169,47 @@ def renderer(spec: dict, **metadata: Any) -> tuple[dict, dict]:
     return bundle, {}
 
 
-def enable() -> None:
-    """Register the offline renderer with Altair and make it the active one."""
+#: Whether this kernel has displayed the bundle already (see :func:`enable`).
+_bundle_displayed = False
+
+
+def live_frontend() -> bool:
+    """True in a kernel that a Jupyter server started for a notebook (JupyterLab, Notebook 7).
+
+    jupyter_server gives such kernels ``JPY_SESSION_NAME`` (the notebook's path);
+    papermill and nbclient start theirs without it.
+    """
+    return bool(os.environ.get("JPY_SESSION_NAME"))
+
+
+def bundle_html() -> str:
+    """The bundle as one ``<script>`` element, for a page that has no ``_static`` copy of it."""
+    script = javascript_bundle().replace("</script", "<\\/script")  # none today; keep it that way
+    return f'<script type="text/javascript">\n{script}</script>'
+
+
+def display_bundle() -> None:
+    """Display the bundle as an output of its own: charts in this page draw from it."""
+    from IPython.display import display
+
+    display({"text/html": bundle_html(),
+             "text/plain": f"<kdlib: Vega-Lite {vegalite_version()} for the charts of this notebook>"},
+            raw=True)
+
+
+def enable(bundle: bool | None = None) -> None:
+    """Register the offline renderer with Altair and make it the active one.
+
+    ``bundle``: display the Vega bundle (~900 KB) in this cell's output, once per kernel.
+    By default only in a live notebook frontend (:func:`live_frontend`), where no other copy
+    is loaded; never under papermill, whose notebooks the book shows with its own copy.
+    """
+    global _bundle_displayed
     alt.renderers.register(RENDERER, renderer)
     alt.renderers.enable(RENDERER)
+    if (live_frontend() if bundle is None else bundle) and not _bundle_displayed:
+        display_bundle()
+        _bundle_displayed = True
 
 
 def _spec(chart: alt.TopLevelMixin | dict) -> dict:

@@ -39,7 +39,8 @@ BUILD = REPO / "_build"
 FIGURES = {"book/fig9": "scale-pods", "book/fig10": "scale-funcs", "book/fig11": "scale-nodes"}
 # Pages opened in Chromium, with how many charts each must draw (None: at least one).
 CHART_PAGES = {**{page: 2 for page in FIGURES},  # figN_e2e and figN_stages
-               "book/generated/microbench": None}  # the executed notebook itself
+               "book/generated/microbench": None,  # the executed notebook itself
+               "book/generated/reanalysis": None}  # the executed re-analysis notebook
 _CDN_HOSTS = ("unpkg.com", "cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com", "cdn.plot.ly")
 _LOG = re.compile(r"^e2e\.(?P<baseline>[^.]+)\.(?P<scale>\d+)(?:\.r\d+)?\.log$")
 _TOTAL = re.compile(r"^total:\s*(\d+(?:\.\d+)?)\s*us\s*$", re.M)

@@ -1,0 +1,1 @@
+"""The SSH backend: a cluster on real hosts reached with fabric (inventory, remote commands)."""

@@ -1,0 +1,138 @@
+"""Detached processes on an SSH host, tracked by pid files; stopped by PID only.
+
+A process is started as ONE backgrounded simple command with all three standard
+streams redirected (``nohup setsid ARGV >LOG 2>&1 </dev/null &``): backgrounding a
+compound command keeps the SSH channel open and makes ``$!`` a subshell's PID (see
+``ssh-test-hosts.md``). ``setsid`` makes it the leader of its own session, so stopping
+signals its whole process group; it survives the SSH session (parent PID 1).
+
+Each process has ``<dir>/run/<name>.pid`` and ``<dir>/logs/<name>.log`` in a per-host
+directory (hosts may share a filesystem). A PID counts as ours only while
+``/proc/PID/cmdline`` is exactly the command line we started: PIDs are reused, and a
+stale pid file (e.g. after SIGKILL) must never lead to signalling a stranger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass
+
+from ...errors import RemoteError
+from .remote import Remote
+
+# Shell functions shared by the scripts below; $PIDFILE and $HASH are set before them.
+_FUNCTIONS = r"""
+ours() { [ -n "$pid" ] && [ "$(tr '\0' '\n' < /proc/$pid/cmdline 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$HASH" ]; }
+"""
+
+
+@dataclass(frozen=True)
+class Detached:
+    """A process started on a host: where its pid and log live."""
+
+    host: str
+    name: str
+    pid: int
+    argv: tuple[str, ...]
+    pid_file: str
+    log_file: str
+
+
+def argv_hash(argv: tuple[str, ...]) -> str:
+    """SHA-256 of the command line as ``tr '\\0' '\\n' < /proc/PID/cmdline`` prints it."""
+    return hashlib.sha256(("\n".join(argv) + "\n").encode()).hexdigest()
+
+
+def paths(directory: str, name: str) -> tuple[str, str]:
+    return f"{directory}/run/{name}.pid", f"{directory}/logs/{name}.log"
+
+
+def start(remote: Remote, name: str, argv: tuple[str, ...] | list[str], directory: str, *,
+          cwd: str | None = None, env: dict[str, str] | None = None, wait: float = 5.0) -> Detached:
+    """Start ``argv`` detached on ``remote``; its files go under ``directory``.
+
+    Refuses when the pid file names a live process of ours. Returns once
+    ``/proc/PID/cmdline`` shows ``argv`` (the process exec'd), or raises with the log tail.
+    """
+    argv = tuple(argv)
+    if not argv or any("\n" in a or "\0" in a for a in argv):
+        raise ValueError(f"argv must be non-empty and free of newlines and NULs: {argv!r}")
+    pid_file, log_file = paths(directory, name)
+    q = shlex.quote
+    command = " ".join(q(a) for a in argv)
+    exports = "".join(f"export {k}={q(v)}; " for k, v in (env or {}).items())
+    tenths = max(1, int(wait * 10))
+    script = f"""PIDFILE={q(pid_file)}; HASH={argv_hash(argv)}
+{_FUNCTIONS}
+pid=$(cat "$PIDFILE" 2>/dev/null)
+if ours; then echo "running $pid"; exit 3; fi
+mkdir -p {q(directory)}/run {q(directory)}/logs || exit 1
+cd {q(cwd or directory)} || exit 1
+{exports}nohup setsid {command} >>{q(log_file)} 2>&1 </dev/null &
+pid=$!
+echo $HASH > "${{PIDFILE%.pid}}.cmdline-sha256"
+echo $pid > "$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"
+i=0
+while [ $i -lt {tenths} ]; do ours && {{ echo "started $pid"; exit 0; }}; [ -d /proc/$pid ] || break; sleep 0.1; i=$((i+1)); done
+echo "failed $pid"; tail -n 15 {q(log_file)} 2>/dev/null; exit 4
+"""
+    result = remote.run(f"sh -c {q(script)}", timeout=wait + remote.options.command_timeout, check=False)
+    first = (result.stdout.splitlines() or [""])[0].split()
+    if result.exit_code == 3:
+        raise RemoteError(remote.host.name, command, f"{name} is already running as PID {first[-1]}")
+    if result.exit_code != 0 or not first or first[0] != "started":
+        reason = f"{name} exited at once" if first[:1] == ["failed"] else f"start of {name} failed"
+        raise RemoteError(remote.host.name, command, reason, "\n".join(result.stdout.splitlines()[1:]) or result.tail())
+    return Detached(remote.host.name, name, int(first[1]), argv, pid_file, log_file)
+
+
+def _hash_line(pid_file: str, argv: tuple[str, ...] | list[str] | None) -> str:
+    """Shell setting $HASH: from ``argv``, or the hash recorded at start (``down`` from files alone)."""
+    if argv is not None:
+        return f"HASH={argv_hash(tuple(argv))}"
+    recorded = shlex.quote(pid_file[: -len(".pid")] + ".cmdline-sha256")
+    return f'HASH=$(cat {recorded} 2>/dev/null); [ -n "$HASH" ] || HASH=none'
+
+
+def stop(remote: Remote, name: str, argv: tuple[str, ...] | list[str] | None, directory: str, *,
+         timeout: float = 10.0) -> str:
+    """Stop ``name`` on ``remote``: SIGTERM to its process group, SIGKILL after ``timeout``.
+
+    Only when ``/proc/PID/cmdline`` is ``argv`` (``None``: the command line recorded
+    at start). Returns ``absent`` (no pid file),
+    ``stale`` (the PID is gone or is not ours: nothing signalled), ``stopped`` or ``killed``.
+    """
+    pid_file, _ = paths(directory, name)
+    q = shlex.quote
+    tenths = max(1, int(timeout * 10))
+    script = f"""PIDFILE={q(pid_file)}; {_hash_line(pid_file, argv)}
+{_FUNCTIONS}
+pid=$(cat "$PIDFILE" 2>/dev/null) || {{ echo absent; exit 0; }}
+if ! ours; then rm -f "$PIDFILE"; echo stale; exit 0; fi
+kill -TERM -- -$pid 2>/dev/null || kill -TERM $pid
+i=0
+while [ $i -lt {tenths} ]; do ours || {{ rm -f "$PIDFILE"; echo stopped; exit 0; }}; sleep 0.1; i=$((i+1)); done
+kill -KILL -- -$pid 2>/dev/null || kill -KILL $pid
+i=0
+while [ $i -lt 50 ] && ours; do sleep 0.1; i=$((i+1)); done
+ours && {{ echo alive; exit 5; }}
+rm -f "$PIDFILE"; echo killed
+"""
+    result = remote.run(f"sh -c {q(script)}", timeout=timeout + 10 + remote.options.command_timeout, check=False)
+    outcome = result.stdout.strip().splitlines()[-1:] or [""]
+    if result.exit_code != 0 or outcome[0] not in ("absent", "stale", "stopped", "killed"):
+        raise RemoteError(remote.host.name, f"stop {name}", "could not stop it", result.tail())
+    return outcome[0]
+
+
+def status(remote: Remote, name: str, argv: tuple[str, ...] | list[str] | None, directory: str) -> int | None:
+    """The PID of ``name`` when it runs with ``argv`` (None: as recorded at start), else None."""
+    pid_file, _ = paths(directory, name)
+    script = f"""PIDFILE={shlex.quote(pid_file)}; {_hash_line(pid_file, argv)}
+{_FUNCTIONS}
+pid=$(cat "$PIDFILE" 2>/dev/null) && ours && echo $pid
+exit 0
+"""
+    out = remote.run(f"sh -c {shlex.quote(script)}").stdout.strip()
+    return int(out) if out.isdigit() else None

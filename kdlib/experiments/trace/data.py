@@ -1,0 +1,168 @@
+"""The Azure Functions 2019 trace: read a directory in its format, check it, cut a subset.
+
+A trace directory holds ``invocations.csv`` (HashOwner, HashApp, HashFunction, Trigger,
+then one column per trace minute with that minute's invocation count; the minute
+numbers need not start at 1) and ``durations.csv`` (per-function execution-time
+percentiles in ms). The shipped sample, ``data/azure_500/``, is checked against the
+sha256 sums in its README before use, so a changed file cannot pass as the paper's data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+#: The sample the original artifact replays (500 functions; README with source and checksums).
+SHIPPED = REPO / "data" / "azure_500"
+ID_COLUMNS = ("HashOwner", "HashApp", "HashFunction")
+INVOCATION_COLUMNS = (*ID_COLUMNS, "Trigger")
+#: The duration percentiles a runtime is drawn between, with the quantile each one stands for.
+PERCENTILES = {"percentile_Average_0": 0.0, "percentile_Average_1": 0.01, "percentile_Average_25": 0.25,
+               "percentile_Average_50": 0.50, "percentile_Average_75": 0.75, "percentile_Average_99": 0.99,
+               "percentile_Average_100": 1.0}
+_README_ROW = re.compile(r"^\|\s*(?P<name>[\w.]+\.csv)\s*\|\s*(?P<bytes>\d+)\s*\|\s*(?P<sha>[0-9a-f]{64})\s*\|", re.M)
+
+
+class TraceDataError(ConfigError):
+    """A trace directory is missing a file or column, holds a non-number, or is too short."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Per-function minute counts and duration percentiles, in the same function order.
+
+    ``counts`` is an int array (functions × minutes); ``functions`` the function hashes;
+    ``durations`` one row per function with the :data:`PERCENTILES` columns (ms).
+    """
+
+    source: str
+    functions: tuple[str, ...]
+    minutes: tuple[int, ...]
+    counts: np.ndarray = field(repr=False)
+    durations: pd.DataFrame = field(repr=False)
+    #: Each function's row in the full file: Deployment ``trace-<row>`` replays it, as in the original.
+    rows: tuple[int, ...] = ()
+    subset: dict = field(default_factory=dict)
+
+    @property
+    def invocations(self) -> int:
+        return int(self.counts.sum())
+
+    def describe(self) -> dict:
+        """What the metadata and the notebook say about the trace of a run."""
+        active = int((self.counts.sum(axis=1) > 0).sum())
+        return {"source": self.source, "functions": len(self.functions), "active_functions": active,
+                "minutes": len(self.minutes), "first_minute_column": self.minutes[0] if self.minutes else None,
+                "invocations": self.invocations, "subset": dict(self.subset)}
+
+
+def expected_checksums(directory: Path) -> dict[str, str]:
+    """``{file name: sha256}`` from the table in ``directory/README.md`` (empty without one)."""
+    readme = Path(directory) / "README.md"
+    if not readme.is_file():
+        return {}
+    return {m["name"]: m["sha"] for m in _README_ROW.finditer(readme.read_text(encoding="utf-8"))}
+
+
+def verify_checksums(directory: Path) -> dict[str, str]:
+    """Check every file the README lists; raises :class:`TraceDataError` on a mismatch."""
+    directory = Path(directory)
+    expected = expected_checksums(directory)
+    for name, sha in expected.items():
+        path = directory / name
+        if not path.is_file():
+            raise TraceDataError(f"{path} is missing (its README lists it with a checksum)")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != sha:
+            raise TraceDataError(f"{path} has sha256 {actual}, its README says {sha}: the file was changed")
+    return expected
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise TraceDataError(f"{path} is missing (a trace directory needs invocations.csv and durations.csv)")
+    frame = pd.read_csv(path, dtype={c: str for c in required if c.startswith("Hash") or c == "Trigger"})
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise TraceDataError(f"{path} lacks the column(s) {', '.join(missing)}")
+    return frame
+
+
+def load(directory: Path | str = SHIPPED, *, verify: bool | None = None) -> Trace:
+    """Read a trace directory in the Azure 2019 format.
+
+    ``verify`` checks the README's checksums (default: when the README lists any).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TraceDataError(f"trace directory {directory} does not exist")
+    if verify is None or verify:
+        listed = verify_checksums(directory)
+        if verify and not listed:
+            raise TraceDataError(f"{directory}/README.md lists no checksums to verify")
+    inv = _read_csv(directory / "invocations.csv", INVOCATION_COLUMNS)
+    minute_columns = [c for c in inv.columns if c not in INVOCATION_COLUMNS]
+    if not minute_columns:
+        raise TraceDataError(f"{directory / 'invocations.csv'} has no minute columns after {', '.join(INVOCATION_COLUMNS)}")
+    bad_names = [c for c in minute_columns if not str(c).strip().isdigit()]
+    if bad_names:
+        raise TraceDataError(f"{directory / 'invocations.csv'}: minute columns must be integers, found {bad_names[:3]}")
+    minutes = tuple(int(c) for c in minute_columns)
+    counts = inv[minute_columns].apply(pd.to_numeric, errors="coerce")
+    if counts.isna().to_numpy().any():
+        row, col = np.argwhere(counts.isna().to_numpy())[0]
+        raise TraceDataError(f"{directory / 'invocations.csv'}: non-numeric count {inv.iloc[row][minute_columns[col]]!r} "
+                             f"for function {inv.iloc[row]['HashFunction']} in minute column {minute_columns[col]}")
+    values = counts.to_numpy(dtype=float)
+    if (values < 0).any() or (values != np.floor(values)).any():
+        raise TraceDataError(f"{directory / 'invocations.csv'}: counts must be whole numbers ≥ 0")
+    dur = _read_csv(directory / "durations.csv", (*ID_COLUMNS, *PERCENTILES))
+    keyed = dur.set_index(list(ID_COLUMNS))
+    if keyed.index.has_duplicates:
+        keyed = keyed[~keyed.index.duplicated()]
+    index = pd.MultiIndex.from_frame(inv[list(ID_COLUMNS)])
+    missing = ~index.isin(keyed.index)
+    if missing.any():
+        raise TraceDataError(f"{directory / 'durations.csv'} has no row for {int(missing.sum())} function(s) of "
+                             f"invocations.csv, e.g. {inv['HashFunction'][missing].iloc[0]}")
+    durations = keyed.loc[index, list(PERCENTILES)].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+    if durations.isna().to_numpy().any():
+        raise TraceDataError(f"{directory / 'durations.csv'}: non-numeric duration percentile")
+    return Trace(str(directory), tuple(inv["HashFunction"]), minutes, values.astype(np.int64), durations,
+                 tuple(range(len(inv))))
+
+
+def subset(trace: Trace, functions: int | None = None, minutes: int | None = None, seed: int = 42) -> Trace:
+    """The first ``minutes`` minute columns of ``functions`` functions chosen at random (seeded).
+
+    The chosen functions keep their order in the file, so the original's function
+    numbering (its n-th Deployment replays the n-th row) is kept for the whole sample.
+    """
+    n_functions, n_minutes = trace.counts.shape
+    if minutes is not None:
+        if minutes < 1:
+            raise TraceDataError(f"minutes must be ≥ 1, got {minutes}")
+        if minutes > n_minutes:
+            raise TraceDataError(f"asked for {minutes} minutes, but {trace.source} has only {n_minutes}")
+    if functions is not None:
+        if functions < 1:
+            raise TraceDataError(f"functions must be ≥ 1, got {functions}")
+        if functions > n_functions:
+            raise TraceDataError(f"asked for {functions} functions, but {trace.source} has only {n_functions}")
+    rows = np.arange(n_functions)
+    if functions is not None and functions < n_functions:
+        rows = np.sort(np.random.default_rng(seed).choice(n_functions, size=functions, replace=False))
+    m = n_minutes if minutes is None else minutes
+    note = {"functions": None if functions is None else functions, "of_functions": n_functions,
+            "minutes": m, "of_minutes": n_minutes, "seed": seed if functions is not None and functions < n_functions else None}
+    return Trace(trace.source, tuple(trace.functions[i] for i in rows), trace.minutes[:m],
+                 trace.counts[rows, :m].copy(), trace.durations.iloc[rows].reset_index(drop=True),
+                 tuple(trace.rows[i] for i in rows), {**trace.subset, **note})

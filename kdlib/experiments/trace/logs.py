@@ -1,0 +1,163 @@
+"""The per-invocation log in the original's line format, and the Dirigent CSV.
+
+One line per invocation, as the original's trace client writes it::
+
+    ID: default/trace-7-0/3, Func: default/trace-7, Status: SUCCESS, TS: 12.345s, CSendReq: 12.346s,
+    GRecvReq: +0.012ms, GSendReq: +0.020ms, GRecvRes: +101.2ms, CRecvRes: +101.3ms, Delay: +0.020ms,
+    Runtime: 101.180/101ms
+
+(one line in the file). Stamps after ``CSendReq`` are ms since the client sent it; a stamp
+that never happened is ``N/A`` (a failed dispatch has ``GSendReq``, ``GRecvRes`` and
+``Delay`` N/A). The file ends with ``Summary: total N success S fail F``. :func:`parse`
+reads logs of the original and of kdlib alike, vectorised: a few whole-text replacements
+turn the lines into plain CSV for pandas' C parser (no per-line Python).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from ...errors import KdlibError
+from .gateway import FAIL_DISPATCH, SUCCESS, Invocation
+
+_SUMMARY = re.compile(r"^Summary: total (\d+) success (\d+) fail (\d+)\s*$", re.M)
+COLUMNS = ["ns", "id_name", "id_index", "func_ns", "func", "status", "ts_s", "csend_s", "grecv_req_ms",
+           "gsend_req_ms", "grecv_res_ms", "crecv_res_ms", "delay_ms", "runtime_ms", "requested_ms"]
+_KEYS = (", Func: ", ", Status: ", ", TS: ", ", CSendReq: ", ", GRecvReq: ", ", GSendReq: ", ", GRecvRes: ",
+         ", CRecvRes: ", ", Delay: ", ", Runtime: ")
+
+
+class LogFormatError(KdlibError):
+    """A trace log or Dirigent CSV is not in the expected format."""
+
+
+def _ms(value: float | None, base: float) -> str:
+    if value is None or value < base:
+        return "N/A"
+    return f"+{(value - base) * 1000:.3f}ms"
+
+
+def format_line(inv: Invocation, namespace: str, name: str, invocation_id: str, start: float) -> str:
+    """One invocation as the original's client prints it (``start``: the replay's clock origin)."""
+    base = inv.client_send
+    actual_ms = (inv.gateway_resp - inv.gateway_send) * 1000 if inv.status == SUCCESS else 0.0
+    delay = None if inv.gateway_resp is None else inv.gateway_resp - actual_ms / 1000
+    return (f"ID: {invocation_id}, Func: {namespace}/{name}, Status: {inv.status}, TS: {inv.scheduled_s:.3f}s, "
+            f"CSendReq: {base - start:.3f}s, GRecvReq: {_ms(inv.gateway_recv, base)}, "
+            f"GSendReq: {_ms(inv.gateway_send, base)}, GRecvRes: {_ms(inv.gateway_resp, base)}, "
+            f"CRecvRes: {_ms(inv.client_recv, base)}, Delay: {_ms(delay, base)}, "
+            f"Runtime: {actual_ms:.3f}/{inv.runtime_ms}ms\n")
+
+
+def summary_line(statuses: Iterable[str]) -> str:
+    statuses = list(statuses)
+    ok = sum(1 for s in statuses if s == SUCCESS)
+    return f"Summary: total {len(statuses)} success {ok} fail {len(statuses) - ok}\n"
+
+
+# Deleting these bytes and turning "/" into a space leaves 26 whitespace-separated tokens per
+# line ("ID default trace-7-0 3 Func default trace-7 Statu SUCCESS TS 12.345 …"): the keys'
+# lower-case m/s go too, which only shortens the key tokens, skipped below.
+_DELETE = b"+,:ms"
+_SLASH_TO_SPACE = bytes.maketrans(b"/", b" ")
+_TOKENS = {6: "func", 8: "status", 10: "ts_s", 12: "csend_s", 14: "grecv_req_ms", 16: "gsend_req_ms",
+           18: "grecv_res_ms", 20: "crecv_res_ms", 22: "delay_ms", 24: "runtime_ms", 25: "requested_ms"}
+
+
+def _last_summary(data: bytes) -> dict | None:
+    """The counts of the last ``Summary:`` line (the original writes one, at the end)."""
+    at = 0 if data.startswith(b"Summary: ") else data.rfind(b"\nSummary: ") + 1
+    if at <= 0 and not data.startswith(b"Summary: "):
+        return None
+    end = data.find(b"\n", at)
+    match = _SUMMARY.match(data[at:len(data) if end < 0 else end].decode("utf-8", "replace"))
+    return {"total": int(match[1]), "success": int(match[2]), "fail": int(match[3])} if match else None
+
+
+def parse_bytes(data: bytes, source: str = "log") -> tuple[pd.DataFrame, dict | None]:
+    """Parse a trace log: one row per invocation, and the summary line's counts (or None).
+
+    Summary lines have fewer tokens: pandas fills their missing columns with NaN and
+    they are dropped by the missing ``Runtime``; no copy of the text is made to cut them.
+    """
+    summary = _last_summary(data)
+    body = data.replace(b"N/A", b"NaN").translate(_SLASH_TO_SPACE, _DELETE)
+    try:
+        frame = pd.read_csv(io.BytesIO(body), sep=" ", header=None, engine="c", usecols=list(_TOKENS),
+                            dtype={6: "category", 8: "category"}, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame(columns=list(_TOKENS))
+    except (ValueError, pd.errors.ParserError) as error:
+        raise LogFormatError(f"{source}: not a trace log in the original's line format "
+                             f"({str(error).splitlines()[0]})") from None
+    frame.columns = [_TOKENS[c] for c in frame.columns]
+    requested = frame["requested_ms"]
+    if requested.dtype.kind == "f":  # NaN: summary lines (they have fewer tokens) or broken lines
+        missing = requested.isna() & frame["ts_s"].isna()
+        if missing.any():
+            frame = frame[~missing.to_numpy()].reset_index(drop=True)
+    for column in ("ts_s", "csend_s", "runtime_ms", "requested_ms"):
+        if frame[column].dtype.kind not in "fi" or frame[column].isna().any():
+            raise LogFormatError(f"{source}: a line lacks or garbles TS, CSendReq or Runtime")
+    frame["requested_ms"] = frame["requested_ms"].astype(np.int64)
+    for column in ("func", "status"):
+        if frame[column].dtype != "category":
+            frame[column] = frame[column].astype("category")
+        frame[column] = frame[column].cat.remove_unused_categories()
+    frame["function"] = frame["func"]
+    rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce").to_numpy()
+    frame["row"] = pd.array(rows[frame["func"].cat.codes.to_numpy()], dtype="Int64")
+    frame["failed"] = (frame["status"] != SUCCESS).to_numpy()
+    return frame, summary
+
+
+def parse_text(text: str, source: str = "log") -> tuple[pd.DataFrame, dict | None]:
+    return parse_bytes(text.encode("utf-8"), source)
+
+
+def parse(path: Path | str) -> tuple[pd.DataFrame, dict | None]:
+    path = Path(path)
+    return parse_bytes(path.read_bytes(), str(path))
+
+
+DIRIGENT_COLUMNS = ("invocationID", "instance", "responseTime", "actualDuration", "requestedDuration",
+                    "connectionTimeout", "functionTimeout")
+
+
+def read_dirigent_csv(path: Path | str) -> pd.DataFrame:
+    """The invitro/Dirigent per-invocation CSV the original plots (times in µs).
+
+    Returns the columns of :func:`parse` that the analysis uses: ``function`` (the
+    instance name without its replica suffix), ``ts_s`` (minute from the ``min<N>.``
+    prefix of the invocation ID, ×60), ``delay_ms`` (responseTime − actualDuration),
+    ``runtime_ms``, ``requested_ms``, ``failed`` (connection or function timeout).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LogFormatError(f"Dirigent CSV {path} does not exist")
+    frame = pd.read_csv(path)
+    missing = [c for c in DIRIGENT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise LogFormatError(f"{path} lacks the column(s) {', '.join(missing)} of the Dirigent/invitro CSV")
+    minute = pd.to_numeric(frame["invocationID"].astype(str).str.extract(r"^min(\d+)\.")[0], errors="coerce")
+    out = pd.DataFrame({
+        "function": frame["instance"].astype(str).str.replace(
+            r"(\-[0-9]+(\-[0-9]+\-deployment\-[0-9A-Za-z\-]+){0,1})$", "", regex=True),
+        "ts_s": minute * 60.0,
+        "delay_ms": (frame["responseTime"] - frame["actualDuration"]) / 1000.0,
+        "runtime_ms": frame["actualDuration"] / 1000.0,
+        "requested_ms": frame["requestedDuration"] / 1000.0,
+        "failed": frame["connectionTimeout"].astype(bool) | frame["functionTimeout"].astype(bool),
+    })
+    out["status"] = np.where(out["failed"], "TIMEOUT", SUCCESS)
+    return out
+
+
+__all__ = ["format_line", "summary_line", "parse", "parse_text", "read_dirigent_csv", "LogFormatError",
+           "SUCCESS", "FAIL_DISPATCH"]

@@ -1,0 +1,126 @@
+"""The trace replay's systems and parameters, validated before anything is provisioned."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import ConfigError
+from .kpa import KPAConfig
+
+
+@dataclass(frozen=True)
+class System:
+    """One line of Figures 12–13."""
+
+    name: str
+    figure: int
+    kd: bool | None  # Kubedirect's control plane; None: not a kdlib run (reference data)
+    local: bool  # can run on this machine's local cluster
+    dispatch_timeout_s: float  # the original's -timeout for it
+    description: str
+
+
+SYSTEMS = {s.name: s for s in (
+    System("Kn/K8s", 12, False, False, 300.0, "Knative on vanilla Kubernetes"),
+    System("Kn/Kd", 12, True, False, 300.0, "Knative on Kubedirect"),
+    System("Dirigent", 13, None, False, 0.0, "Dirigent (reference data from its artifact's CSV)"),
+    System("Dr/K8s+", 13, False, True, 300.0, "Dirigent-style gateway and KPA on vanilla Kubernetes, simulated sandbox"),
+    System("Dr/Kd+", 13, True, True, 30.0, "Dirigent-style gateway and KPA on Kubedirect, simulated sandbox"),
+)}
+KNATIVE_REASON = ("not measured locally: Knative's data plane (activator, queue-proxy, real containers) "
+                  "needs real kubelets and cores; run it on a cluster")
+#: File names of a system's results: ``trace.<key>.log`` (no "/" in file names).
+FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K8s+": "dr-k8s+", "Dr/Kd+": "dr-kd+"}
+KPA_MODES = ("same", "as-shipped")
+_RUN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+@dataclass(frozen=True)
+class TraceParams:
+    """Everything a trace run depends on (the notebook's parameters)."""
+
+    run_id: str
+    trace: Path | None = None  # None: the shipped azure_500
+    functions: int | None = None  # None: every function of the trace
+    minutes: int = 30
+    warmup_minutes: int = 10
+    systems: tuple[str, ...] = ("Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", "Dr/Kd+")
+    target_concurrency: float = 1.0
+    kpa_mode: str = "same"  # "as-shipped": k8s+ gets the Knative config (target 100, async), kd+ the Dirigent one
+    kd_bin_dir: Path | None = None
+    dirigent_csv: Path | None = None
+    seed: int = 42
+    original_extra: bool = True  # the loader's n+1 invocations per active minute
+    timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
+    nodes: int = 20
+    drain_s: float = 15.0  # after the last send, as the original's client waits before it stops
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.run_id or not _RUN_ID.match(str(self.run_id)):
+            found.append(f"run_id is required (letters, digits, '.', '_', '-'), got {self.run_id!r}")
+        unknown = [s for s in self.systems if s not in SYSTEMS]
+        if unknown:
+            found.append(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+        if not self.systems:
+            found.append("systems is empty")
+        if self.functions is not None and self.functions < 1:
+            found.append(f"functions must be ≥ 1 or None, got {self.functions}")
+        if self.minutes < 1:
+            found.append(f"minutes must be ≥ 1, got {self.minutes}")
+        if not 0 <= self.warmup_minutes < self.minutes:
+            found.append(f"warmup_minutes must be in [0, minutes), got {self.warmup_minutes} of {self.minutes}")
+        if not self.target_concurrency > 0:
+            found.append(f"target_concurrency must be > 0, got {self.target_concurrency}")
+        if self.kpa_mode not in KPA_MODES:
+            found.append(f"kpa_mode must be one of {KPA_MODES}, got {self.kpa_mode!r}")
+        if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).is_dir():
+            found.append(f"kd_bin_dir {self.kd_bin_dir} is not a directory")
+        if self.dirigent_csv is not None and not Path(self.dirigent_csv).is_file():
+            found.append(f"dirigent_csv {self.dirigent_csv} is not a file")
+        for name, value in dict(self.timeouts).items():
+            if name not in SYSTEMS:
+                found.append(f"timeouts: unknown system {name!r}")
+            elif not float(value) > 0:
+                found.append(f"timeouts[{name!r}] must be > 0, got {value}")
+        if self.nodes < 1:
+            found.append(f"nodes must be ≥ 1, got {self.nodes}")
+        if self.drain_s < 0:
+            found.append(f"drain_s must be ≥ 0, got {self.drain_s}")
+        return found
+
+    def validate(self) -> "TraceParams":
+        problems = self.problems()
+        if problems:
+            raise ConfigError("invalid trace parameters:\n  " + "\n  ".join(problems))
+        return self
+
+    def timeout_for(self, system: str) -> float:
+        return float(self.timeouts.get(system, SYSTEMS[system].dispatch_timeout_s))
+
+    def kpa_for(self, system: str) -> KPAConfig:
+        """Our default: the same target for every system; ``as-shipped``: the original's two configs."""
+        if self.kpa_mode == "as-shipped":
+            return KPAConfig.dirigent() if SYSTEMS[system].kd else KPAConfig.knative()
+        return KPAConfig.dirigent(target_concurrency=self.target_concurrency)
+
+
+def plan(params: TraceParams) -> tuple[list[str], dict[str, str], list[str]]:
+    """(systems to replay here, {system: why not measured}, systems shown from reference data)."""
+    run, skipped, reference = [], {}, []
+    for name in params.systems:
+        system = SYSTEMS[name]
+        if name == "Dirigent":
+            if params.dirigent_csv is None:
+                skipped[name] = "no reference data: give its per-invocation CSV with dirigent_csv"
+            else:
+                reference.append(name)
+        elif not system.local:
+            skipped[name] = KNATIVE_REASON
+        elif system.kd and params.kd_bin_dir is None:
+            skipped[name] = "needs Kubedirect's binaries (kd_bin_dir); its source is not public"
+        else:
+            run.append(name)
+    return run, skipped, reference

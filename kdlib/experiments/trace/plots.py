@@ -1,0 +1,40 @@
+"""Altair CDFs for Figures 12 and 13: per-function mean slowdown and scheduling latency.
+
+Log x axes as in the paper (slowdown 1…10⁴, latency 1 ms…10⁶ ms). A system of the
+figure without data is named in the subtitle as "not measured", never drawn as a curve.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import altair as alt
+import pandas as pd
+
+SYSTEM_COLORS = {"Kn/K8s": "#31a354", "Kn/Kd": "#3182bd", "Dirigent": "#fd8d3c", "Dr/K8s+": "#31a354",
+                 "Dr/Kd+": "#3182bd"}
+AXES = {"slowdown": ("mean per-function slowdown", [1, 1e4]),
+        "latency_ms": ("mean per-function scheduling latency (ms)", [1, 1e6])}
+
+
+def cdf_chart(points: pd.DataFrame, figure: int, systems: Sequence[str], not_measured: dict[str, str],
+              source: Sequence[str]) -> alt.HConcatChart:
+    """Two CDF panels (slowdown, latency) with one line per system that has data."""
+    present = [s for s in systems if s in set(points["system"])]
+    color = alt.Color("system:N", title="system", sort=list(systems),
+                      scale=alt.Scale(domain=list(systems), range=[SYSTEM_COLORS[s] for s in systems]))
+    panels = []
+    for metric, (title, domain) in AXES.items():
+        data = points[(points["metric"] == metric) & points["system"].isin(present)]
+        data = data.assign(x=data["x"].clip(lower=domain[0], upper=domain[1]))
+        panels.append(alt.Chart(data).mark_line(interpolate="step-after").encode(
+            x=alt.X("x:Q", title=title, scale=alt.Scale(type="log", domain=domain, clamp=True)),
+            y=alt.Y("p:Q", title="CDF over functions", scale=alt.Scale(domain=[0, 1])),
+            color=color,
+            tooltip=["system", alt.Tooltip("x:Q", format=".3~g"), alt.Tooltip("p:Q", format=".2f")],
+        ).properties(width=300, height=220))
+    missing = [f"{s}: not measured ({not_measured[s]})" for s in systems if s not in present and s in not_measured]
+    missing += [f"{s}: no data" for s in systems if s not in present and s not in not_measured]
+    title = alt.TitleParams(f"Figure {figure}: per-function slowdown and scheduling latency",
+                            subtitle=[*source, *missing])
+    return alt.hconcat(*panels).properties(title=title)

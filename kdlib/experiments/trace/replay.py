@@ -1,0 +1,261 @@
+"""Replay a schedule against a real cluster: send on time, dispatch to pods, autoscale.
+
+One asyncio loop (this thread) sends the invocations at their scheduled times, runs the
+gateway and the per-function KPA. Two kinds of threads talk to the API server: one
+raw-JSON pod watch (pod discovery: a pod is usable when it is Ready and not being
+deleted) and a pool of 16 scalers (the original's ``maxConcurrentScalers``) that write
+``spec.replicas`` through each Deployment's ``scale`` subresource, only when the desired
+count changed. Threads hand their results to the loop with ``call_soon_threadsafe``.
+
+Lateness = when an invocation was handed to the gateway − its scheduled time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import resource
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from kubernetes import client
+
+from ...k8s.watch import Watcher as _Watcher  # the raw-JSON list+watch thread
+from .gateway import Gateway, Invocation
+from .kpa import Decider, KPAConfig
+
+log = logging.getLogger("kdlib.trace.replay")
+SCALERS = 16
+EXPIRE_EVERY_S = 0.1
+START_LEAD_S = 1.0  # the first invocation is sent this long after the loop starts
+
+
+@dataclass
+class ReplayResult:
+    invocations: list[Invocation]
+    start: float  # loop-clock time of trace time 0
+    lateness_s: np.ndarray
+    scale_writes: list[tuple[float, int, int]]  # (time since start, function, replicas)
+    scale_errors: list[str]
+    max_ready: list[int]
+    wall_s: float
+    cpu_s: float
+    finished: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_ready(pod: dict[str, Any]) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+class Replay:
+    """One replay of ``schedule`` on the Deployments ``names`` (function i → ``names[i]``)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, names: list[str], schedule: pd.DataFrame,
+                 kpa: KPAConfig, timeout_s: float, drain_s: float = 15.0, label_selector: str = "",
+                 progress: Callable[[float], None] | None = None) -> None:
+        self.api, self.namespace, self.names = api, namespace, names
+        self.index = {name: i for i, name in enumerate(names)}
+        self.schedule = schedule
+        self.kpa, self.timeout_s, self.drain_s = kpa, timeout_s, drain_s
+        self.label_selector = label_selector
+        self.progress = progress or (lambda t: None)
+        self.apps = client.AppsV1Api(api)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> ReplayResult:
+        """Run the replay; in a thread of its own when this thread already runs a loop (a notebook kernel)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._main())
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["result"] = asyncio.run(self._main())
+            except BaseException as error:  # handed to the caller's thread
+                outcome["error"] = error
+
+        thread = threading.Thread(target=target, name="kdlib-trace-replay", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except BaseException:  # Ctrl-C in the kernel: stop the replay, let it clean up, re-raise
+            loop, task = getattr(self, "loop", None), getattr(self, "_task", None)
+            if loop is not None and task is not None:
+                loop.call_soon_threadsafe(task.cancel)
+            thread.join(60)
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    async def _main(self) -> ReplayResult:
+        loop = asyncio.get_running_loop()
+        self.loop, self._task = loop, asyncio.current_task()
+        n = len(self.names)
+        self.deciders = [Decider(self.kpa) for _ in range(n)]
+        self.active = [False] * n
+        self.written = [0] * n  # spec.replicas we last wrote (all start at 0)
+        self.writing = [False] * n
+        self.wanted = [0] * n
+        self.max_ready = [0] * n
+        self.scale_writes: list[tuple[float, int, int]] = []
+        self.scale_errors: list[str] = []
+        self.gateway = Gateway(n, self.timeout_s, loop.time, loop.call_later, self._arrive, self._leave)
+        self.pool = concurrent.futures.ThreadPoolExecutor(SCALERS, thread_name_prefix="kdlib-trace-scaler")
+        core = client.CoreV1Api(self.api)
+        watcher = _Watcher(core.list_namespaced_pod, self.namespace, self.label_selector, self._on_pod_thread)
+        watcher.start()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        timers: list[asyncio.TimerHandle] = []
+        finished = False
+        try:
+            await loop.run_in_executor(None, watcher.synced.wait, 30)
+            if watcher.error is not None:
+                raise watcher.error
+            self.start = loop.time() + START_LEAD_S
+            timers.append(loop.call_at(self.start, self._collect_tick))
+            timers.append(loop.call_at(self.start, self._expire_tick))
+            invocations = await self._send_all()
+            # Wait for every answer (the longest: dispatch timeout + 60 s runtime), then drain.
+            while self.gateway.in_flight:
+                if watcher.error is not None:
+                    raise watcher.error
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(self.drain_s)
+            finished = True
+        finally:
+            for timer in timers:
+                timer.cancel()
+            watcher.stop()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            watcher.join(5)
+        lateness = np.array([inv.client_send - (self.start + inv.scheduled_s) for inv in invocations])
+        return ReplayResult(invocations, self.start, lateness, self.scale_writes, self.scale_errors,
+                            self.max_ready, time.monotonic() - wall0, time.process_time() - cpu0, finished)
+
+    async def _send_all(self) -> list[Invocation]:
+        loop = self.loop
+        t = self.schedule["t_s"].to_numpy()
+        functions = self.schedule["function"].to_numpy()
+        runtimes = self.schedule["runtime_ms"].to_numpy()
+        invocations = [Invocation(i, int(functions[i]), int(runtimes[i]), float(t[i])) for i in range(len(t))]
+        self.invocations = invocations
+        submit = self.gateway.submit
+        next_progress = 0.0
+        for i, inv in enumerate(invocations):
+            target = self.start + inv.scheduled_s
+            now = loop.time()
+            if now < target:
+                await asyncio.sleep(target - now)
+                now = loop.time()
+            inv.client_send = now
+            submit(inv)
+            if inv.scheduled_s >= next_progress:
+                self.progress(inv.scheduled_s)
+                next_progress = inv.scheduled_s + 1.0
+        return invocations
+
+    # ------------------------------------------------------------------ KPA
+    def _arrive(self, f: int, now: float) -> None:
+        decider = self.deciders[f]
+        decider.concurrency.arrive(now)
+        if not self.active[f]:
+            self.active[f] = True
+            self.loop.call_at(now + self.kpa.tick_s, self._decide_tick, f)
+        if self.kpa.scale_from_zero_at_once and decider.desired == 0:
+            self._decide(f, now)
+
+    def _leave(self, f: int, now: float) -> None:
+        self.deciders[f].concurrency.leave(now)
+
+    def _collect_tick(self) -> None:
+        now = self.loop.time()
+        for f, decider in enumerate(self.deciders):
+            if self.active[f]:
+                decider.collect(now)
+        self.loop.call_at(now + self.kpa.bucket_s - (now - self.start) % self.kpa.bucket_s, self._collect_tick)
+
+    def _decide_tick(self, f: int) -> None:
+        now = self.loop.time()
+        self._decide(f, now)
+        self.loop.call_at(now + self.kpa.tick_s, self._decide_tick, f)
+
+    def _decide(self, f: int, now: float) -> None:
+        decision = self.deciders[f].decide(now, self.gateway.ready(f))
+        self.wanted[f] = decision.desired
+        self._maybe_write(f)
+
+    def _maybe_write(self, f: int) -> None:
+        if self.writing[f] or self.wanted[f] == self.written[f]:
+            return
+        self.writing[f] = True
+        replicas = self.wanted[f]
+        self.pool.submit(self._write_scale, f, replicas)
+
+    def _write_scale(self, f: int, replicas: int) -> None:  # scaler thread
+        error = None
+        try:
+            self.apps.patch_namespaced_deployment_scale(self.names[f], self.namespace, {"spec": {"replicas": replicas}})
+        except Exception as exc:  # recorded, and the next decision writes again
+            error = f"scale {self.names[f]} to {replicas}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        try:
+            self.loop.call_soon_threadsafe(self._written, f, replicas, error)
+        except RuntimeError:
+            pass  # the loop is closed: the run is over
+
+    def _written(self, f: int, replicas: int, error: str | None) -> None:
+        self.writing[f] = False
+        if error is None:
+            self.written[f] = replicas
+            self.scale_writes.append((self.loop.time() - self.start, f, replicas))
+        else:
+            self.scale_errors.append(error)
+            log.warning(error)
+        self._maybe_write(f)
+
+    def _expire_tick(self) -> None:
+        self.gateway.expire()
+        self.loop.call_later(EXPIRE_EVERY_S, self._expire_tick)
+
+    # ------------------------------------------------------------------ pods
+    def _on_pod_thread(self, kind: str, pod: dict[str, Any], now: float) -> None:  # watch thread
+        f = self.index.get(pod["metadata"].get("labels", {}).get("app", ""))
+        if f is None:
+            return
+        usable = kind != "DELETED" and _is_ready(pod)
+        try:
+            self.loop.call_soon_threadsafe(self._on_pod, f, pod["metadata"]["name"], usable)
+        except RuntimeError:
+            pass
+
+    def _on_pod(self, f: int, name: str, usable: bool) -> None:
+        if usable:
+            self.gateway.pod_ready(f, name)
+            self.max_ready[f] = max(self.max_ready[f], self.gateway.ready(f))
+        else:
+            self.gateway.pod_gone(f, name)
+
+
+def lateness_summary(lateness_s: np.ndarray) -> dict[str, float]:
+    if not len(lateness_s):
+        return {"p50_ms": math.nan, "p99_ms": math.nan, "max_ms": math.nan}
+    ms = lateness_s * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "max_ms": round(float(ms.max()), 3), "over_5ms": int((ms > 5).sum())}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,112 @@
+"""Everything the trace notebook shows, computed from ``results/trace/<run_id>/``.
+
+``trace_report(run_id)`` parses each finished system's log (and the Dirigent reference
+CSV, when the run names one), computes the per-function numbers, draws Figures 12 and
+13, and saves each chart as SVG and HTML beside the results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from ... import store
+from ...publish import render
+from ..microbench.report import provenance_table
+from . import analysis, plots
+from .params import SYSTEMS
+from .run import load_meta, load_run, log_path, run_dir
+
+
+@dataclass
+class TraceReport:
+    run_id: str
+    run: dict[str, Any]
+    metas: dict[str, dict]
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    replay: pd.DataFrame
+    not_measured: pd.DataFrame
+    provenance: pd.DataFrame
+    charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
+    saved: list[Path] = field(default_factory=list)
+
+    @property
+    def clock_kept_up(self) -> bool:
+        return all(m.get("clock_kept_up", True) for m in self.metas.values())
+
+    def findings(self) -> str:
+        """One sentence per system with data, from this run's numbers (the book pastes it)."""
+        sentences = []
+        for row in self.summary.itertuples():
+            text = (f"{row.system} ({row.source}): median per-function slowdown {row.slowdown_p50}, "
+                    f"p99 {row.slowdown_p99}; median per-function scheduling latency {row.latency_p50_ms} ms, "
+                    f"p99 {row.latency_p99_ms} ms; {row.failed} of {row.invocations} invocations after the "
+                    f"warm-up failed ({row.failed_pct} %).")
+            meta = self.metas.get(row.system)
+            if meta:
+                late = meta["lateness"]
+                kept = "kept up with" if meta["clock_kept_up"] else "did NOT keep up with"
+                text += (f" The replay {kept} the schedule (lateness p50 {late['p50_ms']} ms, p99 "
+                         f"{late['p99_ms']} ms); the autoscaler wrote {meta['scale_writes']} scale updates "
+                         f"({meta['scale_writes_per_s']}/s).")
+            sentences.append(text)
+        return " ".join(sentences) or "No system of this run has data."
+
+
+def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for system, m in metas.items():
+        rows.append({"system": system, "invocations": m["invocations"], "success": m["success"],
+                     "failed": m["failed"], "lateness_p50_ms": m["lateness"]["p50_ms"],
+                     "lateness_p99_ms": m["lateness"]["p99_ms"], "lateness_max_ms": m["lateness"]["max_ms"],
+                     "clock_kept_up": m["clock_kept_up"], "scale_writes": m["scale_writes"],
+                     "scale_writes_per_s": m["scale_writes_per_s"], "peak_ready_pods": m["peak_ready_pods"],
+                     "replay_cpu_percent": m["replay_cpu_percent"], "target_concurrency": m["kpa"]["target_concurrency"],
+                     "dispatch_timeout_s": m["dispatch_timeout_s"]})
+    return pd.DataFrame(rows)
+
+
+def trace_report(run_id: str, root: Path | None = None, save: bool = True,
+                 knative_timeout_ms: float | None = None) -> TraceReport:
+    """Load, analyse and chart trace run ``run_id``.
+
+    ``knative_timeout_ms`` applies the original's Kn/Kd filter (8000: a delay above 8 s
+    counts as a timeout and is dropped) to the Knative systems.
+    """
+    run = load_run(run_id, root)
+    params = run["parameters"]
+    warmup = params["warmup_minutes"]
+    directory = run_dir(run_id, root)
+    per_system, sources, metas = {}, {}, {}
+    for system in params["systems"]:
+        path = log_path(directory, system)
+        if path.is_file():
+            metas[system] = load_meta(run_id, system, root)
+            timeout = knative_timeout_ms if system.startswith("Kn/") else None
+            per_system[system] = analysis.per_function(analysis.load_log_or_csv(path), warmup, timeout)
+            sources[system] = f"measured here (run {run_id})"
+        elif system == "Dirigent" and params.get("dirigent_csv"):
+            per_system[system] = analysis.per_function(analysis.load_log_or_csv(Path(params["dirigent_csv"])), warmup)
+            sources[system] = f"reference data: {Path(params['dirigent_csv']).name} (not measured here)"
+    not_measured = {**run["not_measured"], **{s: f"failed: {e}" for s, e in run["failed"].items()}}
+    nm = pd.DataFrame([{"system": s, "figure": SYSTEMS[s].figure, "reason": r} for s, r in not_measured.items()],
+                      columns=["system", "figure", "reason"])
+    points = analysis.curves(per_system)
+    report = TraceReport(run_id, run, metas, analysis.summary(per_system, sources), points, _replay_table(metas), nm,
+                         provenance_table({**run, "clusters": {}, "parameters": params}))
+    trace = run.get("trace") or {}
+    source = [f"run {run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
+              f"first {warmup} min dropped", "local cluster, kwok nodes, simulated sandbox"]
+    if save:
+        bundle = render.write_bundle(store.root(root))
+    for figure in (12, 13):
+        chart = plots.cdf_chart(points, figure, analysis.figure_systems(figure), not_measured, source)
+        report.charts[f"fig{figure}"] = chart
+        if save:
+            report.saved.extend(render.save_chart(chart, directory / f"fig{figure}", bundle))
+    return report

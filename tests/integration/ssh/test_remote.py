@@ -1,0 +1,185 @@
+"""fabric underneath, on real SSH hosts (network namespaces with their own sshd)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kdlib.cluster.ssh import detached
+from kdlib.cluster.ssh.lock import ClusterLock
+from kdlib.cluster.ssh.remote import Hosts, SshOptions
+from kdlib.errors import HostUnreachable, RemoteError, RemoteLockBusy
+
+from .conftest import inventory_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.ssh]
+
+
+def test_a_command_runs_on_three_hosts_as_a_group(ssh_hosts):
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts:
+        results = hosts.run("hostname; echo err >&2").check()
+        assert {name: r.stdout.strip() for name, r in results.items()} == {h.name: h.name for h in ssh_hosts.hosts}
+        assert all(r.ok and r.stderr.strip() == "err" for r in results.values())
+        failing = hosts.run("test $(hostname) != " + ssh_hosts[1].name)
+        assert set(failing.failed) == {ssh_hosts[1].name}
+        with pytest.raises(RemoteError, match=rf"^{ssh_hosts[1].name}: exit code 1: test"):
+            failing.check()
+
+
+def test_a_failed_command_names_host_command_and_output_tail(ssh_hosts):
+    with Hosts.of(inventory_for(ssh_hosts)) as hosts:
+        with pytest.raises(RemoteError) as caught:
+            hosts[ssh_hosts[0].name].run("seq 1 100; echo broken >&2; exit 7")
+    message = str(caught.value)
+    assert message.splitlines()[0] == f"{ssh_hosts[0].name}: exit code 7: seq 1 100; echo broken >&2; exit 7"
+    assert message.splitlines()[-1] == "broken" and "100" in message and "\n80\n" not in message
+
+
+def test_a_command_timeout_is_an_error_not_a_hang(ssh_hosts):
+    with Hosts.of(inventory_for(ssh_hosts)) as hosts:
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match="no exit after the 1 s command timeout"):
+            hosts[ssh_hosts[0].name].run("sleep 30", timeout=1)
+        assert time.monotonic() - started < 5
+
+
+def test_an_unreachable_host_is_one_error_naming_it_within_the_timeout(ssh_hosts):
+    ghost = {"name": "ghost", "address": ssh_hosts.bridge_address.rsplit(".", 1)[0] + ".200", "kubelet": True}
+    inv = inventory_for(ssh_hosts, connect_timeout=1, extra_workers=(ghost,))
+    with Hosts.of(inv) as hosts:
+        started = time.monotonic()
+        results = hosts.run("true")
+        elapsed = time.monotonic() - started
+        assert set(results.failed) == {"ghost"} and len(results.succeeded) == 3
+        with pytest.raises(HostUnreachable, match=r"^ghost: no answer from root@10\.213\.\d+\.200:22 within 1 s|"
+                                                  r"^ghost: cannot connect"):
+            results.check()
+    assert elapsed < 4, f"the group waited {elapsed:.1f} s for an unreachable host"
+
+
+def test_a_host_key_not_in_known_hosts_is_refused(ssh_hosts, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text(ssh_hosts.known_hosts.read_text().splitlines()[1] + "\n")  # only host 2's key
+    inv = inventory_for(ssh_hosts)
+    with Hosts(inv.hosts[:1], SshOptions(2, 10, known)) as hosts:
+        with pytest.raises(HostUnreachable, match=rf"^{ssh_hosts[0].name}: SSH failure .*not found in known_hosts"):
+            hosts[ssh_hosts[0].name].run("true")
+
+
+@pytest.mark.parametrize("sessions", [False, True], ids=["listener-killed", "listener-and-sessions-killed"])
+def test_sshd_killed_mid_run_is_a_clear_error_naming_the_host(host_factory, sessions):
+    factory, test_hosts = host_factory(3)
+    victim = test_hosts[2].name
+    with Hosts.of(inventory_for(test_hosts)) as hosts:
+        hosts.run("true").check()  # connections are open
+        if sessions:
+            # A long command is running on the victim when its sshd and sessions die.
+            import threading
+
+            outcome = {}
+            runner = threading.Thread(target=lambda: outcome.update(r=hosts.run(
+                f"[ $(hostname) = {victim} ] && sleep 20; hostname", timeout=30)))
+            runner.start()
+            time.sleep(1.0)
+            factory.kill_sshd(2, sessions=True)
+            runner.join(timeout=15)
+            assert not runner.is_alive(), "the group run still waits for the dead host"
+            results = outcome["r"]
+        else:
+            factory.kill_sshd(2, sessions=False)
+            hosts.close()  # the next run has to reconnect
+            results = hosts.run("hostname", timeout=30)
+        assert set(results.failed) == {victim}
+        with pytest.raises(HostUnreachable, match=rf"^{victim}: "):
+            results.check()
+
+
+def test_put_ships_a_file_once_and_skips_the_same_file(ssh_hosts, tmp_path):
+    local = tmp_path / "tool"
+    local.write_bytes(os.urandom(3 << 20))
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts:
+        target = lambda r: f"{inv.cluster_dir()}/{r.host.name}/bin/tool"  # noqa: E731
+        first = hosts.each(lambda r: r.put(local, target(r))).check()
+        assert not any(p.skipped for p in first.values())
+        again = hosts.each(lambda r: r.put(local, target(r))).check()
+        assert all(p.skipped for p in again.values())
+        local.write_bytes(b"changed")
+        changed = hosts[ssh_hosts[0].name].put(local, target(hosts[ssh_hosts[0].name]))
+        assert not changed.skipped
+    # The hosts share this machine's filesystem: check the files directly.
+    assert Path(target(hosts[ssh_hosts[0].name])).read_bytes() == b"changed"
+    assert os.access(target(hosts[ssh_hosts[1].name]), os.X_OK)
+    assert not list(Path(inv.cluster_dir()).rglob("*.part-*"))
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(ssh_hosts):
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts:
+        remote = hosts[ssh_hosts[1].name]
+        directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        argv = ("sleep", "3600.5")
+        started = time.monotonic()
+        proc = detached.start(remote, "sleeper", argv, directory)
+        assert time.monotonic() - started < 5
+        assert _cmdline(proc.pid) == list(argv)
+        assert detached.status(remote, "sleeper", argv, directory) == proc.pid
+        assert os.getsid(proc.pid) == proc.pid  # its own session: stopped as a group
+        with pytest.raises(RemoteError, match="sleeper is already running as PID"):
+            detached.start(remote, "sleeper", argv, directory)
+        # It outlives the SSH session that started it.
+        hosts.close()
+        time.sleep(0.3)
+        assert _cmdline(proc.pid) == list(argv)
+        # A pid file naming someone else's process is stale: nothing is signalled.
+        Path(proc.pid_file).write_text(str(os.getpid()))
+        assert detached.stop(remote, "sleeper", argv, directory) == "stale"
+        assert _cmdline(proc.pid) == list(argv)
+        Path(proc.pid_file).write_text(str(proc.pid))
+        assert detached.stop(remote, "sleeper", argv, directory) == "stopped"
+        assert _cmdline(proc.pid) == []
+        assert detached.stop(remote, "sleeper", argv, directory) == "absent"
+
+
+def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_log(ssh_hosts):
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts:
+        remote = hosts[ssh_hosts[0].name]
+        directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        argv = ("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+        proc = detached.start(remote, "stubborn", argv, directory)
+        assert detached.stop(remote, "stubborn", argv, directory, timeout=0.5) == "killed"
+        assert _cmdline(proc.pid) == []
+        with pytest.raises(RemoteError, match="broken exited at once") as caught:
+            detached.start(remote, "broken", ("sh", "-c", "echo no such config >&2; exit 2"), directory)
+        assert "no such config" in str(caught.value)
+
+
+def test_one_run_at_a_time_per_cluster(ssh_hosts):
+    inv = inventory_for(ssh_hosts)
+    directory = inv.cluster_dir()
+    with Hosts.of(inv) as first, Hosts.of(inv) as second:
+        cp = inv.control_plane.name
+        with ClusterLock(first[cp], directory, owner="run A"):
+            with pytest.raises(RemoteLockBusy, match=rf"^{cp}: another run holds the cluster lock \(run A\)"):
+                ClusterLock(second[cp], directory, owner="run B").acquire()
+        with ClusterLock(second[cp], directory, owner="run B") as lock:
+            assert lock.held
+        # A holder whose connection dies loses the lock at once.
+        lock = ClusterLock(first[cp], directory, owner="run C")
+        lock.acquire()
+        first[cp].close()
+        time.sleep(0.5)
+        with ClusterLock(second[cp], directory, owner="run D"):
+            pass

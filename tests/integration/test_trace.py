@@ -1,0 +1,94 @@
+"""The trace notebook end to end on the local cluster, at a tiny scale, and a clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kdlib.experiments.trace import logs, params as trace_params, run as trace_run, schedule
+
+from ..helpers import REPO, assert_clean, our_processes
+
+pytestmark = [pytest.mark.integration, pytest.mark.needs_binaries]
+TINY = "{functions: 20, minutes: 2, warmup_minutes: 1, nodes: 2, systems: [Kn/K8s, Kn/Kd, Dirigent, Dr/K8s+, Dr/Kd+]}"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trace")
+    env = {**os.environ, "KDLIB_RESULTS_DIR": str(root / "results"), "KDLIB_STATE_DIR": str(root / "state" / "local"),
+           "KDLIB_SUITE_LOCK": str(root / "suite.lock")}
+    return root, env
+
+
+def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox):
+    root, env = sandbox
+    output = root / "executed.ipynb"
+    done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "trace.ipynb"), str(output),
+                           "--cwd", str(REPO), "-p", "run_id", "tiny", "-y", TINY],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    directory = trace_run.run_dir("tiny", root / "results")
+    meta = json.loads(trace_run.meta_path(directory, "Dr/K8s+").read_text())
+    p = trace_params.TraceParams(run_id="tiny", functions=20, minutes=2, warmup_minutes=1)
+    planned = schedule.build(trace_run.load_trace(p))
+    # Every scheduled invocation is accounted for: success + failure = scheduled.
+    assert meta["invocations"] == len(planned) == meta["success"] + meta["failed"]
+    frame, summary = logs.parse(trace_run.log_path(directory, "Dr/K8s+"))
+    assert len(frame) == len(planned) and summary["total"] == len(planned)
+    assert sorted(frame["ts_s"].round(3)) == sorted(planned["t_s"].round(3))
+    # Deployments were scaled up (pods became Ready and served) and back down to no pods.
+    assert meta["scale_writes"] > 0 and meta["peak_ready_pods"] > 0 and meta["functions_scaled_up"] > 0
+    assert meta["scale_down"]["pods_left"] == 0
+    assert meta["lateness"]["p50_ms"] >= 0 and "clock_kept_up" in meta
+    run = trace_run.load_run("tiny", root / "results")
+    assert run["state"] == "finished" and run["measured"] == ["Dr/K8s+"]
+    assert set(run["not_measured"]) == {"Kn/K8s", "Kn/Kd", "Dirigent", "Dr/Kd+"}
+    for figure in (12, 13):
+        assert (directory / f"fig{figure}.svg").stat().st_size > 1000
+    state = root / "state"
+    assert our_processes(state) == [] and not (state / "suite").exists()
+    # Resume: a second run skips the finished system.
+    before = trace_run.log_path(directory, "Dr/K8s+").stat().st_mtime_ns
+    outcome = trace_run.run_trace(trace_params.TraceParams(run_id="tiny", functions=20, minutes=2, warmup_minutes=1,
+                                                           nodes=2, systems=("Dr/K8s+",)),
+                                  root=root / "results", progress=False)
+    assert outcome.resumed == ["Dr/K8s+"] and outcome.measured == []
+    assert trace_run.log_path(directory, "Dr/K8s+").stat().st_mtime_ns == before
+
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from kdlib.experiments.trace import params, run
+run.run_trace(params.TraceParams(run_id="interrupted", functions=20, minutes=3, warmup_minutes=1, nodes=2,
+                                 systems=("Dr/K8s+",)), root=Path(sys.argv[1]))
+"""
+
+
+def test_sigint_mid_replay_leaves_a_clean_cluster_and_no_log(binaries, sandbox):
+    root, env = sandbox
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root / "results")], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    buffer = ""
+    while "replaying" not in buffer:  # tqdm redraws with \r
+        chunk = proc.stderr.read(1)
+        assert chunk, f"the run ended early: {buffer[-2000:]}"
+        buffer += chunk
+    time.sleep(5)  # well inside the replay
+    state = root / "state" / "suite"
+    ports = json.loads((state / "cluster.json").read_text())["ports"]
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=180)
+    assert proc.returncode != 0
+    directory = trace_run.run_dir("interrupted", root / "results")
+    assert not trace_run.log_path(directory, "Dr/K8s+").exists()
+    assert not list(directory.glob(".*.partial"))
+    assert trace_run.load_run("interrupted", root / "results")["state"] == "interrupted"
+    assert_clean(state, ports)
