@@ -22,7 +22,7 @@ TINY = "{functions: 20, minutes: 2, warmup_minutes: 1, nodes: 2, systems: [Kn/K8
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     root = tmp_path_factory.mktemp("trace")
-    env = {**os.environ, "KDLIB_RESULTS_DIR": str(root / "results"), "KDLIB_STATE_DIR": str(root / "state" / "local"),
+    env = {**os.environ, "KDLIB_RESULTS_DIR": str(root / "results"), "KDLIB_STATE_DIR": str(root / "state"),
            "KDLIB_SUITE_LOCK": str(root / "suite.lock")}
     return root, env
 

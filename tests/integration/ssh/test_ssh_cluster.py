@@ -100,7 +100,7 @@ def test_cli_up_status_down_from_another_process(ssh_hosts, binaries, tmp_path):
 
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(cluster_inventory(ssh_hosts, kwok_nodes=2).to_data()))
-    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state" / "local")}
+    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
     up = run_kdlib("ssh", "up", str(path), env=env)
     assert up.returncode == 0, up.stderr
     kubeconfig = Path(up.stdout.strip())
