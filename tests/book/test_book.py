@@ -40,7 +40,9 @@ FIGURES = {"book/fig9": "scale-pods", "book/fig10": "scale-funcs", "book/fig11":
 # Pages opened in Chromium, with how many charts each must draw (None: at least one).
 CHART_PAGES = {**{page: 2 for page in FIGURES},  # figN_e2e and figN_stages
                "book/generated/microbench": None,  # the executed notebook itself
-               "book/generated/reanalysis": None}  # the executed re-analysis notebook
+               "book/generated/reanalysis": None,  # the executed re-analysis notebook
+               "book/fig12": 1, "book/fig13": 1,  # the trace's CDFs, when the toc shows them
+               "book/generated/trace": None}
 _CDN_HOSTS = ("unpkg.com", "cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com", "cdn.plot.ly")
 _LOG = re.compile(r"^e2e\.(?P<baseline>[^.]+)\.(?P<scale>\d+)(?:\.r\d+)?\.log$")
 _TOTAL = re.compile(r"^total:\s*(\d+(?:\.\d+)?)\s*us\s*$", re.M)
@@ -200,7 +202,7 @@ def test_page_draws_its_charts_in_chromium(html_dir: Path, chromium: Chromium, p
 def test_saved_chart_pages_of_the_reference_run_draw(reference: str, chromium: Chromium) -> None:
     """The HTML copies saved next to the results load the one shared bundle and draw."""
     pages = sorted(RESULTS.glob(f"*/{reference}/fig*.html"))
-    assert len(pages) == 6, pages
+    assert len(pages) == 6 + 2 * (RESULTS / "trace" / reference).is_dir(), pages  # figures 9-11 (e2e, stages), 12-13
     for page in pages:
         relative = page.relative_to(RESULTS).as_posix()
         problems = _draw(chromium, RESULTS, relative, 1, BUILD / "screenshots" / f"results-{page.stem}.png")

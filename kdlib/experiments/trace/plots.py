@@ -6,6 +6,7 @@ figure without data is named in the subtitle as "not measured", never drawn as a
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import altair as alt
@@ -27,12 +28,17 @@ def cdf_chart(points: pd.DataFrame, figure: int, systems: Sequence[str], not_mea
     for metric, (title, domain) in AXES.items():
         data = points[(points["metric"] == metric) & points["system"].isin(present)]
         data = data.assign(x=data["x"].clip(lower=domain[0], upper=domain[1]))
-        panels.append(alt.Chart(data).mark_line(interpolate="step-after").encode(
+        panel = alt.Chart(data).mark_line(interpolate="step-after").encode(
             x=alt.X("x:Q", title=title, scale=alt.Scale(type="log", domain=domain, clamp=True)),
             y=alt.Y("p:Q", title="CDF over functions", scale=alt.Scale(domain=[0, 1])),
             color=color,
             tooltip=["system", alt.Tooltip("x:Q", format=".3~g"), alt.Tooltip("p:Q", format=".2f")],
-        ).properties(width=300, height=220))
+        )
+        if data.empty:  # say so in the panel, never draw an empty plot that looks like a result
+            note = pd.DataFrame({"x": [10 ** (sum(map(math.log10, domain)) / 2)], "p": [0.5],
+                                 "text": ["not measured here (see the subtitle)"]})
+            panel = alt.layer(panel, alt.Chart(note).mark_text(color="#777").encode(x="x:Q", y="p:Q", text="text:N"))
+        panels.append(panel.properties(width=300, height=220))
     missing = [f"{s}: not measured ({not_measured[s]})" for s in systems if s not in present and s in not_measured]
     missing += [f"{s}: no data" for s in systems if s not in present and s not in not_measured]
     title = alt.TitleParams(f"Figure {figure}: per-function slowdown and scheduling latency",
