@@ -29,9 +29,9 @@ from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, component_versions, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
+from ..local.cluster import MARKER, is_ours  # one marker for every directory kdlib makes
 
 LOOPBACK = "127.0.0.1"
-MARKER = ".kdlib-cluster"  # as the local backend's: only a directory carrying it is removed
 from . import detached
 from .inventory import Inventory
 from .lock import ClusterLock
@@ -125,7 +125,7 @@ class SshCluster(Cluster):
         # The local copy of the state (PKI, kubeconfigs) stays while the cluster runs:
         # the admin kubeconfig in it is how this machine reaches the cluster.
         if self.state_dir.exists():
-            if not (self.state_dir / MARKER).is_file():
+            if not is_ours(self.state_dir):
                 raise ClusterError(f"{self.state_dir} exists and was not made by kdlib: refusing to touch it")
             shutil.rmtree(self.state_dir)  # we hold the lock: it is a stopped cluster's
         self.state_dir.mkdir(parents=True)
