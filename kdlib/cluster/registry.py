@@ -43,6 +43,28 @@ def problem(name: str) -> str | None:
     return backend.unavailable
 
 
+def backend_problems(backend: object, inventory: Path | None) -> list[str]:
+    """What is wrong with a backend choice and its inventory (read and validated, never
+    connected to): the checks every experiment runs before it provisions anything."""
+    if not isinstance(backend, str):
+        return [f"backend: must be a name ({', '.join(_BACKENDS)}), not {backend!r}"]
+    reason = problem(backend)
+    if reason:
+        return [f"backend: {reason}"]
+    if backend != "ssh":
+        return [f"inventory: only the 'ssh' backend uses one, not {backend!r}"] if inventory else []
+    if inventory is None:
+        return ["inventory: required with backend 'ssh': the YAML file naming the hosts (see `kdlib ssh check`)"]
+    from ..errors import InventoryError
+    from .ssh import inventory as inventories
+
+    try:
+        inventories.load(inventory)
+    except InventoryError as error:
+        return [f"inventory: {line}" for line in error.problems]
+    return []
+
+
 def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int = 0,
                  inventory: Path | None = None) -> Cluster:
     """A not-yet-started cluster of backend ``name``; use it as a context manager.

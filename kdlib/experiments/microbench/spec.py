@@ -144,9 +144,7 @@ class SuiteParams:
                          "(no '/' or spaces), starting with a letter or digit")
         elif len(self.run_id) > MAX_RUN_ID:
             found.append(f"run_id: {len(self.run_id)} characters; at most {MAX_RUN_ID} (it names files)")
-        backend_problem = registry.problem(self.backend) if isinstance(self.backend, str) else "must be a name"
-        if backend_problem:
-            found.append(f"backend: {backend_problem}")
+        found += registry.backend_problems(self.backend, self.inventory)
         for bench in self.benches:
             if bench not in BENCHES:
                 found.append(f"benches: unknown bench {bench!r} (known: {', '.join(BENCHES)})")
@@ -179,7 +177,6 @@ class SuiteParams:
         if self.run_timeout_s is not None and (not isinstance(self.run_timeout_s, (int, float))
                                                or self.run_timeout_s <= 0):
             found.append(f"run_timeout_s: {self.run_timeout_s!r} must be a number > 0 (or None: automatic)")
-        found += _inventory_problems(self)
         found += _real_node_problems(self)
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).expanduser().is_dir():
             found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
@@ -190,22 +187,6 @@ class SuiteParams:
         if found:
             raise ConfigError("invalid parameters:\n  " + "\n  ".join(found))
         return self
-
-
-def _inventory_problems(params: SuiteParams) -> list[str]:
-    """The ssh backend needs a valid inventory (checked without connecting); others none."""
-    from ...cluster.ssh import inventory
-    from ...errors import InventoryError
-
-    if params.backend != "ssh":
-        return [f"inventory: only the 'ssh' backend uses one, not {params.backend!r}"] if params.inventory else []
-    if params.inventory is None:
-        return ["inventory: required with backend 'ssh': the YAML file naming the hosts (see `kdlib ssh check`)"]
-    try:
-        inventory.load(params.inventory)
-    except InventoryError as error:
-        return [f"inventory: {line}" for line in error.problems]
-    return []
 
 
 def real_node_count(params: SuiteParams) -> int:

@@ -128,13 +128,14 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
         "schedule": schedules.summary(schedule), "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_mode": params.kpa_mode, "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
-        "backend": "local (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
+        "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
                    "an invocation holds its pod for its requested runtime)",
     }
     bar = tqdm(total=int(np.ceil(schedule["t_s"].max())) if len(schedule) else 0, disable=not progress,
                file=sys.stderr, unit="s", desc=f"{system}: starting the cluster", dynamic_ncols=True)
     try:
-        with open_cluster("local", nodes=params.nodes, kd=bool(spec.kd), bin_dir=params.kd_bin_dir) as cluster:
+        with open_cluster(params.backend, nodes=params.nodes, kd=bool(spec.kd), bin_dir=params.kd_bin_dir,
+                          inventory=params.inventory) as cluster:
             info = cluster.info
             meta["versions"] = info.versions
             api = info.api_client()

@@ -104,3 +104,34 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
                             capture_output=True)
     assert bridge.returncode != 0
     assert hostnet.read_sysctls() == sysctls_before
+
+
+def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, binaries, tmp_path):
+    from kdlib.experiments.trace import logs as trace_logs, params as trace_params, run as trace_run, schedule
+
+    _, hosts = host_factory(2)
+    inv = inventory.parse({
+        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kwok_nodes": 2}],
+    }, "test-hosts")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    root = tmp_path / "results"
+    env = {**os.environ, "KDLIB_RESULTS_DIR": str(root), "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    tiny = f"{{functions: 10, minutes: 2, warmup_minutes: 1, nodes: 2, systems: [Dr/K8s+], backend: ssh, inventory: {path}}}"
+    done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "trace.ipynb"),
+                           str(tmp_path / "trace.ipynb"), "--cwd", str(REPO), "-p", "run_id", "tiny-ssh", "-y", tiny],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    directory = trace_run.run_dir("tiny-ssh", root)
+    meta = json.loads(trace_run.meta_path(directory, "Dr/K8s+").read_text())
+    assert meta["backend"].startswith("ssh ")
+    planned = schedule.build(trace_run.load_trace(trace_params.TraceParams(run_id="x", functions=10, minutes=2,
+                                                                           warmup_minutes=1)))
+    assert meta["invocations"] == len(planned) == meta["success"] + meta["failed"]
+    frame, summary = trace_logs.parse(trace_run.log_path(directory, "Dr/K8s+"))
+    assert summary["total"] == len(planned) and meta["peak_ready_pods"] > 0
+    assert meta["scale_down"]["pods_left"] == 0
+    assert our_processes(Path(inv.cluster_dir())) == []
