@@ -122,6 +122,7 @@ class SshCluster(Cluster):
             self.lock = ClusterLock(cp, self.inventory.cluster_dir())
             self.lock.acquire()
             self._clear_remains()
+            self._timings["remains_cleared"] = time.monotonic() - started
             cni_dirs = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
             return self._boot(binaries, node_binaries, cni_dirs, started)
         except BaseException:
@@ -305,7 +306,7 @@ class SshCluster(Cluster):
                 if digest in first_of:
                     remote.run(f"ln -f {shlex.quote(first_of[digest])} {shlex.quote(target)}")
                 else:
-                    result = remote.put(local, target)
+                    result = remote.put(local, target, addressed=True)
                     log.info("%s: %s %s", remote.host.name, "kept" if result.skipped else "shipped", target)
                     first_of[digest] = target
 
@@ -393,6 +394,9 @@ def _clean_host(inventory: Inventory, remote: Remote) -> str:
     name = remote.host.name
     directory = f"{inventory.cluster_dir()}/{name}"
     started = time.monotonic()
+    # Everything of ours on a host is made after its directory and removed before it.
+    if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
+        return "nothing there"
     stopped: dict[str, str] = {}
     if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order
         index = [w.name for w in inventory.kubelet_workers].index(name)
