@@ -26,7 +26,7 @@ from ... import provenance, store
 from ...cluster.registry import open_cluster
 from ...k8s import objects as workloads
 from ...k8s.calls import parallel as _parallel
-from ..microbench.measure import clean, ensure_namespace, wait_reconciled
+from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled
 from ..runner import end_state, suite_lock
 from . import data, logs, schedule as schedules
 from .params import FILE_KEYS, SYSTEMS, TraceParams, plan
