@@ -119,8 +119,9 @@ class SshCluster(Cluster):
             self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()  # all reachable, or nothing starts
             self._timings["reach"] = time.monotonic() - started
             cp = self.hosts[self.inventory.control_plane.name]
-            self.lock = ClusterLock(cp, self.inventory.cluster_dir())
-            self.lock.acquire()
+            lock = ClusterLock(cp, self.inventory.cluster_dir())
+            lock.acquire()
+            self.lock = lock  # from here on the hosts are ours to clean (before: another run's)
             self._clear_remains()
             self._timings["remains_cleared"] = time.monotonic() - started
             cni_dirs = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
@@ -339,7 +340,7 @@ class SshCluster(Cluster):
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-        if self.hosts is not None:
+        if self.hosts is not None and self.lock is not None:  # never without the lock: a live run's
             failures = _clean_hosts(self.inventory, self.hosts)
         if self.lock is not None:
             self.lock.release()
