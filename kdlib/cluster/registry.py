@@ -97,7 +97,8 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
         raise ConfigError("backend 'ssh' needs an inventory: the YAML file naming the hosts")
     # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
     # lock on the control-plane host, and a killed suite's remains are cleaned at start.
-    return SshCluster(inventories.load(inventory), nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None)
+    return SshCluster(inventories.load(inventory), nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None,
+                      take_over=True)
 
 
 register("local", _local)

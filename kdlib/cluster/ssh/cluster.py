@@ -29,7 +29,7 @@ from functools import reduce
 from pathlib import Path
 
 from ... import paths
-from ...errors import ClusterError, ComponentError, ConfigError, RemoteError
+from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
 from .. import kwok
 from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
@@ -56,13 +56,16 @@ class SshCluster(Cluster):
     """A cluster on the hosts of ``inventory`` (mode ``binaries``).
 
     ``nodes`` is the number of kwok nodes (default: the inventory's total), shared among
-    the kwok workers in proportion to their ``kwok_nodes``.
+    the kwok workers in proportion to their ``kwok_nodes``. A cluster of the inventory
+    found running (e.g. left by ``ssh up``) is refused unless ``take_over`` (a suite's:
+    the remains of a killed run are stopped).
     """
 
     backend = "ssh"
 
     def __init__(self, inventory: Inventory, *, nodes: int | None = None, bin_dir: Path | str | None = None,
-                 kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None) -> None:
+                 kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None,
+                 take_over: bool = False) -> None:
         super().__init__()
         if inventory.mode != "binaries":
             raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not implemented yet; "
@@ -77,6 +80,7 @@ class SshCluster(Cluster):
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd
         self.timeout = timeout
+        self.take_over = take_over
         self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
         self.kwok_shards = kwok_shards(inventory)
         self.workers = {w.name: kubelets.Worker(w, i, inventory.cluster_dir())
@@ -121,6 +125,11 @@ class SshCluster(Cluster):
             cp = self.hosts[self.inventory.control_plane.name]
             lock = ClusterLock(cp, self.inventory.cluster_dir())
             lock.acquire()
+            try:
+                self._refuse_if_running()
+            except BaseException:
+                lock.release()  # a cluster we may not touch: leave without cleaning
+                raise
             self.lock = lock  # from here on the hosts are ours to clean (before: another run's)
             self._clear_remains()
             self._timings["remains_cleared"] = time.monotonic() - started
@@ -133,6 +142,19 @@ class SshCluster(Cluster):
             except RemoteError as cleanup:  # the start-up error is the one to report
                 log.warning("%s", str(cleanup).splitlines()[0])
             raise
+
+    def _refuse_if_running(self) -> None:
+        """Raise :class:`ClusterBusyError` when a process of this cluster runs on a host
+        (a cluster left running by ``ssh up``), unless ``take_over``."""
+        if self.take_over:
+            return
+        found = self.hosts.each(lambda r: detached.statuses(r, self.host_dir(r.host.name))).check()
+        live = {host: sorted(n for n, pid in procs.items() if pid) for host, procs in found.items()}
+        live = {host: names for host, names in live.items() if names}
+        if live:
+            where = "; ".join(f"{host}: {', '.join(names)}" for host, names in live.items())
+            raise ClusterBusyError(f"cluster {self.inventory.cluster} is already running ({where}): use it, "
+                                   f"or stop it with `python -m kdlib ssh down {self.inventory.source}`")
 
     def _clear_remains(self) -> None:
         """Stop what a previous run of this cluster left (we hold the lock: it is not running)."""

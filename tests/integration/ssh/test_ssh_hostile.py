@@ -49,3 +49,34 @@ def test_a_second_run_refused_by_the_lock_leaves_the_running_cluster_alone(host_
         assert _components(Path(inv.cluster_dir())) == running
         first.resize_kwok_nodes(2)  # and the first cluster still works
     assert our_processes(Path(inv.cluster_dir())) == []
+
+
+def test_ssh_up_twice_refuses_the_second_and_keeps_the_first(host_factory, binaries, tmp_path):
+    import os
+
+    import yaml
+
+    from ...conftest import run_kdlib
+
+    _, hosts = host_factory(2)
+    inv = cluster_inventory(hosts, kwok_nodes=1)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    try:
+        first = run_kdlib("ssh", "up", str(path), env=env)
+        assert first.returncode == 0, first.stderr
+        running = _components(Path(inv.cluster_dir()))
+        assert len(running) == 5  # no lock holder: `up` has exited
+        second = run_kdlib("ssh", "up", str(path), env=env)
+        assert second.returncode != 0
+        last = second.stderr.strip().splitlines()[-1]
+        assert last == (f"kdlib: error: cluster kdt is already running ({hosts[0].name}: etcd, kube-apiserver, "
+                        f"kube-controller-manager, kube-scheduler; {hosts[1].name}: kwok): use it, or stop it "
+                        f"with `python -m kdlib ssh down {path}`"), second.stderr
+        assert _components(Path(inv.cluster_dir())) == running
+        assert Path(first.stdout.strip()).is_file()  # the first cluster's kubeconfig is still there
+    finally:
+        down = run_kdlib("ssh", "down", str(path), env=env)
+    assert down.returncode == 0, down.stderr
+    assert our_processes(Path(inv.cluster_dir())) == []
