@@ -80,3 +80,117 @@ def test_ssh_up_twice_refuses_the_second_and_keeps_the_first(host_factory, binar
         down = run_kdlib("ssh", "down", str(path), env=env)
     assert down.returncode == 0, down.stderr
     assert our_processes(Path(inv.cluster_dir())) == []
+
+
+def test_sigterm_to_ssh_up_while_it_provisions_cleans_every_host(host_factory, binaries, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from ...conftest import REPO
+
+    _, hosts = host_factory(2)
+    inv = cluster_inventory(hosts, kwok_nodes=1)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    up = subprocess.Popen([sys.executable, "-m", "kdlib", "ssh", "up", str(path)], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    etcd_pid = Path(inv.cluster_dir(), hosts[0].name, "run", "etcd.pid")
+    deadline = time.monotonic() + 120
+    while not etcd_pid.exists():  # SIGTERM once the control plane is starting
+        assert up.poll() is None and time.monotonic() < deadline, up.stderr.read()
+        time.sleep(0.05)
+    up.send_signal(signal.SIGTERM)
+    _, stderr = up.communicate(timeout=60)
+    assert up.returncode != 0 and "kdlib: interrupted" in stderr, stderr
+    assert our_processes(Path(inv.cluster_dir())) == []
+    assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
+    assert not (tmp_path / "state" / "ssh" / "kdt").exists()
+
+
+# -- a real kubelet worker ---------------------------------------------------------------------
+
+def _kubelet_inventory(hosts, **worker):
+    return inventory.parse({
+        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True, **worker}],
+    }, "test-hosts")
+
+
+def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
+    import subprocess
+
+    from kdlib.cluster.local import hostnet
+    from kdlib.cluster.ssh.kubelets import Worker
+
+    worker = Worker(inv.host(host.name), 0, inv.cluster_dir())
+    assert our_processes(Path(inv.cluster_dir())) == []
+    assert our_processes(Path(str(worker.root))) == []  # containerd's shims name its socket
+    assert not Path(str(worker.root)).exists()
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
+    bridge = subprocess.run(["ip", "-n", host.netns, "link", "show", "kdcni0"], capture_output=True)
+    assert bridge.returncode != 0, "kdcni0 left on the worker"
+    assert hostnet.read_sysctls() == sysctls_before
+
+
+def _real_pod(api, timeout: float = 90.0):
+    from kubernetes import client
+
+    from kdlib.k8s import objects
+
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core.create_namespace(objects.namespace("hostile"))
+    apps.create_namespaced_deployment("hostile", objects.deployment(
+        "real", "hostile", replicas=1, simulated_sandbox=False, on_kwok=False, on_real_nodes=True))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = [p for p in core.list_namespaced_pod("hostile").items
+                if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+        if pods:
+            return pods[0]
+        time.sleep(0.5)
+    raise AssertionError("the real pod did not become Ready")
+
+
+def _skip_without_real_nodes():
+    from kdlib.cluster.local import hostnet
+
+    reason = hostnet.why_not_real_nodes()
+    if reason:
+        pytest.skip(f"cannot run a kubelet here: {reason}")
+
+
+@pytest.mark.real_nodes
+@pytest.mark.parametrize("component", ["kubelet", "containerd"])
+def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(host_factory, binaries, tmp_path,
+                                                                               component):
+    from kdlib.cluster import ssh as _  # noqa: F401
+    from kdlib.cluster.local import hostnet
+    from kdlib.cluster.ssh import cluster as ssh_cluster
+    from kdlib.errors import ComponentError
+
+    _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    inv = _kubelet_inventory(hosts)
+    sysctls_before = hostnet.read_sysctls()
+    with SshCluster(inv, state_dir=tmp_path / "local") as cluster:
+        pod = _real_pod(cluster.api_client())
+        starts = cluster.pod_process_starts()
+        assert len(starts[pod.metadata.uid]) >= 2  # the sandbox's and the container's processes
+        pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", f"{component}.pid").read_text())
+        import os
+        import signal
+
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 3 * ssh_cluster.WATCH_INTERVAL
+        with pytest.raises(ComponentError, match=rf"^{component}: exited on {hosts[1].name}\n"):
+            while time.monotonic() < deadline:
+                cluster.check()
+                time.sleep(0.5)
+    _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
