@@ -194,3 +194,59 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
                 cluster.check()
                 time.sleep(0.5)
     _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
+
+
+_OWNER = """
+import time
+from kdlib.cluster.ssh import inventory
+from kdlib.cluster.ssh.cluster import SshCluster
+from tests.integration.ssh.test_ssh_hostile import _real_pod
+with SshCluster(inventory.load({path!r}), state_dir={state!r}) as cluster:
+    _real_pod(cluster.api_client())
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.real_nodes
+@pytest.mark.parametrize("how", ["sigint-as-containerd-starts", "sigint-as-the-kubelet-starts", "sigkill-then-down"])
+def test_an_interrupted_owner_of_a_kubelet_worker_leaves_nothing(host_factory, binaries, tmp_path, how):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from kdlib.cluster.local import hostnet
+
+    from ...conftest import REPO, run_kdlib
+
+    _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    inv = _kubelet_inventory(hosts)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    sysctls_before = hostnet.read_sysctls()
+    script = _OWNER.format(path=str(path), state=str(tmp_path / "local"))
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    run = Path(inv.cluster_dir(), hosts[1].name, "run")
+    if how == "sigkill-then-down":
+        assert owner.stdout.readline().strip() == "ready", owner.stderr.read()
+        owner.kill()
+        owner.wait(timeout=10)
+        assert our_processes(Path(inv.cluster_dir()))  # left running: `down` must find it all from the files
+        down = run_kdlib("ssh", "down", str(path), env={**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")})
+        assert down.returncode == 0, down.stderr
+    else:
+        wanted = run / ("containerd.pid" if "containerd" in how else "kubelet.pid")
+        deadline = time.monotonic() + 120
+        while not wanted.exists():
+            assert owner.poll() is None and time.monotonic() < deadline, owner.stderr.read()
+            time.sleep(0.02)
+        owner.send_signal(signal.SIGINT)
+        _, stderr = owner.communicate(timeout=90)
+        assert owner.returncode != 0 and "KeyboardInterrupt" in stderr, stderr
+    _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
+    assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
