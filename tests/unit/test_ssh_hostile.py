@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kdlib.cluster.ssh.inventory import Host
 from kdlib.cluster.ssh.remote import Hosts
 
@@ -14,3 +16,51 @@ def test_an_empty_host_list_means_no_host_not_every_host():
     assert called == []
     assert hosts.run("true", hosts=[]) == {}
     assert sorted(hosts.each(lambda r: r.host.name)) == ["node0", "node1"]  # no list: every host
+
+
+# -- the notebooks' backend and inventory parameters (validated before anything is provisioned) -----
+
+def _write_inventory(tmp_path, **worker) -> str:
+    import yaml
+
+    (tmp_path / "key").write_text("not a key: never read, no host is reached\n")
+    path = tmp_path / "hosts.yaml"
+    path.write_text(yaml.safe_dump({"cluster": "x", "key": str(tmp_path / "key"),
+                                    "control_plane": {"name": "n0", "address": "10.0.0.1"},
+                                    "workers": [{"name": "n1", "address": "10.0.0.2", **worker}]}))
+    return str(path)
+
+
+def _problems(**given) -> str:
+    from kdlib.errors import ConfigError
+    from kdlib.experiments.microbench.spec import SuiteParams
+
+    with pytest.raises(ConfigError) as caught:
+        SuiteParams.from_notebook(run_id="x", **given)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("value", [5, ["hosts.yaml"], {"a": 1}])
+def test_an_inventory_that_is_no_path_is_named(value):
+    assert f"inventory: must be the path of a YAML file, not {value!r}" in _problems(backend="ssh", inventory=value)
+
+
+def test_an_unreadable_inventory_names_its_file(tmp_path):
+    missing = tmp_path / "nowhere.yaml"
+    assert f"inventory: {missing}: top: (file): cannot read it" in _problems(backend="ssh", inventory=str(missing))
+
+
+def test_real_nodes_with_the_ssh_backend_is_refused(tmp_path):
+    path = _write_inventory(tmp_path, kubelet=True)
+    assert "real_nodes: the local backend's" in _problems(backend="ssh", inventory=path, real_nodes=2)
+
+
+def test_an_inventory_without_kwok_workers_runs_k8s_and_names_why_not_k8s_plus(tmp_path):
+    from kdlib.experiments.microbench import suite
+    from kdlib.experiments.microbench.spec import SuiteParams
+
+    params = SuiteParams.from_notebook(run_id="x", backend="ssh", inventory=_write_inventory(tmp_path, kubelet=True),
+                                       baselines=["k8s", "k8s+"], benches=["scale-pods"], scale_pods=[3])
+    items, not_measured = suite.plan(params)  # opens no connection
+    assert [(i.baseline, i.scale) for i in items] == [("k8s", 3)]
+    assert not_measured == {"k8s+": f"needs kwok nodes: no worker of {params.inventory} has kwok_nodes"}

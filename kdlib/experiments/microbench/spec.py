@@ -123,7 +123,8 @@ class SuiteParams:
                    baselines=_as_tuple(baselines), nodes=nodes, repeats=repeats,
                    kd_bin_dir=Path(kd_bin_dir).expanduser() if kd_bin_dir else None,
                    real_nodes=real_nodes, settle_s=settle_s, run_timeout_s=run_timeout_s,
-                   inventory=Path(inventory).expanduser() if inventory else None).validate()
+                   inventory=Path(inventory).expanduser() if isinstance(inventory, (str, Path)) and str(inventory)
+                   else inventory or None).validate()  # anything else is named by validate()
 
     def timeout_for(self, workload: Workload) -> float:
         """``run_timeout_s``, else 60 s plus 0.1 s per pod: twice what the controller manager's
@@ -204,6 +205,9 @@ def _real_node_problems(params: SuiteParams) -> list[str]:
 
     if not isinstance(params.real_nodes, int) or isinstance(params.real_nodes, bool) or params.real_nodes < 0:
         return [f"real_nodes: {params.real_nodes!r} is not an integer >= 0"]
+    if params.backend == "ssh" and params.real_nodes:
+        return [f"real_nodes: the local backend's; with backend 'ssh' the real nodes are the inventory's "
+                f"workers with kubelet: true, not {params.real_nodes}"]
     if params.real_nodes > 8:
         return [f"real_nodes: {params.real_nodes}; at most 8 on one machine (each is a kubelet and a containerd)"]
     try:
