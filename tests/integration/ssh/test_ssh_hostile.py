@@ -250,3 +250,60 @@ def test_an_interrupted_owner_of_a_kubelet_worker_leaves_nothing(host_factory, b
         assert owner.returncode != 0 and "KeyboardInterrupt" in stderr, stderr
     _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
     assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
+
+
+@pytest.mark.real_nodes
+def test_a_kdcni0_of_someone_else_on_the_kubelet_host_is_refused_before_anything_starts(host_factory, binaries,
+                                                                                        tmp_path):
+    import subprocess
+
+    from kdlib.cluster.local import hostnet
+    from kdlib.errors import RemoteError
+
+    _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    inv = _kubelet_inventory(hosts)
+    subprocess.run(["ip", "-n", hosts[1].netns, "link", "add", "kdcni0", "type", "bridge"], check=True)
+    sysctls_before = hostnet.read_sysctls()
+    with pytest.raises(RemoteError) as caught:
+        SshCluster(inv, state_dir=tmp_path / "local").start()
+    message = str(caught.value)
+    assert message.startswith(f"{hosts[1].name}: a network device kdcni0 exists") and "\n" not in message, message
+    theirs = subprocess.run(["ip", "-n", hosts[1].netns, "link", "show", "kdcni0"], capture_output=True)
+    assert theirs.returncode == 0, "the foreign kdcni0 was deleted"
+    assert our_processes(Path(inv.cluster_dir())) == []
+    assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
+    from kdlib.cluster.ssh.kubelets import Worker
+
+    worker = Worker(inv.host(hosts[1].name), 0, inv.cluster_dir())
+    assert not Path(str(worker.root)).exists()
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
+    assert hostnet.read_sysctls() == sysctls_before
+    assert not (tmp_path / "local").exists()
+
+
+def test_two_kwok_workers_share_the_nodes_through_resizes(host_factory, binaries, tmp_path):
+    from kubernetes import client
+
+    from kdlib.cluster import kwok
+
+    _, hosts = host_factory(3)
+    inv = inventory.parse({
+        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kwok_nodes": 2},
+                    {"name": hosts[2].name, "address": hosts[2].address, "kwok_nodes": 1}],
+    }, "test-hosts")
+    with SshCluster(inv, state_dir=tmp_path / "local") as cluster:
+        core = client.CoreV1Api(cluster.api_client())
+        for count in (3, 7, 1, 4):
+            names = cluster.resize_kwok_nodes(count, timeout=60)
+            nodes = core.list_node(label_selector=kwok.SHARD_LABEL).items
+            assert sorted(n.metadata.name for n in nodes) == sorted(names) and len(names) == count
+            shards = [n.metadata.labels[kwok.SHARD_LABEL] for n in sorted(nodes, key=lambda n: n.metadata.name)]
+            assert shards == [cluster.kwok_shards[i % 3] for i in range(count)]
+            # Each node's heartbeat comes from its own worker's kwok: Ready, and stays so.
+            assert all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
+        cluster.check()
+    assert our_processes(Path(inv.cluster_dir())) == []
