@@ -158,6 +158,20 @@ def _real_pod(api, timeout: float = 90.0):
     raise AssertionError("the real pod did not become Ready")
 
 
+def _local_starts(uid: str) -> list[float]:
+    """The pod's process start times read here (the test hosts share this machine's kernel),
+    in ``time.monotonic()`` seconds: what the backend reads over SSH must agree."""
+    import os
+
+    pids = set()
+    for procs in Path("/sys/fs/cgroup/pids").glob(f"kdlib-*/**/pod{uid}/**/cgroup.procs"):
+        pids.update(int(p) for p in procs.read_text().split())
+    boot_to_monotonic = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sorted(int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+                  - boot_to_monotonic for pid in pids)
+
+
 def _skip_without_real_nodes():
     from kdlib.cluster.local import hostnet
 
@@ -183,6 +197,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
         pod = _real_pod(cluster.api_client())
         starts = cluster.pod_process_starts()
         assert len(starts[pod.metadata.uid]) >= 2  # the sandbox's and the container's processes
+        assert starts[pod.metadata.uid] == pytest.approx(_local_starts(pod.metadata.uid), abs=0.05)
         pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", f"{component}.pid").read_text())
         import os
         import signal
