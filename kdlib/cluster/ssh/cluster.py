@@ -252,6 +252,11 @@ class SshCluster(Cluster):
         return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, versions,
                            dict(binaries.sources), real_node_names=tuple(self.workers))
 
+    def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
+        if not self.inventory.kwok_workers:  # real nodes only: no kwok node to make (why_not keeps kwok systems off)
+            return self.info.node_names
+        return super().resize_kwok_nodes(count, timeout)
+
     def _remote_argv(self, argv: tuple[str, ...] | list[str], layout: Layout, host: str,
                      binary: str) -> tuple[str, ...]:
         """A local component command line made remote: the host's state paths and binary."""

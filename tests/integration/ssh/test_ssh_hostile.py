@@ -322,3 +322,55 @@ def test_two_kwok_workers_share_the_nodes_through_resizes(host_factory, binaries
             assert all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
         cluster.check()
     assert our_processes(Path(inv.cluster_dir())) == []
+
+
+@pytest.mark.real_nodes
+def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kubelet_dies(host_factory, binaries,
+                                                                                         tmp_path):
+    import os
+    import signal
+    import threading
+
+    import yaml
+
+    from kdlib.cluster.local import hostnet
+    from kdlib.errors import KdlibError
+    from kdlib.experiments import runner
+    from kdlib.experiments.microbench import logs as results
+    from kdlib.experiments.microbench.spec import SuiteParams
+    from kdlib.experiments.microbench.suite import run_suite
+
+    _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    inv = _kubelet_inventory(hosts)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    sysctls_before = hostnet.read_sysctls()
+    root = tmp_path / "results"
+    params = SuiteParams.from_notebook(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
+                                       benches=["scale-pods"], scale_pods=[2, 3], settle_s=0.5)
+    kubelet_pid = Path(inv.cluster_dir(), hosts[1].name, "run", "kubelet.pid")
+    done = threading.Event()
+
+    def kill_after_the_first_run() -> None:  # the first run measured, the second meets a dead kubelet
+        directory = results.run_dir("scale-pods", "hostile", root)
+        while not done.is_set():
+            if list(directory.glob("e2e.*.log")) and kubelet_pid.exists():
+                os.kill(int(kubelet_pid.read_text()), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_the_first_run, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(KdlibError, match=rf"kubelet: exited on {hosts[1].name}"):
+            run_suite(params, root=root, progress=False)
+    finally:
+        done.set()
+        killer.join()
+    suite = runner.load("hostile", root)
+    assert suite["not_measured"] == {"k8s+": f"needs kwok nodes: no worker of {path} has kwok_nodes"}
+    rows = {(o["scale"], o["status"]): o["detail"] for o in suite["attempts"][-1]["outcomes"]}
+    assert set(rows) == {(2, "measured"), (3, "failed")}, rows
+    assert rows[(3, "failed")].startswith(f"ComponentError: kubelet: exited on {hosts[1].name}"), rows
+    _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
