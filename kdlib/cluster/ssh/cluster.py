@@ -36,6 +36,7 @@ from ..binaries import BinarySet, build_node_binaries, component_versions, defau
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
 from ..local.cluster import MARKER, is_ours  # one marker for every directory kdlib makes
+from ..local.processes import _signals_deferred
 from ..settings import KWOK_NODE_SELECTOR
 from . import detached, kubelets
 from .inventory import Inventory
@@ -362,7 +363,12 @@ class SshCluster(Cluster):
 
     def _stop(self) -> None:
         """Stop every process by PID on every reachable host, remove the cluster's
-        directories there, release the lock. Unreachable hosts are reported, not skipped silently."""
+        directories there, release the lock. Unreachable hosts are reported, not skipped silently.
+        A Ctrl-C or SIGTERM meanwhile waits until it is done (every step has a timeout)."""
+        with _signals_deferred():
+            self._stop_now()
+
+    def _stop_now(self) -> None:
         failures: list[str] = []
         if self._watcher is not None:
             self._watcher.stop()

@@ -374,3 +374,47 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     assert set(rows) == {(2, "measured"), (3, "failed")}, rows
     assert rows[(3, "failed")].startswith(f"ComponentError: kubelet: exited on {hosts[1].name}"), rows
     _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
+
+
+@pytest.mark.parametrize("moment", ["kube-apiserver", pytest.param("containerd", marks=pytest.mark.real_nodes)])
+def test_ctrl_c_pressed_again_while_it_cleans_up_still_leaves_nothing(host_factory, binaries, tmp_path, moment):
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from kdlib.cluster.local import hostnet
+
+    from ...conftest import REPO
+
+    if moment == "containerd":
+        _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    inv = cluster_inventory(hosts, kwok_nodes=1) if moment == "kube-apiserver" else _kubelet_inventory(hosts)
+    sysctls_before = hostnet.read_sysctls()
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    script = (f"from kdlib.cluster.ssh import inventory\nfrom kdlib.cluster.ssh.cluster import SshCluster\n"
+              f"with SshCluster(inventory.load({str(path)!r}), state_dir={str(tmp_path / 'local')!r}):\n"
+              f"    print('ready', flush=True)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    host = hosts[0] if moment == "kube-apiserver" else hosts[1]
+    pid_file = Path(inv.cluster_dir(), host.name, "run", f"{moment}.pid")
+    deadline = time.monotonic() + 120
+    while not pid_file.exists():
+        assert owner.poll() is None and time.monotonic() < deadline, owner.stderr.read()
+        time.sleep(0.02)
+    for _ in range(10):  # an impatient user: Ctrl-C, and again every 0.3 s while it cleans up
+        if owner.poll() is not None:
+            break
+        owner.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    owner.communicate(timeout=60)
+    assert owner.returncode != 0
+    if moment == "containerd":
+        _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
+    assert our_processes(Path(inv.cluster_dir())) == []
+    assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
+    assert not (tmp_path / "local").exists()
