@@ -64,3 +64,41 @@ def test_an_inventory_without_kwok_workers_runs_k8s_and_names_why_not_k8s_plus(t
     items, not_measured = suite.plan(params)  # opens no connection
     assert [(i.baseline, i.scale) for i in items] == [("k8s", 3)]
     assert not_measured == {"k8s+": f"needs kwok nodes: no worker of {params.inventory} has kwok_nodes"}
+
+
+# -- a kubelet worker's prerequisites, checked by the real script in a shell here ---------------------
+
+class _ShellHere:
+    """A test double of :class:`Remote`: runs the command in a local shell with ``path`` as PATH."""
+
+    def __init__(self, path: str) -> None:
+        self.host = Host("node3", "10.10.1.4", key=None, kubelet=True)
+        self.path = path
+
+    def run(self, command: str, *, timeout: float | None = None, check: bool = True):
+        import subprocess
+
+        from kdlib.cluster.ssh.remote import CommandResult
+
+        done = subprocess.run(["/bin/sh", "-c", command], env={"PATH": self.path}, capture_output=True, text=True,
+                              timeout=timeout)
+        return CommandResult(self.host.name, command, done.returncode, done.stdout, done.stderr, 0.0)
+
+
+def test_a_worker_whose_shell_finds_no_containerd_is_named_with_what_is_missing(tmp_path):
+    import os
+    import shutil
+
+    from kdlib.cluster.ssh import kubelets
+    from kdlib.errors import RemoteError
+
+    wanted = tuple(dict.fromkeys(("sh", "tr", "grep", "id", "cat", *kubelets.REQUIRED_COMMANDS)))
+    if any(shutil.which(c) is None for c in wanted):
+        pytest.skip("this machine lacks a kubelet worker's commands")
+    for name in wanted:
+        if name != "containerd":
+            os.symlink(shutil.which(name), tmp_path / name)
+    with pytest.raises(RemoteError) as caught:
+        kubelets.check(_ShellHere(str(tmp_path)))
+    message = str(caught.value)
+    assert message.startswith("node3: missing: containerd (") and "\n" not in message, message
