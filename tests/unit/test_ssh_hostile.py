@@ -50,11 +50,6 @@ def test_an_unreadable_inventory_names_its_file(tmp_path):
     assert f"inventory: {missing}: top: (file): cannot read it" in _problems(backend="ssh", inventory=str(missing))
 
 
-def test_real_nodes_with_the_ssh_backend_is_refused(tmp_path):
-    path = _write_inventory(tmp_path, kubelet=True)
-    assert "real_nodes: the local backend's" in _problems(backend="ssh", inventory=path, real_nodes=2)
-
-
 def test_an_inventory_without_kwok_workers_runs_k8s_and_names_why_not_k8s_plus(tmp_path):
     from kdlib.experiments.microbench import suite
     from kdlib.experiments.microbench.spec import SuiteParams

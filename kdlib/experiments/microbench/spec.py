@@ -205,9 +205,6 @@ def _real_node_problems(params: SuiteParams) -> list[str]:
 
     if not isinstance(params.real_nodes, int) or isinstance(params.real_nodes, bool) or params.real_nodes < 0:
         return [f"real_nodes: {params.real_nodes!r} is not an integer >= 0"]
-    if params.backend == "ssh" and params.real_nodes:
-        return [f"real_nodes: the local backend's; with backend 'ssh' the real nodes are the inventory's "
-                f"workers with kubelet: true, not {params.real_nodes}"]
     if params.real_nodes > 8:
         return [f"real_nodes: {params.real_nodes}; at most 8 on one machine (each is a kubelet and a containerd)"]
     try:
