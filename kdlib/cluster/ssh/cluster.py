@@ -432,10 +432,16 @@ def _clean_host(inventory: Inventory, remote: Remote) -> str:
     if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
         return "nothing there"
     stopped: dict[str, str] = {}
+    unfinished: RemoteError | None = None
     if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order
         index = [w.name for w in inventory.kubelet_workers].index(name)
-        stopped.update(kubelets.teardown(remote, kubelets.Worker(remote.host, index, inventory.cluster_dir())))
+        try:
+            stopped.update(kubelets.teardown(remote, kubelets.Worker(remote.host, index, inventory.cluster_dir())))
+        except RemoteError as error:  # stop the rest all the same; the directory stays for `down`
+            unfinished = error
     stopped.update(stop_all(remote, directory))
+    if unfinished is not None:
+        raise unfinished
     remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
     done = ", ".join(f"{k} {v}" for k, v in stopped.items() if v != "absent") or "nothing ran"
     log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started, done)

@@ -418,3 +418,45 @@ def test_ctrl_c_pressed_again_while_it_cleans_up_still_leaves_nothing(host_facto
     assert our_processes(Path(inv.cluster_dir())) == []
     assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
     assert not (tmp_path / "local").exists()
+
+
+@pytest.mark.real_nodes
+def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_down_finishes_it(
+        host_factory, binaries, tmp_path):
+    import os
+    import subprocess
+
+    import yaml
+
+    from kdlib.cluster.local import hostnet
+    from kdlib.cluster.ssh.kubelets import Worker
+    from kdlib.errors import RemoteError
+
+    from ...conftest import run_kdlib
+
+    _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    inv = _kubelet_inventory(hosts, kwok_nodes=1)  # kwok beside the kubelet
+    worker = Worker(inv.host(hosts[1].name), 0, inv.cluster_dir())
+    busy = Path(str(worker.root), "busy")
+    cluster = SshCluster(inv, state_dir=tmp_path / "local")
+    in_host = ["nsenter", "-t", str(hosts[1].sshd_pid), "-m", "--"]
+    sysctls_before = hostnet.read_sysctls()
+    cluster.start()
+    try:
+        busy.mkdir()  # a mount point in the worker's files (in the host's mount namespace): their removal fails
+        subprocess.run([*in_host, "mount", "-t", "tmpfs", "hostile", str(busy)], check=True)
+        with pytest.raises(RemoteError, match=rf"^{hosts[1].name}: clean-up incomplete: "):
+            cluster.stop()
+        # What could be stopped was: no process of the cluster runs, on either host.
+        assert our_processes(Path(inv.cluster_dir())) == []
+        assert not Path(inv.cluster_dir(), hosts[0].name).exists()
+        assert Path(inv.cluster_dir(), hosts[1].name).exists()  # kept: `down` finishes from its files
+    finally:
+        subprocess.run([*in_host, "umount", str(busy)], capture_output=True)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    down = run_kdlib("ssh", "down", str(path), env={**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")})
+    assert down.returncode == 0, down.stderr
+    assert not Path(inv.cluster_dir(), hosts[1].name).exists()
+    _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
