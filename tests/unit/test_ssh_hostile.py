@@ -97,3 +97,26 @@ def test_a_worker_whose_shell_finds_no_containerd_is_named_with_what_is_missing(
         kubelets.check(_ShellHere(str(tmp_path)))
     message = str(caught.value)
     assert message.startswith("node3: missing: containerd (") and "\n" not in message, message
+
+
+def test_pod_process_starts_that_cannot_be_read_on_a_worker_are_reported(tmp_path, caplog):
+    from kdlib.cluster.ssh import inventory
+    from kdlib.cluster.ssh.cluster import SshCluster
+    from kdlib.cluster.ssh.remote import GroupResult
+    from kdlib.errors import HostUnreachable
+
+    inv = inventory.parse({"cluster": "x", "key": None, "use_ssh_config": True,
+                           "control_plane": {"name": "n0", "address": "10.0.0.1"},
+                           "workers": [{"name": "n1", "address": "10.0.0.2", "kubelet": True},
+                                       {"name": "n2", "address": "10.0.0.3", "kubelet": True}]})
+    cluster = SshCluster(inv, state_dir=tmp_path / "state")
+
+    class _Hosts:  # a test double: n1 answers, n2 cannot be reached
+        def each(self, function, *, hosts=None):
+            return GroupResult({"n1": {"uid-1": [1.0, 2.0]},
+                                "n2": HostUnreachable("n2", "sh -c ...", "cannot connect to root@10.0.0.3:22")})
+
+    cluster.hosts = _Hosts()
+    with caplog.at_level("WARNING", logger="kdlib.ssh.cluster"):
+        assert cluster.pod_process_starts() == {"uid-1": [1.0, 2.0]}
+    assert any("n2" in r.getMessage() and "process start" in r.getMessage() for r in caplog.records), caplog.text

@@ -285,6 +285,8 @@ class SshCluster(Cluster):
                                 hosts=list(self.workers))
         for value in found.succeeded.values():
             starts.update(value)
+        for host, error in found.failed.items():  # those pods' runtime stages will be missing: say why
+            log.warning("%s: pod process start times not read: %s", host, error.reason)
         return starts
 
     def save_logs(self, destination: Path) -> None:
