@@ -184,7 +184,9 @@ def _skip_without_real_nodes():
 @pytest.mark.parametrize("component", ["kubelet", "containerd"])
 def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(host_factory, binaries, tmp_path,
                                                                                component):
-    from kdlib.cluster import ssh as _  # noqa: F401
+    import os
+    import signal
+
     from kdlib.cluster.local import hostnet
     from kdlib.cluster.ssh import cluster as ssh_cluster
     from kdlib.errors import ComponentError
@@ -199,9 +201,6 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
         assert len(starts[pod.metadata.uid]) >= 2  # the sandbox's and the container's processes
         assert starts[pod.metadata.uid] == pytest.approx(_local_starts(pod.metadata.uid), abs=0.05)
         pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", f"{component}.pid").read_text())
-        import os
-        import signal
-
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 3 * ssh_cluster.WATCH_INTERVAL
         with pytest.raises(ComponentError, match=rf"^{component}: exited on {hosts[1].name}\n"):
@@ -460,3 +459,22 @@ def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_dow
     assert down.returncode == 0, down.stderr
     assert not Path(inv.cluster_dir(), hosts[1].name).exists()
     _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
+
+
+@pytest.mark.real_nodes
+def test_an_unreachable_kubelet_worker_at_start_is_one_error_naming_it_and_nothing_starts(host_factory, binaries,
+                                                                                         tmp_path):
+    from kdlib.errors import HostUnreachable
+
+    _, hosts = host_factory(2)
+    data = _kubelet_inventory(hosts).to_data()
+    data["workers"][0]["address"] = hosts.bridge_address.rsplit(".", 1)[0] + ".201"  # nobody there
+    inv = inventory.parse(data, "test-hosts")
+    started = time.monotonic()
+    with pytest.raises(HostUnreachable) as caught:
+        SshCluster(inv, state_dir=tmp_path / "local").start()
+    assert str(caught.value).startswith(f"{hosts[1].name}: ") and "\n" not in str(caught.value), caught.value
+    assert time.monotonic() - started < 15
+    assert our_processes(Path(inv.cluster_dir())) == []
+    assert not Path(inv.cluster_dir()).exists()  # not even the lock: the control plane was not touched
+    assert not (tmp_path / "local").exists()
