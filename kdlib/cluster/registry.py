@@ -55,13 +55,15 @@ def backend_problems(backend: object, inventory: Path | None) -> list[str]:
         return [f"inventory: only the 'ssh' backend uses one, not {backend!r}"] if inventory else []
     if inventory is None:
         return ["inventory: required with backend 'ssh': the YAML file naming the hosts (see `kdlib ssh check`)"]
+    if not isinstance(inventory, (str, Path)):
+        return [f"inventory: must be the path of a YAML file, not {inventory!r}"]
     from ..errors import InventoryError
     from .ssh import inventory as inventories
 
     try:
         inventories.load(inventory)
     except InventoryError as error:
-        return [f"inventory: {line}" for line in error.problems]
+        return [f"inventory: {inventory}: {line}" for line in error.problems]
     return []
 
 
@@ -95,9 +97,12 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
 
     if inventory is None:
         raise ConfigError("backend 'ssh' needs an inventory: the YAML file naming the hosts")
+    hosts = inventories.load(inventory)
     # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
     # lock on the control-plane host, and a killed suite's remains are cleaned at start.
-    return SshCluster(inventories.load(inventory), nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None)
+    # No kwok worker: no kwok nodes; the cluster's why_not names the systems that needed them.
+    return SshCluster(hosts, nodes=nodes if hosts.kwok_workers else 0, kd=kd, bin_dir=bin_dir if kd else None,
+                      take_over=True)
 
 
 register("local", _local)

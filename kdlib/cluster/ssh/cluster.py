@@ -29,13 +29,14 @@ from functools import reduce
 from pathlib import Path
 
 from ... import paths
-from ...errors import ClusterError, ComponentError, ConfigError, RemoteError
+from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
 from .. import kwok
 from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
 from ..local.cluster import MARKER, is_ours  # one marker for every directory kdlib makes
+from ..local.processes import _signals_deferred
 from ..settings import KWOK_NODE_SELECTOR
 from . import detached, kubelets
 from .inventory import Inventory
@@ -56,13 +57,16 @@ class SshCluster(Cluster):
     """A cluster on the hosts of ``inventory`` (mode ``binaries``).
 
     ``nodes`` is the number of kwok nodes (default: the inventory's total), shared among
-    the kwok workers in proportion to their ``kwok_nodes``.
+    the kwok workers in proportion to their ``kwok_nodes``. A cluster of the inventory
+    found running (e.g. left by ``ssh up``) is refused unless ``take_over`` (a suite's:
+    the remains of a killed run are stopped).
     """
 
     backend = "ssh"
 
     def __init__(self, inventory: Inventory, *, nodes: int | None = None, bin_dir: Path | str | None = None,
-                 kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None) -> None:
+                 kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None,
+                 take_over: bool = False) -> None:
         super().__init__()
         if inventory.mode != "binaries":
             raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not implemented yet; "
@@ -77,6 +81,7 @@ class SshCluster(Cluster):
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd
         self.timeout = timeout
+        self.take_over = take_over
         self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
         self.kwok_shards = kwok_shards(inventory)
         self.workers = {w.name: kubelets.Worker(w, i, inventory.cluster_dir())
@@ -119,8 +124,14 @@ class SshCluster(Cluster):
             self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()  # all reachable, or nothing starts
             self._timings["reach"] = time.monotonic() - started
             cp = self.hosts[self.inventory.control_plane.name]
-            self.lock = ClusterLock(cp, self.inventory.cluster_dir())
-            self.lock.acquire()
+            lock = ClusterLock(cp, self.inventory.cluster_dir())
+            lock.acquire()
+            try:
+                self._refuse_if_running()
+            except BaseException:
+                lock.release()  # a cluster we may not touch: leave without cleaning
+                raise
+            self.lock = lock  # from here on the hosts are ours to clean (before: another run's)
             self._clear_remains()
             self._timings["remains_cleared"] = time.monotonic() - started
             cni_dirs = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
@@ -132,6 +143,19 @@ class SshCluster(Cluster):
             except RemoteError as cleanup:  # the start-up error is the one to report
                 log.warning("%s", str(cleanup).splitlines()[0])
             raise
+
+    def _refuse_if_running(self) -> None:
+        """Raise :class:`ClusterBusyError` when a process of this cluster runs on a host
+        (a cluster left running by ``ssh up``), unless ``take_over``."""
+        if self.take_over:
+            return
+        found = self.hosts.each(lambda r: detached.statuses(r, self.host_dir(r.host.name))).check()
+        live = {host: sorted(n for n, pid in procs.items() if pid) for host, procs in found.items()}
+        live = {host: names for host, names in live.items() if names}
+        if live:
+            where = "; ".join(f"{host}: {', '.join(names)}" for host, names in live.items())
+            raise ClusterBusyError(f"cluster {self.inventory.cluster} is already running ({where}): use it, "
+                                   f"or stop it with `python -m kdlib ssh down {self.inventory.source}`")
 
     def _clear_remains(self) -> None:
         """Stop what a previous run of this cluster left (we hold the lock: it is not running)."""
@@ -229,6 +253,11 @@ class SshCluster(Cluster):
         return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, versions,
                            dict(binaries.sources), real_node_names=tuple(self.workers))
 
+    def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
+        if not self.inventory.kwok_workers:  # real nodes only: no kwok node to make (why_not keeps kwok systems off)
+            return self.info.node_names
+        return super().resize_kwok_nodes(count, timeout)
+
     def _remote_argv(self, argv: tuple[str, ...] | list[str], layout: Layout, host: str,
                      binary: str) -> tuple[str, ...]:
         """A local component command line made remote: the host's state paths and binary."""
@@ -256,6 +285,8 @@ class SshCluster(Cluster):
                                 hosts=list(self.workers))
         for value in found.succeeded.values():
             starts.update(value)
+        for host, error in found.failed.items():  # those pods' runtime stages will be missing: say why
+            log.warning("%s: pod process start times not read: %s", host, error.reason)
         return starts
 
     def save_logs(self, destination: Path) -> None:
@@ -334,12 +365,17 @@ class SshCluster(Cluster):
 
     def _stop(self) -> None:
         """Stop every process by PID on every reachable host, remove the cluster's
-        directories there, release the lock. Unreachable hosts are reported, not skipped silently."""
+        directories there, release the lock. Unreachable hosts are reported, not skipped silently.
+        A Ctrl-C or SIGTERM meanwhile waits until it is done (every step has a timeout)."""
+        with _signals_deferred():
+            self._stop_now()
+
+    def _stop_now(self) -> None:
         failures: list[str] = []
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-        if self.hosts is not None:
+        if self.hosts is not None and self.lock is not None:  # never without the lock: a live run's
             failures = _clean_hosts(self.inventory, self.hosts)
         if self.lock is not None:
             self.lock.release()
@@ -398,10 +434,16 @@ def _clean_host(inventory: Inventory, remote: Remote) -> str:
     if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
         return "nothing there"
     stopped: dict[str, str] = {}
+    unfinished: RemoteError | None = None
     if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order
         index = [w.name for w in inventory.kubelet_workers].index(name)
-        stopped.update(kubelets.teardown(remote, kubelets.Worker(remote.host, index, inventory.cluster_dir())))
+        try:
+            stopped.update(kubelets.teardown(remote, kubelets.Worker(remote.host, index, inventory.cluster_dir())))
+        except RemoteError as error:  # stop the rest all the same; the directory stays for `down`
+            unfinished = error
     stopped.update(stop_all(remote, directory))
+    if unfinished is not None:
+        raise unfinished
     remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
     done = ", ".join(f"{k} {v}" for k, v in stopped.items() if v != "absent") or "nothing ran"
     log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started, done)

@@ -319,7 +319,7 @@ class Hosts:
         Never raises for a host: with ``check`` a non-zero exit is that host's
         :class:`RemoteError`, without it a :class:`CommandResult` like any other.
         """
-        remotes = [self.remotes[n] for n in (hosts or self.remotes)]
+        remotes = [self.remotes[n] for n in (self.remotes if hosts is None else hosts)]  # [] is none, not all
         timeout = timeout or self.options.command_timeout
         by_connection = {id(r.connection): r for r in remotes}
         group = ThreadingGroup.from_connections([r.connection for r in remotes])
@@ -343,7 +343,7 @@ class Hosts:
 
     def each(self, function: Callable[[Remote], T], *, hosts: Iterable[str] | None = None) -> GroupResult:
         """``function(remote)`` on the named hosts in parallel; errors become values."""
-        remotes = [self.remotes[n] for n in (hosts or self.remotes)]
+        remotes = [self.remotes[n] for n in (self.remotes if hosts is None else hosts)]  # [] is none, not all
 
         def call(remote: Remote):
             try:

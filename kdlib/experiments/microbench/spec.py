@@ -123,7 +123,8 @@ class SuiteParams:
                    baselines=_as_tuple(baselines), nodes=nodes, repeats=repeats,
                    kd_bin_dir=Path(kd_bin_dir).expanduser() if kd_bin_dir else None,
                    real_nodes=real_nodes, settle_s=settle_s, run_timeout_s=run_timeout_s,
-                   inventory=Path(inventory).expanduser() if inventory else None).validate()
+                   inventory=Path(inventory).expanduser() if isinstance(inventory, (str, Path)) and str(inventory)
+                   else inventory or None).validate()  # anything else is named by validate()
 
     def timeout_for(self, workload: Workload) -> float:
         """``run_timeout_s``, else 60 s plus 0.1 s per pod: twice what the controller manager's
