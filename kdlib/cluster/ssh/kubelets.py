@@ -40,7 +40,6 @@ from kubernetes import client
 from ...errors import ClusterError, ComponentError, RemoteError
 from ..controlplane import pki
 from ..local import images, realnode
-from ..local.hostnet import KUBELET_SYSCTLS
 from . import detached
 from .inventory import Host
 from .remote import Remote
@@ -50,6 +49,11 @@ log = logging.getLogger("kdlib.ssh.kubelets")
 REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "nsenter", "unshare", "mount", "ip")
 CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
 CNI_BRIDGE = "kdcni0"  # cni_conflist's bridge name
+# What the kubelet writes at start (its container manager's kernel tunables); recorded as
+# they were before, and written back at the end while they still hold these values.
+KUBELET_SETS = {"vm.overcommit_memory": "1", "vm.panic_on_oom": "0", "kernel.panic": "10",
+                "kernel.panic_on_oops": "1", "kernel.keys.root_maxkeys": "1000000",
+                "kernel.keys.root_maxbytes": "25000000"}
 INSTALL_HINT = "Debian/Ubuntu: apt-get install containerd runc containernetworking-plugins"
 
 
@@ -164,8 +168,10 @@ _PREPARE = r"""
 set -e
 HD={host_dir}; CG={cgroup}
 mkdir -p "$HD" {root}
-[ -f "$HD/sysctls.before" ] || for n in {sysctls}; do
-  f=/proc/sys/$(echo $n | tr . /); if [ -r $f ]; then echo "$n $(cat $f)"; fi; done > "$HD/sysctls.before"
+[ -f "$HD/sysctls.before" ] || while read n k; do
+  f=/proc/sys/$(echo $n | tr . /); if [ -r $f ]; then echo "$n $(cat $f) $k"; fi; done > "$HD/sysctls.before" <<EOF
+{sysctls}
+EOF
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then mkdir -p /sys/fs/cgroup$CG
 else
   for h in /sys/fs/cgroup/*/; do
@@ -196,7 +202,8 @@ def start(remote: Remote, worker: Worker, tree: Path, kubelet: str, *, wait: flo
     the image and start the kubelet. Raises naming the host; the caller cleans up."""
     q = shlex.quote
     remote.run("sh -c " + q(_PREPARE.format(host_dir=q(worker.host_dir), cgroup=q(worker.cgroup),
-                                            root=q(str(worker.root)), sysctls=" ".join(KUBELET_SYSCTLS))))
+                                            root=q(str(worker.root)),
+                                            sysctls="\n".join(f"{n} {v}" for n, v in KUBELET_SETS.items()))))
     remote.put_tree(tree, str(worker.root))
     config = worker.root / "containerd.toml"
     script = realnode.containerd_script(worker, config)
@@ -312,7 +319,11 @@ for d in $dirs; do
   [ -d $d ] && problems="$problems cgroup:$d"
 done
 if [ -f "$HD/sysctls.before" ]; then
-  while read n v; do f=/proc/sys/$(echo $n | tr . /); [ "$(cat $f 2>/dev/null)" = "$v" ] || echo "$v" > $f || problems="$problems sysctl:$n"; done < "$HD/sysctls.before"
+  # Written back only while it still holds the kubelet's value: a later change is someone else's.
+  while read n v k; do
+    f=/proc/sys/$(echo $n | tr . /); now=$(cat $f 2>/dev/null)
+    if [ "$now" != "$v" ] && [ "$now" = "$k" ]; then echo "$v" > $f || problems="$problems sysctl:$n"; fi
+  done < "$HD/sysctls.before"
   rm -f "$HD/sysctls.before"
 fi
 if [ -f "$HD/bridge.ours" ]; then ip link del {bridge} 2>/dev/null; rm -f "$HD/bridge.ours"; fi
