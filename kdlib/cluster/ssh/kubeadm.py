@@ -239,13 +239,14 @@ class HostTools:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         return f"env PATH={shlex.quote(self.bin_dir)}:\"$PATH\" {exports} kubeadm {args}".replace("  ", " ")
 
-    def kubeadm(self, args: str, *, what: str, env: dict[str, str] | None = None,
+    def kubeadm(self, args: str, *, failed: str, env: dict[str, str] | None = None,
                 timeout: float | None = None) -> str:
-        """Run ``kubeadm ARGS``; a failure is a RemoteError saying ``what`` failed, with kubeadm's output tail."""
+        """Run ``kubeadm ARGS``; a failure is a RemoteError whose reason is ``failed`` and
+        the exit code, with kubeadm's output tail."""
         command = self.command(args, env)
         result = self.remote.run(command, timeout=timeout, check=False)
         if not result.ok:
-            raise RemoteError(self.host, command, f"{what} failed (exit {result.exit_code})", result.tail(20))
+            raise RemoteError(self.host, command, f"{failed} (exit {result.exit_code})", result.tail(20))
         return result.stdout + result.stderr
 
 
@@ -274,7 +275,7 @@ def put_text(remote: Remote, text: str, path: str, mode: int = 0o600) -> None:
 def validate(tools: HostTools, config: str) -> None:
     """``kubeadm config validate`` on the host: the configuration's schema and values."""
     tools.kubeadm(f"config validate --config {shlex.quote(config)}",
-                  what="kubeadm config validate (the configuration was refused)")
+                  failed="kubeadm config validate refused the configuration")
 
 
 def dry_run(tools: HostTools, config: str, ignored: tuple[str, ...] = ()) -> str:
@@ -285,16 +286,16 @@ def dry_run(tools: HostTools, config: str, ignored: tuple[str, ...] = ()) -> str
     tools.remote.run(f"rm -rf {shlex.quote(out)} && mkdir -p {shlex.quote(out)}")
     flags = f" --ignore-preflight-errors={','.join(ignored)}" if ignored else ""
     return tools.kubeadm(f"init --dry-run --config {shlex.quote(config)}{flags}",
-                         what="kubeadm init --dry-run", env={"KUBEADM_INIT_DRYRUN_DIR": out})
+                         failed="kubeadm init --dry-run failed", env={"KUBEADM_INIT_DRYRUN_DIR": out})
 
 
 def init(tools: HostTools, config: str, timeout: float = 600.0) -> str:
-    return tools.kubeadm(f"init --config {shlex.quote(config)} --skip-token-print", what="kubeadm init",
+    return tools.kubeadm(f"init --config {shlex.quote(config)} --skip-token-print", failed="kubeadm init failed",
                          timeout=timeout)
 
 
 def join(tools: HostTools, config: str, timeout: float = 600.0) -> str:
-    return tools.kubeadm(f"join --config {shlex.quote(config)}", what="kubeadm join", timeout=timeout)
+    return tools.kubeadm(f"join --config {shlex.quote(config)}", failed="kubeadm join failed", timeout=timeout)
 
 
 def reset(tools: HostTools, cri_socket: str = CONTAINERD_SOCKET, *, dry_run: bool = False) -> str:
@@ -302,4 +303,4 @@ def reset(tools: HostTools, cri_socket: str = CONTAINERD_SOCKET, *, dry_run: boo
     /var/lib/kubelet, /var/lib/etcd, the containers). Not CNI config or iptables rules:
     kubeadm leaves those to the caller."""
     flags = " --dry-run" if dry_run else ""
-    return tools.kubeadm(f"reset -f --cri-socket {shlex.quote(cri_socket)}{flags}", what="kubeadm reset")
+    return tools.kubeadm(f"reset -f --cri-socket {shlex.quote(cri_socket)}{flags}", failed="kubeadm reset failed")
