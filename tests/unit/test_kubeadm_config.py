@@ -33,7 +33,9 @@ def test_vanilla_init_documents_carry_the_artifacts_flags_at_the_pinned_versions
     assert all(d["apiVersion"] == "kubeadm.k8s.io/v1beta4" for k, d in docs.items() if k != "KubeletConfiguration")
     init, cluster = docs["InitConfiguration"], docs["ClusterConfiguration"]
     assert init["localAPIEndpoint"] == {"advertiseAddress": "10.10.1.1", "bindPort": 6443}
-    assert init["nodeRegistration"] == {"name": "node0", "criSocket": "unix:///run/containerd/containerd.sock"}
+    assert init["nodeRegistration"] == {"name": "node0", "criSocket": "unix:///run/containerd/containerd.sock",
+                                        "kubeletExtraArgs": [{"name": "node-ip", "value": "10.10.1.1"}]}
+    assert "patches" not in init
     assert init["bootstrapTokens"][0]["token"] == "abcdef.0123456789abcdef"
     versions = pinned_versions()
     assert cluster["kubernetesVersion"] == versions.kubernetes == "v1.32.13"
@@ -52,7 +54,7 @@ def test_vanilla_init_documents_carry_the_artifacts_flags_at_the_pinned_versions
     assert as_flags(cluster["etcd"]["local"]["extraArgs"]) == {
         "auto-compaction-mode": "periodic", "auto-compaction-retention": "15m", "quota-backend-bytes": "4294967296"}
     assert cluster["etcd"]["local"]["imageTag"] == versions.etcd.lstrip("v") + "-0"  # our etcd pin, not kubeadm's
-    assert "dns" not in cluster
+    assert "dns" not in cluster and "proxy" not in cluster  # kubeadm's addons, as upstream
     assert docs["KubeletConfiguration"] == {"apiVersion": "kubelet.config.k8s.io/v1beta1",
                                            "kind": "KubeletConfiguration", "cgroupDriver": "systemd"}
 
@@ -82,14 +84,22 @@ def test_kd_images_take_the_control_plane_from_kds_repository_and_the_rest_from_
 
 def test_join_configuration_pins_the_ca_and_names_the_worker():
     text = kubeadm.join_yaml(kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs"), WORKER, CP,
-                             "abcdef.0123456789abcdef", "sha256:" + "0" * 64)
+                             "abcdef.0123456789abcdef", "sha256:" + "0" * 64, patches="/var/lib/kdlib/p")
     docs = documents(text)
+    assert list(docs) == ["JoinConfiguration"]  # the kubelet's settings come from the cluster's ConfigMap
     join = docs["JoinConfiguration"]
     assert join["nodeRegistration"]["name"] == "node1"
+    assert join["nodeRegistration"]["kubeletExtraArgs"] == [{"name": "node-ip", "value": "10.10.1.2"}]
+    assert join["patches"] == {"directory": "/var/lib/kdlib/p"}
     assert join["discovery"]["bootstrapToken"] == {"apiServerEndpoint": "10.10.1.1:6443",
                                                    "token": "abcdef.0123456789abcdef",
                                                    "caCertHashes": ["sha256:" + "0" * 64]}
-    assert docs["KubeletConfiguration"]["cgroupDriver"] == "cgroupfs"
+
+
+def test_addons_can_be_turned_off_and_the_kd_dns_repository_is_kept():
+    cluster = kubeadm.cluster_configuration(kubeadm.KubeadmSettings.kd(kube_proxy=False, coredns=False), CP)
+    assert cluster["proxy"] == {"disabled": True}
+    assert cluster["dns"] == {"imageRepository": "registry.k8s.io/coredns", "disabled": True}
 
 
 def test_the_flags_come_from_the_shared_settings_not_a_copy():

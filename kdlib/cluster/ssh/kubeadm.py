@@ -82,6 +82,8 @@ class KubeadmSettings:
     cri_socket: str = CONTAINERD_SOCKET
     cgroup_driver: str = "systemd"  # kubeadm's default; containerd must use the same
     cluster_name: str = "kubernetes"
+    kube_proxy: bool = True  # kubeadm's kube-proxy and CoreDNS addons (off: their images are not needed)
+    coredns: bool = True
 
     @classmethod
     def vanilla(cls, **changes: Any) -> "KubeadmSettings":
@@ -138,12 +140,22 @@ def endpoint(control_plane: Host) -> str:
     return f"{control_plane.address}:{API_PORT}"
 
 
-def init_configuration(s: KubeadmSettings, control_plane: Host, token: str | None = None) -> dict[str, Any]:
+def node_registration(s: KubeadmSettings, host: Host) -> dict[str, Any]:
+    # node-ip: the inventory's address, not whatever the kubelet finds on a default route.
+    return {"name": host.name, "criSocket": s.cri_socket,
+            "kubeletExtraArgs": extra_args({"node-ip": host.address})}
+
+
+def init_configuration(s: KubeadmSettings, control_plane: Host, token: str | None = None,
+                       patches: str | None = None) -> dict[str, Any]:
+    """``patches``: a directory on the host of kubeadm patches (e.g. this host's kubelet settings)."""
     config: dict[str, Any] = {
         "apiVersion": KUBEADM_API, "kind": "InitConfiguration",
         "localAPIEndpoint": {"advertiseAddress": control_plane.address, "bindPort": API_PORT},
-        "nodeRegistration": {"name": control_plane.name, "criSocket": s.cri_socket},
+        "nodeRegistration": node_registration(s, control_plane),
     }
+    if patches is not None:
+        config["patches"] = {"directory": patches}
     if token is not None:  # the workers' bootstrap token; kubeadm makes one when absent
         config["bootstrapTokens"] = [{"token": token, "ttl": "2h0m0s",
                                       "groups": ["system:bootstrappers:kubeadm:default-node-token"],
@@ -171,6 +183,10 @@ def cluster_configuration(s: KubeadmSettings, control_plane: Host) -> dict[str, 
     if s.kd_images:  # Kd publishes the control plane only: the rest stays upstream's
         config["etcd"]["local"]["imageRepository"] = VANILLA_REPOSITORY
         config["dns"] = {"imageRepository": f"{VANILLA_REPOSITORY}/coredns"}
+    if not s.coredns:
+        config["dns"] = {**config.get("dns", {}), "disabled": True}
+    if not s.kube_proxy:
+        config["proxy"] = {"disabled": True}
     return config
 
 
@@ -187,14 +203,17 @@ def scheduler_configuration() -> dict[str, Any]:
 
 
 def join_configuration(s: KubeadmSettings, worker: Host, control_plane: Host, token: str,
-                       ca_cert_hash: str) -> dict[str, Any]:
+                       ca_cert_hash: str, patches: str | None = None) -> dict[str, Any]:
     """A worker's join: bootstrap token discovery pinned to the cluster CA's public key."""
-    return {
+    config: dict[str, Any] = {
         "apiVersion": KUBEADM_API, "kind": "JoinConfiguration",
-        "nodeRegistration": {"name": worker.name, "criSocket": s.cri_socket},
+        "nodeRegistration": node_registration(s, worker),
         "discovery": {"bootstrapToken": {"apiServerEndpoint": endpoint(control_plane), "token": token,
                                          "caCertHashes": [ca_cert_hash]}},
     }
+    if patches is not None:
+        config["patches"] = {"directory": patches}
+    return config
 
 
 def new_token() -> str:
@@ -209,15 +228,18 @@ def render(*documents: dict[str, Any]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False, explicit_start=False)
 
 
-def init_yaml(s: KubeadmSettings, control_plane: Host, token: str | None = None) -> str:
+def init_yaml(s: KubeadmSettings, control_plane: Host, token: str | None = None, patches: str | None = None) -> str:
     s.check()
-    return render(init_configuration(s, control_plane, token), cluster_configuration(s, control_plane),
+    return render(init_configuration(s, control_plane, token, patches), cluster_configuration(s, control_plane),
                   kubelet_configuration(s))
 
 
-def join_yaml(s: KubeadmSettings, worker: Host, control_plane: Host, token: str, ca_cert_hash: str) -> str:
+def join_yaml(s: KubeadmSettings, worker: Host, control_plane: Host, token: str, ca_cert_hash: str,
+              patches: str | None = None) -> str:
+    """The join configuration; the kubelet's settings come from the cluster (kubeadm's
+    kubelet-config ConfigMap, written by init), plus this host's ``patches``."""
     s.check()
-    return render(join_configuration(s, worker, control_plane, token, ca_cert_hash), kubelet_configuration(s))
+    return render(join_configuration(s, worker, control_plane, token, ca_cert_hash, patches))
 
 
 # -- kubeadm on a host ----------------------------------------------------------------
@@ -284,18 +306,23 @@ def dry_run(tools: HostTools, config: str, ignored: tuple[str, ...] = ()) -> str
     /etc/kubernetes. Returns kubeadm's output; the manifests stay in that directory."""
     out = f"{tools.work_dir}/dryrun"
     tools.remote.run(f"rm -rf {shlex.quote(out)} && mkdir -p {shlex.quote(out)}")
-    flags = f" --ignore-preflight-errors={','.join(ignored)}" if ignored else ""
-    return tools.kubeadm(f"init --dry-run --config {shlex.quote(config)}{flags}",
+    return tools.kubeadm(f"init --dry-run --config {shlex.quote(config)}{_ignoring(ignored)}",
                          failed="kubeadm init --dry-run failed", env={"KUBEADM_INIT_DRYRUN_DIR": out})
 
 
-def init(tools: HostTools, config: str, timeout: float = 600.0) -> str:
-    return tools.kubeadm(f"init --config {shlex.quote(config)} --skip-token-print", failed="kubeadm init failed",
+def _ignoring(ignored: tuple[str, ...]) -> str:
+    return f" --ignore-preflight-errors={','.join(ignored)}" if ignored else ""
+
+
+def init(tools: HostTools, config: str, timeout: float = 600.0, ignored: tuple[str, ...] = ()) -> str:
+    """``kubeadm init``: the kubelet must be running (or restarting) already; kubeadm waits for it."""
+    return tools.kubeadm(f"init --config {shlex.quote(config)} --skip-token-print{_ignoring(ignored)}",
+                         failed="kubeadm init failed", timeout=timeout)
+
+
+def join(tools: HostTools, config: str, timeout: float = 600.0, ignored: tuple[str, ...] = ()) -> str:
+    return tools.kubeadm(f"join --config {shlex.quote(config)}{_ignoring(ignored)}", failed="kubeadm join failed",
                          timeout=timeout)
-
-
-def join(tools: HostTools, config: str, timeout: float = 600.0) -> str:
-    return tools.kubeadm(f"join --config {shlex.quote(config)}", failed="kubeadm join failed", timeout=timeout)
 
 
 def reset(tools: HostTools, cri_socket: str = CONTAINERD_SOCKET, *, dry_run: bool = False) -> str:

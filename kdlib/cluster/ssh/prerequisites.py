@@ -27,7 +27,8 @@ class Prerequisite:
 
 def prerequisites(cri_socket: str = CONTAINERD_SOCKET) -> tuple[Prerequisite, ...]:
     socket = cri_socket.removeprefix("unix://")
-    tools = ("conntrack", "socat", "iptables", "ip", "mount", "nsenter")
+    # Not socat: containerd's CRI forwards ports itself (socat served dockershim's port-forward).
+    tools = ("conntrack", "iptables", "ip", "mount", "nsenter")
     return (
         Prerequisite("root", '[ "$(id -u)" = 0 ]', "root (kubeadm writes /etc/kubernetes and runs containers)"),
         Prerequisite("cri", f"[ -S {shlex.quote(socket)} ]", f"containerd listening on {cri_socket} (the CRI)"),

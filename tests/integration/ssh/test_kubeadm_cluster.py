@@ -1,0 +1,101 @@
+"""A full kubeadm cluster on two SSH test hosts: `kubeadm init` on one, `join` on the other,
+both nodes Ready, a real container on the worker, then `kubeadm reset` and nothing left.
+
+The hosts are made ready for kubeadm by ``tests/kubeadmhosts.py`` (what packages do on a
+real host: containerd, private fixed paths, cgroups, images made here: no internet)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from kdlib.cluster.ssh import inventory, kubeadm
+from kdlib.cluster.ssh.inventory import Host
+from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
+from kdlib.cluster.ssh.remote import Hosts, SshOptions
+
+from ... import kubeadmhosts
+
+pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binaries, pytest.mark.real_nodes]
+
+
+@pytest.fixture(scope="module")
+def node_binaries(binaries) -> dict[str, Path]:
+    missing = [tool for tool in ("containerd", "runc", "ctr") if shutil.which(tool) is None]
+    if missing or not Path("/usr/lib/cni/bridge").is_file():
+        pytest.skip(f"kubeadm nodes need Debian's containerd, runc and containernetworking-plugins "
+                    f"(missing: {', '.join(missing) or '/usr/lib/cni/bridge'})")
+    from kdlib.cluster.binaries import build_node_binaries
+
+    return build_node_binaries(binaries.directory, names=("kubeadm", "kubelet", "sleeper"))
+
+
+def netns_commands(netns: str) -> list[str]:
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    return sorted({Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}").exists()})
+
+
+def wait(what: str, condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout} s")
+        time.sleep(1)
+
+
+def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binaries, node_binaries, tmp_path):
+    _, hosts = host_factory(2)
+    inv = inventory.parse({
+        "cluster": "kda", "mode": "kubeadm", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
+    }, "test-hosts")
+    settings = kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
+    etc_kubernetes_before = Path("/etc/kubernetes").exists()
+    test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
+    with Hosts(test_hosts, SshOptions(connect_timeout=5, command_timeout=120, known_hosts=hosts.known_hosts)) as group:
+        with kubeadmhosts.node_hosts(list(group.remotes.values()), hosts.workdir, hosts.workdir / "hosts",
+                                     binaries.directory, settings.kubernetes_version, settings.etcd_version):
+            patches = {h.name: {"cgroupRoot": kubeadmhosts.cgroup_root(h.name)} for h in test_hosts}
+            started = time.monotonic()
+            with KubeadmCluster(inv, settings=settings, cni="bridge", kubelet_patches=patches,
+                                state_dir=tmp_path / "local") as cluster:
+                up = time.monotonic() - started
+                core = client.CoreV1Api(cluster.api_client())
+
+                def ready() -> bool:
+                    nodes = core.list_node().items
+                    return sorted(n.metadata.name for n in nodes) == sorted(h.name for h in test_hosts) and all(
+                        any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
+
+                wait("both nodes Ready", ready, 120)
+                apiserver = core.read_namespaced_pod(f"kube-apiserver-{hosts[0].name}", "kube-system")
+                command = apiserver.spec.containers[0].command
+                assert "--max-requests-inflight=200000" in command and f"--advertise-address={hosts[0].address}" in command
+                pod = client.V1Pod(
+                    metadata=client.V1ObjectMeta(name="sleeper"),
+                    spec=client.V1PodSpec(node_selector={"kubernetes.io/hostname": hosts[1].name}, containers=[
+                        client.V1Container(name="sleeper", image="kdlib.local/sleeper:v1", image_pull_policy="Never")]))
+                core.create_namespaced_pod("default", pod)
+                wait("the pod Running on the worker",
+                     lambda: core.read_namespaced_pod("sleeper", "default").status.phase == "Running", 90)
+                print(f"kubeadm cluster up in {up:.1f} s; timings {cluster.timings}")
+            # kubeadm reset ran on both hosts: no kubelet, no control plane, no containers left.
+            for h in hosts.hosts:
+                left = set(netns_commands(h.netns)) - {"sshd", "sftp-server"}  # the SSH sessions
+                assert left == {"containerd"}, (h.name, left)  # the host's own runtime, no shim, no pod
+                assert group[h.name].run("ls -A /etc/kubernetes/manifests /var/lib/kubelet /var/lib/etcd "
+                                         "2>/dev/null | grep -v : | grep . || true").stdout.strip() == ""
+                assert not Path(inv.cluster_dir(), h.name).exists()
+    for h in hosts.hosts:
+        assert not Path(f"/sys/fs/cgroup/cpu{kubeadmhosts.cgroup_root(h.name)}").exists()
+    assert Path("/etc/kubernetes").exists() == etc_kubernetes_before
+    assert not (tmp_path / "local").exists()
+    assert os.path.exists(hosts.workdir)  # removed by the host factory, not by the cluster
