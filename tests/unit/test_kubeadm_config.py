@@ -125,3 +125,45 @@ def test_bad_settings_are_refused_before_anything_runs_each_problem_named():
         kubeadm.init_yaml(s, CP)
     assert kubeadm.KubeadmSettings.vanilla().problems() == []
     assert kubeadm.KubeadmSettings.kd().problems() == []
+
+
+def test_the_kubeadm_cluster_refuses_what_it_cannot_run_before_any_connection(tmp_path):
+    from kdlib.cluster.ssh import inventory
+    from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
+
+    key = tmp_path / "key"
+    key.write_text("not used: nothing connects\n")
+    inv = inventory.parse({"mode": "kubeadm", "key": str(key), "control_plane": {"name": "cp", "address": "10.0.0.1"},
+                           "workers": [{"name": "w1", "address": "10.0.0.2", "kubelet": True},
+                                       {"name": "w2", "address": "10.0.0.3", "kwok_nodes": 10}]})
+    with pytest.raises(ConfigError) as refused:
+        KubeadmCluster(inv, cni="flannel", kubelet_patches={"w9": {"cgroupRoot": "/x"}},
+                       settings=kubeadm.KubeadmSettings.vanilla(cgroup_driver="upstart"))
+    message = str(refused.value)
+    assert "settings: cgroup_driver" in message
+    assert "w2: kwok_nodes: kwok workers are not implemented in kubeadm mode yet" in message
+    assert "cni: must be None or 'bridge', not 'flannel'" in message
+    assert "kubelet_patches: no such host: w9" in message
+    binaries_mode = inventory.parse({**inv.to_data(), "mode": "binaries", "workers": [inv.to_data()["workers"][0]]})
+    with pytest.raises(ConfigError, match="mode is 'binaries', not 'kubeadm'"):
+        KubeadmCluster(binaries_mode)
+
+
+def test_ca_cert_hash_is_what_kubeadms_documented_openssl_recipe_gives(tmp_path):
+    import shutil
+    import subprocess
+
+    from kdlib.cluster.controlplane import pki
+    from kdlib.cluster.ssh.kubeadm_cluster import ca_cert_hash
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    pair = pki.create_ca(tmp_path)
+    # kubeadm's docs: openssl x509 -pubkey -in ca.crt | openssl pkey -pubin -outform der | openssl dgst -sha256
+    public = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", str(pair.cert)],
+                            capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=public,
+                         capture_output=True, check=True).stdout
+    digest = subprocess.run(["openssl", "dgst", "-sha256", "-r"], input=der, capture_output=True,
+                            check=True).stdout.split()[0].decode()
+    assert ca_cert_hash(pair.cert.read_bytes()) == f"sha256:{digest}"

@@ -40,10 +40,11 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ...errors import ConfigError, RemoteError
+from ...errors import ClusterError, ConfigError, RemoteError
 from ..base import Cluster, ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
 from . import detached, kubeadm, prerequisites
+from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
 from .cluster import local_state_dir
 from .inventory import Host, Inventory
 from .lock import ClusterLock
@@ -66,6 +67,10 @@ KUBELET_LOOP = (
 NO_KUBELET_SERVICE = prerequisites.Prerequisite(
     "kubelet-service", "! systemctl is-enabled --quiet kubelet.service",
     "no kubelet.service enabled (kdlib runs the kubelet itself: systemctl disable --now kubelet)")
+CNI_PLUGINS = prerequisites.Prerequisite(
+    "cni-plugins", "for d in /opt/cni/bin /usr/lib/cni; do [ -x $d/bridge ] && [ -x $d/host-local ] && "
+    "[ -x $d/portmap ] && exit 0; done; exit 1",
+    "the CNI plugins bridge, host-local, portmap in /opt/cni/bin or /usr/lib/cni (containernetworking-plugins)")
 
 
 class KubeadmCluster(Cluster):
@@ -126,6 +131,8 @@ class KubeadmCluster(Cluster):
 
     def _start(self) -> ClusterInfo:
         started = time.monotonic()
+        if self.state_dir.exists() and not is_ours(self.state_dir):
+            raise ClusterError(f"{self.state_dir} exists and was not made by kdlib: refusing to touch it")
         local = {"kubeadm": build_node_binaries(default_bin_dir(), names=("kubeadm",))["kubeadm"]}
         own = self.bin_dir / "kubelet" if self.bin_dir else None
         local["kubelet"] = own if own and own.is_file() else build_node_binaries(default_bin_dir(),
@@ -135,7 +142,8 @@ class KubeadmCluster(Cluster):
             self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()
             self.lock = ClusterLock(self.hosts[self.inventory.control_plane.name], self.inventory.cluster_dir())
             self.lock.acquire()
-            checks = (*prerequisites.prerequisites(self.settings.cri_socket), NO_KUBELET_SERVICE)
+            checks = (*prerequisites.prerequisites(self.settings.cri_socket), NO_KUBELET_SERVICE,
+                      *((CNI_PLUGINS,) if self.cni == "bridge" else ()))
             prerequisites.check_hosts(self.hosts, [h.name for h in self.nodes], checks)
             self._timings["checked"] = time.monotonic() - started
             self._clean_hosts(collect=False)  # what a previous run of ours left
@@ -167,6 +175,7 @@ class KubeadmCluster(Cluster):
         remote = cp_tools.remote
         ca_hash = ca_cert_hash(remote.run("cat /etc/kubernetes/pki/ca.crt").stdout.encode())
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / OURS).write_text("made by kdlib's ssh backend (kubeadm mode)\n")
         kubeconfig = self.state_dir / "admin.kubeconfig"
         kubeconfig.write_text(remote.run("cat /etc/kubernetes/admin.conf").stdout)
         kubeconfig.chmod(0o600)
@@ -251,10 +260,65 @@ class KubeadmCluster(Cluster):
         if self.hosts is not None:
             self.hosts.close()
             self.hosts = None
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        if is_ours(self.state_dir):
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         if failures:
             raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "stop",
                               "clean-up incomplete: " + "; ".join(failures))
+
+
+def _nodes(inventory: Inventory) -> Hosts:
+    return Hosts((inventory.control_plane, *inventory.kubelet_workers), SshOptions.of(inventory))
+
+
+def status(inventory: Inventory) -> dict:
+    """Per node: whether kdlib ran init/join there and the PID of its kubelet; the kubeconfig."""
+    found: dict[str, Any] = {}
+    with _nodes(inventory) as hosts:
+        for name, remote in hosts.remotes.items():
+            directory = f"{inventory.cluster_dir()}/{name}"
+            try:
+                marker = remote.run(f"cat {shlex.quote(directory)}/{MARKER} 2>/dev/null", check=False).stdout
+                found[name] = {"kubeadm": json.loads(marker)["kubeadm"] if marker.strip() else None,
+                               "kubelet": detached.status(remote, "kubelet", None, directory)}
+            except RemoteError as error:
+                found[name] = f"unreachable: {error.reason}"
+    kubeconfig = local_state_dir(inventory) / "admin.kubeconfig"
+    running = any(isinstance(v, dict) and v["kubelet"] for v in found.values())
+    return {"cluster": inventory.cluster, "mode": "kubeadm", "running": running, "hosts": found,
+            "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
+
+
+def down(inventory: Inventory) -> None:
+    """Clean every node from the hosts' files alone (after a killed owner, too): under the
+    cluster's lock, workers first."""
+    failures = []
+    with _nodes(inventory) as hosts:
+        with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
+            for host in [*inventory.kubelet_workers, inventory.control_plane]:
+                try:
+                    clean_host(hosts[host.name], f"{inventory.cluster_dir()}/{host.name}")
+                except RemoteError as error:
+                    failures.append(str(error).splitlines()[0])
+    if is_ours(local_state_dir(inventory)):
+        shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
+    if failures:
+        raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "down",
+                          "clean-up incomplete: " + "; ".join(failures))
+
+
+def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namespace)
+    """``python -m kdlib ssh up|status|down`` for an inventory of mode kubeadm."""
+    if args.action == "up":
+        cluster = KubeadmCluster(inventory, bin_dir=args.bin_dir, kd=args.kd, cni="bridge", timeout=args.timeout)
+        print(cluster.start().kubeconfig)  # left running: `down` stops it
+        return 0
+    if args.action == "status":
+        found = status(inventory)
+        print(json.dumps(found, indent=2))
+        return 0 if found["running"] else 1
+    down(inventory)
+    return 0
 
 
 def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm.CONTAINERD_SOCKET) -> None:

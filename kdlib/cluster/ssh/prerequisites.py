@@ -45,8 +45,9 @@ def prerequisites(cri_socket: str = CONTAINERD_SOCKET) -> tuple[Prerequisite, ..
 
 
 def script(checks: tuple[Prerequisite, ...]) -> str:
-    """One shell script printing ``missing NAME`` per failed check (always exit 0)."""
-    return "\n".join(f"{{ {c.test}; }} 2>/dev/null || echo missing {c.name}" for c in checks) + "\nexit 0\n"
+    """One shell script printing ``missing NAME`` per failed check (always exit 0); each
+    test runs in a subshell, so one that exits cannot end the others."""
+    return "\n".join(f"( {c.test} ) 2>/dev/null || echo missing {c.name}" for c in checks) + "\nexit 0\n"
 
 
 def missing(remote: Remote, checks: tuple[Prerequisite, ...] | None = None) -> list[Prerequisite]:

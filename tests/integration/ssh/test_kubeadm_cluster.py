@@ -19,6 +19,7 @@ from kdlib.cluster.ssh import inventory, kubeadm
 from kdlib.cluster.ssh.inventory import Host
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
 from kdlib.cluster.ssh.remote import Hosts, SshOptions
+from kdlib.errors import RemoteError
 
 from ... import kubeadmhosts
 
@@ -99,3 +100,30 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
     assert Path("/etc/kubernetes").exists() == etc_kubernetes_before
     assert not (tmp_path / "local").exists()
     assert os.path.exists(hosts.workdir)  # removed by the host factory, not by the cluster
+
+
+def test_hosts_without_the_prerequisites_are_one_error_naming_each_and_nothing_starts(host_factory, binaries,
+                                                                                       node_binaries, tmp_path):
+    _, hosts = host_factory(2)  # plain test hosts: no containerd, forwarding off
+    inv = inventory.parse({
+        "cluster": "kda", "mode": "kubeadm", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 60, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
+    }, "test-hosts")
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=rf"^{hosts[0].name}, {hosts[1].name}: missing prerequisites: ") as lacking:
+        with KubeadmCluster(inv, cni="bridge", state_dir=tmp_path / "local"):
+            pass
+    assert time.monotonic() - started < 20
+    message = str(lacking.value)
+    assert f"{hosts[0].name}: containerd listening on unix:///run/containerd/containerd.sock" in message
+    assert f"{hosts[1].name}: containerd listening" in message and "net.ipv4.ip_forward=1" in message
+    for h in hosts.hosts:  # nothing shipped, nothing started
+        assert set(netns_commands(h.netns)) <= {"sshd", "sftp-server"}
+        assert not Path(inv.cluster_dir(), h.name).exists()
+    assert not (tmp_path / "local").exists()
+    # The lock was released: the clean-up from the hosts' files alone can take it.
+    from kdlib.cluster.ssh import kubeadm_cluster
+
+    kubeadm_cluster.down(inv)
