@@ -131,7 +131,8 @@ def _setup_script(host: str, work: str, hosts_file: str) -> str:
     lines.append("mount -t tmpfs kdlib-cgroup /sys/fs/cgroup")
     for h in HIERARCHIES:
         lines.append(f"mkdir -p /sys/fs/cgroup/{h} && mount -t cgroup -o {h} cgroup /sys/fs/cgroup/{h}")
-    lines.append("mkdir -p /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd")
+    lines.append("mkdir -p /sys/fs/cgroup/systemd && "
+                 "mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd")
     root = cgroup_root(host)
     lines.append(f"for h in {' '.join(HIERARCHIES)} systemd; do mkdir -p /sys/fs/cgroup/$h{root}; done")
     lines.append(f"cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset{root}/cpuset.cpus")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from kdlib.cluster.ssh import inventory, kubeadm
+from kdlib.cluster.ssh import inventory, kubeadm, kubeadm_cluster
 from kdlib.cluster.ssh.inventory import Host
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
 from kdlib.cluster.ssh.remote import Hosts, SshOptions
@@ -79,7 +79,8 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
                 wait("both nodes Ready", ready, 120)
                 apiserver = core.read_namespaced_pod(f"kube-apiserver-{hosts[0].name}", "kube-system")
                 command = apiserver.spec.containers[0].command
-                assert "--max-requests-inflight=200000" in command and f"--advertise-address={hosts[0].address}" in command
+                assert "--max-requests-inflight=200000" in command
+                assert f"--advertise-address={hosts[0].address}" in command
                 pod = client.V1Pod(
                     metadata=client.V1ObjectMeta(name="sleeper"),
                     spec=client.V1PodSpec(node_selector={"kubernetes.io/hostname": hosts[1].name}, containers=[
@@ -88,6 +89,10 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
                 wait("the pod Running on the worker",
                      lambda: core.read_namespaced_pod("sleeper", "default").status.phase == "Running", 90)
                 print(f"kubeadm cluster up in {up:.1f} s; timings {cluster.timings}")
+                found = kubeadm_cluster.status(inv)  # from the hosts' files, as `kdlib ssh status`
+                assert found["running"] and found["mode"] == "kubeadm"
+                assert {h: (v["kubeadm"], v["kubelet"] is not None) for h, v in found["hosts"].items()} == {
+                    hosts[0].name: ("init", True), hosts[1].name: ("join", True)}
             # kubeadm reset ran on both hosts: no kubelet, no control plane, no containers left.
             for h in hosts.hosts:
                 left = set(netns_commands(h.netns)) - {"sshd", "sftp-server"}  # the SSH sessions
@@ -95,6 +100,7 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
                 assert group[h.name].run("ls -A /etc/kubernetes/manifests /var/lib/kubelet /var/lib/etcd "
                                          "2>/dev/null | grep -v : | grep . || true").stdout.strip() == ""
                 assert not Path(inv.cluster_dir(), h.name).exists()
+            assert not kubeadm_cluster.status(inv)["running"]
     for h in hosts.hosts:
         assert not Path(f"/sys/fs/cgroup/cpu{kubeadmhosts.cgroup_root(h.name)}").exists()
     assert Path("/etc/kubernetes").exists() == etc_kubernetes_before
@@ -123,7 +129,4 @@ def test_hosts_without_the_prerequisites_are_one_error_naming_each_and_nothing_s
         assert set(netns_commands(h.netns)) <= {"sshd", "sftp-server"}
         assert not Path(inv.cluster_dir(), h.name).exists()
     assert not (tmp_path / "local").exists()
-    # The lock was released: the clean-up from the hosts' files alone can take it.
-    from kdlib.cluster.ssh import kubeadm_cluster
-
-    kubeadm_cluster.down(inv)
+    kubeadm_cluster.down(inv)  # the lock was released: the clean-up from the hosts' files can take it
