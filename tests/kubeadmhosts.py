@@ -20,6 +20,42 @@ namespace (the private one ``ip netns exec`` gave its sshd, so nothing shows out
   ``kube`` binary under the names kubeadm asks for (``registry.k8s.io/kube-apiserver:
   v1.32.13`` ... ``etcd:3.5.21-0``), the pause image from ``tools/sleeper``. No registry
   is contacted; kubeadm's kube-proxy and CoreDNS addons are turned off (no binaries).
+
+Findings: a full ``kubeadm init`` and ``join`` on these hosts (measured 2026-11-28)
+-----------------------------------------------------------------------------------
+It runs: two hosts, init + join + both nodes Ready (bridge CNI) + a real container on
+the worker + ``kubeadm reset``, in 53-65 s (cluster up in 34-43 s: shipping kubeadm and
+the kubelet ~7-10 s, init ~15-18 s, join ~9-10 s). What blocked it, in order, exactly:
+
+1. Plain test host, ``kubeadm init --dry-run``: ``[ERROR SystemVerification]: cannot get
+   a cgroup mount point: cannot get a cgroupfs mount point from "/proc/mounts"`` (``ip
+   netns exec`` mounts a fresh sysfs over /sys); ``[ERROR KubeletVersion]: couldn't get
+   kubelet version: cannot execute 'kubelet --version': executable file not found in
+   $PATH`` (kdlib now puts our kubelet on kubeadm's PATH); ``[ERROR
+   FileContent--proc-sys-net-ipv4-ip_forward]``. No CRI is only a warning in a dry run.
+   The dry run also wrote ``/etc/kubernetes/tmp/kubeadm-init-dryrun*`` on the machine's
+   shared /etc, hence ``KUBEADM_INIT_DRYRUN_DIR``.
+2. Full init: ``[ERROR ImagePull]: failed to pull image registry.k8s.io/kube-proxy:v1.32.13
+   ... dial udp 10.255.255.53:53: connect: network is unreachable`` (and CoreDNS): no
+   internet; the control-plane images are made here, the two addons are turned off.
+3. ``[kubelet-start] WARNING: unable to start the kubelet service: [failed to reload
+   systemd: exit status 1]``: PID 1 is not systemd. kubeadm goes on and waits for the
+   kubelet's healthz, so kdlib runs the kubelet itself (a restart loop).
+4. ``[api-check] The API server is not healthy after 4m0s``; the kubelet log:
+   ``failed to create shim task: failed to mount rootfs component &{overlay overlay ...}:
+   invalid argument``: containerd's root was on the /var/lib overlay. A plain directory
+   bound on /var/lib/containerd fixed it; init then took 13 s.
+5. Clean-up: ``[reset] Failed to remove containers: ... failed to set removing state``
+   (a warning, exit 0), and the static pods came back: the kubelet had outlived its
+   SIGTERM and restarted them while reset ran. The kubelet loop now SIGKILLs its kubelet
+   and waits for it; reset is retried (3 times) while it still warns.
+6. Shared fixed paths and cgroups: without the private overlays two hosts would share
+   /etc/kubernetes, /var/lib/kubelet and /var/lib/etcd; without a per-host cgroupRoot
+   (a kubeadm patch, ``kubeletconfiguration+merge.yaml``) two kubelets would manage one
+   ``/kubepods`` tree and kill each other's pods.
+
+Not run here: Kd's images (``shengqipku/...``, no internet; only validated and
+dry-run), flannel (its images come from the internet; the bridge CNI is node-local).
 """
 
 from __future__ import annotations
