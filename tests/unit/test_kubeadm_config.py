@@ -91,6 +91,13 @@ def test_join_configuration_pins_the_ca_and_names_the_worker():
     assert join["nodeRegistration"]["name"] == "node1"
     assert join["nodeRegistration"]["kubeletExtraArgs"] == [{"name": "node-ip", "value": "10.10.1.2"}]
     assert join["patches"] == {"directory": "/var/lib/kdlib/p"}
+    assert "taints" not in join["nodeRegistration"]  # kubeadm's default: none on a worker
+    labelled = kubeadm.join_configuration(kubeadm.KubeadmSettings.vanilla(), WORKER, CP, "abcdef.0123456789abcdef",
+                                          "sha256:" + "0" * 64, labels={"kdlib/real-node": "true"},
+                                          taints=[{"key": "kdlib/real-node", "value": "true", "effect": "NoSchedule"}])
+    registration = labelled["nodeRegistration"]
+    assert as_flags(registration["kubeletExtraArgs"]) == {"node-ip": "10.10.1.2", "node-labels": "kdlib/real-node=true"}
+    assert registration["taints"] == [{"key": "kdlib/real-node", "value": "true", "effect": "NoSchedule"}]
     assert join["discovery"]["bootstrapToken"] == {"apiServerEndpoint": "10.10.1.1:6443",
                                                    "token": "abcdef.0123456789abcdef",
                                                    "caCertHashes": ["sha256:" + "0" * 64]}

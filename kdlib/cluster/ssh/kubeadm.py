@@ -142,10 +142,17 @@ def endpoint(control_plane: Host) -> str:
     return f"{control_plane.address}:{API_PORT}"
 
 
-def node_registration(s: KubeadmSettings, host: Host) -> dict[str, Any]:
+def node_registration(s: KubeadmSettings, host: Host, labels: dict[str, str] | None = None,
+                      taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
     # node-ip: the inventory's address, not whatever the kubelet finds on a default route.
-    return {"name": host.name, "criSocket": s.cri_socket,
-            "kubeletExtraArgs": extra_args({"node-ip": host.address})}
+    flags = {"node-ip": host.address}
+    if labels:
+        flags["node-labels"] = ",".join(f"{k}={v}" for k, v in labels.items())
+    registration: dict[str, Any] = {"name": host.name, "criSocket": s.cri_socket,
+                                    "kubeletExtraArgs": extra_args(flags)}
+    if taints is not None:
+        registration["taints"] = [dict(t) for t in taints]
+    return registration
 
 
 def init_configuration(s: KubeadmSettings, control_plane: Host, token: str | None = None,
@@ -205,11 +212,13 @@ def scheduler_configuration() -> dict[str, Any]:
 
 
 def join_configuration(s: KubeadmSettings, worker: Host, control_plane: Host, token: str,
-                       ca_cert_hash: str, patches: str | None = None) -> dict[str, Any]:
-    """A worker's join: bootstrap token discovery pinned to the cluster CA's public key."""
+                       ca_cert_hash: str, patches: str | None = None, labels: dict[str, str] | None = None,
+                       taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A worker's join: bootstrap token discovery pinned to the cluster CA's public key;
+    the node registers with ``labels`` and ``taints``."""
     config: dict[str, Any] = {
         "apiVersion": KUBEADM_API, "kind": "JoinConfiguration",
-        "nodeRegistration": node_registration(s, worker),
+        "nodeRegistration": node_registration(s, worker, labels, taints),
         "discovery": {"bootstrapToken": {"apiServerEndpoint": endpoint(control_plane), "token": token,
                                          "caCertHashes": [ca_cert_hash]}},
     }
@@ -237,11 +246,12 @@ def init_yaml(s: KubeadmSettings, control_plane: Host, token: str | None = None,
 
 
 def join_yaml(s: KubeadmSettings, worker: Host, control_plane: Host, token: str, ca_cert_hash: str,
-              patches: str | None = None) -> str:
+              patches: str | None = None, labels: dict[str, str] | None = None,
+              taints: list[dict[str, str]] | None = None) -> str:
     """The join configuration; the kubelet's settings come from the cluster (kubeadm's
     kubelet-config ConfigMap, written by init), plus this host's ``patches``."""
     s.check()
-    return render(join_configuration(s, worker, control_plane, token, ca_cert_hash, patches))
+    return render(join_configuration(s, worker, control_plane, token, ca_cert_hash, patches, labels, taints))
 
 
 # -- kubeadm on a host ----------------------------------------------------------------

@@ -15,6 +15,10 @@ images). What kdlib does, per start:
    bridge network on its pod CIDR (pods reach pods of the same node only; the original
    used flannel, whose images come from the internet).
 
+The workers register as the local backend's real nodes do (label and taint
+``kdlib/real-node=true``) and get its workload image (``tools/sleeper``, imported with
+``ctr``), so ``kdlib.k8s.objects.deployment(..., on_real_nodes=True)`` runs there.
+
 The kubelet runs as kdlib's own detached process (pid file, stopped by PID like every
 other process of the SSH backend), restarted every second while it exits, as the
 systemd unit of kubeadm's packages does (``Restart=always``, the flags of its
@@ -47,6 +51,8 @@ from cryptography.hazmat.primitives import serialization
 from ...errors import ClusterError, ConfigError, RemoteError
 from ..base import Cluster, ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
+from ..local import images
+from ..local.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT
 from . import detached, kubeadm, prerequisites
 from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
 from .cluster import local_state_dir
@@ -71,6 +77,8 @@ KUBELET_LOOP = (
 NO_KUBELET_SERVICE = prerequisites.Prerequisite(
     "kubelet-service", "! systemctl is-enabled --quiet kubelet.service",
     "no kubelet.service enabled (kdlib runs the kubelet itself: systemctl disable --now kubelet)")
+CTR = prerequisites.Prerequisite("ctr", "command -v ctr >/dev/null",
+                                 "`ctr` (containerd's client) on PATH: kdlib imports the workload image with it")
 CNI_PLUGINS = prerequisites.Prerequisite(
     "cni-plugins", "for d in /opt/cni/bin /usr/lib/cni; do [ -x $d/bridge ] && [ -x $d/host-local ] && "
     "[ -x $d/portmap ] && exit 0; done; exit 1",
@@ -139,14 +147,15 @@ class KubeadmCluster(Cluster):
             raise ClusterError(f"{self.state_dir} exists and was not made by kdlib: refusing to touch it")
         local = {"kubeadm": build_node_binaries(default_bin_dir(), names=("kubeadm",))["kubeadm"]}
         own = self.bin_dir / "kubelet" if self.bin_dir else None
-        local["kubelet"] = own if own and own.is_file() else build_node_binaries(default_bin_dir(),
-                                                                                    names=("kubelet",))["kubelet"]
+        built = build_node_binaries(default_bin_dir(), names=("kubelet", "sleeper"))
+        local["kubelet"] = own if own and own.is_file() else built["kubelet"]
+        self._sleeper = built["sleeper"]
         self.hosts = Hosts(self.nodes, SshOptions.of(self.inventory))
         try:
             self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()
             self.lock = ClusterLock(self.hosts[self.inventory.control_plane.name], self.inventory.cluster_dir())
             self.lock.acquire()
-            checks = (*prerequisites.prerequisites(self.settings.cri_socket), NO_KUBELET_SERVICE,
+            checks = (*prerequisites.prerequisites(self.settings.cri_socket), NO_KUBELET_SERVICE, CTR,
                       *((CNI_PLUGINS,) if self.cni == "bridge" else ()))
             prerequisites.check_hosts(self.hosts, [h.name for h in self.nodes], checks)
             self._timings["checked"] = time.monotonic() - started
@@ -184,9 +193,13 @@ class KubeadmCluster(Cluster):
         kubeconfig.write_text(remote.run("cat /etc/kubernetes/admin.conf").stdout)
         kubeconfig.chmod(0o600)
 
+        archive = images.build_archive(self._sleeper, self.state_dir / "sleeper-image.tar")
+
         def join(r: Remote) -> None:
             t = tools[r.host.name]
-            path = self._config(t, kubeadm.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t)))
+            self._import_image(t, archive)
+            path = self._config(t, kubeadm.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
+                                                     REAL_NODE_LABEL, [REAL_NODE_TAINT]))
             self._start_kubelet(t)
             self._mark(t, "join")
             kubeadm.join(t, path, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -216,6 +229,14 @@ class KubeadmCluster(Cluster):
         directory = f"{tools.work_dir}/patches"
         kubeadm.put_text(tools.remote, yaml.safe_dump(patch), f"{directory}/kubeletconfiguration+merge.yaml")
         return directory
+
+    def _import_image(self, tools: kubeadm.HostTools, archive: Path) -> None:
+        """The real nodes' workload image, into containerd's k8s.io namespace (where the CRI looks)."""
+        remote_archive = f"{tools.work_dir}/{archive.name}"
+        tools.remote.put(archive, remote_archive, mode=0o644)
+        socket = self.settings.cri_socket.removeprefix("unix://")
+        tools.remote.run(f"ctr --address {shlex.quote(socket)} --namespace k8s.io images import "
+                         f"{shlex.quote(remote_archive)}", timeout=120)
 
     def _start_kubelet(self, tools: kubeadm.HostTools) -> None:
         script = KUBELET_LOOP.format(kubelet=shlex.quote(f"{tools.bin_dir}/kubelet"))

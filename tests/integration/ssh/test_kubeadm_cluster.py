@@ -1,5 +1,5 @@
 """A full kubeadm cluster on two SSH test hosts: `kubeadm init` on one, `join` on the other,
-both nodes Ready, a real container on the worker, then `kubeadm reset` and nothing left.
+both nodes Ready, real containers on the worker, then `kubeadm reset` and nothing left.
 
 The hosts are made ready for kubeadm by ``tests/kubeadmhosts.py`` (what packages do on a
 real host: containerd, private fixed paths, cgroups, images made here: no internet)."""
@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from kdlib.cluster.ssh import inventory, kubeadm, kubeadm_cluster
+from kdlib.k8s import objects
 from kdlib.cluster.ssh.inventory import Host
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
 from kdlib.cluster.ssh.remote import Hosts, SshOptions
@@ -81,13 +82,20 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
                 command = apiserver.spec.containers[0].command
                 assert "--max-requests-inflight=200000" in command
                 assert f"--advertise-address={hosts[0].address}" in command
-                pod = client.V1Pod(
-                    metadata=client.V1ObjectMeta(name="sleeper"),
-                    spec=client.V1PodSpec(node_selector={"kubernetes.io/hostname": hosts[1].name}, containers=[
-                        client.V1Container(name="sleeper", image="kdlib.local/sleeper:v1", image_pull_policy="Never")]))
-                core.create_namespaced_pod("default", pod)
-                wait("the pod Running on the worker",
-                     lambda: core.read_namespaced_pod("sleeper", "default").status.phase == "Running", 90)
+                worker = core.read_node(hosts[1].name)
+                assert worker.metadata.labels["kdlib/real-node"] == "true"  # as the local backend's real nodes
+                assert [(t.key, t.effect) for t in worker.spec.taints] == [("kdlib/real-node", "NoSchedule")]
+                # The experiments' own Deployment for real nodes: real containers of the imported image.
+                apps = client.AppsV1Api(cluster.api_client())
+                apps.create_namespaced_deployment("default", objects.deployment(
+                    "sleepers", "default", replicas=2, simulated_sandbox=False, on_real_nodes=True))
+
+                def running() -> bool:
+                    pods = core.list_namespaced_pod("default", label_selector="app=sleepers").items
+                    return len(pods) == 2 and all(p.status.phase == "Running" and p.spec.node_name == hosts[1].name
+                                                  for p in pods)
+
+                wait("2 pods Running on the worker", running, 90)
                 print(f"kubeadm cluster up in {up:.1f} s; timings {cluster.timings}")
                 found = kubeadm_cluster.status(inv)  # from the hosts' files, as `kdlib ssh status`
                 assert found["running"] and found["mode"] == "kubeadm"
