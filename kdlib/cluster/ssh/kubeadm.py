@@ -58,6 +58,7 @@ CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
 POD_SUBNET = "10.244.0.0/16"  # flannel's default network (the original's CNI)
 SCHEDULER_CONFIG = "/etc/kubernetes/kdlib-scheduler.yaml"  # on the control-plane host, mounted into the pod
 API_PORT = 6443
+RESET_API_TIMEOUT = "10s"
 
 # Preflight checks that cannot pass on this machine's SSH test hosts (network namespaces
 # made by ``ip netns exec``), ignored BY NAME in the dry run only; every other check counts.
@@ -276,9 +277,12 @@ class HostTools:
     def kubeadm(self, args: str, *, failed: str, env: dict[str, str] | None = None,
                 timeout: float | None = None) -> str:
         """Run ``kubeadm ARGS``; a failure is a RemoteError whose reason is ``failed`` and
-        the exit code, with kubeadm's output tail."""
+        the exit code, with kubeadm's output tail. Its PID is recorded in ``run/kubeadm.pid``
+        (an interrupted owner leaves a remote kubeadm running: :func:`stop_kubeadm`)."""
         command = self.command(args, env)
-        result = self.remote.run(command, timeout=timeout, check=False)
+        pid_file = shlex.quote(f"{self.work_dir}/run/kubeadm.pid")
+        recorded = f"mkdir -p {shlex.quote(self.work_dir)}/run && echo $$ > {pid_file} && exec {command}"
+        result = self.remote.run(f"sh -c {shlex.quote(recorded)}", timeout=timeout, check=False)
         if not result.ok:
             raise RemoteError(self.host, command, f"{failed} (exit {result.exit_code})", result.tail(20))
         return result.stdout + result.stderr
@@ -296,6 +300,24 @@ def install(remote: Remote, binaries: dict[str, Path], remote_dir: str, work_dir
         links.append(f"ln -sfn {shlex.quote(target)} {shlex.quote(bin_dir + '/' + name)}")
     remote.run(f"mkdir -p {shlex.quote(bin_dir)} && " + " && ".join(links))
     return HostTools(remote, bin_dir, work_dir)
+
+
+def stop_kubeadm(remote: Remote, work_dir: str, timeout: float = 10.0) -> str:
+    """Stop a kubeadm still running from ``work_dir`` (its owner was interrupted), by the
+    recorded PID and only while that PID's command line is our kubeadm. Returns
+    ``absent``, ``stale`` or ``stopped``."""
+    q = shlex.quote
+    tenths = max(1, int(timeout * 10))
+    script = f"""pid=$(cat {q(work_dir)}/run/kubeadm.pid 2>/dev/null) || {{ echo absent; exit 0; }}
+ours() {{ tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -q '^kubeadm \\|/kubeadm '; }}
+rm -f {q(work_dir)}/run/kubeadm.pid
+ours || {{ echo stale; exit 0; }}
+kill -TERM $pid; i=0
+while [ $i -lt {tenths} ] && ours; do sleep 0.1; i=$((i+1)); done
+ours && kill -KILL $pid
+echo stopped
+"""
+    return remote.run(f"sh -c {q(script)}", timeout=timeout + 30).stdout.strip()
 
 
 def put_text(remote: Remote, text: str, path: str, mode: int = 0o600) -> None:
@@ -337,9 +359,18 @@ def join(tools: HostTools, config: str, timeout: float = 600.0, ignored: tuple[s
                          timeout=timeout)
 
 
+def reset_configuration(cri_socket: str = CONTAINERD_SOCKET, *, dry_run: bool = False) -> dict[str, Any]:
+    """``kubeadm reset``'s own configuration. Its API timeout is short: after an interrupted
+    init (no kubeadm-config ConfigMap yet) reset spent the default minute trying to read
+    the cluster's configuration before going on (measured); a healthy API answers in ms."""
+    return {"apiVersion": KUBEADM_API, "kind": "ResetConfiguration", "force": True, "criSocket": cri_socket,
+            "dryRun": dry_run, "timeouts": {"kubernetesAPICall": RESET_API_TIMEOUT}}
+
+
 def reset(tools: HostTools, cri_socket: str = CONTAINERD_SOCKET, *, dry_run: bool = False) -> str:
-    """``kubeadm reset -f``: removes what init/join made on the host (manifests,
-    /var/lib/kubelet, /var/lib/etcd, the containers). Not CNI config or iptables rules:
-    kubeadm leaves those to the caller."""
-    flags = " --dry-run" if dry_run else ""
-    return tools.kubeadm(f"reset -f --cri-socket {shlex.quote(cri_socket)}{flags}", failed="kubeadm reset failed")
+    """``kubeadm reset``, without questions: removes what init/join made on the host
+    (manifests, /var/lib/kubelet, /var/lib/etcd, the containers). Not CNI configuration or
+    iptables rules: kubeadm leaves those to the caller."""
+    config = f"{tools.work_dir}/kubeadm-reset.yaml"
+    put_text(tools.remote, render(reset_configuration(cri_socket, dry_run=dry_run)), config)
+    return tools.kubeadm(f"reset --config {shlex.quote(config)}", failed="kubeadm reset failed")

@@ -350,7 +350,10 @@ def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm.CONTAIN
     """Stop our kubelet by PID, ``kubeadm reset -f`` when kdlib ran init/join here,
     remove kdlib's files in /etc and the host's directory."""
     q = shlex.quote
-    detached.stop(remote, "kubelet", None, directory)
+    started = time.monotonic()
+    interrupted = kubeadm.stop_kubeadm(remote, directory)  # an init/join its owner left running
+    kubelet = detached.stop(remote, "kubelet", None, directory)
+    log.info("%s: kubeadm %s, kubelet %s", remote.host.name, interrupted, kubelet)
     if remote.run(f"test -f {q(directory)}/{MARKER}", check=False).ok:
         tools = kubeadm.HostTools(remote, f"{directory}/bin", directory)
         for attempt in range(1, RESET_ATTEMPTS + 1):
@@ -362,10 +365,11 @@ def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm.CONTAIN
                 break
             log.info("%s: kubeadm reset, attempt %d: %s", remote.host.name, attempt, failed[0][-200:])
             if attempt == RESET_ATTEMPTS:
-                raise RemoteError(remote.host.name, tools.command("reset -f"),
+                raise RemoteError(remote.host.name, tools.command("reset"),
                                   f"kubeadm reset left containers after {attempt} attempts", failed[0])
             time.sleep(2)
     remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm.SCHEDULER_CONFIG)} && rm -rf {q(directory)}", timeout=60)
+    log.info("%s: cleaned in %.1f s", remote.host.name, time.monotonic() - started)
 
 
 def ca_cert_hash(pem: bytes) -> str:

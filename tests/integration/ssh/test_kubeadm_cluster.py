@@ -138,3 +138,82 @@ def test_hosts_without_the_prerequisites_are_one_error_naming_each_and_nothing_s
         assert not Path(inv.cluster_dir(), h.name).exists()
     assert not (tmp_path / "local").exists()
     kubeadm_cluster.down(inv)  # the lock was released: the clean-up from the hosts' files can take it
+
+
+_OWNER = """
+import logging, time
+logging.basicConfig(level=logging.INFO, format="%(relativeCreated)6.0f %(name)s %(message)s")
+from kdlib.cluster.ssh import inventory, kubeadm
+from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
+settings = kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
+with KubeadmCluster(inventory.load({path!r}), settings=settings, cni="bridge", kubelet_patches={patches!r},
+                    state_dir={state!r}):
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_factory, binaries, node_binaries,
+                                                                          tmp_path):
+    import signal
+    import sys
+
+    import yaml
+
+    from ...conftest import REPO
+
+    _, hosts = host_factory(2)
+    inv = inventory.parse({
+        "cluster": "kda", "mode": "kubeadm", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
+    }, "test-hosts")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
+    patches = {h.name: {"cgroupRoot": kubeadmhosts.cgroup_root(h.name)} for h in test_hosts}
+    script = _OWNER.format(path=str(path), patches=patches, state=str(tmp_path / "local"))
+    settings = kubeadm.KubeadmSettings.vanilla()
+
+    def owner() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def assert_reset(group: Hosts) -> None:
+        for h in hosts.hosts:
+            left = set(netns_commands(h.netns)) - {"sshd", "sftp-server"}
+            assert left == {"containerd"}, (h.name, left)
+            listed = group[h.name].run("ls -A /etc/kubernetes/manifests /var/lib/etcd 2>/dev/null", check=False)
+            assert listed.stdout.replace("/etc/kubernetes/manifests:", "").replace("/var/lib/etcd:", "").strip() == ""
+            assert not Path(inv.cluster_dir(), h.name).exists()
+
+    with Hosts(test_hosts, SshOptions(connect_timeout=5, command_timeout=120, known_hosts=hosts.known_hosts)) as group:
+        with kubeadmhosts.node_hosts(list(group.remotes.values()), hosts.workdir, hosts.workdir / "hosts",
+                                     binaries.directory, settings.kubernetes_version, settings.etcd_version):
+            # SIGTERM while `kubeadm init` runs (its marker is written just before it starts).
+            first = owner()
+            marker = Path(inv.cluster_dir(), hosts[0].name, "kubeadm.json")
+            wait("kubeadm init to start", lambda: marker.exists() or first.poll() is not None, 120)
+            assert first.poll() is None, first.stderr.read()
+            time.sleep(3)  # inside init: certificates, manifests, the kubelet starting the static pods
+            first.send_signal(signal.SIGTERM)
+            interrupted = time.monotonic()
+            first.wait(timeout=120)
+            print(f"SIGTERM during init: clean after {time.monotonic() - interrupted:.1f} s")
+            print("\n".join(line for line in first.stderr.read().splitlines() if "kdlib" in line))
+            assert first.returncode != 0 and "ready" not in first.stdout.read()
+            assert_reset(group)
+            # A running cluster whose owner is SIGKILLed: `kdlib ssh down` cleans it from the hosts' files.
+            second = owner()
+            assert second.stdout.readline().strip() == "ready", second.stderr.read()
+            second.kill()
+            second.wait(timeout=10)
+            assert {h: v["kubelet"] is not None for h, v in kubeadm_cluster.status(inv)["hosts"].items()} == {
+                h.name: True for h in hosts.hosts}
+            downed = time.monotonic()
+            kubeadm_cluster.down(inv)
+            print(f"down after a killed owner: {time.monotonic() - downed:.1f} s")
+            assert_reset(group)
+    for h in hosts.hosts:
+        assert not Path(f"/sys/fs/cgroup/cpu{kubeadmhosts.cgroup_root(h.name)}").exists()
