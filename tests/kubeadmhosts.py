@@ -49,7 +49,13 @@ the kubelet ~7-10 s, init ~15-18 s, join ~9-10 s). What blocked it, in order, ex
    (a warning, exit 0), and the static pods came back: the kubelet had outlived its
    SIGTERM and restarted them while reset ran. The kubelet loop now SIGKILLs its kubelet
    and waits for it; reset is retried (3 times) while it still warns.
-6. Shared fixed paths and cgroups: without the private overlays two hosts would share
+6. SIGTERM during init: the reset after it spent a minute on ``[reset] Unable to fetch the
+   kubeadm-config ConfigMap from cluster: failed to getAPIEndpoint`` (init had not uploaded
+   it yet): reset now gets a ResetConfiguration with a 10 s API timeout (clean in ~19 s).
+7. The kubelets changed this machine's ``vm.overcommit_memory`` 0→1, ``kernel.panic`` 1→10,
+   ``kernel.panic_on_oops`` 0→1 (one kernel for all hosts); they were written back by hand
+   once, and :func:`node_hosts` now claims and releases them in the local backend's record.
+8. Shared fixed paths and cgroups: without the private overlays two hosts would share
    /etc/kubernetes, /var/lib/kubelet and /var/lib/etcd; without a per-host cgroupRoot
    (a kubeadm patch, ``kubeletconfiguration+merge.yaml``) two kubelets would manage one
    ``/kubepods`` tree and kill each other's pods.
@@ -70,7 +76,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kdlib.cluster.local import images
+from kdlib.cluster.local import hostnet, images
 from kdlib.cluster.ssh import detached
 from kdlib.cluster.ssh.remote import Remote
 
@@ -203,9 +209,19 @@ def release(node: NodeHost) -> None:
 @contextlib.contextmanager
 def node_hosts(remotes: list[Remote], workdir: Path, hosts_file: Path, bin_dir: Path, kubernetes_version: str,
                etcd_version: str) -> Iterator[list[NodeHost]]:
-    """Every remote made ready for kubeadm; released at the end whatever happened."""
+    """Every remote made ready for kubeadm; released at the end whatever happened.
+
+    The kubelets set machine-wide sysctls (``vm.overcommit_memory``, ``kernel.panic``,
+    ``kernel.panic_on_oops``: the hosts share this machine's kernel). They are claimed and
+    released in the local backend's machine-wide record, so the last user of real kubelets
+    on this machine, these tests or a local cluster's real nodes, writes the originals back.
+    """
     archives = [control_plane_archive(bin_dir, workdir / "controlplane.tar", kubernetes_version, etcd_version),
                 images.build_archive(bin_dir / "sleeper", workdir / "pause.tar")]
+    holder = workdir / "sysctl-holder"  # alive while its record file exists (the record's convention)
+    holder.mkdir(exist_ok=True)
+    (holder / "real-nodes.json").write_text('{"holder": "kdlib tests: kubeadm test hosts"}\n')
+    hostnet.claim_sysctls(holder)
     prepared: list[NodeHost] = []
     try:
         for remote in remotes:
@@ -215,3 +231,4 @@ def node_hosts(remotes: list[Remote], workdir: Path, hosts_file: Path, bin_dir: 
     finally:
         for node in prepared:
             release(node)
+        hostnet.release_sysctls(holder)

@@ -174,3 +174,10 @@ def test_ca_cert_hash_is_what_kubeadms_documented_openssl_recipe_gives(tmp_path)
     digest = subprocess.run(["openssl", "dgst", "-sha256", "-r"], input=der, capture_output=True,
                             check=True).stdout.split()[0].decode()
     assert ca_cert_hash(pair.cert.read_bytes()) == f"sha256:{digest}"
+
+
+def test_reset_runs_from_its_own_configuration_with_a_short_api_timeout():
+    config = kubeadm.reset_configuration("unix:///run/k3s.sock", dry_run=True)
+    assert config == {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ResetConfiguration", "force": True,
+                      "criSocket": "unix:///run/k3s.sock", "dryRun": True,
+                      "timeouts": {"kubernetesAPICall": "10s"}}
