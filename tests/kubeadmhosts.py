@@ -4,7 +4,7 @@ A test host (``tests/sshhosts.py``) shares this machine's filesystem, PID space 
 cgroup hierarchies, and has no internet. To be a kubeadm node it gets, in its own mount
 namespace (the private one ``ip netns exec`` gave its sshd, so nothing shows outside it):
 
-* overlays on ``/etc``, ``/var/lib``, ``/var/log`` and ``/run`` (upper layers in the
+* overlays on ``/etc``, ``/var/lib``, ``/var/log``, ``/run``, ``/usr/libexec`` (upper layers in the
   host's work directory), so kubeadm's fixed paths (``/etc/kubernetes``,
   ``/var/lib/kubelet``, ``/var/lib/etcd``, ``/run/containerd``) are the host's own; the
   hosts file is bound again on top; ``/var/lib/containerd`` is a plain directory bound
@@ -80,7 +80,9 @@ from kdlib.cluster.local import hostnet, images
 from kdlib.cluster.ssh import detached
 from kdlib.cluster.ssh.remote import Remote
 
-OVERLAID = ("/etc", "/var/lib", "/var/log", "/run")
+# /usr/libexec: kubeadm's controller-manager pod mounts /usr/libexec/kubernetes/kubelet-plugins/
+# volume/exec with DirectoryOrCreate, which the kubelet would otherwise create on the machine.
+OVERLAID = ("/etc", "/var/lib", "/var/log", "/run", "/usr/libexec")
 HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
 SOCKET = "/run/containerd/containerd.sock"
 CONTAINERD_TOML = """version = 2
