@@ -1,6 +1,6 @@
 """kubeadm over SSH on a real test host: our kubeadm validates our configuration and dry-runs
 `kubeadm init` with it; a wrong configuration and a host without the prerequisites are
-refused with errors naming the host. No cluster is made (see docs/ssh-kubeadm.md for why)."""
+refused with errors naming the host. The full cluster: test_kubeadm_cluster.py."""
 
 from __future__ import annotations
 
