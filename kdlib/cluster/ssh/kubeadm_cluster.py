@@ -24,9 +24,9 @@ other process of the SSH backend), restarted every second while it exits, as the
 systemd unit of kubeadm's packages does (``Restart=always``, the flags of its
 ``10-kubeadm.conf``), so hosts need no systemd and no kubelet package; a host with a
 ``kubelet.service`` enabled is refused (two kubelets would fight). Clean-up, workers
-first: stop the kubelet, ``kubeadm reset -f`` where kdlib ran init or join (a marker
-file in the host's directory says so), remove kdlib's files in ``/etc``, the host's
-directory, the lock. kwok workers are not part of this mode yet (refused).
+first: stop a kubeadm an interrupted owner left running and the kubelet (by PID), ``kubeadm
+reset`` (forced) where kdlib ran init or join (a marker file in the host's directory says
+so), remove kdlib's files in ``/etc``, the host's directory, the lock. kwok workers are not part of this mode yet (refused).
 
 Tested end to end on two SSH test hosts of this machine (``tests/kubeadmhosts.py``:
 what they needed, and the errors met before they ran: no systemd, no internet, shared
@@ -52,9 +52,9 @@ from ...errors import ClusterError, ConfigError, RemoteError
 from ..base import Cluster, ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
 from ..local import images
+from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
 from ..local.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT
 from . import detached, kubeadm, prerequisites
-from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
 from .cluster import local_state_dir
 from .inventory import Host, Inventory
 from .lock import ClusterLock
