@@ -12,9 +12,11 @@ The configuration is Python data rendered with ``yaml.safe_dump`` (kubeadm API
   ``KubeSchedulerConfiguration`` file mounted into its pod);
 * ``KubeletConfiguration`` (cgroup driver) and, for workers, ``JoinConfiguration``.
 
-With Kd's repository only the control-plane images (and kube-proxy's, which kubeadm
-takes from the same repository) come from Kd: etcd, CoreDNS and pause stay on
-``registry.k8s.io``, etcd at the pinned etcd version.
+With Kd's repository, etcd and CoreDNS stay on ``registry.k8s.io`` (etcd at the pinned
+etcd version); kubeadm has no per-image field for the rest, so ``kubeadm config images
+list`` names ``shengqipku/{kube-apiserver,kube-controller-manager,kube-scheduler,
+kube-proxy}:v1.32.0-kubedirect`` and ``shengqipku/pause:3.10``, as the original's config
+did (whether that repository holds the last two was not checked here: no internet).
 
 kubeadm itself is ours (``tools/kube/kubeadm``, the control plane's pins), shipped to
 each host content-addressed; it runs with a per-host ``bin`` directory first on PATH
