@@ -39,7 +39,7 @@ def main() -> None:
         "html_total_mib": round(sum(p.stat().st_size for p in files) / 2**20, 2),
         "html_pages": len(pages),
         "largest_page": {"path": str(largest.relative_to(html)), "kib": round(largest.stat().st_size / 1024, 1)},
-        "vega_bundle_kib": round((html / "_static" / render.BUNDLE_NAME).stat().st_size / 1024, 1),
+        "vega_bundle_kib": round((html / "_static" / render.BOOK_BUNDLE_NAME).stat().st_size / 1024, 1),
         "charts_on_checked_pages": charts,
         "charts_checked_in_chromium": sum(charts.values()),
     }, indent=2))

@@ -1,12 +1,13 @@
 """Benchmark of the SSH backend on hosts made of network namespaces on this machine (root).
 
-    python bench/ssh.py [--hosts 3] [--commands 20] [--kwok-nodes 3] [--no-cluster]
+    python bench/ssh.py [--hosts 3] [--commands 20] [--kwok-nodes 3] [--no-kubelet] [--no-cluster]
 
 Measures: making and removing the test hosts; connect + first command; the per-command
 overhead (``true``) on one host and on all hosts as a group; ``put`` of a 50 MiB file
 and its checksum skip; and, unless ``--no-cluster``, provisioning a ``binaries`` cluster
-(control plane on host 1, kwok on host 2) until its kwok nodes are Ready — twice, the
-second time with the binaries already on the hosts — and its clean-up. Prints JSON.
+(control plane on host 1, kwok on host 2, containerd and a real kubelet on host 3) until
+its kwok and real nodes are Ready — twice, the second time with the binaries already on
+the hosts — and its clean-up. Prints JSON.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--commands", type=int, default=20)
     parser.add_argument("--kwok-nodes", type=int, default=3)
+    parser.add_argument("--no-kubelet", action="store_true", help="no real kubelet on host 3")
     parser.add_argument("--no-cluster", action="store_true")
     args = parser.parse_args()
     reason = sshhosts.unavailable_reason()
     if reason:
         sys.exit(f"bench/ssh.py: {reason}")
-    out: dict = {"hosts": args.hosts}
+    out: dict = {"hosts": args.hosts, "load_average_1m_at_start": os.getloadavg()[0]}
     factory = sshhosts.HostFactory(args.hosts)
     start = time.monotonic()
     hosts = factory.create()
@@ -54,6 +56,8 @@ def main() -> None:
                 "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
                 "workers": [{"name": h.name, "address": h.address, "kwok_nodes": args.kwok_nodes}
                             for h in hosts.hosts[1:2]]}
+        if args.hosts >= 3 and not args.no_kubelet:
+            data["workers"].append({"name": hosts[2].name, "address": hosts[2].address, "kubelet": True})
         all_hosts = inventory.parse({**data, "workers": [
             {"name": h.name, "address": h.address, "kwok_nodes": 1} for h in hosts.hosts[1:]]})
         with Hosts.of(all_hosts) as group:
@@ -97,6 +101,7 @@ def main() -> None:
                 cluster.stop()
                 out[f"cluster_down_{label}_s"] = seconds(start)
             out["kwok_nodes"] = args.kwok_nodes
+            out["real_nodes"] = len(inv.kubelet_workers)
     finally:
         start = time.monotonic()
         still = factory.destroy()

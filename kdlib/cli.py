@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the microbenchmarks of Figures 9-11 (resumes a run_id)")
     run.add_argument("--run-id", required=True, help="names results/<bench>/<run_id>/")
-    run.add_argument("--backend", default="local", help="cluster backend (default: local)")
+    run.add_argument("--backend", default="local", help="cluster backend: local (default) or ssh")
+    run.add_argument("--inventory", type=Path, help="the ssh backend's hosts (YAML; see `kdlib ssh check`)")
     run.add_argument("--bench", action="append", dest="benches", metavar="BENCH",
                      help="scale-pods, scale-funcs or scale-nodes (repeatable; default: all)")
     scales = run.add_mutually_exclusive_group()
@@ -174,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
         artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
         nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes,
-        settle_s=args.settle, run_timeout_s=args.run_timeout, **_scales(args))
+        settle_s=args.settle, run_timeout_s=args.run_timeout, inventory=args.inventory, **_scales(args))
     params, note = microbench.with_fetched_kd(params)
     if note:
         print(note, file=sys.stderr)

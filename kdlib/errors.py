@@ -2,7 +2,8 @@
 
     KdlibError
     ├── ConfigError            bad parameters, found before anything is provisioned
-    │   └── InventoryError     a bad SSH inventory (every problem names the host and the field)
+    │   ├── InventoryError     a bad SSH inventory (every problem names the host and the field)
+    │   └── TraceDataError     a trace directory misses a file or column, holds a non-number, or is too short
     ├── BinaryError            a binary is missing, not executable, or failed to build
     │   └── ImageError         Kd's binaries could not be fetched from their container images
     │       ├── RegistryUnreachableError   no network, or the registry does not answer
@@ -17,6 +18,7 @@
     │   └── RemoteError        a command on an SSH host failed (host, command, output tail)
     │       ├── HostUnreachable  an SSH host could not be reached, or its connection was lost
     │       └── RemoteLockBusy   another run holds the cluster's lock on the control-plane host
+    ├── LogFormatError         a trace log or Dirigent CSV is not in the expected format
     ├── ExperimentError        an experiment could not run to completion
     │   └── SuiteBusyError     another experiment suite is running on this machine
     └── BookBuildError         the book failed, warned, or its pages are missing or load from a CDN
@@ -46,6 +48,14 @@ class InventoryError(ConfigError):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source, self.problems = source, list(problems)
         super().__init__(f"inventory {source}: " + "; ".join(self.problems))
+
+
+class TraceDataError(ConfigError):
+    """A trace directory is missing a file or column, holds a non-number, or is too short."""
+
+
+class LogFormatError(KdlibError):
+    """A trace log or Dirigent CSV is not in the expected format."""
 
 
 class BinaryError(KdlibError):

@@ -39,6 +39,26 @@ SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 
+def _cgroup_mounts() -> str:
+    """Shell mounting this machine's cgroup filesystems again, as they are mounted here.
+
+    ``ip netns exec`` mounts a fresh ``/sys`` without the cgroup hierarchies that a real
+    host has mounted (a kubelet needs them); the same hierarchies are mounted anew in the
+    host's mount namespace (they are the machine's, not copies)."""
+    commands = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        point = fields[4]
+        if not (point == "/sys/fs/cgroup" or point.startswith("/sys/fs/cgroup/")):
+            continue
+        rest = fields[fields.index("-") + 1:]  # fstype, source, super options
+        fstype, source, options = rest[0], rest[1], rest[2] if len(rest) > 2 else "rw"
+        if fstype not in ("tmpfs", "cgroup", "cgroup2"):
+            continue
+        commands.append(f"mkdir -p {point} && mount -t {fstype} -o {options} {source} {point}")
+    return "".join(f"{c} && " for c in commands)
+
+
 class HostsUnavailable(Exception):
     """This machine cannot make the hosts (not root, a tool missing, no namespaces)."""
 
@@ -263,7 +283,8 @@ class HostFactory:
             f"Subsystem sftp {SFTP_SERVER}",
             "",
         ]))
-        script = f"hostname {name} && mount --bind {hosts_file} /etc/hosts && exec {SSHD} -f {config} -D -e"
+        script = (f"hostname {name} && mount --bind {hosts_file} /etc/hosts && {_cgroup_mounts()}"
+                  f"exec {SSHD} -f {config} -D -e")
         log = open(directory / "sshd.log", "wb")
         process = subprocess.Popen(
             ["ip", "netns", "exec", netns, "unshare", "--uts", "sh", "-c", script],

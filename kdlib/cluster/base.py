@@ -63,6 +63,7 @@ class Cluster(ABC):
     """A cluster that experiments can run on. Subclasses implement ``_start``/``_stop``."""
 
     backend: str = "abstract"
+    kwok_shards: tuple[str, ...] = ()  # the kwok workers that share the fake nodes, if several
 
     def __init__(self) -> None:
         self._state = State.NEW
@@ -85,6 +86,11 @@ class Cluster(ABC):
     def save_logs(self, destination: Path) -> None:
         """Copy the components' logs to ``destination`` (evidence of a failed suite)."""
 
+    def pod_process_starts(self) -> dict[str, list[float]]:
+        """Each real pod's process start times by pod uid, in this machine's ``time.monotonic()``
+        seconds, the sandbox's first ({} without real nodes)."""
+        return {}
+
     def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
         """Make exactly ``count`` kwok nodes exist and wait until they are Ready."""
         from . import kwok
@@ -95,7 +101,7 @@ class Cluster(ABC):
         with api_errors(f"resizing to {count} kwok nodes"):
             api = info.api_client()
             try:
-                names = kwok.ensure_nodes(api, count)
+                names = kwok.ensure_nodes(api, count, shards=self.kwok_shards)
                 kwok.wait_nodes_ready(api, names, timeout=timeout or max(120.0, count * 0.5))
             finally:
                 api.close()

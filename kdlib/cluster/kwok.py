@@ -129,9 +129,13 @@ def node_names(count: int) -> list[str]:
     return [NODE_NAME_FORMAT.format(i) for i in range(count)]
 
 
-def node_object(name: str) -> dict[str, Any]:
-    """A fake node as kwok expects it: labelled, tainted, with the artifact's allocatable."""
-    return {
+SHARD_LABEL = "kdlib/kwok-worker"  # which kwok process manages the node, when several do
+
+
+def node_object(name: str, shard: str | None = None) -> dict[str, Any]:
+    """A fake node as kwok expects it: labelled, tainted, with the artifact's allocatable;
+    ``shard`` names the kwok worker that manages it (an SSH cluster with several)."""
+    node = {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
@@ -152,18 +156,24 @@ def node_object(name: str) -> dict[str, Any]:
             "nodeInfo": {"kubeletVersion": "fake", "operatingSystem": "linux", "architecture": "amd64"},
         },
     }
+    if shard is not None:
+        node["metadata"]["labels"][SHARD_LABEL] = shard
+    return node
 
 
-def ensure_nodes(api: client.ApiClient, count: int) -> list[str]:
-    """Make exactly ``count`` kwok nodes exist (creating or deleting), and return their names."""
+def ensure_nodes(api: client.ApiClient, count: int, shards: tuple[str, ...] = ()) -> list[str]:
+    """Make exactly ``count`` kwok nodes exist (creating or deleting), and return their names.
+    With ``shards``, node ``i`` is labelled for the kwok worker ``shards[i % len(shards)]``."""
     core = client.CoreV1Api(api)
     listing = core.list_node(label_selector=KWOK_NODE_SELECTOR, _preload_content=False)
     existing = {n["metadata"]["name"] for n in json.loads(listing.data)["items"]}
     wanted = node_names(count)
 
+    shard_of = {name: shards[i % len(shards)] if shards else None for i, name in enumerate(wanted)}
+
     def create(name: str) -> None:
         try:
-            core.create_node(node_object(name), _preload_content=False)  # no model to build from the reply
+            core.create_node(node_object(name, shard_of[name]), _preload_content=False)  # no model to build from the reply
         except ApiException as error:
             if error.status != 409:
                 raise

@@ -14,7 +14,7 @@ from typing import Callable
 from ..errors import ConfigError
 from .base import Cluster
 
-Opener = Callable[..., Cluster]  # (nodes=, kd=, bin_dir=, real_nodes=) -> a not-yet-started cluster
+Opener = Callable[..., Cluster]  # (nodes=, kd=, bin_dir=, real_nodes=, inventory=) -> a not-yet-started cluster
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,40 @@ def problem(name: str) -> str | None:
     return backend.unavailable
 
 
-def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int = 0) -> Cluster:
-    """A not-yet-started cluster of backend ``name``; use it as a context manager."""
+def backend_problems(backend: object, inventory: Path | None) -> list[str]:
+    """What is wrong with a backend choice and its inventory (read and validated, never
+    connected to): the checks every experiment runs before it provisions anything."""
+    if not isinstance(backend, str):
+        return [f"backend: must be a name ({', '.join(_BACKENDS)}), not {backend!r}"]
+    reason = problem(backend)
+    if reason:
+        return [f"backend: {reason}"]
+    if backend != "ssh":
+        return [f"inventory: only the 'ssh' backend uses one, not {backend!r}"] if inventory else []
+    if inventory is None:
+        return ["inventory: required with backend 'ssh': the YAML file naming the hosts (see `kdlib ssh check`)"]
+    from ..errors import InventoryError
+    from .ssh import inventory as inventories
+
+    try:
+        inventories.load(inventory)
+    except InventoryError as error:
+        return [f"inventory: {line}" for line in error.problems]
+    return []
+
+
+def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int = 0,
+                 inventory: Path | None = None) -> Cluster:
+    """A not-yet-started cluster of backend ``name``; use it as a context manager.
+    ``real_nodes`` is the local backend's; ``inventory`` the ssh backend's hosts."""
     reason = problem(name)
     if reason:
         raise ConfigError(f"backend: {reason}")
-    return _BACKENDS[name].open(nodes=nodes, kd=kd, bin_dir=bin_dir, real_nodes=real_nodes)  # type: ignore[misc]
+    return _BACKENDS[name].open(nodes=nodes, kd=kd, bin_dir=bin_dir, real_nodes=real_nodes,  # type: ignore[misc]
+                                inventory=inventory)
 
 
-def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int) -> Cluster:
+def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None) -> Cluster:
     from .local import LocalCluster, suite_state_dir
     from .local.hostnet import why_not_real_nodes
 
@@ -64,6 +89,16 @@ def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int) -> Cl
                         take_over=True, real_nodes=real_nodes)
 
 
+def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None) -> Cluster:
+    from .ssh import inventory as inventories
+    from .ssh.cluster import SshCluster
+
+    if inventory is None:
+        raise ConfigError("backend 'ssh' needs an inventory: the YAML file naming the hosts")
+    # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
+    # lock on the control-plane host, and a killed suite's remains are cleaned at start.
+    return SshCluster(inventories.load(inventory), nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None)
+
+
 register("local", _local)
-register("ssh", None, unavailable="experiment suites on 'ssh' are not wired yet (a cluster on SSH hosts "
-         "starts with `python -m kdlib ssh up INVENTORY`); use 'local'")
+register("ssh", _ssh)

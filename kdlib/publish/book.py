@@ -10,7 +10,7 @@ executed microbenchmark notebook of ONE run; it never executes a notebook. :func
    run's executed re-analysis notebook, ``reanalysis.ipynb``, beside it), and
    renders each glued chart's Vega-Lite spec to ``book/generated/figures/<key>.svg``, the
    static copy for print that the figure pages link to;
-3. writes the one shared Vega bundle to ``_static/kdlib-vega.js`` (:mod:`kdlib.render`);
+3. writes the one shared Vega bundle and its loader to ``_static/`` (:mod:`kdlib.publish.render`);
 4. runs Jupyter Book 1 in a child process with warnings as errors (``-W -n --keep-going``),
    from a fresh environment so that no warning hides behind an incremental build;
 5. checks that every page of the table of contents became an HTML file and that no page
@@ -186,7 +186,7 @@ def place_sources(source: BookSource, book_root: Path | None = None) -> Path:
         render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
     _place_trace(source.notebook.parent / TRACE_NOTEBOOK, generated,
                  "book/generated/trace" in toc_files(book_root))
-    render.write_bundle(book_root / "_static")
+    render.write_book_bundle(book_root / "_static")
     return generated / NOTEBOOK
 
 

@@ -5,9 +5,11 @@ display carries a mime bundle with two renderings:
 
 - Altair's own Vega-Lite mime type, which JupyterLab draws with its built-in extension;
 - ``text/html``: a small ``<div>`` plus a script that draws the chart with ``vegaEmbed`` from
-  ONE shared copy of the Vega / Vega-Lite / vega-embed JavaScript, the file
-  ``_static/kdlib-vega.js`` that :func:`write_bundle` places in the book (Jupyter Book 1
-  loads every ``_static/*.js`` on every page). Each chart's HTML is a few kilobytes.
+  ONE shared copy of the Vega / Vega-Lite / vega-embed JavaScript. In the book that is
+  ``_static/kdlib-vega.mjs``, which a ~0.5 KB loader (:func:`write_book_bundle`) fetches
+  only on a page that has a chart: Jupyter Book 1 puts every ``_static/**/*.js`` on every
+  page, and the ~900 KB bundle is named ``.mjs`` to stay out of that. Each chart's HTML is
+  a few kilobytes.
 
 Why not Altair's ``html`` renderer with its ``inline`` template: it pastes the ~900 KB bundle
 into every chart at the page's top level, where the bundle's top-level declarations collide
@@ -43,8 +45,12 @@ from typing import Any
 
 import altair as alt
 
-#: File name of the shared bundle inside the book's ``_static/`` folder.
+#: File name of the shared bundle beside saved charts (``results/``).
 BUNDLE_NAME = "kdlib-vega.js"
+#: The book's copy (``_static/``), not a ``.js``: Jupyter Book would load it on every page.
+BOOK_BUNDLE_NAME = "kdlib-vega.mjs"
+#: The loader Jupyter Book does put on every page: it fetches the bundle where a chart is.
+LOADER_NAME = "kdlib-vega-loader.js"
 #: The global the bundle defines: ``{vegaEmbed, vega, vegaLite}``.
 GLOBAL = "kdlibVega"
 #: The event the bundle fires on ``window`` once ``window.kdlibVega`` exists.
@@ -97,14 +103,45 @@ def javascript_bundle() -> str:
             f"(function () {{\n{body}\n}})();\n")
 
 
-def write_bundle(static_dir: Path) -> Path:
-    """Write the shared bundle to ``static_dir/kdlib-vega.js`` (unchanged files are kept)."""
-    static_dir.mkdir(parents=True, exist_ok=True)
-    path = static_dir / BUNDLE_NAME
-    text = javascript_bundle()
+def _write_if_changed(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_bundle(static_dir: Path, name: str = BUNDLE_NAME) -> Path:
+    """Write the shared bundle to ``static_dir/<name>`` (unchanged files are kept)."""
+    return _write_if_changed(Path(static_dir) / name, javascript_bundle())
+
+
+def loader_script() -> str:
+    """The script on every book page: on a page with a chart, it adds the bundle's ``<script>``
+    (a script added before the page's ``load`` event delays that event, so a chart that
+    waits for the bundle never reports it missing while it is still coming)."""
+    return f"""/* kdlib: loads _static/{BOOK_BUNDLE_NAME} (Vega, ~900 KB) only on pages that show a chart. */
+(function () {{
+  function load() {{
+    if (window.{GLOBAL} || !document.querySelector(".{CHART_CLASS}")) return;
+    var root = document.documentElement.dataset.content_root;
+    if (root === undefined) root = (window.DOCUMENTATION_OPTIONS || {{}}).URL_ROOT || "";
+    var script = document.createElement("script");
+    script.src = root + "_static/{BOOK_BUNDLE_NAME}";
+    document.head.appendChild(script);
+  }}
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", load);
+  else load();
+}})();
+"""
+
+
+def write_book_bundle(static_dir: Path) -> tuple[Path, Path]:
+    """The book's bundle and its loader in ``static_dir`` (``_static/``). A bundle that an
+    earlier version placed there as ``.js`` (loaded on every page) is removed."""
+    static_dir = Path(static_dir)
+    (static_dir / BUNDLE_NAME).unlink(missing_ok=True)  # gitignored, made by kdlib
+    return (write_bundle(static_dir, BOOK_BUNDLE_NAME),
+            _write_if_changed(static_dir / LOADER_NAME, loader_script()))
 
 
 def _script_json(value: Any) -> str:
@@ -124,7 +161,7 @@ def chart_html(spec: dict, embed_options: dict | None = None, div_id: str | None
     options = {**_EMBED_OPTIONS, **(embed_options or {})}
     title = spec.get("title")
     label = title.get("text") if isinstance(title, dict) else title
-    missing = (f"This chart is drawn by _static/{BUNDLE_NAME}, which this page did not load; "
+    missing = (f"This chart is drawn by _static/{BOOK_BUNDLE_NAME}, which this page did not load; "
                f"see the figure's SVG instead.")
     # Shown only where the script below does not run (an untrusted notebook in JupyterLab).
     untrusted = ("This interactive chart is drawn by a script that JupyterLab runs only in a trusted "

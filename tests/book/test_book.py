@@ -122,7 +122,19 @@ def test_every_page_of_the_toc_is_built(html_dir: Path) -> None:
     assert set(FIGURES) <= set(pages)
     for page in pages:
         assert (html_dir / f"{page}.html").is_file(), page
-    assert (html_dir / "_static" / "kdlib-vega.js").is_file()
+    assert (html_dir / "_static" / "kdlib-vega.mjs").is_file()
+    assert not (html_dir / "_static" / "kdlib-vega.js").exists()
+
+
+def test_only_pages_with_a_chart_load_the_vega_bundle(html_dir: Path) -> None:
+    # Every page gets the small loader (Jupyter Book adds every _static/*.js); no page names
+    # the ~900 KB bundle itself: the loader adds it where a chart is (the browser tests draw them).
+    bundle_script = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["'][^"']*kdlib-vega\.m?js""", re.I)
+    for path in html_dir.rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        assert not bundle_script.search(text), path
+        if "<head" in text:  # not a redirect
+            assert "kdlib-vega-loader.js" in text, path
 
 
 def test_pages_load_no_script_from_another_host(html_dir: Path) -> None:
@@ -197,6 +209,21 @@ def test_page_draws_its_charts_in_chromium(html_dir: Path, chromium: Chromium, p
     problems = _draw(chromium, html_dir, f"{page_name}.html", CHART_PAGES[page_name],
                      BUILD / "screenshots" / f"{Path(page_name).name}.png")
     assert not problems, f"{page_name}:\n  " + "\n  ".join(problems)
+
+
+def test_a_page_without_charts_never_fetches_the_vega_bundle(html_dir: Path, chromium: Chromium) -> None:
+    requested = {}
+    for page_path in ("book/intro.html", "book/fig9.html"):
+        with StaticServer(html_dir) as server:
+            page = chromium.new_page()
+            try:
+                page.goto(f"{server.url}/{page_path}")  # returns after the load event
+            finally:
+                page.close()
+        requested[page_path] = [urlsplit(url).path for url in page.requests]
+    assert any(p.endswith("/_static/kdlib-vega-loader.js") for p in requested["book/intro.html"])
+    assert not [p for p in requested["book/intro.html"] if "kdlib-vega.mjs" in p]
+    assert [p for p in requested["book/fig9.html"] if p.endswith("/_static/kdlib-vega.mjs")]
 
 
 def test_saved_chart_pages_of_the_reference_run_draw(reference: str, chromium: Chromium) -> None:

@@ -61,6 +61,11 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
                                   root=root / "results", progress=False)
     assert outcome.resumed == ["Dr/K8s+"] and outcome.measured == []
     assert trace_run.log_path(directory, "Dr/K8s+").stat().st_mtime_ns == before
+    # The record keeps both attempts: the first one's wall time survives the resume.
+    attempts = trace_run.load_run("tiny", root / "results")["attempts"]
+    assert [(a["state"], a["measured"], a["resumed"]) for a in attempts] == [
+        ("finished", ["Dr/K8s+"], []), ("finished", [], ["Dr/K8s+"])]
+    assert attempts[0]["seconds"] > attempts[1]["seconds"]
 
 
 SCRIPT = """

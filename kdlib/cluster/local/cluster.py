@@ -277,6 +277,9 @@ class LocalCluster(Cluster):
                 raise ComponentError(name, f"(pid {pid}) exited with status {exit_status}",
                                      self.processes.log_tail(name))
 
+    def pod_process_starts(self) -> dict[str, list[float]]:
+        return realnodes.pod_process_starts(self.state_dir)
+
     def save_logs(self, destination: Path) -> None:
         if self.processes.log_dir.is_dir():
             shutil.copytree(self.processes.log_dir, destination, dirs_exist_ok=True)

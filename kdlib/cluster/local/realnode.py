@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -123,7 +123,9 @@ def _toml(table: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
-def containerd_config(node: RealNode) -> dict[str, Any]:
+def containerd_config(node: RealNode, cni_dir: PurePosixPath | Path = hostnet.CNI_DIR) -> dict[str, Any]:
+    """containerd's configuration. ``node`` may be any object with the paths of a
+    :class:`RealNode` (the SSH backend's workers use these builders too)."""
     d = node.root
     return {
         "version": 2,
@@ -153,7 +155,7 @@ def containerd_config(node: RealNode) -> dict[str, Any]:
                         "options": {"SystemdCgroup": False, "Root": str(d / "runc"), "BinaryName": "runc"},
                     }},
                 },
-                "cni": {"bin_dir": str(hostnet.CNI_DIR), "conf_dir": str(d / "cni" / "net.d"), "max_conf_num": 1},
+                "cni": {"bin_dir": str(cni_dir), "conf_dir": str(d / "cni" / "net.d"), "max_conf_num": 1},
             },
         },
     }
@@ -225,31 +227,42 @@ def write_files(node: RealNode, ca: Path, kubeconfig: Path) -> dict[str, Path]:
 
 # -- processes ---------------------------------------------------------------------------
 
-def containerd_component(node: RealNode, config: Path) -> Component:
-    """containerd in the node's network namespace and a new private mount namespace."""
+def containerd_script(node: RealNode, config: Path | PurePosixPath) -> str:
+    """The shell line run in a new private mount namespace: the overlays over the fixed
+    paths, then containerd (which shows as ``containerd --config CONFIG``)."""
     mounts = []
     for path in PRIVATE_PATHS:
         layer = node.root / "overlay" / path.strip("/").replace("/", "-")
         mounts.append(f"mount -t overlay kdlib-node -o lowerdir={path},upperdir={layer}/upper,"
                       f"workdir={layer}/work {path}")
-    script = " && ".join([*mounts, f"exec containerd --config {shlex.quote(str(config))}"])
+    return " && ".join([*mounts, f"exec containerd --config {shlex.quote(str(config))}"])
+
+
+def containerd_component(node: RealNode, config: Path) -> Component:
+    """containerd in the node's network namespace and a new private mount namespace."""
     argv = ("nsenter", f"--net={hostnet.netns_path(node.netns)}", "--",
-            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script)
+            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", containerd_script(node, config))
     return Component(node.process_names[0], argv, HealthProbe("unix:containerd"))
 
 
-def kubelet_component(node: RealNode, kubelet: Path, files: dict[str, Path], containerd_pid: int) -> Component:
-    argv = (
-        "nsenter", f"--net={hostnet.netns_path(node.netns)}", f"--mount=/proc/{containerd_pid}/ns/mnt", "--",
+def kubelet_argv(node: RealNode, kubelet: Path | PurePosixPath, config: Path | PurePosixPath,
+                 kubeconfig: Path | PurePosixPath) -> tuple[str, ...]:
+    """The kubelet's own command line (run in containerd's mount namespace)."""
+    return (
         str(kubelet),
-        f"--config={files['kubelet']}",
-        f"--kubeconfig={files['kubeconfig']}",
+        f"--config={config}",
+        f"--kubeconfig={kubeconfig}",
         f"--root-dir={node.runtime / 'kubelet'}",
         f"--cert-dir={node.root / 'certs'}",
         f"--hostname-override={node.name}",
         f"--node-ip={node.address}",
         "--node-labels=" + ",".join(f"{k}={v}" for k, v in REAL_NODE_LABEL.items()),
     )
+
+
+def kubelet_component(node: RealNode, kubelet: Path, files: dict[str, Path], containerd_pid: int) -> Component:
+    argv = ("nsenter", f"--net={hostnet.netns_path(node.netns)}", f"--mount=/proc/{containerd_pid}/ns/mnt", "--",
+            *kubelet_argv(node, kubelet, files["kubelet"], files["kubeconfig"]))
     probe = HealthProbe(f"http://{node.address}:{KUBELET_HEALTHZ_PORT}/healthz")
     return Component(node.process_names[1], argv, probe)
 

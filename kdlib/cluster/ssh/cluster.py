@@ -1,8 +1,10 @@
 """A cluster on SSH hosts, mode ``binaries``: the local backend's components, run remotely.
 
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) runs
-on the inventory's control-plane host, kwok on the kwok worker; each as a detached
-process with a pid file in a per-host directory (``<remote_dir>/<cluster>/<host>/``).
+on the inventory's control-plane host, kwok on each kwok worker (each manages its share
+of the fake nodes, picked by the label ``kdlib/kwok-worker``), containerd and a kubelet on
+each ``kubelet: true`` worker (:mod:`.kubelets`); each as a detached process with a pid
+file in a per-host directory (``<remote_dir>/<cluster>/<host>/``).
 The command lines are the local backend's (:mod:`kdlib.cluster.controlplane.components`),
 built for the host's address (the API server binds to and advertises it; etcd and the
 health ports stay on the host's loopback) against a local staging copy of the state
@@ -11,33 +13,39 @@ server's certificate also names the host's address.
 
 Binaries are shipped content-addressed to ``<remote_dir>/bin/<sha256[:16]>/`` (skipped
 when already there). The cluster's lock on the control-plane host is held from start to
-stop. Not yet here: real kubelets on workers, more than one kwok worker, kubeadm mode.
+stop. A thread watches every host's processes every few seconds, so that :meth:`check`
+names a component that died without an SSH round trip of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shlex
 import shutil
+import threading
 import time
+from functools import reduce
 from pathlib import Path
 
 from ... import paths
 from ...errors import ClusterError, ComponentError, ConfigError, RemoteError
 from .. import kwok
 from ..base import Cluster, ClusterInfo
-from ..binaries import BinarySet, component_versions, ensure_binaries
+from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
 from ..local.cluster import MARKER, is_ours  # one marker for every directory kdlib makes
-
-LOOPBACK = "127.0.0.1"
-from . import detached
+from ..settings import KWOK_NODE_SELECTOR
+from . import detached, kubelets
 from .inventory import Inventory
 from .lock import ClusterLock
 from .remote import Hosts, Remote, sha256_file
 
 log = logging.getLogger("kdlib.ssh.cluster")
+
+LOOPBACK = "127.0.0.1"
+WATCH_INTERVAL = 5.0  # seconds between two looks at every host's processes
 
 PORTS = {"etcd": 2379, "etcd-peer": 2380, "kube-apiserver": 6443, "kube-controller-manager": 10257,
          "kube-scheduler": 10259, "kwok": 10247}
@@ -45,34 +53,39 @@ CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sche
 
 
 class SshCluster(Cluster):
-    """A cluster on the hosts of ``inventory`` (mode ``binaries``)."""
+    """A cluster on the hosts of ``inventory`` (mode ``binaries``).
+
+    ``nodes`` is the number of kwok nodes (default: the inventory's total), shared among
+    the kwok workers in proportion to their ``kwok_nodes``.
+    """
 
     backend = "ssh"
 
-    def __init__(self, inventory: Inventory, *, bin_dir: Path | str | None = None, kd: bool = False,
-                 timeout: float = 120.0, state_dir: Path | str | None = None) -> None:
+    def __init__(self, inventory: Inventory, *, nodes: int | None = None, bin_dir: Path | str | None = None,
+                 kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None) -> None:
         super().__init__()
         if inventory.mode != "binaries":
             raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not implemented yet; "
                               "use mode: binaries")
-        if inventory.kubelet_workers:
-            names = ", ".join(w.name for w in inventory.kubelet_workers)
-            raise ConfigError(f"inventory {inventory.source}: {names}: kubelet: real kubelets over SSH are "
-                              "not implemented yet")
-        if len(inventory.kwok_workers) != 1:
-            raise ConfigError(f"inventory {inventory.source}: workers: exactly one worker with kwok_nodes "
-                              f"is supported for now, not {len(inventory.kwok_workers)}")
         if kd and bin_dir is None:
             raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
         self.inventory = inventory
+        self.nodes = inventory.kwok_node_count if nodes is None else nodes
+        if self.nodes and not inventory.kwok_workers:
+            raise ConfigError(f"inventory {inventory.source}: workers: {self.nodes} kwok nodes wanted but no "
+                              "worker has kwok_nodes")
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd
         self.timeout = timeout
         self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
+        self.kwok_shards = kwok_shards(inventory)
+        self.workers = {w.name: kubelets.Worker(w, i, inventory.cluster_dir())
+                        for i, w in enumerate(inventory.kubelet_workers)}
         self.hosts: Hosts | None = None
         self.lock: ClusterLock | None = None
         self._staging: Path | None = None
-        self._argv: dict[str, tuple[str, ...]] = {}  # component → remote command line
+        self._argv: dict[tuple[str, str], tuple[str, ...]] = {}  # (host, component) → remote command line
+        self._watcher: _Watcher | None = None
 
     # -- paths --------------------------------------------------------------------------
 
@@ -80,22 +93,25 @@ class SshCluster(Cluster):
         return f"{self.inventory.cluster_dir()}/{host_name}"
 
     @property
-    def kwok_host(self) -> str:
-        return self.inventory.kwok_workers[0].name
-
-    @property
     def timings(self) -> dict[str, float]:
         return dict(getattr(self, "_timings", {}))
 
     def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
-        if not baseline.simulated:
-            return "needs real kubelets: the ssh backend runs kwok workers only in this version"
+        if baseline.simulated and not self.inventory.kwok_workers:
+            return f"needs kwok nodes: no worker of {self.inventory.source} has kwok_nodes"
+        if not baseline.simulated and not self.workers:
+            return f"needs real kubelets: no worker of {self.inventory.source} has kubelet: true"
         return None
 
     # -- start ---------------------------------------------------------------------------
 
     def _start(self) -> ClusterInfo:
         binaries = ensure_binaries(self.bin_dir)
+        node_binaries = None
+        if self.workers:  # the kubelet: Kd's when its directory holds one, else ours
+            node_binaries = build_node_binaries(default_bin_dir())
+            if self.bin_dir is not None and (self.bin_dir / "kubelet").is_file():
+                node_binaries["kubelet"] = self.bin_dir / "kubelet"
         self._timings: dict[str, float] = {}
         started = time.monotonic()
         self.hosts = Hosts.of(self.inventory)
@@ -106,7 +122,9 @@ class SshCluster(Cluster):
             self.lock = ClusterLock(cp, self.inventory.cluster_dir())
             self.lock.acquire()
             self._clear_remains()
-            return self._boot(binaries, started)
+            self._timings["remains_cleared"] = time.monotonic() - started
+            cni_dirs = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
+            return self._boot(binaries, node_binaries, cni_dirs, started)
         except BaseException:
             log.warning("start-up of the ssh cluster failed; stopping what was started")
             try:
@@ -117,10 +135,13 @@ class SshCluster(Cluster):
 
     def _clear_remains(self) -> None:
         """Stop what a previous run of this cluster left (we hold the lock: it is not running)."""
-        for remote in self.hosts.remotes.values():
-            stop_all(remote, self.host_dir(remote.host.name))
+        failures = _clean_hosts(self.inventory, self.hosts)
+        if failures:
+            raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "(remains of an earlier run)",
+                              "could not be cleaned: " + "; ".join(failures))
 
-    def _boot(self, binaries: BinarySet, started: float) -> ClusterInfo:
+    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None, cni_dirs: dict[str, str],
+              started: float) -> ClusterInfo:
         cp_host = self.inventory.control_plane
         # The local copy of the state (PKI, kubeconfigs) stays while the cluster runs:
         # the admin kubeconfig in it is how this machine reaches the cluster.
@@ -133,66 +154,124 @@ class SshCluster(Cluster):
         staging = self._staging = self.state_dir
         layout = Layout(staging / "state")
         self._write_pki(layout, cp_host.address)
-        remote_bins = self._ship_binaries(binaries)
+        remote_bins = self._ship_binaries({**binaries.paths, **(node_binaries or {})})
         self._timings["ship_binaries"] = time.monotonic() - started
 
         at = Endpoints(LOOPBACK, PORTS, api_address=cp_host.address)
         comps = {c.name: c for c in components.control_plane(binaries, layout, at)}
-        for name, comp in comps.items():
-            argv = [a.replace(str(layout.state_dir), self._remote_state(name)) for a in comp.argv]
-            argv[0] = remote_bins[name]
-            self._argv[name] = tuple(argv)
+        for name in CONTROL_PLANE:
+            self._argv[(cp_host.name, name)] = self._remote_argv(comps[name].argv, layout, cp_host.name,
+                                                                 remote_bins[(cp_host.name, name)])
+        for worker in self.inventory.kwok_workers:
+            argv = [f"--manage-nodes-with-label-selector={KWOK_NODE_SELECTOR},{kwok.SHARD_LABEL}={worker.name}"
+                    if a.startswith("--manage-nodes-with-label-selector=") else a for a in comps["kwok"].argv]
+            self._argv[(worker.name, "kwok")] = self._remote_argv(argv, layout, worker.name,
+                                                                  remote_bins[(worker.name, "kwok")])
         for path in layout.config.glob("*.yaml"):  # the scheduler's config names its kubeconfig
-            path.write_text(path.read_text().replace(str(layout.state_dir), self._remote_state("kube-scheduler")))
+            path.write_text(path.read_text().replace(str(layout.state_dir), self.host_dir(cp_host.name)))
 
         # The state directory goes whole to the control plane; kwok needs only its kubeconfig and config.
         cp = self.hosts[cp_host.name]
-        kwok_remote = self.hosts[self.kwok_host]
         kwok_files = staging / "kwok"
         (kwok_files / "config").mkdir(parents=True)
         for name in ("kwok.kubeconfig", "kwok.yaml"):
             shutil.copy(layout.config / name, kwok_files / "config" / name)
+        server = f"https://{cp_host.address}:{PORTS['kube-apiserver']}"
+        ca = pki.KeyPair(layout.pem("ca.crt"), layout.pem("ca.key"))
+        trees = {name: kubelets.stage(worker, staging / "workers" / name, ca=ca, server=server,
+                                      cni_dir=cni_dirs[name], sleeper=Path(node_binaries["sleeper"]))
+                 for name, worker in self.workers.items()}
+        kwok_hosts = [w.name for w in self.inventory.kwok_workers]
         shipped = self.hosts.each(lambda r: r.put_tree(layout.state_dir if r is cp else kwok_files,
                                                        self.host_dir(r.host.name)),
-                                  hosts=[cp_host.name, self.kwok_host])
+                                  hosts=[cp_host.name, *kwok_hosts])
         shipped.check()
         self._timings["ship_state"] = time.monotonic() - started
 
         # As locally: the rest only once the API server is ready (the controller manager
         # exits if RBAC's bootstrap roles are not there yet).
         for name in ("etcd", "kube-apiserver"):
-            detached.start(cp, name, self._argv[name], self.host_dir(cp_host.name))
-        probe = HealthProbe(f"https://{cp_host.address}:{PORTS['kube-apiserver']}/readyz",
-                            ca=layout.pem("ca.crt"), client_cert=layout.pem("admin.crt"),
+            detached.start(cp, name, self._argv[(cp_host.name, name)], self.host_dir(cp_host.name))
+        probe = HealthProbe(f"{server}/readyz", ca=layout.pem("ca.crt"), client_cert=layout.pem("admin.crt"),
                             client_key=layout.pem("admin.key"))
         deadline = started + self.timeout
         self._wait(cp, "kube-apiserver", probe.ok, deadline)
         self._timings["apiserver_ready"] = time.monotonic() - started
         for name in ("kube-controller-manager", "kube-scheduler"):
-            detached.start(cp, name, self._argv[name], self.host_dir(cp_host.name))
-        detached.start(kwok_remote, "kwok", self._argv["kwok"], self.host_dir(self.kwok_host))
+            detached.start(cp, name, self._argv[(cp_host.name, name)], self.host_dir(cp_host.name))
+        self.hosts.each(lambda r: detached.start(r, "kwok", self._argv[(r.host.name, "kwok")],
+                                                 self.host_dir(r.host.name)), hosts=kwok_hosts).check()
+        if self.workers:
+            self.hosts.each(lambda r: kubelets.start(r, self.workers[r.host.name], trees[r.host.name],
+                                                     remote_bins[(r.host.name, "kubelet")]),
+                            hosts=list(self.workers)).check()
+            self._timings["kubelets_started"] = time.monotonic() - started
 
         info = ClusterInfo("ssh", layout.admin_kubeconfig, (), self.kd)
         api = info.api_client()
         try:
-            names = kwok.ensure_nodes(api, self.inventory.kwok_node_count)
+            names = kwok.ensure_nodes(api, self.nodes, shards=self.kwok_shards)
             kwok.wait_nodes_ready(api, names, timeout=max(1.0, deadline - time.monotonic()))
+            if self.workers:
+                kubelets.wait_ready(api, {n: (self.hosts[n], w) for n, w in self.workers.items()}, deadline)
         except Exception:
-            if detached.status(kwok_remote, "kwok", self._argv["kwok"], self.host_dir(self.kwok_host)) is None:
-                raise ComponentError("kwok", f"exited on {self.kwok_host}", self._log_tail(kwok_remote, "kwok")) from None
+            self._raise_if_dead()
             raise
         finally:
             api.close()
-        for name in CONTROL_PLANE:  # alive after the nodes came up
-            if detached.status(cp, name, self._argv[name], self.host_dir(cp_host.name)) is None:
-                raise ComponentError(name, f"exited on {cp_host.name}", self._log_tail(cp, name))
+        self._raise_if_dead()  # every component alive after the nodes came up
         self._timings["nodes_ready"] = time.monotonic() - started
-        log.info("%d kwok nodes Ready after %.1f s", len(names), time.monotonic() - started)
-        return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, component_versions(binaries),
-                           dict(binaries.sources))
+        log.info("%d kwok nodes and %d real nodes Ready after %.1f s", len(names), len(self.workers),
+                 time.monotonic() - started)
+        self._watcher = _Watcher(self.hosts, {h.name: self.host_dir(h.name) for h in self.inventory.hosts})
+        self._watcher.start()
+        versions = component_versions(binaries)
+        return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, versions,
+                           dict(binaries.sources), real_node_names=tuple(self.workers))
 
-    def _remote_state(self, component: str) -> str:
-        return self.host_dir(self.kwok_host if component == "kwok" else self.inventory.control_plane.name)
+    def _remote_argv(self, argv: tuple[str, ...] | list[str], layout: Layout, host: str,
+                     binary: str) -> tuple[str, ...]:
+        """A local component command line made remote: the host's state paths and binary."""
+        remote = [a.replace(str(layout.state_dir), self.host_dir(host)) for a in argv]
+        remote[0] = binary
+        return tuple(remote)
+
+    def _raise_if_dead(self) -> None:
+        """Raise :class:`ComponentError` naming the first component that no longer runs."""
+        found = self.hosts.each(lambda r: detached.statuses(r, self.host_dir(r.host.name))).check()
+        for host, procs in found.items():
+            for name, pid in procs.items():
+                if pid is None:
+                    remote = self.hosts[host]
+                    raise ComponentError(name, f"exited on {host}", self._log_tail(remote, name))
+
+    def check(self) -> None:
+        if self._watcher is not None and self._watcher.dead is not None:
+            host, name = self._watcher.dead
+            raise ComponentError(name, f"exited on {host}", self._log_tail(self.hosts[host], name))
+
+    def pod_process_starts(self) -> dict[str, list[float]]:
+        starts: dict[str, list[float]] = {}
+        found = self.hosts.each(lambda r: kubelets.pod_process_starts(r, self.workers[r.host.name]),
+                                hosts=list(self.workers))
+        for value in found.succeeded.values():
+            starts.update(value)
+        return starts
+
+    def save_logs(self, destination: Path) -> None:
+        """Copy every host's component logs to ``destination/<host>/``."""
+        if self.hosts is None:
+            return
+
+        def fetch(remote: Remote) -> None:
+            folder = Path(destination) / remote.host.name
+            folder.mkdir(parents=True, exist_ok=True)
+            logs_dir = f"{self.host_dir(remote.host.name)}/logs"
+            for name in remote.run(f"ls {shlex.quote(logs_dir)} 2>/dev/null", check=False).stdout.split():
+                remote.connection.get(f"{logs_dir}/{name}", str(folder / name))
+
+        for host, error in self.hosts.each(fetch).failed.items():
+            log.warning("%s: logs not saved: %s", host, error.reason)
 
     def _write_pki(self, layout: Layout, address: str) -> None:
         """As the local backend's, with the control-plane host's address (and name) in the
@@ -200,11 +279,16 @@ class SshCluster(Cluster):
         pki.write_control_plane_pki(layout, f"https://{address}:{PORTS['kube-apiserver']}",
                                     hosts=(LOOPBACK, "localhost", address, self.inventory.control_plane.name))
 
-    def _ship_binaries(self, binaries: BinarySet) -> dict[str, str]:
-        """Put each needed binary on its host under bin/<sha256[:16]>/; identical files
-        (the multi-call kube binary) travel once and are hard-linked under their names."""
-        wanted = {self.inventory.control_plane.name: CONTROL_PLANE, self.kwok_host: ("kwok",)}
-        paths: dict[str, str] = {}
+    def _ship_binaries(self, binaries: dict[str, Path]) -> dict[tuple[str, str], str]:
+        """Put each host's binaries on it under bin/<sha256[:16]>/; identical files (the
+        multi-call kube binary) travel once and are hard-linked under their names.
+        Returns (host, component) → the remote path."""
+        wanted: dict[str, list[str]] = {self.inventory.control_plane.name: list(CONTROL_PLANE)}
+        for worker in self.inventory.kwok_workers:
+            wanted.setdefault(worker.name, []).append("kwok")
+        for name in self.workers:
+            wanted.setdefault(name, []).append("kubelet")
+        paths: dict[tuple[str, str], str] = {}
         plan: dict[str, list[tuple[str, Path, str]]] = {}
         digests: dict[Path, str] = {}
         for host, names in wanted.items():
@@ -212,7 +296,7 @@ class SshCluster(Cluster):
                 local = Path(binaries[name]).resolve()
                 digest = digests.setdefault(local, sha256_file(local))
                 target = f"{self.inventory.remote_dir}/bin/{digest[:16]}/{name}"
-                paths[name] = target
+                paths[(host, name)] = target
                 plan.setdefault(host, []).append((name, local, target))
 
         def ship(remote: Remote) -> None:
@@ -222,7 +306,7 @@ class SshCluster(Cluster):
                 if digest in first_of:
                     remote.run(f"ln -f {shlex.quote(first_of[digest])} {shlex.quote(target)}")
                 else:
-                    result = remote.put(local, target)
+                    result = remote.put(local, target, addressed=True)
                     log.info("%s: %s %s", remote.host.name, "kept" if result.skipped else "shipped", target)
                     first_of[digest] = target
 
@@ -232,7 +316,7 @@ class SshCluster(Cluster):
     def _wait(self, remote: Remote, name: str, ready, deadline: float) -> None:
         directory = self.host_dir(remote.host.name)
         while not ready():
-            if detached.status(remote, name, self._argv[name], directory) is None:
+            if detached.status(remote, name, self._argv[(remote.host.name, name)], directory) is None:
                 raise ComponentError(name, f"exited on {remote.host.name}", self._log_tail(remote, name))
             if time.monotonic() > deadline:
                 raise ComponentError(name, f"not ready on {remote.host.name} before the start-up deadline",
@@ -252,6 +336,9 @@ class SshCluster(Cluster):
         """Stop every process by PID on every reachable host, remove the cluster's
         directories there, release the lock. Unreachable hosts are reported, not skipped silently."""
         failures: list[str] = []
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         if self.hosts is not None:
             failures = _clean_hosts(self.inventory, self.hosts)
         if self.lock is not None:
@@ -277,37 +364,86 @@ def status(inventory: Inventory) -> dict:
     """What runs on each host (by pid file and recorded command line), and the kubeconfig."""
     hosts_status: dict[str, object] = {}
     with Hosts.of(inventory) as hosts:
-        for remote in hosts.remotes.values():
-            directory = f"{inventory.cluster_dir()}/{remote.host.name}"
-            try:
-                names = remote.run(f"ls {shlex.quote(directory)}/run/ 2>/dev/null | sed -n 's/\\.pid$//p'",
-                                   check=False).stdout.split()
-                hosts_status[remote.host.name] = {n: detached.status(remote, n, None, directory) for n in names}
-            except RemoteError as error:
-                hosts_status[remote.host.name] = f"unreachable: {error.reason}"
+        found = hosts.each(lambda r: detached.statuses(r, f"{inventory.cluster_dir()}/{r.host.name}"))
+        for host, value in found.items():
+            hosts_status[host] = f"unreachable: {value.reason}" if isinstance(value, RemoteError) else value
     kubeconfig = local_state_dir(inventory) / "state" / "config" / "admin.kubeconfig"
     running = any(isinstance(v, dict) and any(v.values()) for v in hosts_status.values())
     return {"cluster": inventory.cluster, "running": running, "hosts": hosts_status,
             "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
 
 
+def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
+    """Which kwok worker manages fake node ``i``: ``shards[i % len(shards)]``. Each worker
+    appears in proportion to its ``kwok_nodes``; an index keeps its worker when the
+    cluster is resized."""
+    weights = {w.name: w.kwok_nodes for w in inventory.kwok_workers}
+    if len(weights) <= 1:
+        return tuple(weights)
+    divisor = reduce(math.gcd, weights.values())
+    counts = {name: weight // divisor for name, weight in weights.items()}
+    total = sum(counts.values())
+    # Spread each worker's turns evenly over the cycle (largest remainder first).
+    slots = sorted(((k + 0.5) / count, name) for name, count in counts.items() for k in range(count))
+    assert len(slots) == total
+    return tuple(name for _, name in slots)
+
+
+def _clean_host(inventory: Inventory, remote: Remote) -> str:
+    """Stop our processes and remove our directory on one host; returns what was stopped."""
+    name = remote.host.name
+    directory = f"{inventory.cluster_dir()}/{name}"
+    started = time.monotonic()
+    # Everything of ours on a host is made after its directory and removed before it.
+    if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
+        return "nothing there"
+    stopped: dict[str, str] = {}
+    if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order
+        index = [w.name for w in inventory.kubelet_workers].index(name)
+        stopped.update(kubelets.teardown(remote, kubelets.Worker(remote.host, index, inventory.cluster_dir())))
+    stopped.update(stop_all(remote, directory))
+    remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
+    done = ", ".join(f"{k} {v}" for k, v in stopped.items() if v != "absent") or "nothing ran"
+    log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started, done)
+    return done
+
+
 def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
-    """Stop our processes and remove our directory on every host, workers first.
+    """Clean every host: the workers at once, then the control plane.
     Returns one line per host that could not be cleaned."""
-    failures = []
-    cp = inventory.control_plane.name
-    for name in [*(w.name for w in inventory.workers), cp]:
-        remote, directory = hosts[name], f"{inventory.cluster_dir()}/{name}"
-        started = time.monotonic()
-        try:
-            stopped = stop_all(remote, directory)
-            remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
-            log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started,
-                     ", ".join(f"{k} {v}" for k, v in stopped.items()) or "nothing ran")
-        except RemoteError as error:
-            log.warning("%s: not cleaned after %.1f s", name, time.monotonic() - started)
-            failures.append(str(error).splitlines()[0])
-    return failures
+    results = hosts.each(lambda r: _clean_host(inventory, r), hosts=[w.name for w in inventory.workers])
+    results.update(hosts.each(lambda r: _clean_host(inventory, r), hosts=[inventory.control_plane.name]))
+    for name in results.failed:
+        log.warning("%s: not cleaned", name)
+    return [str(error).splitlines()[0] for error in results.failed.values()]
+
+
+class _Watcher(threading.Thread):
+    """Looks at every host's processes every few seconds; remembers the first one found dead."""
+
+    def __init__(self, hosts: Hosts, directories: dict[str, str]) -> None:
+        super().__init__(name="kdlib-ssh-watcher", daemon=True)
+        self.hosts = hosts
+        self.directories = directories
+        self.dead: tuple[str, str] | None = None  # (host, component)
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(WATCH_INTERVAL) and self.dead is None:
+            found = self.hosts.each(lambda r: detached.statuses(r, self.directories[r.host.name]))
+            for host, value in found.items():
+                if isinstance(value, RemoteError):
+                    if not self._stopping.is_set():
+                        log.warning("%s: could not look at its processes: %s", host, value.reason)
+                    continue
+                dead = [name for name, pid in value.items() if pid is None]
+                if dead and not self._stopping.is_set():
+                    self.dead = (host, dead[0])
+                    return
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=30)
 
 
 def down(inventory: Inventory) -> None:

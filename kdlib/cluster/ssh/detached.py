@@ -49,21 +49,25 @@ def paths(directory: str, name: str) -> tuple[str, str]:
 
 
 def start(remote: Remote, name: str, argv: tuple[str, ...] | list[str], directory: str, *,
-          cwd: str | None = None, env: dict[str, str] | None = None, wait: float = 5.0) -> Detached:
+          cwd: str | None = None, env: dict[str, str] | None = None, wait: float = 5.0,
+          shows: tuple[str, ...] | None = None) -> Detached:
     """Start ``argv`` detached on ``remote``; its files go under ``directory``.
 
     Refuses when the pid file names a live process of ours. Returns once
     ``/proc/PID/cmdline`` shows ``argv`` (the process exec'd), or raises with the log tail.
+    ``shows`` is the command line to expect instead when ``argv`` execs another program in
+    the same process (``nsenter ... -- kubelet ...`` shows as ``kubelet ...``).
     """
     argv = tuple(argv)
-    if not argv or any("\n" in a or "\0" in a for a in argv):
+    shows = tuple(shows) if shows else argv
+    if not argv or any("\n" in a or "\0" in a for a in (*argv, *shows)):
         raise ValueError(f"argv must be non-empty and free of newlines and NULs: {argv!r}")
     pid_file, log_file = paths(directory, name)
     q = shlex.quote
     command = " ".join(q(a) for a in argv)
     exports = "".join(f"export {k}={q(v)}; " for k, v in (env or {}).items())
     tenths = max(1, int(wait * 10))
-    script = f"""PIDFILE={q(pid_file)}; HASH={argv_hash(argv)}
+    script = f"""PIDFILE={q(pid_file)}; HASH={argv_hash(shows)}
 {_FUNCTIONS}
 pid=$(cat "$PIDFILE" 2>/dev/null)
 if ours; then echo "running $pid"; exit 3; fi
@@ -84,7 +88,7 @@ echo "failed $pid"; tail -n 15 {q(log_file)} 2>/dev/null; exit 4
     if result.exit_code != 0 or not first or first[0] != "started":
         reason = f"{name} exited at once" if first[:1] == ["failed"] else f"start of {name} failed"
         raise RemoteError(remote.host.name, command, reason, "\n".join(result.stdout.splitlines()[1:]) or result.tail())
-    return Detached(remote.host.name, name, int(first[1]), argv, pid_file, log_file)
+    return Detached(remote.host.name, name, int(first[1]), shows, pid_file, log_file)
 
 
 def _hash_line(pid_file: str, argv: tuple[str, ...] | list[str] | None) -> str:
@@ -136,3 +140,21 @@ exit 0
 """
     out = remote.run(f"sh -c {shlex.quote(script)}").stdout.strip()
     return int(out) if out.isdigit() else None
+
+
+def statuses(remote: Remote, directory: str) -> dict[str, int | None]:
+    """Every process with a pid file under ``directory``: its PID when it still runs with
+    the command line recorded at start, else None. One round trip for all of them."""
+    script = f"""cd {shlex.quote(directory)}/run 2>/dev/null || exit 0
+{_FUNCTIONS}
+for f in *.pid; do
+  [ -f "$f" ] || continue
+  name=${{f%.pid}}; pid=$(cat "$f" 2>/dev/null); HASH=$(cat "$name.cmdline-sha256" 2>/dev/null)
+  if [ -n "$HASH" ] && ours; then echo "$name $pid"; else echo "$name -"; fi
+done
+"""
+    found: dict[str, int | None] = {}
+    for line in remote.run(f"sh -c {shlex.quote(script)}").stdout.splitlines():
+        name, pid = line.split()
+        found[name] = int(pid) if pid.isdigit() else None
+    return found

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import shlex
 import socket
 import tarfile
@@ -116,12 +117,19 @@ class GroupResult(dict):
         return self
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) → sha256: binaries are hashed once
+
+
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def map_error(host: Host, command: str, error: BaseException, timeout: float | None = None) -> RemoteError:
@@ -223,17 +231,23 @@ class Remote:
             raise RemoteError(self.host.name, command, f"exit code {result.exit_code}", result.tail())
         return result
 
-    def put(self, local: Path | str, remote: str, *, mode: int = 0o755) -> PutResult:
+    def put(self, local: Path | str, remote: str, *, mode: int = 0o755, addressed: bool = False) -> PutResult:
         """Ship ``local`` to ``remote`` unless a file with the same SHA-256 is already there.
 
         The file lands under a temporary name and is renamed into place, so a running
-        binary is never overwritten and a broken transfer leaves no half file.
+        binary is never overwritten and a broken transfer leaves no half file. With
+        ``addressed`` the remote path names the content (``bin/<sha256>/...``): a file of
+        the same size there is complete and the same, and is not hashed again.
         """
         local = Path(local)
         started = time.monotonic()
         digest, size = sha256_file(local), local.stat().st_size
         quoted = shlex.quote(remote)
-        there = self.run(f"sha256sum {quoted} 2>/dev/null | cut -d' ' -f1", check=False).stdout.strip()
+        if addressed:
+            there_size = self.run(f"stat -c %s {quoted} 2>/dev/null", check=False).stdout.strip()
+            there = digest if there_size == str(size) else ""
+        else:
+            there = self.run(f"sha256sum {quoted} 2>/dev/null | cut -d' ' -f1", check=False).stdout.strip()
         if there == digest:
             return PutResult(self.host.name, local, remote, digest, size, True, time.monotonic() - started)
         part = f"{remote}.part-{self.host.name}"

@@ -9,18 +9,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pandas as pd
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from ...errors import ExperimentError
 from ...k8s import objects
 from ...k8s.calls import parallel
+from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled  # noqa: F401 (the suite's too)
 from ...stats import percentile
 from ..baselines import Baseline
 from .analysis import POD_STAGES
@@ -48,14 +46,6 @@ def namespace_for(bench: str) -> str:
     return NAMESPACE_PREFIX + bench
 
 
-def ensure_namespace(api: client.ApiClient, name: str) -> None:
-    try:
-        client.CoreV1Api(api).create_namespace(objects.namespace(name))
-    except ApiException as error:
-        if error.status != 409:
-            raise
-
-
 def deployment_names(workload: Workload) -> list[str]:
     return [f"fn-{i:04d}" for i in range(workload.deployments)]
 
@@ -70,34 +60,6 @@ def prepare(api: client.ApiClient, namespace: str, workload: Workload, baseline:
         on_real_nodes=on_real_nodes), _preload_content=False), names, workers=32)
     wait_reconciled(api, namespace, len(names), timeout)
     return names
-
-
-def wait_reconciled(api: client.ApiClient, namespace: str, count: int, timeout: float, still_s: float = 1.0) -> None:
-    """Wait until the controllers are done with the new objects.
-
-    Done: every Deployment has its ReplicaSet, every object's status has caught up with
-    its spec, and nothing changed for ``still_s``. Measured: waiting only for the
-    ReplicaSets to exist let 50 Deployments' status updates, still queued behind the
-    controller manager's client rate limit, slow the measured scale-up (p90 7.1 s
-    against 4.4 s after a 30 s pause; bench/microbench.py).
-    """
-    apps = client.AppsV1Api(api)
-    deadline = time.monotonic() + timeout
-    last_change, last_versions = time.monotonic(), None
-    while True:
-        deployments = apps.list_namespaced_deployment(namespace, label_selector=WORKLOAD_SELECTOR).items
-        sets = apps.list_namespaced_replica_set(namespace, label_selector=WORKLOAD_SELECTOR).items
-        versions = sorted(o.metadata.resource_version for o in [*deployments, *sets])
-        now = time.monotonic()
-        if versions != last_versions:
-            last_change, last_versions = now, versions
-        caught_up = all((o.status.observed_generation or 0) >= o.metadata.generation for o in [*deployments, *sets])
-        if len(sets) >= count and caught_up and now - last_change >= still_s:
-            return
-        if now > deadline:
-            raise ExperimentError(f"the {count} Deployments were not reconciled within {timeout:.0f} s "
-                                  f"({len(sets)} ReplicaSets, statuses caught up: {caught_up})")
-        time.sleep(0.1)
 
 
 def measure(api: client.ApiClient, namespace: str, names: list[str], workload: Workload,
@@ -145,54 +107,3 @@ def tidy_timeline(started: float, returned: dict[str, float], replicasets: dict[
                 rows.append({"kind": "Pod", "object": pod["pod"], "stage": stage, "t": pod[stage] - started,
                              "node": pod["node"] if stage != "created" else None})
     return pd.DataFrame(rows, columns=["kind", "object", "stage", "t", "node"])
-
-
-def clean(api: client.ApiClient, namespace: str, timeout: float, settle_s: float) -> float:
-    """Delete the workload, wait until the cluster is quiet, then settle. Returns the seconds waited.
-
-    Quiet: no workload pod, ReplicaSet or Deployment left anywhere (pods pending deletion
-    count as left) — instead of the original's fixed sleeps. Each kind is deleted in one
-    call rather than left to the garbage collector, whose client rate limit would take
-    minutes for thousands of pods. A delete-collection that the apiserver cuts off at its
-    60 s request timeout (thousands of pods on a busy machine; seen as 504) is sent again
-    until the deadline.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    kinds = {
-        "Deployments": (apps.delete_collection_namespaced_deployment, apps.list_deployment_for_all_namespaces),
-        "ReplicaSets": (apps.delete_collection_namespaced_replica_set, apps.list_replica_set_for_all_namespaces),
-        "pods": (core.delete_collection_namespaced_pod, core.list_pod_for_all_namespaces),
-    }
-    left = dict.fromkeys(kinds, 1)
-    last_delete = -float("inf")
-    while True:
-        if time.monotonic() - last_delete > 10:
-            for kind, (delete, _) in kinds.items():
-                if left[kind]:
-                    _delete_collection(delete, namespace)
-            last_delete = time.monotonic()
-        left = {kind: _count(listing) for kind, (_, listing) in kinds.items()}
-        if not any(left.values()):
-            break
-        if time.monotonic() > deadline:
-            raise ExperimentError(f"the cluster did not become quiet in {timeout:.0f} s: "
-                                  + ", ".join(f"{n} {kind}" for kind, n in left.items()) + " left")
-        time.sleep(0.2)
-    time.sleep(settle_s)
-    return time.monotonic() - started
-
-
-def _delete_collection(delete: Callable, namespace: str) -> None:
-    try:
-        delete(namespace, label_selector=WORKLOAD_SELECTOR, propagation_policy="Background",
-               grace_period_seconds=0, _preload_content=False)
-    except ApiException as error:
-        if error.status not in (404, 429, 500, 504):  # gone; or cut off / throttled: sent again later
-            raise
-
-
-def _count(listing: Callable) -> int:
-    response = listing(label_selector=WORKLOAD_SELECTOR, _preload_content=False)
-    return len(json.loads(response.data)["items"])

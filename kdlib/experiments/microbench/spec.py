@@ -101,13 +101,14 @@ class SuiteParams:
     real_nodes: int = 0  # local backend: real kubelets for k8s and kd (0: those are not measured)
     settle_s: float = 2.0
     run_timeout_s: float | None = None  # None: timeout_for(workload)
+    inventory: Path | None = None  # ssh backend: the hosts (its kubelet workers are the real nodes)
 
     @classmethod
     def from_notebook(cls, *, run_id: Any, backend: Any = "local", benches: Any = tuple(BENCHES),
                       scale_pods: Any = None, scale_funcs: Any = None, scale_nodes: Any = None,
                       artifact_scales: bool = False, baselines: Any = tuple(BASELINES), nodes: Any = 20,
                       repeats: Any = 1, kd_bin_dir: Any = None, real_nodes: Any = 0, settle_s: Any = 2.0,
-                      run_timeout_s: Any = None) -> "SuiteParams":
+                      run_timeout_s: Any = None, inventory: Any = None) -> "SuiteParams":
         """The notebook's (and CLI's) parameters, checked. ``artifact_scales`` replaces every
         bench's scales by the original artifact's; giving both is refused."""
         given = {"scale-pods": scale_pods, "scale-funcs": scale_funcs, "scale-nodes": scale_nodes}
@@ -121,7 +122,8 @@ class SuiteParams:
         return cls(run_id=run_id, backend=backend, benches=_as_tuple(benches), scales=scales,
                    baselines=_as_tuple(baselines), nodes=nodes, repeats=repeats,
                    kd_bin_dir=Path(kd_bin_dir).expanduser() if kd_bin_dir else None,
-                   real_nodes=real_nodes, settle_s=settle_s, run_timeout_s=run_timeout_s).validate()
+                   real_nodes=real_nodes, settle_s=settle_s, run_timeout_s=run_timeout_s,
+                   inventory=Path(inventory).expanduser() if inventory else None).validate()
 
     def timeout_for(self, workload: Workload) -> float:
         """``run_timeout_s``, else 60 s plus 0.1 s per pod: twice what the controller manager's
@@ -142,9 +144,7 @@ class SuiteParams:
                          "(no '/' or spaces), starting with a letter or digit")
         elif len(self.run_id) > MAX_RUN_ID:
             found.append(f"run_id: {len(self.run_id)} characters; at most {MAX_RUN_ID} (it names files)")
-        backend_problem = registry.problem(self.backend) if isinstance(self.backend, str) else "must be a name"
-        if backend_problem:
-            found.append(f"backend: {backend_problem}")
+        found += registry.backend_problems(self.backend, self.inventory)
         for bench in self.benches:
             if bench not in BENCHES:
                 found.append(f"benches: unknown bench {bench!r} (known: {', '.join(BENCHES)})")
@@ -189,6 +189,15 @@ class SuiteParams:
         return self
 
 
+def real_node_count(params: SuiteParams) -> int:
+    """The real nodes k8s and kd run on: ``real_nodes`` here, the kubelet workers over SSH."""
+    if params.backend == "ssh" and params.inventory is not None:
+        from ...cluster.ssh import inventory
+
+        return len(inventory.load(params.inventory).kubelet_workers)
+    return params.real_nodes
+
+
 def _real_node_problems(params: SuiteParams) -> list[str]:
     """Real pods must fit the real nodes' kubelets (110 pods each); Figure 11 stays on kwok."""
     from ...cluster.local.realnode import MAX_PODS
@@ -197,15 +206,19 @@ def _real_node_problems(params: SuiteParams) -> list[str]:
         return [f"real_nodes: {params.real_nodes!r} is not an integer >= 0"]
     if params.real_nodes > 8:
         return [f"real_nodes: {params.real_nodes}; at most 8 on one machine (each is a kubelet and a containerd)"]
-    if not params.real_nodes or all(BASELINES[b].simulated for b in params.baselines if b in BASELINES):
+    try:
+        count = real_node_count(params)
+    except Exception:  # noqa: BLE001 - an invalid inventory is reported by _inventory_problems
+        return []
+    if not count or all(BASELINES[b].simulated for b in params.baselines if b in BASELINES):
         return []
     found = []
     for bench in ("scale-pods", "scale-funcs"):
         if bench in params.benches:
             for scale in params.scales_for(bench):
-                if isinstance(scale, int) and -(-scale // params.real_nodes) > MAX_PODS:
-                    found.append(f"scales[{bench}]: {scale} real pods do not fit {params.real_nodes} real nodes "
-                                 f"of {MAX_PODS} pods each; raise real_nodes or lower the scale")
+                if isinstance(scale, int) and -(-scale // count) > MAX_PODS:
+                    found.append(f"scales[{bench}]: {scale} real pods do not fit {count} real nodes "
+                                 f"of {MAX_PODS} pods each; add real nodes or lower the scale")
     return found
 
 

@@ -66,7 +66,7 @@ def _clusters(params: SuiteParams) -> dict[bool, Cluster]:
         real = any(not BASELINES[b].simulated and BASELINES[b].kd == kd for b in params.baselines)
         found[kd] = registry.open_cluster(params.backend, nodes=params.nodes, kd=kd,
                                           bin_dir=params.kd_bin_dir if kd else None,
-                                          real_nodes=params.real_nodes if real else 0)
+                                          real_nodes=params.real_nodes if real else 0, inventory=params.inventory)
     return found
 
 
@@ -100,6 +100,7 @@ def _key(item: RunItem) -> logs.RunKey:
 
 def _parameters(params: SuiteParams) -> dict[str, Any]:
     return {**asdict(params), "kd_bin_dir": str(params.kd_bin_dir) if params.kd_bin_dir else None,
+            "inventory": str(params.inventory) if params.inventory else None,
             "scales": {b: list(params.scales_for(b)) for b in params.benches}}
 
 
@@ -241,11 +242,10 @@ def _with_runtime_stages(cluster: Cluster, api: Any, namespace: str, result: mea
     """The timeline with each real pod's sandbox and container start (from its processes)."""
     import pandas as pd
 
-    from ...cluster.local.realnodes import pod_process_starts
     from ..runtime import process_stage_rows
 
     rows = process_stage_rows(api, namespace, measure.WORKLOAD_SELECTOR, result.started_at,
-                              pod_process_starts(cluster.state_dir))
+                              cluster.pod_process_starts())
     return pd.concat([result.timeline, pd.DataFrame(rows, columns=result.timeline.columns)], ignore_index=True)
 
 

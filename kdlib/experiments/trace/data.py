@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...errors import ConfigError
+from ...errors import TraceDataError
 
 REPO = Path(__file__).resolve().parents[3]
 #: The sample the original artifact replays (500 functions; README with source and checksums).
@@ -29,10 +29,6 @@ PERCENTILES = {"percentile_Average_0": 0.0, "percentile_Average_1": 0.01, "perce
                "percentile_Average_50": 0.50, "percentile_Average_75": 0.75, "percentile_Average_99": 0.99,
                "percentile_Average_100": 1.0}
 _README_ROW = re.compile(r"^\|\s*(?P<name>[\w.]+\.csv)\s*\|\s*(?P<bytes>\d+)\s*\|\s*(?P<sha>[0-9a-f]{64})\s*\|", re.M)
-
-
-class TraceDataError(ConfigError):
-    """A trace directory is missing a file or column, holds a non-number, or is too short."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ...errors import KdlibError
+from ...errors import LogFormatError
 from .gateway import FAIL_DISPATCH, SUCCESS, Invocation
 
 _SUMMARY = re.compile(r"^Summary: total (\d+) success (\d+) fail (\d+)\s*$", re.M)
@@ -31,10 +31,6 @@ COLUMNS = ["ns", "id_name", "id_index", "func_ns", "func", "status", "ts_s", "cs
            "gsend_req_ms", "grecv_res_ms", "crecv_res_ms", "delay_ms", "runtime_ms", "requested_ms"]
 _KEYS = (", Func: ", ", Status: ", ", TS: ", ", CSendReq: ", ", GRecvReq: ", ", GSendReq: ", ", GRecvRes: ",
          ", CRecvRes: ", ", Delay: ", ", Runtime: ")
-
-
-class LogFormatError(KdlibError):
-    """A trace log or Dirigent CSV is not in the expected format."""
 
 
 def _ms(value: float | None, base: float) -> str:

@@ -56,6 +56,8 @@ class TraceParams:
     timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
     nodes: int = 20
     drain_s: float = 15.0  # after the last send, as the original's client waits before it stops
+    backend: str = "local"  # or "ssh": the cluster on the hosts of ``inventory``
+    inventory: Path | None = None
 
     def problems(self) -> list[str]:
         found = []
@@ -89,6 +91,9 @@ class TraceParams:
             found.append(f"nodes must be ≥ 1, got {self.nodes}")
         if self.drain_s < 0:
             found.append(f"drain_s must be ≥ 0, got {self.drain_s}")
+        from ...cluster.registry import backend_problems
+
+        found += backend_problems(self.backend, self.inventory)
         return found
 
     def validate(self) -> "TraceParams":

@@ -101,7 +101,7 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
                          provenance_table({**run, "clusters": {}, "parameters": params}))
     trace = run.get("trace") or {}
     source = [f"run {run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
-              f"first {warmup} min dropped", "local cluster, kwok nodes, simulated sandbox"]
+              f"first {warmup} min dropped", f"{params.get('backend', 'local')} cluster, kwok nodes, simulated sandbox"]
     if save:
         bundle = render.write_bundle(store.root(root))
     for figure in (12, 13):

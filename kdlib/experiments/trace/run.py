@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,8 +26,8 @@ from ... import provenance, store
 from ...cluster.registry import open_cluster
 from ...k8s import objects as workloads
 from ...k8s.calls import parallel as _parallel
-from ..microbench.measure import clean, ensure_namespace, wait_reconciled
-from ..runner import suite_lock
+from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled
+from ..runner import end_state, suite_lock
 from . import data, logs, schedule as schedules
 from .params import FILE_KEYS, SYSTEMS, TraceParams, plan
 from .replay import Replay, lateness_summary
@@ -74,15 +75,25 @@ def load_trace(params: TraceParams) -> data.Trace:
     return data.subset(trace, params.functions, params.minutes, params.seed)
 
 
-def _run_record(params: TraceParams, outcome: TraceOutcome, state: str, trace: data.Trace | None,
+def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, Any], trace: data.Trace | None,
                 summary: dict, root: Path | None) -> None:
-    record = {"run_id": params.run_id, "state": state,
+    """Write ``run.json``: this attempt's outcome on top, and every attempt at the run id
+    (the first one's wall time and provenance survive a resume)."""
+    path = run_dir(params.run_id, root) / "run.json"
+    try:
+        attempts = [a for a in json.loads(path.read_text()).get("attempts", []) if a.get("id") != attempt["id"]]
+    except (OSError, ValueError):
+        attempts = []
+    attempt.update(measured=list(outcome.measured), resumed=list(outcome.resumed), failed=dict(outcome.failed),
+                   seconds=round(outcome.seconds, 1))
+    record = {"run_id": params.run_id, "state": attempt["state"],
               "parameters": {**asdict(params), "trace": str(params.trace or data.SHIPPED)},
               "trace": trace.describe() if trace else None, "schedule": summary,
               "measured": outcome.measured, "resumed": outcome.resumed, "failed": outcome.failed,
               "not_measured": outcome.not_measured, "reference": outcome.reference,
-              "seconds": round(outcome.seconds, 1), "provenance": provenance.collect()}
-    store.write_atomic(run_dir(params.run_id, root) / "run.json", json.dumps(record, indent=2, default=str) + "\n")
+              "seconds": round(outcome.seconds, 1), "provenance": provenance.collect(),
+              "attempts": [*attempts, attempt]}
+    store.write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool = True) -> TraceOutcome:
@@ -95,11 +106,13 @@ def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool =
     outcome = TraceOutcome(params.run_id, not_measured=skipped, reference=reference)
     directory = run_dir(params.run_id, root)
     started = time.monotonic()
+    attempt: dict[str, Any] = {"id": f"{os.getpid()}@{provenance.now()}", "state": "running",
+                               "started_at": provenance.now()}
     with suite_lock(params.run_id):
         try:
             if directory.is_dir():
                 store.remove_partials(directory)
-            _run_record(params, outcome, "running", trace, summary, root)
+            _run_record(params, outcome, attempt, trace, summary, root)
             for system in to_run:
                 if log_path(directory, system).is_file():
                     outcome.resumed.append(system)
@@ -112,8 +125,9 @@ def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool =
                     log.error("trace: %s failed: %s", system, error)
         finally:
             outcome.seconds = time.monotonic() - started
-            interrupted = sys.exc_info()[0] is not None
-            _run_record(params, outcome, "interrupted" if interrupted else "finished", trace, summary, root)
+            state, reason = end_state(sys.exc_info()[1])  # finished, failed (why) or interrupted (signal)
+            attempt.update(state=state, reason=reason, ended_at=provenance.now())
+            _run_record(params, outcome, attempt, trace, summary, root)
     return outcome
 
 
@@ -128,13 +142,14 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
         "schedule": schedules.summary(schedule), "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_mode": params.kpa_mode, "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
-        "backend": "local (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
+        "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
                    "an invocation holds its pod for its requested runtime)",
     }
     bar = tqdm(total=int(np.ceil(schedule["t_s"].max())) if len(schedule) else 0, disable=not progress,
                file=sys.stderr, unit="s", desc=f"{system}: starting the cluster", dynamic_ncols=True)
     try:
-        with open_cluster("local", nodes=params.nodes, kd=bool(spec.kd), bin_dir=params.kd_bin_dir) as cluster:
+        with open_cluster(params.backend, nodes=params.nodes, kd=bool(spec.kd), bin_dir=params.kd_bin_dir,
+                          inventory=params.inventory) as cluster:
             info = cluster.info
             meta["versions"] = info.versions
             api = info.api_client()

@@ -62,12 +62,16 @@ def test_an_unreachable_kwok_host_at_start_is_one_error_and_nothing_starts(ssh_h
 
 def test_unsupported_inventories_are_refused_before_any_connection(ssh_hosts):
     inv = cluster_inventory(ssh_hosts)
-    kubelet = inventory.parse({**inv.to_data(), "workers": [
-        *inv.to_data()["workers"], {"name": "w3", "address": "10.255.255.3", "kubelet": True, "key": str(ssh_hosts.key)}]})
-    with pytest.raises(ConfigError, match="w3: kubelet: real kubelets over SSH are not implemented yet"):
-        SshCluster(kubelet)
     with pytest.raises(ConfigError, match="mode 'kubeadm' is not implemented yet"):
-        SshCluster(inventory.parse({**kubelet.to_data(), "mode": "kubeadm"}))
+        SshCluster(inventory.parse({**inv.to_data(), "mode": "kubeadm", "workers": [
+            *inv.to_data()["workers"], {"name": "w3", "address": "10.255.255.3", "kubelet": True,
+                                        "key": str(ssh_hosts.key)}]}))
+    with pytest.raises(ConfigError, match="kd=True needs bin_dir"):
+        SshCluster(inv, kd=True)
+    kubelet_only = inventory.parse({**inv.to_data(), "workers": [
+        {"name": "w3", "address": "10.255.255.3", "kubelet": True, "key": str(ssh_hosts.key)}]})
+    with pytest.raises(ConfigError, match="3 kwok nodes wanted but no worker has kwok_nodes"):
+        SshCluster(kubelet_only, nodes=3)
 
 
 def test_sshd_killed_mid_run_fails_naming_the_host_and_the_others_are_cleaned(host_factory, binaries, tmp_path):

@@ -1,0 +1,337 @@
+"""Real kubelets on SSH workers: containerd and a kubelet on each ``kubelet: true`` host.
+
+A worker is set up as the local backend's real nodes are, with the same configuration
+built as data (:mod:`kdlib.cluster.local.realnode`), but on the host itself:
+
+* files: the node's configuration, containerd's root and the overlays' upper layers live
+  in ``/tmp/kdlib-<id>/`` (``<id>``: a hash of the cluster directory and the host name;
+  short, because unix socket paths are limited to 108 bytes); pid files and logs in the
+  host's cluster directory, as for every detached process;
+* mounts: containerd starts in a private mount namespace (``unshare --mount``) in which
+  ``/var/lib``, ``/var/log``, ``/run`` and ``/usr/libexec`` are overlays, so the fixed paths
+  of the kubelet and containerd never touch the host's; the kubelet joins it (``nsenter``);
+* network: the host's own; pods sit on a CNI bridge ``kdcni0`` with ``10.244.<i>.0/24``,
+  which the bridge plugin creates with the first pod and the clean-up deletes;
+* cgroups: ``/kdlib-<id>`` (cgroup v1: in every hierarchy; v2: in the unified tree) is the
+  kubelet's ``cgroupRoot``; its pods and containers are found and killed there;
+* sysctls: the kubelet changes a few (``vm.overcommit_memory``, ``kernel.panic``, ...);
+  their values before are recorded in the host's directory and written back.
+
+:func:`teardown` works from the host's files alone, so ``down`` after a crash cleans up.
+The host needs root, containerd, runc, ctr, the CNI plugins bridge/host-local/loopback,
+nsenter, unshare and the overlay filesystem; :func:`check` names what is missing.
+Tested on cgroup v1 hosts (this machine); the v2 path follows the same steps unmeasured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import yaml
+from kubernetes import client
+
+from ...errors import ClusterError, ComponentError, RemoteError
+from ..controlplane import pki
+from ..local import images, realnode
+from ..local.hostnet import KUBELET_SYSCTLS
+from . import detached
+from .inventory import Host
+from .remote import Remote
+
+log = logging.getLogger("kdlib.ssh.kubelets")
+
+REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "nsenter", "unshare", "mount", "ip")
+CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
+CNI_BRIDGE = "kdcni0"  # cni_conflist's bridge name
+INSTALL_HINT = "Debian/Ubuntu: apt-get install containerd runc containernetworking-plugins"
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A kubelet host's names and paths (the attributes the local node builders read)."""
+
+    host: Host
+    index: int
+    cluster_dir: str
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    @property
+    def ident(self) -> str:
+        return hashlib.sha256(f"{self.cluster_dir}/{self.host.name}".encode()).hexdigest()[:10]
+
+    @property
+    def root(self) -> PurePosixPath:
+        return PurePosixPath(f"/tmp/kdlib-{self.ident}")
+
+    @property
+    def runtime(self) -> PurePosixPath:
+        return self.root
+
+    @property
+    def containerd_socket(self) -> PurePosixPath:
+        return self.root / "containerd.sock"
+
+    @property
+    def pod_cidr(self) -> str:
+        return f"10.244.{self.index}.0/24"
+
+    @property
+    def cgroup(self) -> str:
+        return f"/kdlib-{self.ident}"
+
+    @property
+    def host_dir(self) -> str:
+        return f"{self.cluster_dir}/{self.host.name}"
+
+
+# -- before anything starts ----------------------------------------------------------------
+
+_CHECK = r"""
+missing=""
+for c in {commands}; do command -v $c >/dev/null 2>&1 || missing="$missing $c"; done
+cni=""
+for d in {cni_dirs}; do
+  [ -x $d/bridge ] && [ -x $d/host-local ] && [ -x $d/loopback ] && {{ cni=$d; break; }}
+done
+[ -n "$cni" ] || missing="$missing CNI-plugins(bridge,host-local,loopback)"
+grep -qw overlay /proc/filesystems || missing="$missing overlay-filesystem"
+[ "$(id -u)" = 0 ] || missing="$missing root"
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "cgroup v2"
+elif [ -d /sys/fs/cgroup/memory ]; then echo "cgroup v1"
+else missing="$missing cgroups"; fi
+ip link show {bridge} >/dev/null 2>&1 && echo "bridge-exists"
+echo "cni $cni"
+echo "missing$missing"
+"""
+
+
+def check(remote: Remote) -> str:
+    """Raise naming the host and every missing prerequisite; returns the CNI plugin directory."""
+    script = _CHECK.format(commands=" ".join(REQUIRED_COMMANDS), cni_dirs=" ".join(CNI_DIRS), bridge=CNI_BRIDGE)
+    out = remote.run(f"sh -c {shlex.quote(script)}", timeout=30).stdout.splitlines()
+    missing = next((line.split()[1:] for line in out if line.startswith("missing")), [])
+    if missing:
+        raise RemoteError(remote.host.name, "(prerequisites of a kubelet worker)",
+                          f"missing: {', '.join(missing)} ({INSTALL_HINT})")
+    if "bridge-exists" in out:
+        raise RemoteError(remote.host.name, f"ip link show {CNI_BRIDGE}",
+                          f"a network device {CNI_BRIDGE} exists and was not made by this run: refusing to use "
+                          "or delete it (`python -m kdlib ssh down` removes one of ours)")
+    return next(line.split(maxsplit=1)[1] for line in out if line.startswith("cni "))
+
+
+# -- files ----------------------------------------------------------------------------------
+
+def stage(worker: Worker, staging: Path, *, ca: pki.KeyPair, server: str, cni_dir: str, sleeper: Path) -> Path:
+    """Write the worker's tree (shipped whole to ``worker.root``) under ``staging``; returns it.
+    Its client certificate is issued here, signed by the cluster CA."""
+    keys = staging / "keys"
+    tree = staging / "tree"
+    keys.mkdir(parents=True, exist_ok=True)
+    for sub in ("containerd", "runc", "cni/net.d", "cni/ipam", "pod-logs", "volume-plugins", "certs", "kubelet",
+                *(f"overlay/{p.strip('/').replace('/', '-')}/{x}" for p in realnode.PRIVATE_PATHS
+                  for x in ("upper", "work"))):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    pair = pki.issue(ca, keys, f"{worker.name}-client", f"system:node:{worker.name}",
+                     organizations=("system:nodes",))
+    pki.write_kubeconfig(tree / "kubelet.kubeconfig", server, ca, pair, f"system:node:{worker.name}")
+    shutil.copy(ca.cert, tree / "ca.crt")
+    (tree / "containerd.toml").write_text(realnode._toml(realnode.containerd_config(worker, cni_dir)) + "\n")
+    (tree / "cni" / "net.d" / "10-kdlib.conflist").write_text(json.dumps(realnode.cni_conflist(worker), indent=2))
+    (tree / "kubelet.yaml").write_text(yaml.safe_dump(realnode.kubelet_config(worker, worker.root / "ca.crt"),
+                                                      sort_keys=False))
+    images.build_archive(sleeper, tree / "sleeper.tar")
+    return tree
+
+
+# -- start ----------------------------------------------------------------------------------
+
+_PREPARE = r"""
+set -e
+HD={host_dir}; CG={cgroup}
+mkdir -p "$HD" {root}
+[ -f "$HD/sysctls.before" ] || for n in {sysctls}; do
+  f=/proc/sys/$(echo $n | tr . /); if [ -r $f ]; then echo "$n $(cat $f)"; fi; done > "$HD/sysctls.before"
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then mkdir -p /sys/fs/cgroup$CG
+else
+  for h in /sys/fs/cgroup/*/; do
+    [ -f "$h/cgroup.procs" ] || continue
+    mkdir -p "$h${{CG#/}}"
+    if [ -f "$h/cpuset.cpus" ]; then cat "$h/cpuset.cpus" > "$h${{CG#/}}/cpuset.cpus"; cat "$h/cpuset.mems" > "$h${{CG#/}}/cpuset.mems"; fi
+  done
+fi
+touch "$HD/bridge.ours"
+"""
+
+_WAIT_CONTAINERD = r"""
+PID={pid}; SOCK={socket}
+i=0
+while [ $i -lt {tenths} ]; do
+  [ -S $SOCK ] && ctr --address $SOCK version >/dev/null 2>&1 && break
+  [ -d /proc/$PID ] || {{ echo "containerd exited"; exit 4; }}
+  sleep 0.1; i=$((i+1))
+done
+[ $i -lt {tenths} ] || {{ echo "containerd's socket did not answer"; exit 5; }}
+stat -L -c %i /proc/$PID/ns/mnt > {host_dir}/containerd.mntns
+ctr --address $SOCK --namespace k8s.io images import {archive} >/dev/null
+"""
+
+
+def start(remote: Remote, worker: Worker, tree: Path, kubelet: str, *, wait: float = 60.0) -> None:
+    """Prepare the host (cgroups, recorded sysctls), ship the tree, start containerd, import
+    the image and start the kubelet. Raises naming the host; the caller cleans up."""
+    q = shlex.quote
+    remote.run("sh -c " + q(_PREPARE.format(host_dir=q(worker.host_dir), cgroup=q(worker.cgroup),
+                                            root=q(str(worker.root)), sysctls=" ".join(KUBELET_SYSCTLS))))
+    remote.put_tree(tree, str(worker.root))
+    config = worker.root / "containerd.toml"
+    script = realnode.containerd_script(worker, config)
+    containerd = detached.start(remote, "containerd", ("unshare", "--mount", "--propagation", "private", "--",
+                                                        "sh", "-c", script), worker.host_dir,
+                                shows=("containerd", "--config", str(config)), wait=10)
+    result = remote.run("sh -c " + q(_WAIT_CONTAINERD.format(
+        pid=containerd.pid, socket=q(str(worker.containerd_socket)), tenths=int(wait * 10),
+        host_dir=q(worker.host_dir), archive=q(str(worker.root / "sleeper.tar")))), check=False,
+        timeout=wait + 60)
+    if not result.ok:
+        raise ComponentError("containerd", f"on {worker.name}: {result.stdout.strip() or 'start-up failed'}",
+                             tail(remote, worker, "containerd"))
+    argv = realnode.kubelet_argv(worker, kubelet, worker.root / "kubelet.yaml", worker.root / "kubelet.kubeconfig")
+    detached.start(remote, "kubelet", ("nsenter", f"--mount=/proc/{containerd.pid}/ns/mnt", "--", *argv),
+                   worker.host_dir, shows=argv, wait=10)
+
+
+def wait_ready(api: client.ApiClient, workers: dict[str, tuple[Remote, Worker]], deadline: float) -> None:
+    """Poll until every worker's Node is Ready; a kubelet or containerd that died is named."""
+    core = client.CoreV1Api(api)
+    last_check = time.monotonic()
+    while True:
+        ready = {n.metadata.name for n in core.list_node(label_selector="kdlib/real-node=true").items
+                 if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
+        if set(workers) <= ready:
+            return
+        if time.monotonic() - last_check > 2:  # one SSH round trip per host every 2 s, not every poll
+            last_check = time.monotonic()
+            for remote, worker in workers.values():
+                for name in ("containerd", "kubelet"):
+                    if detached.status(remote, name, None, worker.host_dir) is None:
+                        raise ComponentError(name, f"exited on {worker.name}", tail(remote, worker, name))
+        if time.monotonic() > deadline:
+            missing = sorted(set(workers) - ready)
+            remote, worker = workers[missing[0]]
+            raise ComponentError("kubelet", f"node {', '.join(missing)} not Ready before the start-up deadline",
+                                 tail(remote, worker, "kubelet"))
+        time.sleep(0.3)
+
+
+def tail(remote: Remote, worker: Worker, name: str, lines: int = 20) -> str:
+    _, log_file = detached.paths(worker.host_dir, name)
+    try:
+        return remote.run(f"tail -n {lines} {shlex.quote(log_file)}", check=False, timeout=10).stdout
+    except RemoteError as error:
+        return f"(log unavailable: {error.reason})"
+
+
+# -- measurement ------------------------------------------------------------------------------
+
+_PROCESS_STARTS = r"""
+CG={cgroup}
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then top=/sys/fs/cgroup$CG; else top=/sys/fs/cgroup/pids$CG; fi
+echo "clock $(cat /proc/uptime | cut -d' ' -f1) $(date +%s.%N) $(getconf CLK_TCK)"
+find $top -name cgroup.procs 2>/dev/null | while read f; do
+  pod=$(echo $f | grep -o '/pod[0-9a-f][0-9a-f_-]*' | head -n1)
+  [ -n "$pod" ] || continue
+  for pid in $(cat $f 2>/dev/null); do
+    start=$(cut -d')' -f2 /proc/$pid/stat 2>/dev/null | cut -d' ' -f21)
+    [ -n "$start" ] && echo "$pod $start"
+  done
+done
+"""
+
+
+def pod_process_starts(remote: Remote, worker: Worker) -> dict[str, list[float]]:
+    """Each pod's process start times on ``worker``, by pod uid, in this machine's
+    ``time.monotonic()`` seconds (sandbox first). The host's boot clock is read beside the
+    start ticks and turned into wall-clock time: exact when both machines' clocks agree
+    (NTP: to a few ms; the test hosts share this machine's clock)."""
+    out = remote.run("sh -c " + shlex.quote(_PROCESS_STARTS.format(cgroup=shlex.quote(worker.cgroup))),
+                     check=False, timeout=60).stdout.splitlines()
+    if not out or not out[0].startswith("clock "):
+        return {}
+    uptime, wall, ticks = (float(x) for x in out[0].split()[1:4])
+    to_local = (wall - uptime) - (time.time() - time.monotonic())
+    starts: dict[str, list[float]] = {}
+    for line in out[1:]:
+        pod, tick = line.split()
+        uid = pod[len("/pod"):].replace("_", "-")
+        starts.setdefault(uid, []).append(int(tick) / ticks + to_local)
+    return {uid: sorted(times) for uid, times in starts.items()}
+
+
+# -- clean-up ---------------------------------------------------------------------------------
+
+_KILL_CONTAINERS = r"""
+CG={cgroup}
+procs() {{
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then dirs=/sys/fs/cgroup$CG; else dirs=$(ls -d /sys/fs/cgroup/*$CG 2>/dev/null); fi
+  for d in $dirs; do [ -d $d ] && find $d -name cgroup.procs -exec cat {{}} + 2>/dev/null; done | sort -u
+}}
+i=0
+while [ $i -lt 50 ]; do p=$(procs); [ -z "$p" ] && exit 0; kill -KILL $p 2>/dev/null; sleep 0.1; i=$((i+1)); done
+echo "still running in $CG: $(procs | head -n 5 | tr '\n' ' ')"; exit 1
+"""
+
+_REMOVE = r"""
+HD={host_dir}; CG={cgroup}; ROOT={root}; problems=""
+if [ -f "$HD/containerd.mntns" ]; then
+  ns=$(cat "$HD/containerd.mntns")
+  for p in /proc/[0-9]*; do
+    [ "$(stat -L -c %i $p/ns/mnt 2>/dev/null)" = "$ns" ] || continue
+    case "$(readlink $p/exe 2>/dev/null)" in *containerd-shim*) kill -KILL ${{p#/proc/}} 2>/dev/null;; esac
+  done
+  sleep 0.2
+fi
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then dirs=/sys/fs/cgroup$CG; else dirs=$(ls -d /sys/fs/cgroup/*$CG 2>/dev/null); fi
+for d in $dirs; do
+  [ -d $d ] || continue
+  i=0; while [ $i -lt 30 ] && [ -d $d ]; do find $d -depth -type d -exec rmdir {{}} + 2>/dev/null; [ -d $d ] && sleep 0.1; i=$((i+1)); done
+  [ -d $d ] && problems="$problems cgroup:$d"
+done
+if [ -f "$HD/sysctls.before" ]; then
+  while read n v; do f=/proc/sys/$(echo $n | tr . /); [ "$(cat $f 2>/dev/null)" = "$v" ] || echo "$v" > $f || problems="$problems sysctl:$n"; done < "$HD/sysctls.before"
+  rm -f "$HD/sysctls.before"
+fi
+if [ -f "$HD/bridge.ours" ]; then ip link del {bridge} 2>/dev/null; rm -f "$HD/bridge.ours"; fi
+rm -rf "$ROOT" "$HD/containerd.mntns" || problems="$problems files:$ROOT"
+[ -z "$problems" ] || {{ echo "left:$problems"; exit 1; }}
+"""
+
+
+def teardown(remote: Remote, worker: Worker, timeout: float = 10.0) -> dict[str, str]:
+    """Stop the kubelet, its containers, containerd and its shims; remove the cgroups, the
+    bridge and the files; write the sysctls back. Works from the host's files alone."""
+    q = shlex.quote
+    stopped = {"kubelet": detached.stop(remote, "kubelet", None, worker.host_dir, timeout=timeout)}
+    killed = remote.run("sh -c " + q(_KILL_CONTAINERS.format(cgroup=q(worker.cgroup))), check=False, timeout=30)
+    stopped["containerd"] = detached.stop(remote, "containerd", None, worker.host_dir, timeout=timeout)
+    removed = remote.run("sh -c " + q(_REMOVE.format(host_dir=q(worker.host_dir), cgroup=q(worker.cgroup),
+                                                      root=q(str(worker.root)), bridge=CNI_BRIDGE)),
+                         check=False, timeout=60)
+    if not killed.ok or not removed.ok:
+        raise RemoteError(worker.name, "(kubelet worker clean-up)", "not fully cleaned",
+                          (killed.stdout + removed.stdout).strip())
+    return stopped

@@ -1,0 +1,137 @@
+"""The microbenchmark notebook with backend="ssh" on three namespace hosts, at a tiny scale.
+
+Control plane on host 1; kwok on hosts 2 and 3 (sharing the fake nodes 2:1); a real
+kubelet with containerd on host 3. `k8s` runs real containers on host 3, `k8s+` runs on
+kwok; both are measured in Figures 9 and 10 (Figure 11: k8s+ on 4 fake nodes), the
+executed notebook is what the book takes, and nothing of the cluster is left on any host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdlib.cluster.local import hostnet
+from kdlib.cluster.ssh import inventory
+from kdlib.cluster.ssh.kubelets import Worker
+from kdlib.experiments import runner
+from kdlib.experiments.microbench import logs as results
+from kdlib.publish import book
+
+from ...helpers import REPO, our_processes
+
+REASON = hostnet.why_not_real_nodes()  # the same needs as a local real node: containerd, runc, CNI, cgroups
+pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.real_nodes, pytest.mark.needs_binaries,
+              pytest.mark.skipif(REASON is not None, reason=f"cannot run a kubelet here: {REASON}")]
+
+
+def _inventory(hosts) -> inventory.Inventory:
+    return inventory.parse({
+        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kwok_nodes": 2},
+                    {"name": hosts[2].name, "address": hosts[2].address, "kwok_nodes": 1, "kubelet": True}],
+    }, "test-hosts")
+
+
+def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kwok(ssh_hosts, binaries, tmp_path):
+    inv = _inventory(ssh_hosts)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    sysctls_before = hostnet.read_sysctls()
+    root = tmp_path / "results"
+    env = {**os.environ, "KDLIB_RESULTS_DIR": str(root), "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    params = ("{scale_pods: [3], scale_funcs: [2], scale_nodes: [4], nodes: 3, settle_s: 0.5, "
+              f"baselines: [k8s, k8s+], backend: ssh, inventory: {path}}}")
+    executed = root / "executed" / "tiny-ssh" / "microbench.ipynb"
+    executed.parent.mkdir(parents=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "papermill", str(REPO / "notebooks" / "microbench.ipynb"), str(executed),
+         "--cwd", str(REPO), "-p", "run_id", "tiny-ssh", "-y", params],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    suite = runner.load("tiny-ssh", root)
+    assert suite["state"] == "finished" and suite["not_measured"] == {}
+    assert suite["clusters"]["vanilla"]["backend"] == "ssh"
+    assert {(o["baseline"], o["status"]) for o in suite["attempts"][-1]["outcomes"]} == {("k8s", "measured"),
+                                                                                ("k8s+", "measured")}
+    directory = results.run_dir("scale-pods", "tiny-ssh", root)
+    for baseline, real_nodes in (("k8s", 1), ("k8s+", 0)):
+        key = results.RunKey("scale-pods", baseline, 3)
+        assert results.parse_log(results.log_path(directory, key).read_text()) > 0
+        meta = json.loads(results.meta_path(directory, key).read_text())
+        assert meta["backend"] == "ssh" and meta["real_nodes"] == real_nodes and meta["nodes"] == 3
+    timeline = results.load_timelines("scale-pods", "tiny-ssh", root)
+    scheduled = timeline[timeline["stage"] == "scheduled"]
+    assert set(scheduled[scheduled["baseline"] == "k8s"]["node"]) == {ssh_hosts[2].name}
+    assert set(scheduled[scheduled["baseline"] == "k8s+"]["node"]) <= {"kwok-node-0000", "kwok-node-0001",
+                                                                      "kwok-node-0002"}
+    # The runtime breakdown, read over SSH from the worker's cgroups, in order.
+    real = timeline[(timeline["baseline"] == "k8s") & (timeline["kind"] == "Pod")]
+    at = real.pivot_table(index="object", columns="stage", values="t")
+    assert len(at) == 3 and at[["sandbox", "started"]].notna().all().all()
+    assert (at["scheduled"] <= at["sandbox"]).all() and (at["sandbox"] <= at["started"]).all()
+    assert (at["started"] <= at["ready"]).all()
+
+    # Figure 11 resized the fake nodes (4, then back): every one Ready under its kwok worker.
+    nodes = results.load_timelines("scale-nodes", "tiny-ssh", root)
+    assert set(nodes[nodes["stage"] == "scheduled"]["node"]) <= {f"kwok-node-{i:04d}" for i in range(4)}
+
+    # What the book takes: the executed notebooks with every glue key, of these very files.
+    reanalysis = subprocess.run(
+        [sys.executable, "-m", "papermill", str(REPO / "notebooks" / "reanalysis.ipynb"),
+         str(executed.with_name("reanalysis.ipynb")), "--cwd", str(REPO), "-p", "run_id", "tiny-ssh"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert reanalysis.returncode == 0, reanalysis.stderr[-3000:]
+    source = book.find_source("tiny-ssh", root)
+    assert source.notebook == executed
+
+    # Nothing left: processes, the worker's files and cgroups, its bridge; the sysctls as before.
+    assert our_processes(Path(inv.cluster_dir())) == []
+    worker = Worker(inv.host(ssh_hosts[2].name), 0, inv.cluster_dir())
+    assert not Path(str(worker.root)).exists()
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
+    assert our_processes(Path(str(worker.root))) == []
+    bridge = subprocess.run(["ip", "netns", "exec", ssh_hosts[2].netns, "ip", "link", "show", "kdcni0"],
+                            capture_output=True)
+    assert bridge.returncode != 0
+    assert hostnet.read_sysctls() == sysctls_before
+
+
+def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, binaries, tmp_path):
+    from kdlib.experiments.trace import logs as trace_logs, params as trace_params, run as trace_run, schedule
+
+    _, hosts = host_factory(2)
+    inv = inventory.parse({
+        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
+        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
+        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kwok_nodes": 2}],
+    }, "test-hosts")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    root = tmp_path / "results"
+    env = {**os.environ, "KDLIB_RESULTS_DIR": str(root), "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    tiny = f"{{functions: 10, minutes: 2, warmup_minutes: 1, nodes: 2, systems: [Dr/K8s+], backend: ssh, inventory: {path}}}"
+    done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "trace.ipynb"),
+                           str(tmp_path / "trace.ipynb"), "--cwd", str(REPO), "-p", "run_id", "tiny-ssh", "-y", tiny],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    directory = trace_run.run_dir("tiny-ssh", root)
+    meta = json.loads(trace_run.meta_path(directory, "Dr/K8s+").read_text())
+    assert meta["backend"].startswith("ssh ")
+    planned = schedule.build(trace_run.load_trace(trace_params.TraceParams(run_id="x", functions=10, minutes=2,
+                                                                           warmup_minutes=1)))
+    assert meta["invocations"] == len(planned) == meta["success"] + meta["failed"]
+    frame, summary = trace_logs.parse(trace_run.log_path(directory, "Dr/K8s+"))
+    assert summary["total"] == len(planned) and meta["peak_ready_pods"] > 0
+    assert meta["scale_down"]["pods_left"] == 0
+    assert our_processes(Path(inv.cluster_dir())) == []
