@@ -10,9 +10,9 @@ namespace (the private one ``ip netns exec`` gave its sshd, so nothing shows out
   hosts file is bound again on top; ``/var/lib/containerd`` is a plain directory bound
   over the overlay (containerd's overlayfs snapshots cannot live on an overlay: "failed
   to mount rootfs component ... invalid argument");
-* the cgroup v1 hierarchies mounted again under ``/sys/fs/cgroup`` (``ip netns exec``
-  mounted a fresh sysfs over them), and a cgroup root ``/kdlib-<host>`` in each, so the
-  host's kubelet never touches another's pods;
+* a cgroup root ``/kdlib-<host>`` in each cgroup v1 hierarchy (which the test hosts
+  mount again: ``ip netns exec`` mounts a fresh sysfs over them), so the host's kubelet
+  never touches another's pods;
 * ``net.ipv4.ip_forward=1`` in its own network namespace (it has no default route and
   the machine's side keeps forwarding off, so nothing leaves the bridge);
 * containerd (Debian's) with the CRI plugin, cgroupfs, started as a detached process;
@@ -29,7 +29,8 @@ the kubelet ~7-10 s, init ~15-18 s, join ~9-10 s). What blocked it, in order, ex
 
 1. Plain test host, ``kubeadm init --dry-run``: ``[ERROR SystemVerification]: cannot get
    a cgroup mount point: cannot get a cgroupfs mount point from "/proc/mounts"`` (``ip
-   netns exec`` mounts a fresh sysfs over /sys); ``[ERROR KubeletVersion]: couldn't get
+   netns exec`` mounts a fresh sysfs over /sys; the test hosts now mount the cgroup
+   hierarchies again, and the check passes); ``[ERROR KubeletVersion]: couldn't get
    kubelet version: cannot execute 'kubelet --version': executable file not found in
    $PATH`` (kdlib now puts our kubelet on kubeadm's PATH); ``[ERROR
    FileContent--proc-sys-net-ipv4-ip_forward]``. No CRI is only a warning in a dry run.
@@ -172,12 +173,7 @@ def _setup_script(host: str, work: str, hosts_file: str) -> str:
     lines.append(f"mount --bind {q(hosts_file)} /etc/hosts")
     lines.append(f"mkdir -p {q(work)}/containerd-root /var/lib/containerd && "
                  f"mount --bind {q(work)}/containerd-root /var/lib/containerd")
-    lines.append("mount -t tmpfs kdlib-cgroup /sys/fs/cgroup")
-    for h in HIERARCHIES:
-        lines.append(f"mkdir -p /sys/fs/cgroup/{h} && mount -t cgroup -o {h} cgroup /sys/fs/cgroup/{h}")
-    lines.append("mkdir -p /sys/fs/cgroup/systemd && "
-                 "mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd")
-    root = cgroup_root(host)
+    root = cgroup_root(host)  # the hierarchies are mounted already (tests/sshhosts.py)
     lines.append(f"for h in {' '.join(HIERARCHIES)} systemd; do mkdir -p /sys/fs/cgroup/$h{root}; done")
     lines.append(f"cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset{root}/cpuset.cpus")
     lines.append(f"cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset{root}/cpuset.mems")
@@ -204,8 +200,9 @@ def release(node: NodeHost) -> None:
     the cgroup root; the mounts go with the host's mount namespace."""
     detached.stop(node.remote, "containerd", None, node.work)
     root = cgroup_root(node.host)
-    node.remote.run(f"for h in {' '.join(HIERARCHIES)} systemd; do [ -d /sys/fs/cgroup/$h{root} ] && "
-                    f"find /sys/fs/cgroup/$h{root} -depth -type d -exec rmdir {{}} +; done; exit 0", timeout=60)
+    # Every hierarchy: the kubelet also makes its root in the cgroup2 one (/sys/fs/cgroup/unified).
+    node.remote.run(f"for d in /sys/fs/cgroup/*{root}; do [ -d $d ] && "
+                    f"find $d -depth -type d -exec rmdir {{}} +; done; exit 0", timeout=60)
 
 
 @contextlib.contextmanager

@@ -26,8 +26,8 @@ host; the dry run writes into a per-host directory (``KUBEADM_INIT_DRYRUN_DIR``)
 ``/etc/kubernetes/tmp``. A failure is a :class:`RemoteError` naming the host, the
 command and the tail of kubeadm's output.
 
-On this machine's SSH test hosts (network namespaces) the dry run needs two preflight
-checks ignored by name (:data:`TEST_HOST_PREFLIGHT_IGNORED`); a full init and join run
+On this machine's SSH test hosts (network namespaces) the dry run needs one preflight
+check ignored by name (:data:`TEST_HOST_PREFLIGHT_IGNORED`); a full init and join run
 once the hosts are made ready as a package installation would (``tests/kubeadmhosts.py``
 lists what that took and each error met on the way).
 """
@@ -65,9 +65,6 @@ RESET_API_TIMEOUT = "10s"
 # Preflight checks that cannot pass on this machine's SSH test hosts (network namespaces
 # made by ``ip netns exec``), ignored BY NAME in the dry run only; every other check counts.
 TEST_HOST_PREFLIGHT_IGNORED = {
-    # `ip netns exec` mounts a fresh sysfs on /sys, which hides the cgroup hierarchies
-    # mounted under /sys/fs/cgroup: "cannot get a cgroupfs mount point from /proc/mounts".
-    "SystemVerification": "the namespace's own /sys hides the cgroup mounts",
     # The test hosts keep forwarding off so that no traffic leaves their bridge.
     "FileContent--proc-sys-net-ipv4-ip_forward": "test hosts keep IP forwarding off by design",
 }

@@ -87,7 +87,7 @@ def test_the_dry_run_keeps_every_preflight_check_not_ignored_by_name(host):
     config = f"{tools.work_dir}/kubeadm-init.yaml"
     kubeadm.put_text(tools.remote, kubeadm.init_yaml(kubeadm.KubeadmSettings.vanilla(), test_host), config)
     with pytest.raises(RemoteError, match=rf"^{test_host.name}: kubeadm init --dry-run failed") as failed:
-        kubeadm.dry_run(tools, config, ignored=("SystemVerification",))
+        kubeadm.dry_run(tools, config)
     assert "[ERROR FileContent--proc-sys-net-ipv4-ip_forward]" in failed.value.output
 
 
