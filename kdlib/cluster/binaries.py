@@ -192,17 +192,21 @@ def build_binaries(*, force: bool = False, node_binaries: bool = True) -> Binary
     return _as_built(check_bin_dir(target), versions)
 
 
-def build_node_binaries(directory: Path, *, force: bool = False) -> dict[str, Path]:
+def build_node_binaries(directory: Path, *, force: bool = False,
+                        names: tuple[str, ...] = NODE_COMPONENTS) -> dict[str, Path]:
     """The kubelet (``tools/kube/kubelet``, the control plane's pins) and the sleeper
-    image's program (``tools/sleeper``) in ``directory``, built if missing.
+    image's program (``tools/sleeper``) in ``directory``, built if missing; ``names``
+    may ask for ``kubeadm`` (``tools/kube/kubeadm``, same pins; the SSH backend's kubeadm mode).
 
     Each is built to a temporary name and renamed into place, so a half-built file
     never counts.
     """
     recipes = {"kubelet": (paths.tools_dir() / "kube", "./kubelet", _kube_ldflags(pinned_versions())),
-               "sleeper": (paths.tools_dir() / "sleeper", ".", "-s -w")}
+               "sleeper": (paths.tools_dir() / "sleeper", ".", "-s -w"),
+               "kubeadm": (paths.tools_dir() / "kube", "./kubeadm", _kube_ldflags(pinned_versions()))}
     found = {}
-    for name, (module, package, ldflags) in recipes.items():
+    for name in names:
+        module, package, ldflags = recipes[name]
         path = Path(directory) / name
         if force or not (path.is_file() and os.access(path, os.X_OK)):
             partial = path.with_name(f".{name}.partial-{os.getpid()}")

@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "check":
         print(inv.to_yaml(), end="")
         return 0
+    if inv.mode == "kubeadm":  # its own module: kubeadm_cluster
+        from .kubeadm_cluster import run_cli
+        return run_cli(args, inv)
     if args.action == "up":
         info = cluster.SshCluster(inv, bin_dir=args.bin_dir, kd=args.kd, timeout=args.timeout).start()
         print(info.kubeconfig)  # left running: `down` stops it
