@@ -98,6 +98,10 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
     if inventory is None:
         raise ConfigError("backend 'ssh' needs an inventory: the YAML file naming the hosts")
     hosts = inventories.load(inventory)
+    if hosts.mode == "kubeadm":  # the original's way: kubeadm init/join; real kubelets only
+        from .ssh.kubeadm_cluster import KubeadmCluster
+
+        return KubeadmCluster(hosts, kd=kd, bin_dir=bin_dir if kd else None, cni="bridge")
     # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
     # lock on the control-plane host, and a killed suite's remains are cleaned at start.
     # No kwok worker: no kwok nodes; the cluster's why_not names the systems that needed them.

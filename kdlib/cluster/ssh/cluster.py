@@ -69,8 +69,8 @@ class SshCluster(Cluster):
                  take_over: bool = False) -> None:
         super().__init__()
         if inventory.mode != "binaries":
-            raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not implemented yet; "
-                              "use mode: binaries")
+            raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not SshCluster's "
+                              "(mode binaries); kubeadm mode is kdlib.cluster.ssh.kubeadm_cluster.KubeadmCluster")
         if kd and bin_dir is None:
             raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
         self.inventory = inventory

@@ -62,7 +62,7 @@ def test_an_unreachable_kwok_host_at_start_is_one_error_and_nothing_starts(ssh_h
 
 def test_unsupported_inventories_are_refused_before_any_connection(ssh_hosts):
     inv = cluster_inventory(ssh_hosts)
-    with pytest.raises(ConfigError, match="mode 'kubeadm' is not implemented yet"):
+    with pytest.raises(ConfigError, match="mode 'kubeadm' is not SshCluster's"):
         SshCluster(inventory.parse({**inv.to_data(), "mode": "kubeadm", "workers": [
             *inv.to_data()["workers"], {"name": "w3", "address": "10.255.255.3", "kubelet": True,
                                         "key": str(ssh_hosts.key)}]}))
