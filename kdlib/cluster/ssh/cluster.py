@@ -386,9 +386,14 @@ class SshCluster(Cluster):
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
-        if failures:
-            raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "stop",
-                              "clean-up incomplete: " + "; ".join(failures))
+        raise_if_incomplete(failures, "stop")
+
+
+def raise_if_incomplete(failures: list[str], command: str) -> None:
+    """One error naming every host that could not be cleaned (``failures``: "host: why" lines)."""
+    if failures:
+        raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), command,
+                          "clean-up incomplete: " + "; ".join(failures))
 
 
 def local_state_dir(inventory: Inventory) -> Path:
@@ -496,9 +501,7 @@ def down(inventory: Inventory) -> None:
         with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
             failures = _clean_hosts(inventory, hosts)
     shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
-    if failures:
-        raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "down",
-                          "clean-up incomplete: " + "; ".join(failures))
+    raise_if_incomplete(failures, "down")
 
 
 def stop_all(remote: Remote, directory: str, timeout: float = 10.0) -> dict[str, str]:

@@ -55,7 +55,7 @@ from ..local import images
 from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
 from ..local.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT
 from . import detached, kubeadm, prerequisites
-from .cluster import local_state_dir
+from .cluster import local_state_dir, raise_if_incomplete
 from .inventory import Host, Inventory
 from .lock import ClusterLock
 from .remote import Hosts, Remote, SshOptions
@@ -287,9 +287,7 @@ class KubeadmCluster(Cluster):
             self.hosts = None
         if is_ours(self.state_dir):
             shutil.rmtree(self.state_dir, ignore_errors=True)
-        if failures:
-            raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "stop",
-                              "clean-up incomplete: " + "; ".join(failures))
+        raise_if_incomplete(failures, "stop")
 
 
 def _nodes(inventory: Inventory) -> Hosts:
@@ -327,9 +325,7 @@ def down(inventory: Inventory) -> None:
                     failures.append(str(error).splitlines()[0])
     if is_ours(local_state_dir(inventory)):
         shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
-    if failures:
-        raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "down",
-                          "clean-up incomplete: " + "; ".join(failures))
+    raise_if_incomplete(failures, "down")
 
 
 def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namespace)
