@@ -93,7 +93,15 @@ class TraceParams:
             found.append(f"drain_s must be ≥ 0, got {self.drain_s}")
         from ...cluster.registry import backend_problems
 
-        found += backend_problems(self.backend, self.inventory)
+        backend = backend_problems(self.backend, self.inventory)
+        found += backend
+        if not backend and self.backend == "ssh":  # the replayed systems run on kwok nodes
+            from ...cluster.ssh import inventory
+
+            hosts = inventory.load(self.inventory)
+            if hosts.mode != "binaries" or not hosts.kwok_workers:
+                found.append(f"inventory: {self.inventory}: the trace runs on kwok nodes: it needs mode binaries "
+                             "and a worker with kwok_nodes")
         return found
 
     def validate(self) -> "TraceParams":

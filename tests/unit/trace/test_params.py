@@ -33,3 +33,23 @@ def test_kpa_modes_and_timeouts():
     assert shipped.kpa_for("Dr/K8s+").target_concurrency == 100 and shipped.kpa_for("Dr/Kd+").target_concurrency == 1
     assert same.timeout_for("Dr/K8s+") == 300 and same.timeout_for("Dr/Kd+") == 30
     assert TraceParams(run_id="x", timeouts={"Dr/K8s+": 5}).timeout_for("Dr/K8s+") == 5
+
+
+def test_ssh_backend_needs_an_inventory_with_kwok_workers(tmp_path):
+    import yaml
+
+    key = tmp_path / "key"
+    key.write_text("not used: nothing connects")
+    hosts = {"cluster": "a", "key": str(key), "control_plane": {"name": "cp", "address": "10.1.1.1"}}
+    kubeadm = tmp_path / "kubeadm.yaml"
+    kubeadm.write_text(yaml.safe_dump({**hosts, "mode": "kubeadm",
+                                       "workers": [{"name": "w", "address": "10.1.1.2", "kubelet": True}]}))
+    kwok = tmp_path / "kwok.yaml"
+    kwok.write_text(yaml.safe_dump({**hosts, "workers": [{"name": "w", "address": "10.1.1.2", "kwok_nodes": 4}]}))
+    assert TraceParams(run_id="x", backend="ssh", inventory=kwok).problems() == []
+    assert TraceParams(run_id="x", backend="ssh").problems() == [
+        "inventory: required with backend 'ssh': the YAML file naming the hosts (see `kdlib ssh check`)"]
+    assert TraceParams(run_id="x", backend="ssh", inventory=kubeadm).problems() == [
+        f"inventory: {kubeadm}: the trace runs on kwok nodes: it needs mode binaries and a worker with kwok_nodes"]
+    assert TraceParams(run_id="x", inventory=kwok).problems() == [
+        "inventory: only the 'ssh' backend uses one, not 'local'"]
