@@ -78,7 +78,9 @@ pid=$!
 echo $HASH > "${{PIDFILE%.pid}}.cmdline-sha256"
 echo $pid > "$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"
 i=0
-while [ $i -lt {tenths} ]; do ours && {{ echo "started $pid"; exit 0; }}; [ -d /proc/$pid ] || break; sleep 0.1; i=$((i+1)); done
+# Started: running as argv, and still so 0.2 s later (a process that fails at once,
+# e.g. on a bad flag, is then reported with its log instead of counted as started).
+while [ $i -lt {tenths} ]; do ours && {{ sleep 0.2; ours && {{ echo "started $pid"; exit 0; }}; break; }}; [ -d /proc/$pid ] || break; sleep 0.1; i=$((i+1)); done
 echo "failed $pid"; tail -n 15 {q(log_file)} 2>/dev/null; exit 4
 """
     result = remote.run(f"sh -c {q(script)}", timeout=wait + remote.options.command_timeout, check=False)
