@@ -41,7 +41,7 @@ from ..settings import KWOK_NODE_SELECTOR
 from . import detached, kubelets
 from .inventory import Inventory
 from .lock import ClusterLock
-from .remote import Hosts, Remote, sha256_file
+from .remote import GroupResult, Hosts, Remote, sha256_file
 
 log = logging.getLogger("kdlib.ssh.cluster")
 
@@ -84,8 +84,7 @@ class SshCluster(Cluster):
         self.take_over = take_over
         self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
         self.kwok_shards = kwok_shards(inventory)
-        self.workers = {w.name: kubelets.Worker(w, i, inventory.cluster_dir())
-                        for i, w in enumerate(inventory.kubelet_workers)}
+        self.workers = kubelets.workers(inventory)
         self.hosts: Hosts | None = None
         self.lock: ClusterLock | None = None
         self._staging: Path | None = None
@@ -149,7 +148,7 @@ class SshCluster(Cluster):
         (a cluster left running by ``ssh up``), unless ``take_over``."""
         if self.take_over:
             return
-        found = self.hosts.each(lambda r: detached.statuses(r, self.host_dir(r.host.name))).check()
+        found = host_statuses(self.inventory, self.hosts).check()
         live = {host: sorted(n for n, pid in procs.items() if pid) for host, procs in found.items()}
         live = {host: names for host, names in live.items() if names}
         if live:
@@ -247,7 +246,7 @@ class SshCluster(Cluster):
         self._timings["nodes_ready"] = time.monotonic() - started
         log.info("%d kwok nodes and %d real nodes Ready after %.1f s", len(names), len(self.workers),
                  time.monotonic() - started)
-        self._watcher = _Watcher(self.hosts, {h.name: self.host_dir(h.name) for h in self.inventory.hosts})
+        self._watcher = _Watcher(self.inventory, self.hosts)
         self._watcher.start()
         versions = component_versions(binaries)
         return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, versions,
@@ -267,7 +266,7 @@ class SshCluster(Cluster):
 
     def _raise_if_dead(self) -> None:
         """Raise :class:`ComponentError` naming the first component that no longer runs."""
-        found = self.hosts.each(lambda r: detached.statuses(r, self.host_dir(r.host.name))).check()
+        found = host_statuses(self.inventory, self.hosts).check()
         for host, procs in found.items():
             for name, pid in procs.items():
                 if pid is None:
@@ -405,13 +404,18 @@ def status(inventory: Inventory) -> dict:
     """What runs on each host (by pid file and recorded command line), and the kubeconfig."""
     hosts_status: dict[str, object] = {}
     with Hosts.of(inventory) as hosts:
-        found = hosts.each(lambda r: detached.statuses(r, f"{inventory.cluster_dir()}/{r.host.name}"))
+        found = host_statuses(inventory, hosts)
         for host, value in found.items():
             hosts_status[host] = f"unreachable: {value.reason}" if isinstance(value, RemoteError) else value
     kubeconfig = local_state_dir(inventory) / "state" / "config" / "admin.kubeconfig"
     running = any(isinstance(v, dict) and any(v.values()) for v in hosts_status.values())
     return {"cluster": inventory.cluster, "running": running, "hosts": hosts_status,
             "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
+
+
+def host_statuses(inventory: Inventory, hosts: Hosts) -> GroupResult:
+    """Every host's processes of this cluster (:func:`detached.statuses`), one round trip each."""
+    return hosts.each(lambda r: detached.statuses(r, f"{inventory.cluster_dir()}/{r.host.name}"))
 
 
 def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
@@ -441,9 +445,8 @@ def _clean_host(inventory: Inventory, remote: Remote) -> str:
     stopped: dict[str, str] = {}
     unfinished: RemoteError | None = None
     if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order
-        index = [w.name for w in inventory.kubelet_workers].index(name)
         try:
-            stopped.update(kubelets.teardown(remote, kubelets.Worker(remote.host, index, inventory.cluster_dir())))
+            stopped.update(kubelets.teardown(remote, kubelets.workers(inventory)[name]))
         except RemoteError as error:  # stop the rest all the same; the directory stays for `down`
             unfinished = error
     stopped.update(stop_all(remote, directory))
@@ -468,16 +471,16 @@ def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
 class _Watcher(threading.Thread):
     """Looks at every host's processes every few seconds; remembers the first one found dead."""
 
-    def __init__(self, hosts: Hosts, directories: dict[str, str]) -> None:
+    def __init__(self, inventory: Inventory, hosts: Hosts) -> None:
         super().__init__(name="kdlib-ssh-watcher", daemon=True)
+        self.inventory = inventory
         self.hosts = hosts
-        self.directories = directories
         self.dead: tuple[str, str] | None = None  # (host, component)
         self._stopping = threading.Event()
 
     def run(self) -> None:
         while not self._stopping.wait(WATCH_INTERVAL) and self.dead is None:
-            found = self.hosts.each(lambda r: detached.statuses(r, self.directories[r.host.name]))
+            found = host_statuses(self.inventory, self.hosts)
             for host, value in found.items():
                 if isinstance(value, RemoteError):
                     if not self._stopping.is_set():

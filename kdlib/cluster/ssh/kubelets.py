@@ -41,7 +41,7 @@ from ...errors import ClusterError, ComponentError, RemoteError
 from ..controlplane import pki
 from ..local import images, realnode
 from . import detached
-from .inventory import Host
+from .inventory import Host, Inventory
 from .remote import Remote
 
 log = logging.getLogger("kdlib.ssh.kubelets")
@@ -100,6 +100,11 @@ class Worker:
     @property
     def host_dir(self) -> str:
         return f"{self.cluster_dir}/{self.host.name}"
+
+
+def workers(inventory: Inventory) -> dict[str, Worker]:
+    """The inventory's kubelet workers by name; a worker's index picks its pod range."""
+    return {w.name: Worker(w, i, inventory.cluster_dir()) for i, w in enumerate(inventory.kubelet_workers)}
 
 
 # -- before anything starts ----------------------------------------------------------------
