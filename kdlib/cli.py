@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--real-nodes", type=int, default=0, metavar="K",
                      help="real nodes for k8s and kd (local backend; default 0: those are not measured)")
     run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
+    run.add_argument("--quiet-idle-pct", type=float, default=80.0,
+                     help="before each run, wait until the CPUs were idle at least this %% over a window")
+    run.add_argument("--quiet-window", type=float, default=5.0, help="seconds of that window")
+    run.add_argument("--quiet-max-wait", type=float, default=300.0,
+                     help="wait at most this long for a quiet machine; a run without one is marked busy")
     run.add_argument("--run-timeout", type=float, default=None,
                      help="seconds before a run counts as failed (default: 60 s + 0.1 s per pod)")
 
@@ -175,7 +180,9 @@ def _run(args: argparse.Namespace) -> int:
         run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
         artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
         nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes,
-        settle_s=args.settle, run_timeout_s=args.run_timeout, inventory=args.inventory, **_scales(args))
+        settle_s=args.settle, run_timeout_s=args.run_timeout, inventory=args.inventory,
+        quiet_idle_pct=args.quiet_idle_pct, quiet_window_s=args.quiet_window, quiet_max_wait_s=args.quiet_max_wait,
+        **_scales(args))
     params, note = microbench.with_fetched_kd(params)
     if note:
         print(note, file=sys.stderr)

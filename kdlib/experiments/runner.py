@@ -15,13 +15,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import paths, provenance, store
+from .. import provenance, store
 from ..errors import SuiteBusyError
 
 
+#: Where the lock lives: one place per machine, never under a cache or state directory, so that
+#: two experiments (microbenchmarks, trace) whose environments point caches elsewhere still
+#: exclude each other. ``/run/lock`` is the FHS place for lock files; ``/tmp`` where it is missing.
+LOCK_DIRS = (Path("/run/lock"), Path("/tmp"))
+LOCK_NAME = "kdlib-suite.lock"
+
+
 def lock_path() -> Path:
-    """The machine-wide lock file (``$KDLIB_SUITE_LOCK`` moves it, e.g. for tests)."""
-    return Path(os.environ.get("KDLIB_SUITE_LOCK") or paths.cache_root() / "suite.lock")
+    """The machine-wide lock file; only ``$KDLIB_SUITE_LOCK`` moves it (tests, and helpers
+    that share a machine on purpose)."""
+    explicit = os.environ.get("KDLIB_SUITE_LOCK")
+    if explicit:
+        return Path(explicit)
+    for directory in LOCK_DIRS:
+        if directory.is_dir() and os.access(directory, os.W_OK):
+            return directory / LOCK_NAME
+    return LOCK_DIRS[-1] / LOCK_NAME
 
 
 @contextmanager
@@ -29,7 +43,8 @@ def suite_lock(run_id: str) -> Iterator[None]:
     """Hold the machine-wide suite lock, or fail at once naming the holder."""
     path = lock_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
+    # Any user may take the lock after another (mode 0666, umask aside): one machine, one suite.
+    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ...cluster import registry
 from ...errors import ConfigError
+from ...machine import QuietPolicy
 from ..baselines import BASELINES
 
 PODS_PER_NODE = 5
@@ -102,13 +103,19 @@ class SuiteParams:
     settle_s: float = 2.0
     run_timeout_s: float | None = None  # None: timeout_for(workload)
     inventory: Path | None = None  # ssh backend: the hosts (its kubelet workers are the real nodes)
+    # Before each run, wait (at most quiet_max_wait_s) until the CPUs were idle ≥ quiet_idle_pct %
+    # over a window of quiet_window_s (kdlib.machine); a run that gets no quiet machine is marked busy.
+    quiet_idle_pct: float = 80.0
+    quiet_window_s: float = 5.0
+    quiet_max_wait_s: float = 300.0
 
     @classmethod
     def from_notebook(cls, *, run_id: Any, backend: Any = "local", benches: Any = tuple(BENCHES),
                       scale_pods: Any = None, scale_funcs: Any = None, scale_nodes: Any = None,
                       artifact_scales: bool = False, baselines: Any = tuple(BASELINES), nodes: Any = 20,
                       repeats: Any = 1, kd_bin_dir: Any = None, real_nodes: Any = 0, settle_s: Any = 2.0,
-                      run_timeout_s: Any = None, inventory: Any = None) -> "SuiteParams":
+                      run_timeout_s: Any = None, inventory: Any = None, quiet_idle_pct: Any = 80.0,
+                      quiet_window_s: Any = 5.0, quiet_max_wait_s: Any = 300.0) -> "SuiteParams":
         """The notebook's (and CLI's) parameters, checked. ``artifact_scales`` replaces every
         bench's scales by the original artifact's; giving both is refused."""
         given = {"scale-pods": scale_pods, "scale-funcs": scale_funcs, "scale-nodes": scale_nodes}
@@ -124,7 +131,8 @@ class SuiteParams:
                    kd_bin_dir=Path(kd_bin_dir).expanduser() if kd_bin_dir else None,
                    real_nodes=real_nodes, settle_s=settle_s, run_timeout_s=run_timeout_s,
                    inventory=Path(inventory).expanduser() if isinstance(inventory, (str, Path)) and str(inventory)
-                   else inventory or None).validate()  # anything else is named by validate()
+                   else inventory or None, quiet_idle_pct=quiet_idle_pct, quiet_window_s=quiet_window_s,
+                   quiet_max_wait_s=quiet_max_wait_s).validate()  # anything else is named by validate()
 
     def timeout_for(self, workload: Workload) -> float:
         """``run_timeout_s``, else 60 s plus 0.1 s per pod: twice what the controller manager's
@@ -132,6 +140,10 @@ class SuiteParams:
         if self.run_timeout_s is not None:
             return float(self.run_timeout_s)
         return 60.0 + 0.1 * workload.pods
+
+    @property
+    def quiet(self) -> QuietPolicy:
+        return QuietPolicy(self.quiet_idle_pct, self.quiet_window_s, self.quiet_max_wait_s)
 
     def scales_for(self, bench: str) -> tuple[int, ...]:
         return tuple(self.scales.get(bench) or BENCHES[bench].default_scales)
@@ -179,6 +191,10 @@ class SuiteParams:
                                                or self.run_timeout_s <= 0):
             found.append(f"run_timeout_s: {self.run_timeout_s!r} must be a number > 0 (or None: automatic)")
         found += _real_node_problems(self)
+        try:
+            found += self.quiet.problems()
+        except TypeError:
+            found.append("quiet_idle_pct, quiet_window_s, quiet_max_wait_s: must be numbers")
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).expanduser().is_dir():
             found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
         return found

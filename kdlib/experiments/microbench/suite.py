@@ -1,7 +1,10 @@
 """Run a matrix of microbenchmarks: one cluster per control plane, resume, progress, clean-up.
 
 Only one suite runs per machine at a time (an exclusive lock, refused at once).
-Between runs the workload is deleted and the suite waits until the cluster is quiet.
+Between runs the workload is deleted and the suite waits until the cluster is quiet and
+the real nodes have removed the previous run's containers; before each run it waits, up
+to a bound, until the machine's CPUs are idle (:mod:`kdlib.machine`) and records the
+machine's state before and during the run (``machine`` in the run's metadata).
 A run that cannot be prepared or measured is recorded as failed and the matrix goes on;
 a cluster that cannot be cleaned up, or whose component died, ends the suite (no further
 run would be trustworthy), with the component logs saved beside the results.
@@ -18,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ... import provenance, store
+from ... import machine, provenance, store
 from ...cluster import registry
 from ...cluster.base import Cluster
 from ...cluster.binaries import ensure_binaries
@@ -30,6 +33,8 @@ from . import logs, measure
 from .spec import BENCHES, RunItem, SuiteParams
 
 log = get_logger(__name__)
+#: How long the real nodes may take to remove a run's containers once its pods are deleted.
+REAL_TEARDOWN_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -235,7 +240,31 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
         raise ExperimentError(f"{item.label}: the cluster could not be cleaned up, so no later run could be "
                               f"trusted ({_one_line(error)})") from error
     result.phases["clean"] = round(time.monotonic() - cleaning, 3)
+    if cluster.info.real_node_names:
+        _progress(bar, f"{item.label}: waiting for the real nodes to remove its containers")
+        mark = time.monotonic()
+        left = wait_real_nodes_clear(cluster, REAL_TEARDOWN_TIMEOUT_S)
+        result.phases["teardown"] = round(time.monotonic() - mark, 3)
+        if left:
+            log.warning("%s: %d pod(s) still had processes on the real nodes after %.0f s; the next run's "
+                        "quiet wait and machine record show their load", item.label, left, REAL_TEARDOWN_TIMEOUT_S)
     return result
+
+
+def wait_real_nodes_clear(cluster: Cluster, timeout: float, poll_s: float = 0.5) -> int:
+    """Wait until no pod has a process left on the real nodes (its kubelet's pod cgroups are
+    empty: every sandbox and container torn down), for at most ``timeout`` seconds.
+
+    The API forgets a pod as soon as it is deleted (grace period 0), while its kubelet and
+    containerd go on stopping and removing its containers for seconds: a run started then
+    would share the cores with that teardown. Returns the pods still left (0: clear).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = len(cluster.pod_process_starts())
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(poll_s)
 
 
 def _with_runtime_stages(cluster: Cluster, api: Any, namespace: str, result: measure.Measurement) -> Any:
@@ -292,14 +321,21 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     phases["prepare"] = time.monotonic() - mark
     time.sleep(params.settle_s)
     phases["settle"], mark = params.settle_s, time.monotonic()
+    _progress(bar, f"{item.label}: waiting until the machine is quiet")
+    before = machine.wait(params.quiet)
+    phases["quiet_wait"], mark = time.monotonic() - mark, time.monotonic()
+    if not before["quiet"]:
+        log.warning("%s: the machine was not quiet after %.0f s (CPU idle %.0f %%, load %.1f); measuring anyway, "
+                    "marked busy", item.label, before["waited_s"], before["cpu_idle_pct"], before["load_1m"])
     _progress(bar, f"{item.label}: scaling to {workload.pods} pods")
     meta["start_time"] = provenance.now()
-    with api_errors(f"{item.label}: measuring"):
+    with api_errors(f"{item.label}: measuring"), machine.Sampler() as during:
         result = measure.measure(api, namespace, names, workload, timeout, health=cluster.check)
         if not baseline.simulated and info.real_node_names:  # the runtime breakdown, from the pods' processes
             result.timeline = _with_runtime_stages(cluster, api, namespace, result)
     phases["measure"] = time.monotonic() - mark
     phases = {k: round(v, 3) for k, v in phases.items()}
+    meta["machine"] = machine.record(before, during.summary())
     meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases)
     if not result.finished:
         # Save first: the partial timeline and why, but no log, so the run is redone next time.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError
+from ...machine import QuietPolicy
 from .kpa import KPAConfig
 
 
@@ -20,20 +21,31 @@ class System:
     local: bool  # can run on this machine's local cluster
     dispatch_timeout_s: float  # the original's -timeout for it
     description: str
+    #: Its autoscaler: "dirigent" (the original's autoscaler.dirigent.yaml, with this run's
+    #: target_concurrency), "knative" (autoscaler.knative.yaml as shipped: target unset, so the
+    #: code's 100, no immediate scale-from-zero), "" (no KPA of ours).
+    kpa: str = ""
 
 
+#: Dr/K8s+ as the original's artifact ran it: the configuration behind the paper's Figure 13 k8s+ curve.
+AS_SHIPPED = "Dr/K8s+ (as shipped)"
 SYSTEMS = {s.name: s for s in (
     System("Kn/K8s", 12, False, False, 300.0, "Knative on vanilla Kubernetes"),
     System("Kn/Kd", 12, True, False, 300.0, "Knative on Kubedirect"),
     System("Dirigent", 13, None, False, 0.0, "Dirigent (reference data from its artifact's CSV)"),
-    System("Dr/K8s+", 13, False, True, 300.0, "Dirigent-style gateway and KPA on vanilla Kubernetes, simulated sandbox"),
-    System("Dr/Kd+", 13, True, True, 30.0, "Dirigent-style gateway and KPA on Kubedirect, simulated sandbox"),
+    System("Dr/K8s+", 13, False, True, 300.0, "Dirigent-style gateway and KPA on vanilla Kubernetes, simulated "
+           "sandbox; the same autoscaler configuration as Dr/Kd+ (target 1, scale from zero at once)", "dirigent"),
+    System(AS_SHIPPED, 13, False, True, 300.0, "Dr/K8s+ with the autoscaler configuration the original's k8s+ "
+           "ran (its Knative config: target unset, so 100; scale from zero on the next tick): the paper's k8s+ "
+           "curve", "knative"),
+    System("Dr/Kd+", 13, True, True, 30.0, "Dirigent-style gateway and KPA on Kubedirect, simulated sandbox",
+           "dirigent"),
 )}
 KNATIVE_REASON = ("not measured locally: Knative's data plane (activator, queue-proxy, real containers) "
                   "needs real kubelets and cores; run it on a cluster")
 #: File names of a system's results: ``trace.<key>.log`` (no "/" in file names).
-FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K8s+": "dr-k8s+", "Dr/Kd+": "dr-kd+"}
-KPA_MODES = ("same", "as-shipped")
+FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K8s+": "dr-k8s+",
+             AS_SHIPPED: "dr-k8s+-as-shipped", "Dr/Kd+": "dr-kd+"}
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
@@ -46,9 +58,8 @@ class TraceParams:
     functions: int | None = None  # None: every function of the trace
     minutes: int = 30
     warmup_minutes: int = 10
-    systems: tuple[str, ...] = ("Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", "Dr/Kd+")
-    target_concurrency: float = 1.0
-    kpa_mode: str = "same"  # "as-shipped": k8s+ gets the Knative config (target 100, async), kd+ the Dirigent one
+    systems: tuple[str, ...] = ("Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", AS_SHIPPED, "Dr/Kd+")
+    target_concurrency: float = 1.0  # the Dirigent configuration's (Dr/K8s+, Dr/Kd+); AS_SHIPPED keeps its 100
     kd_bin_dir: Path | None = None
     dirigent_csv: Path | None = None
     seed: int = 42
@@ -58,6 +69,15 @@ class TraceParams:
     drain_s: float = 15.0  # after the last send, as the original's client waits before it stops
     backend: str = "local"  # or "ssh": the cluster on the hosts of ``inventory``
     inventory: Path | None = None
+    # Before each replay, wait (at most quiet_max_wait_s) until the CPUs were idle ≥ quiet_idle_pct %
+    # over quiet_window_s (kdlib.machine); a replay that gets no quiet machine is marked busy.
+    quiet_idle_pct: float = 80.0
+    quiet_window_s: float = 5.0
+    quiet_max_wait_s: float = 300.0
+
+    @property
+    def quiet(self) -> QuietPolicy:
+        return QuietPolicy(self.quiet_idle_pct, self.quiet_window_s, self.quiet_max_wait_s)
 
     def problems(self) -> list[str]:
         found = []
@@ -76,8 +96,7 @@ class TraceParams:
             found.append(f"warmup_minutes must be in [0, minutes), got {self.warmup_minutes} of {self.minutes}")
         if not self.target_concurrency > 0:
             found.append(f"target_concurrency must be > 0, got {self.target_concurrency}")
-        if self.kpa_mode not in KPA_MODES:
-            found.append(f"kpa_mode must be one of {KPA_MODES}, got {self.kpa_mode!r}")
+        found += self.quiet.problems()
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).is_dir():
             found.append(f"kd_bin_dir {self.kd_bin_dir} is not a directory")
         if self.dirigent_csv is not None and not Path(self.dirigent_csv).is_file():
@@ -114,9 +133,10 @@ class TraceParams:
         return float(self.timeouts.get(system, SYSTEMS[system].dispatch_timeout_s))
 
     def kpa_for(self, system: str) -> KPAConfig:
-        """Our default: the same target for every system; ``as-shipped``: the original's two configs."""
-        if self.kpa_mode == "as-shipped":
-            return KPAConfig.dirigent() if SYSTEMS[system].kd else KPAConfig.knative()
+        """The system's autoscaler: the Dirigent configuration with this run's target, or the
+        original's Knative configuration as shipped (:data:`AS_SHIPPED`)."""
+        if SYSTEMS[system].kpa == "knative":
+            return KPAConfig.knative()
         return KPAConfig.dirigent(target_concurrency=self.target_concurrency)
 
 

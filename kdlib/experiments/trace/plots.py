@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 
 SYSTEM_COLORS = {"Kn/K8s": "#31a354", "Kn/Kd": "#3182bd", "Dirigent": "#fd8d3c", "Dr/K8s+": "#31a354",
-                 "Dr/Kd+": "#3182bd"}
+                 "Dr/K8s+ (as shipped)": "#756bb1", "Dr/Kd+": "#3182bd"}
 AXES = {"slowdown": ("mean per-function slowdown", [1, 1e4]),
         "latency_ms": ("mean per-function scheduling latency (ms)", [1, 1e6])}
 

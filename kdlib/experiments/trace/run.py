@@ -22,7 +22,7 @@ import numpy as np
 from kubernetes import client
 from tqdm import tqdm
 
-from ... import provenance, store
+from ... import machine, provenance, store
 from ...cluster.registry import open_cluster
 from ...k8s import objects as workloads
 from ...k8s.calls import parallel as _parallel
@@ -36,6 +36,13 @@ log = logging.getLogger("kdlib.trace.run")
 BENCH = "trace"
 NAMESPACE = "kdlib-trace"
 LATENESS_GOAL_P99_MS = 5.0
+#: What each system's autoscaler configuration is, in the run's metadata (``System.kpa``).
+KPA_CONFIGS = {
+    "dirigent": "the original's autoscaler.dirigent.yaml (its kd+ run's), with this run's target_concurrency; "
+                "scales from zero at once when an invocation arrives",
+    "knative": "the original's autoscaler.knative.yaml as shipped (its k8s+ run's): no target set, so the "
+               "code's default 100; async: scales from zero only on the next 2-s tick",
+}
 
 
 @dataclass
@@ -140,7 +147,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
     meta: dict[str, Any] = {
         "run_id": params.run_id, "system": system, "kd": spec.kd, "trace": trace.describe(),
         "schedule": schedules.summary(schedule), "original_extra": params.original_extra, "seed": params.seed,
-        "kpa": asdict(kpa), "kpa_mode": params.kpa_mode, "dispatch_timeout_s": timeout_s,
+        "kpa": asdict(kpa), "kpa_config": KPA_CONFIGS[spec.kpa], "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
         "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
                    "an invocation holds its pod for its requested runtime)",
@@ -167,9 +174,18 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
 
                 replay = Replay(api, NAMESPACE, names, schedule, kpa, timeout_s, params.drain_s,
                                 f"{workloads.WORKLOAD_LABEL}=true", advance)
+                bar.set_description_str(f"{system}: waiting until the machine is quiet")
+                before = machine.wait(params.quiet)
+                if not before["quiet"]:
+                    log.warning("trace: %s: the machine was not quiet after %.0f s (CPU idle %.0f %%, load %.1f); "
+                                "replaying anyway, marked busy", system, before["waited_s"],
+                                before["cpu_idle_pct"], before["load_1m"])
+                bar.set_description_str(f"{system}: replaying")
                 meta["start_time"] = provenance.now()
-                result = replay.run()
+                with machine.Sampler() as during:
+                    result = replay.run()
                 meta["end_time"] = provenance.now()
+                meta["machine"] = machine.record(before, during.summary())
                 bar.set_description_str(f"{system}: scaling every Deployment to 0")
                 meta["scale_down"] = scale_to_zero(api, names)
             finally:

@@ -5,32 +5,45 @@ from __future__ import annotations
 import pytest
 
 from kdlib.errors import ConfigError
-from kdlib.experiments.trace.params import TraceParams, plan
+from kdlib.experiments.trace.params import AS_SHIPPED, FILE_KEYS, SYSTEMS, TraceParams, plan
 
 
 def test_every_problem_at_once():
     with pytest.raises(ConfigError) as error:
-        TraceParams(run_id=None, minutes=0, systems=("Dr/X",), target_concurrency=0, kpa_mode="odd").validate()
+        TraceParams(run_id=None, minutes=0, systems=("Dr/X",), target_concurrency=0, quiet_idle_pct=120,
+                    quiet_max_wait_s=-1).validate()
     message = str(error.value)
-    for part in ("run_id", "minutes", "unknown system", "target_concurrency", "kpa_mode"):
+    for part in ("run_id", "minutes", "unknown system", "target_concurrency", "quiet_idle_pct", "quiet_max_wait_s"):
         assert part in message
 
 
 def test_plan_says_why_a_system_is_not_measured(tmp_path):
     run, skipped, reference = plan(TraceParams(run_id="x"))
-    assert run == ["Dr/K8s+"] and reference == []
+    assert run == ["Dr/K8s+", AS_SHIPPED] and reference == []
     assert "Knative" in skipped["Kn/K8s"] and "kd_bin_dir" in skipped["Dr/Kd+"] and "dirigent_csv" in skipped["Dirigent"]
     csv = tmp_path / "d.csv"
     csv.write_text("x")
     run, skipped, reference = plan(TraceParams(run_id="x", kd_bin_dir=tmp_path, dirigent_csv=csv))
-    assert run == ["Dr/K8s+", "Dr/Kd+"] and reference == ["Dirigent"]
+    assert run == ["Dr/K8s+", AS_SHIPPED, "Dr/Kd+"] and reference == ["Dirigent"]
 
 
-def test_kpa_modes_and_timeouts():
+def test_both_autoscaler_configurations_are_systems_of_one_run():
+    """Dr/K8s+ runs the Dirigent configuration as Dr/Kd+ does; Dr/K8s+ (as shipped) runs the
+    original's k8s+ configuration (the Knative one: target unset, so 100; scale from zero on the tick)."""
+    params = TraceParams(run_id="x", target_concurrency=2)
+    assert {"Dr/K8s+", AS_SHIPPED, "Dr/Kd+"} <= set(params.systems)
+    same, shipped, kd = (params.kpa_for(s) for s in ("Dr/K8s+", AS_SHIPPED, "Dr/Kd+"))
+    assert same == kd and same.target_concurrency == 2 and same.scale_from_zero_at_once
+    assert shipped.target_concurrency == 100 and not shipped.scale_from_zero_at_once
+    assert shipped.tick_s == same.tick_s and shipped.stable_window_s == same.stable_window_s
+    assert SYSTEMS[AS_SHIPPED].figure == 13 and SYSTEMS[AS_SHIPPED].dispatch_timeout_s == 300
+    for key in FILE_KEYS.values():  # they name files
+        assert "/" not in key and " " not in key
+    assert len(set(FILE_KEYS.values())) == len(FILE_KEYS) and set(FILE_KEYS) == set(SYSTEMS)
+
+
+def test_timeouts():
     same = TraceParams(run_id="x")
-    assert same.kpa_for("Dr/K8s+").target_concurrency == same.kpa_for("Dr/Kd+").target_concurrency == 1
-    shipped = TraceParams(run_id="x", kpa_mode="as-shipped")
-    assert shipped.kpa_for("Dr/K8s+").target_concurrency == 100 and shipped.kpa_for("Dr/Kd+").target_concurrency == 1
     assert same.timeout_for("Dr/K8s+") == 300 and same.timeout_for("Dr/Kd+") == 30
     assert TraceParams(run_id="x", timeouts={"Dr/K8s+": 5}).timeout_for("Dr/K8s+") == 5
 
