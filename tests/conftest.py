@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The tests share a busy machine: no run waits for a quiet one (one short look is still
+# recorded). Inherited by the notebooks and CLIs the tests start. Real runs wait (the default).
+os.environ.setdefault("KDLIB_QUIET_MAX_WAIT_S", "0")
 
 from .helpers import REPO, assert_clean, our_processes, run_kdlib  # noqa: F401  (re-exported for the tests)
 
