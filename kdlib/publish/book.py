@@ -186,8 +186,47 @@ def place_sources(source: BookSource, book_root: Path | None = None) -> Path:
         render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
     _place_trace(source.notebook.parent / TRACE_NOTEBOOK, generated,
                  "book/generated/trace" in toc_files(book_root))
+    (generated / MACHINE_LOAD).write_text(machine_load_markdown(source.run_id, source.notebook.parents[2]),
+                                          encoding="utf-8")
     render.write_book_bundle(book_root / "_static")
     return generated / NOTEBOOK
+
+
+#: The reproducibility page includes this file: every run's machine load, from the run's metadata.
+MACHINE_LOAD = "machine_load.md"
+#: Figure 13's page includes this file: the two Dr/K8s+ configurations side by side, when the run has them.
+KPA_COMPARISON, KPA_COMPARISON_KEY = "fig13_kpa.md", "trace_kpa_comparison"
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value).replace("|", "\\|")
+
+
+def machine_load_markdown(run_id: str, results_root: Path) -> str:
+    """The ranges and the per-run table of how busy the machine was (for the reproducibility page)."""
+    from ..experiments import loads
+
+    frame, left_out = loads.run_loads(run_id, results_root)
+    ranges = loads.summary(frame)
+    lines = ["| over every run of the shown run id | |", "|---|---|"]
+    lines += [f"| {key} | {_cell(value)} |" for key, value in ranges.items()]
+    if left_out:
+        lines.append(f"| metadata left out (unreadable) | {_cell(', '.join(left_out))} |")
+    lines += ["", "| experiment | system | scale | repeat | started | machine | CPU idle before (%) | load before "
+              "| CPU busy during, mean / max (%) | load during | load at the end |", "|" + "---|" * 11]
+    for row in frame.to_dict("records"):
+        state = "not recorded" if row["busy"] is None else ("**BUSY**" if row["busy"] else "quiet")
+        during = ("" if row["cpu_busy_during_pct"] != row["cpu_busy_during_pct"]
+                  else f"{row['cpu_busy_during_pct']:g} / {row['cpu_busy_during_max_pct']:g}")
+        load_during = ("" if row["load_during_min"] != row["load_during_min"]
+                       else f"{row['load_during_min']:g}–{row['load_during_max']:g}")
+        scale = "" if row["scale"] != row["scale"] else int(row["scale"])
+        lines.append(f"| {row['experiment']} | {_cell(row['system'])} | {scale} | {row['repeat']} | "
+                     f"{_cell(row['start_time'])} | {state} | {_cell(row['cpu_idle_before_pct'])} | "
+                     f"{_cell(row['load_before'])} | {during} | {load_during} | {_cell(row['load_at_end'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def _place_trace(notebook: Path, generated: Path, required: bool) -> None:
@@ -204,6 +243,13 @@ def _place_trace(notebook: Path, generated: Path, required: bool) -> None:
     shutil.copyfile(notebook, generated / TRACE_NOTEBOOK)
     for key in TRACE_CHART_KEYS:
         render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
+    if KPA_COMPARISON_KEY in glued:
+        comparison = f"```{{glue}} {KPA_COMPARISON_KEY}\n:doc: generated/{TRACE_NOTEBOOK}\n```\n"
+    else:  # an executed notebook made before both configurations were systems of the trace
+        comparison = ("*The run shown predates the side-by-side comparison: its trace notebook was executed "
+                      "before both `Dr/K8s+` configurations were systems of every trace run. Run the trace again "
+                      "(it resumes, and measures the configuration it lacks).*\n")
+    (generated / KPA_COMPARISON).write_text(comparison, encoding="utf-8")
 
 
 _RUNNER = """

@@ -19,7 +19,7 @@ import pandas as pd
 from ... import store
 from ...cluster.settings import SIMULATED_READY_AFTER_MS
 from ...publish import render
-from .. import runner
+from .. import loads, runner
 from ..baselines import BASELINES
 from . import analysis, comparison, logs, plots
 from .spec import BENCHES
@@ -45,6 +45,7 @@ class MicrobenchReport:
     timelines: pd.DataFrame
     provenance: pd.DataFrame
     digest: str = ""  # of the run's files when the report was made (the book checks it)
+    machine: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=loads.COLUMNS))  # per run
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
     saved: list[Path] = field(default_factory=list)
@@ -194,9 +195,46 @@ def findings(report: MicrobenchReport, bench: str) -> str:
         else:
             parts.append(f"each point is the median of {repeats} runs, the bars show their range")
         lines.append("- " + "; ".join(parts) + ".")
+    busy = _busy_runs(report.machine, bench)
+    if busy:
+        lines.append("- **Measured on a busy machine:** " + "; ".join(
+            f"{baseline} at {scale} ({n} of {total} run(s))" for (baseline, scale), (n, total) in busy.items())
+            + ". No quiet machine came within the bound before these runs, so their numbers include other "
+              "work's load (every run's load is on the reproducibility page).")
     lines.append("")
     lines.append(_claim_check(summary, spec.baselines))
     return "\n".join(lines)
+
+
+def _busy_runs(machine: pd.DataFrame, bench: str) -> dict[tuple[str, int], tuple[int, int]]:
+    """(baseline, scale) → (runs measured on a busy machine, runs with a machine record), where any was busy."""
+    runs = machine[(machine["experiment"] == bench) & machine["busy"].notna()]
+    found = {}
+    for (baseline, scale), group in runs.groupby(["system", "scale"], sort=False):
+        n = int(group["busy"].astype(bool).sum())
+        if n:
+            found[(baseline, int(scale))] = (n, len(group))
+    return found
+
+
+def _machine_column(table: pd.DataFrame, machine: pd.DataFrame, bench: str) -> pd.DataFrame:
+    """The figure's table with how busy the machine was for each measured row's runs."""
+    runs = machine[machine["experiment"] == bench]
+    cells = []
+    for baseline, scale, p90 in zip(table["baseline"], table["scale"], table["p90 (s)"]):
+        mine = runs[(runs["system"] == baseline) & (runs["scale"] == scale)]
+        recorded = mine["busy"].dropna().astype(bool)
+        if p90 == "not measured":
+            cells.append("")
+        elif recorded.empty:
+            cells.append("not recorded")
+        elif recorded.any():
+            cells.append(f"BUSY ({int(recorded.sum())} of {len(recorded)} runs)")
+        else:
+            cells.append("quiet")
+    table = table.copy()
+    table.insert(len(table.columns) - (1 if "reason" in table.columns else 0), "machine", cells)
+    return table
 
 
 def _share(part: float, whole: float) -> str:
@@ -238,8 +276,9 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         columns=["bench", "baseline", "scale", "p90_s", "min_s", "max_s", "repeats"])
     stages = analysis.stage_summary(analysis.stage_percentiles(timelines)) if len(timelines) else pd.DataFrame(
         columns=["bench", "baseline", "scale", "stage", "p90_s", "min_s", "max_s", "repeats"])
+    machine = loads.run_loads(run_id, root)[0]
     report = MicrobenchReport(run_id, suite, runs, summary, stages, timelines, provenance_table(suite),
-                              logs.digest(run_id, benches, root))
+                              logs.digest(run_id, benches, root), machine=machine[machine["experiment"] != "trace"])
     if save:
         # One shared copy of the Vega bundle for every saved chart page of every run.
         bundle = render.write_bundle(store.root(root))
@@ -250,7 +289,7 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         shown = [b for b in baselines if b in spec.baselines]
         table = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}),
                                       _failures(suite, runs, bench))
-        report.tables[bench] = comparison.with_ratio(table, summary, bench)  # Kd beside vanilla
+        report.tables[bench] = _machine_column(comparison.with_ratio(table, summary, bench), report.machine, bench)
         report.charts[f"{prefix}_e2e"] = plots.e2e_chart(summary, bench, shown, scales, report.source)
         report.charts[f"{prefix}_stages"] = plots.stage_chart(stages, bench, shown, report.source)
         if save:

@@ -14,11 +14,13 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from ... import store
+import numpy as np
+
+from ... import machine, store
 from ...publish import render
 from ..microbench.report import provenance_table
 from . import analysis, plots
-from .params import SYSTEMS
+from .params import AS_SHIPPED, SYSTEMS
 from .run import load_meta, load_run, log_path, run_dir
 
 
@@ -32,6 +34,7 @@ class TraceReport:
     replay: pd.DataFrame
     not_measured: pd.DataFrame
     provenance: pd.DataFrame
+    kpa_comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
     charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
     saved: list[Path] = field(default_factory=list)
 
@@ -54,21 +57,103 @@ class TraceReport:
                 text += (f" The replay {kept} the schedule (lateness p50 {late['p50_ms']} ms, p99 "
                          f"{late['p99_ms']} ms); the autoscaler wrote {meta['scale_writes']} scale updates "
                          f"({meta['scale_writes_per_s']}/s).")
+                if machine.is_busy(meta):
+                    before = meta["machine"]["before"]
+                    text += (f" Measured on a BUSY machine: after waiting {before['waited_s']} s the CPUs were "
+                             f"still {before['cpu_busy_pct']} % busy (load {before['load_1m']}), so its numbers "
+                             "include other work's.")
             sentences.append(text)
+        comparison = kpa_sentence(self.kpa_comparison)
+        if comparison:
+            sentences.append(comparison)
         return " ".join(sentences) or "No system of this run has data."
+
+
+#: The two configurations of Dr/K8s+ compared (the paper's first), and Kubedirect's for the gap.
+KPA_PAIR = (AS_SHIPPED, "Dr/K8s+")
+KPA_STATISTICS = (("median", 50), ("p90", 90))
+
+
+def kpa_comparison(per_system: dict[str, dict]) -> pd.DataFrame:
+    """Dr/K8s+ under the original's as-shipped autoscaler configuration beside the same
+    configuration as Dr/Kd+: the median and p90 over functions of the mean slowdown and
+    latency, their ratio, and (with Dr/Kd+ measured) each one's gap to Dr/Kd+ — the paper's
+    gap and the gap with the configurations made equal. Empty unless both configurations have data."""
+    if not all(s in per_system for s in KPA_PAIR):
+        return pd.DataFrame()
+    shipped, same = KPA_PAIR
+    kd = per_system.get("Dr/Kd+")
+    rows = []
+    for metric, label in (("slowdown", "per-function slowdown"), ("latency_ms", "per-function latency (ms)")):
+        for name, q in KPA_STATISTICS:
+            value = {s: float(np.percentile(per_system[s][metric], q)) if len(per_system[s][metric]) else np.nan
+                     for s in KPA_PAIR}
+            row = {"metric": label, "statistic": name, shipped: round(value[shipped], 2),
+                   same: round(value[same], 2), "as shipped ÷ same": _ratio(value[shipped], value[same])}
+            if kd is not None and len(kd[metric]):
+                kd_value = float(np.percentile(kd[metric], q))
+                row.update({"Dr/Kd+": round(kd_value, 2),
+                            "paper's gap (as shipped ÷ Kd+)": _ratio(value[shipped], kd_value),
+                            "same-config gap (Dr/K8s+ ÷ Kd+)": _ratio(value[same], kd_value)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b and b == b and a == a else np.nan
+
+
+def kpa_sentence(table: pd.DataFrame) -> str:
+    """The comparison in words (empty when the run lacks one of the two configurations)."""
+    if table.empty:
+        return ""
+    shipped, same = KPA_PAIR
+    parts = []
+    for values in table.to_dict("records"):
+        parts.append(f"{values['statistic']} {values['metric']} {values[shipped]} as shipped vs {values[same]} "
+                     f"with the same target ({values['as shipped ÷ same']}×)")
+    text = (f"The two autoscaler configurations: the paper's Figure 13 k8s+ curve corresponds to "
+            f"{shipped}: the original ran its k8s+ with the Knative configuration (no target set, so 100; scale "
+            f"from zero only on the next tick) and its kd+ with the Dirigent one (target 1, at once). "
+            f"{same} gives vanilla Kubernetes the same configuration as Dr/Kd+. Measured here: "
+            + "; ".join(parts) + ".")
+    if "Dr/Kd+" in table.columns:
+        slow = table[(table["metric"] == "per-function slowdown") & (table["statistic"] == "median")].iloc[0]
+        paper, equal = slow["paper's gap (as shipped ÷ Kd+)"], slow["same-config gap (Dr/K8s+ ÷ Kd+)"]
+        text += (f" Against Dr/Kd+, the median slowdown gap is {paper}× as the paper configured it and {equal}× "
+                 "with the configurations made equal.")
+    return text
 
 
 def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for system, m in metas.items():
+        before = (m.get("machine") or {}).get("before") or {}
+        during = (m.get("machine") or {}).get("during") or {}
         rows.append({"system": system, "invocations": m["invocations"], "success": m["success"],
                      "failed": m["failed"], "lateness_p50_ms": m["lateness"]["p50_ms"],
                      "lateness_p99_ms": m["lateness"]["p99_ms"], "lateness_max_ms": m["lateness"]["max_ms"],
                      "clock_kept_up": m["clock_kept_up"], "scale_writes": m["scale_writes"],
                      "scale_writes_per_s": m["scale_writes_per_s"], "peak_ready_pods": m["peak_ready_pods"],
-                     "replay_cpu_percent": m["replay_cpu_percent"], "target_concurrency": m["kpa"]["target_concurrency"],
-                     "dispatch_timeout_s": m["dispatch_timeout_s"]})
+                     "replay_cpu_percent": m["replay_cpu_percent"],
+                     "target_concurrency": m["kpa"]["target_concurrency"],
+                     "scale_from_zero_at_once": m["kpa"]["scale_from_zero_at_once"],
+                     "dispatch_timeout_s": m["dispatch_timeout_s"],
+                     "machine": _machine_cell(m), "cpu_idle_before_pct": before.get("cpu_idle_pct", np.nan),
+                     "load_before": before.get("load_1m", np.nan),
+                     "cpu_busy_during_pct": during.get("cpu_busy_pct_mean", np.nan),
+                     "load_during": _range(during.get("load_1m_min"), during.get("load_1m_max"))})
     return pd.DataFrame(rows)
+
+
+def _machine_cell(meta: dict) -> str:
+    if "machine" not in meta:
+        return "not recorded (run predates the quiet guard)"
+    return "BUSY (no quiet machine within the bound)" if machine.is_busy(meta) else "quiet"
+
+
+def _range(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"{low}–{high}"
 
 
 def trace_report(run_id: str, root: Path | None = None, save: bool = True,
@@ -98,7 +183,7 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
                       columns=["system", "figure", "reason"])
     points = analysis.curves(per_system)
     report = TraceReport(run_id, run, metas, analysis.summary(per_system, sources), points, _replay_table(metas), nm,
-                         provenance_table({**run, "clusters": {}, "parameters": params}))
+                         provenance_table({**run, "clusters": {}, "parameters": params}), kpa_comparison(per_system))
     trace = run.get("trace") or {}
     source = [f"run {run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
               f"first {warmup} min dropped", f"{params.get('backend', 'local')} cluster, kwok nodes, simulated sandbox"]
