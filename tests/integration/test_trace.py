@@ -16,7 +16,9 @@ from kdlib.experiments.trace import logs, params as trace_params, run as trace_r
 from ..helpers import REPO, assert_clean, our_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_binaries]
-TINY = "{functions: 20, minutes: 2, warmup_minutes: 1, nodes: 2, systems: [Kn/K8s, Kn/Kd, Dirigent, Dr/K8s+, Dr/Kd+]}"
+TINY = ("{functions: 20, minutes: 2, warmup_minutes: 1, nodes: 2, "
+        "systems: [Kn/K8s, Kn/Kd, Dirigent, Dr/K8s+, Dr/K8s+ (as shipped), Dr/Kd+]}")
+AS_SHIPPED = trace_params.AS_SHIPPED
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,21 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
     assert meta["scale_writes"] > 0 and meta["peak_ready_pods"] > 0 and meta["functions_scaled_up"] > 0
     assert meta["scale_down"]["pods_left"] == 0
     assert meta["lateness"]["p50_ms"] >= 0 and "clock_kept_up" in meta
+    # Both autoscaler configurations of vanilla Kubernetes were replayed, each recorded with its own.
+    shipped = json.loads(trace_run.meta_path(directory, AS_SHIPPED).read_text())
+    assert (meta["kpa"]["target_concurrency"], meta["kpa"]["scale_from_zero_at_once"]) == (1.0, True)
+    assert (shipped["kpa"]["target_concurrency"], shipped["kpa"]["scale_from_zero_at_once"]) == (100.0, False)
+    assert "knative.yaml as shipped" in shipped["kpa_config"] and shipped["invocations"] == len(planned)
+    # The machine before and during each replay (the tests do not wait: one short look).
+    for m in (meta, shipped):
+        assert set(m["machine"]) == {"before", "during", "busy"} and m["machine"]["during"]["samples"] > 10
+        assert m["machine"]["before"]["policy"]["overridden_by"] == "$KDLIB_QUIET_MAX_WAIT_S"
+    from kdlib.publish.book import glued_outputs
+
+    comparison = "".join(glued_outputs(output)["trace_kpa_comparison"]["text/html"])
+    assert AS_SHIPPED in comparison and "as shipped ÷ same" in comparison
     run = trace_run.load_run("tiny", root / "results")
-    assert run["state"] == "finished" and run["measured"] == ["Dr/K8s+"]
+    assert run["state"] == "finished" and run["measured"] == ["Dr/K8s+", AS_SHIPPED]
     assert set(run["not_measured"]) == {"Kn/K8s", "Kn/Kd", "Dirigent", "Dr/Kd+"}
     for figure in (12, 13):
         assert (directory / f"fig{figure}.svg").stat().st_size > 1000
