@@ -67,6 +67,9 @@ def test_notebook_measures_and_resumes(binaries, sandbox):
         meta = json.loads(results.meta_path(directory, key).read_text())
         assert meta["versions"]["kube-apiserver"].startswith("Kubernetes v1.32")
         assert meta["provenance"]["git_revision"] and meta["pods"] == pods
+        # The machine before (one short look: the tests do not wait) and during the run.
+        assert set(meta["machine"]) == {"before", "during", "busy"}
+        assert 0 <= meta["machine"]["before"]["cpu_idle_pct"] <= 100 and meta["machine"]["during"]["seconds"] > 0
         for kind in ("e2e", "stages"):
             assert (directory / f"fig{figure}_{kind}.svg").stat().st_size > 1000
             assert (directory / f"fig{figure}_{kind}.html").is_file()

@@ -35,6 +35,8 @@ def test_notebook_measures_real_and_simulated_sandboxes(binaries, tmp_path):
     assert suite["state"] == "finished" and suite["not_measured"] == {}
     assert {(o["baseline"], o["status"]) for o in suite["attempts"][-1]["outcomes"]} == {("k8s", "measured"),
                                                                                 ("k8s+", "measured")}
+    # After each real-node run the suite waited until the real nodes had removed its containers.
+    assert all("teardown" in o["phases_s"] for o in suite["attempts"][-1]["outcomes"] if o["baseline"] == "k8s")
     for bench, scale in (("scale-pods", 6), ("scale-funcs", 3)):
         directory = results.run_dir(bench, "tiny-real", tmp_path / "results")
         real = results.parse_log(results.log_path(directory, results.RunKey(bench, "k8s", scale)).read_text())
