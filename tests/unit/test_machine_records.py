@@ -90,3 +90,5 @@ class Cluster:
 def test_the_suite_waits_for_the_real_nodes_teardown():
     assert suite.wait_real_nodes_clear(Cluster([3, 2, 0]), timeout=10, poll_s=0) == 0
     assert suite.wait_real_nodes_clear(Cluster([2]), timeout=0.05, poll_s=0.01) == 2  # bounded
+    # Pods that were there before the run (a DaemonSet's) are not waited for.
+    assert suite.wait_real_nodes_clear(Cluster([3, 1]), timeout=10, resident=frozenset({"uid-0"}), poll_s=0) == 0

@@ -216,6 +216,8 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
     be cleaned up afterwards (or whose component died) ends the suite."""
     namespace = measure.namespace_for(item.bench)
     timeout = params.timeout_for(BENCHES[item.bench].workload(item.scale))
+    real = bool(cluster.info.real_node_names)
+    resident = frozenset(cluster.pod_process_starts()) if real else frozenset()  # e.g. kubeadm's kube-proxy
     try:
         result = _measure_one(cluster, api, params, item, root, bar)
     except KeyboardInterrupt:
@@ -240,10 +242,10 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
         raise ExperimentError(f"{item.label}: the cluster could not be cleaned up, so no later run could be "
                               f"trusted ({_one_line(error)})") from error
     result.phases["clean"] = round(time.monotonic() - cleaning, 3)
-    if cluster.info.real_node_names:
+    if real:
         _progress(bar, f"{item.label}: waiting for the real nodes to remove its containers")
         mark = time.monotonic()
-        left = wait_real_nodes_clear(cluster, REAL_TEARDOWN_TIMEOUT_S)
+        left = wait_real_nodes_clear(cluster, REAL_TEARDOWN_TIMEOUT_S, resident)
         result.phases["teardown"] = round(time.monotonic() - mark, 3)
         if left:
             log.warning("%s: %d pod(s) still had processes on the real nodes after %.0f s; the next run's "
@@ -251,9 +253,11 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
     return result
 
 
-def wait_real_nodes_clear(cluster: Cluster, timeout: float, poll_s: float = 0.5) -> int:
-    """Wait until no pod has a process left on the real nodes (its kubelet's pod cgroups are
-    empty: every sandbox and container torn down), for at most ``timeout`` seconds.
+def wait_real_nodes_clear(cluster: Cluster, timeout: float, resident: frozenset[str] = frozenset(),
+                          poll_s: float = 0.5) -> int:
+    """Wait until no pod but the ``resident`` ones (there before the run) has a process left on
+    the real nodes (its kubelet's pod cgroups are empty: every sandbox and container torn
+    down), for at most ``timeout`` seconds.
 
     The API forgets a pod as soon as it is deleted (grace period 0), while its kubelet and
     containerd go on stopping and removing its containers for seconds: a run started then
@@ -261,7 +265,7 @@ def wait_real_nodes_clear(cluster: Cluster, timeout: float, poll_s: float = 0.5)
     """
     deadline = time.monotonic() + timeout
     while True:
-        left = len(cluster.pod_process_starts())
+        left = len(set(cluster.pod_process_starts()) - resident)
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(poll_s)
