@@ -168,6 +168,23 @@ def test_reproducibility_page_names_the_run(html_dir: Path, reference: str) -> N
     assert reference in visible_text(html_dir / "book/reproducibility.html")
 
 
+def test_reproducibility_page_shows_every_runs_machine_load(html_dir: Path, reference: str) -> None:
+    """The per-run range computed from the runs' metadata, not one value taken at the end."""
+    from kdlib.experiments import loads
+
+    text = " ".join(visible_text(html_dir / "book/reproducibility.html").split())
+    frame, _ = loads.run_loads(reference, RESULTS)
+    ranges = loads.summary(frame)
+    assert f"runs {ranges['runs']}" in text and f"1-minute load during {ranges['1-minute load during']}" in text
+    assert f"1-minute load at the end (provenance) {ranges['1-minute load at the end (provenance)']}" in text
+
+
+def test_fig13_says_which_curve_is_the_papers(html_dir: Path) -> None:
+    text = " ".join(visible_text(html_dir / "book/fig13.html").replace("’", "'").split())
+    assert "Dr/K8s+ (as shipped) — vanilla Kubernetes with the original's Knative configuration" in text
+    assert "This is the curve that corresponds to the paper's Figure 13 k8s+" in text
+
+
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
     executable = find_chromium()
