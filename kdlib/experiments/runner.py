@@ -43,8 +43,12 @@ def suite_lock(run_id: str) -> Iterator[None]:
     """Hold the machine-wide suite lock, or fail at once naming the holder."""
     path = lock_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Any user may take the lock after another (mode 0666, umask aside): one machine, one suite.
-    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666), "a+")
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    try:  # any user may take the lock after another: one machine, one suite
+        os.fchmod(descriptor, 0o666)
+    except PermissionError:  # another user's file, already open to all
+        pass
+    handle = os.fdopen(descriptor, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
