@@ -79,7 +79,7 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
     # The record keeps both attempts: the first one's wall time survives the resume.
     attempts = trace_run.load_run("tiny", root / "results")["attempts"]
     assert [(a["state"], a["measured"], a["resumed"]) for a in attempts] == [
-        ("finished", ["Dr/K8s+"], []), ("finished", [], ["Dr/K8s+"])]
+        ("finished", ["Dr/K8s+", AS_SHIPPED], []), ("finished", [], ["Dr/K8s+"])]
     assert attempts[0]["seconds"] > attempts[1]["seconds"]
 
 
