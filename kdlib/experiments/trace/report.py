@@ -72,7 +72,7 @@ def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
 
 
 #: How a reference system is labelled (the summary's source, the figure's subtitle).
-REFERENCE_LABELS = {"Kn/K8s": "measured on the paper's cluster (the original artifact's result)",
+REFERENCE_LABELS = {"Kn/K8s": "the original artifact's result, measured on the paper's cluster",
                     "Dirigent": "reference data"}
 
 
@@ -99,7 +99,7 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
             csv = Path(params[REFERENCE_DATA[system]])
             below = reference.DIRIGENT_LATENCY_BELOW_MS if system == "Dirigent" else None
             per_system[system] = reference.per_function(reference.read(csv), warmup, below)
-            sources[system] = references[system] = f"{REFERENCE_LABELS[system]}: {csv.name}, not measured here"
+            sources[system] = references[system] = f"{REFERENCE_LABELS[system]} ({csv.name}), not measured here"
     not_measured = {**run["not_measured"], **{s: f"failed: {e}" for s, e in run["failed"].items()}}
     nm = pd.DataFrame([{"system": s, "figure": SYSTEMS[s].figure, "reason": r} for s, r in not_measured.items()],
                       columns=["system", "figure", "reason"])
