@@ -72,7 +72,7 @@ def deployment_name(row: int) -> str:
 
 def load_trace(params: TraceParams) -> data.Trace:
     trace = data.load(params.trace or data.SHIPPED)
-    return data.subset(trace, params.functions, params.minutes, params.seed)
+    return data.subset(trace, params.functions, params.minutes, params.seed, rule=params.subset)
 
 
 def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, Any], trace: data.Trace | None,
