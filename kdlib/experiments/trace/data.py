@@ -96,9 +96,7 @@ def verify_checksums(directory: Path) -> dict[str, str]:
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise TraceDataError(f"{path} is missing (a trace directory needs invocations.csv and durations.csv)")
-    # round_trip: every number as the loader's strconv.ParseFloat reads it (correctly rounded)
-    frame = pd.read_csv(path, dtype={c: str for c in required if c.startswith("Hash") or c == "Trigger"},
-                        float_precision="round_trip")
+    frame = pd.read_csv(path, dtype={c: str for c in required if c.startswith("Hash") or c == "Trigger"})
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise TraceDataError(f"{path} lacks the column(s) {', '.join(missing)}")
