@@ -51,9 +51,9 @@ from ...cluster.binaries import build_loader_schedule
 from ...errors import TraceDataError
 from .data import MEMORY_PERCENTILES, PERCENTILES, Trace
 
-MIN_RUNTIME_MS = 1
-MAX_RUNTIME_MS = 60_000
 DEFAULT_SEED = 42
+#: What drew the schedule (the metadata records it).
+GENERATOR = "Go math/rand, drawn in the original loader's order (invitro 0b0d6d7) by tools/loaderschedule"
 COLUMNS = ["function", "row", "minute", "index", "t_s", "runtime_ms", "extra"]
 #: What ``write_csv`` writes: the trace row, the minute, the send time (s, µs) and the runtime (ms).
 CSV_COLUMNS = ["function", "minute", "send_s", "runtime_ms"]
@@ -102,8 +102,7 @@ def build(trace: Trace, *, seed: int = DEFAULT_SEED, original_extra: bool = True
 def write_csv(schedule: pd.DataFrame, path: Path | str) -> None:
     """``schedule`` as CSV (:data:`CSV_COLUMNS`): ``function`` is the 0-based data row of
     ``invocations.csv``, ``send_s`` seconds from the trace's start to the microsecond."""
-    frame = pd.DataFrame({"function": schedule["row"], "minute": schedule["minute"], "send_s": schedule["t_s"],
-                          "runtime_ms": schedule["runtime_ms"]})
+    frame = pd.DataFrame(dict(zip(CSV_COLUMNS, (schedule[c] for c in ("row", "minute", "t_s", "runtime_ms")))))
     frame.to_csv(path, index=False, float_format="%.6f")
 
 
