@@ -225,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "build":
-            from .cluster.binaries import build_binaries
+            from .cluster.binaries import build_binaries, build_loader_schedule
 
             print(build_binaries(force=args.force).directory)
+            build_loader_schedule()  # the trace's schedule generator (seconds; stdlib only)
             return 0
         if args.command == "kd":
             return _kd(args)
