@@ -4,8 +4,9 @@ A trace directory holds ``invocations.csv`` (HashOwner, HashApp, HashFunction, T
 then one column per trace minute with that minute's invocation count; the minute
 numbers need not start at 1), ``durations.csv`` (per-function execution-time
 percentiles in ms) and, for the original's schedule, ``memory.csv`` (allocated-memory
-percentiles in MiB: the loader draws a memory size per invocation). The shipped sample, ``data/azure_500/``, is checked against the
-sha256 sums in its README before use, so a changed file cannot pass as the paper's data.
+percentiles in MiB: the loader draws a memory size per invocation). The shipped sample,
+``data/azure_500/``, is checked against the sha256 sums in its README before use, so a
+changed file cannot pass as the paper's data.
 """
 
 from __future__ import annotations
