@@ -11,9 +11,10 @@ from kdlib.experiments.trace.params import AS_SHIPPED, FILE_KEYS, SYSTEMS, Trace
 def test_every_problem_at_once():
     with pytest.raises(ConfigError) as error:
         TraceParams(run_id=None, minutes=0, systems=("Dr/X",), target_concurrency=0, quiet_idle_pct=120,
-                    quiet_max_wait_s=-1).validate()
+                    quiet_max_wait_s=-1, subset="last").validate()
     message = str(error.value)
-    for part in ("run_id", "minutes", "unknown system", "target_concurrency", "quiet_idle_pct", "quiet_max_wait_s"):
+    for part in ("run_id", "minutes", "unknown system", "target_concurrency", "quiet_idle_pct", "quiet_max_wait_s",
+                 "subset"):
         assert part in message
 
 
