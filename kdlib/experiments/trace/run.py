@@ -281,7 +281,8 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
             finally:
                 bar.set_description_str(f"{system}: cleaning up")
                 try:
-                    clean(api, NAMESPACE, timeout=300, settle_s=0)
+                    if _healthy(cluster):  # a broken cluster is stopped, not cleaned through its API
+                        clean(api, NAMESPACE, timeout=300, settle_s=0)
                 except Exception:
                     _name_dead_component(cluster, directory, system)
                     raise
@@ -318,6 +319,14 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
 def logs_dir(directory: Path, system: str) -> Path:
     """Where the component logs of a system whose cluster broke are saved."""
     return directory / f"logs.{FILE_KEYS[system]}"
+
+
+def _healthy(cluster: Any) -> bool:
+    try:
+        cluster.check()
+    except ComponentError:
+        return False
+    return True
 
 
 def _name_dead_component(cluster: Any, directory: Path, system: str) -> None:
