@@ -9,6 +9,7 @@ from typing import Any
 
 from ... import store
 from ...errors import ConfigError
+from .data import SUBSET_RULES
 from .kpa import KPAConfig
 
 
@@ -76,6 +77,7 @@ class TraceParams:
     run_id: str
     trace: Path | None = None  # None: the shipped azure_500
     functions: int | None = None  # None: every function of the trace
+    subset: str = "first"  # which `functions`: the first of the file (as the original) or "random" (with seed)
     minutes: int = 30
     warmup_minutes: int = 10
     systems: tuple[str, ...] = ("Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", "Dr/Kd+")
@@ -83,7 +85,7 @@ class TraceParams:
     kpa_mode: str = "same"  # "as-shipped": k8s+ gets the Knative config (target 100, async), kd+ the Dirigent one
     kd_bin_dir: Path | None = None
     dirigent_csv: Path | None = None
-    seed: int = 42
+    seed: int = 42  # the loader's generators (and a random subset's)
     original_extra: bool = True  # the loader's n+1 invocations per active minute
     timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
     nodes: int = 20
@@ -116,6 +118,8 @@ class TraceParams:
             found.append(f"trace: directory {self.trace} does not exist")
         if self.functions is not None and not _whole(self.functions, 1):
             found.append(f"functions: {self.functions!r} must be a whole number ≥ 1 (or None: all)")
+        if self.subset not in SUBSET_RULES:
+            found.append(f"subset must be one of {SUBSET_RULES}, got {self.subset!r}")
         if not _whole(self.minutes, 1):
             found.append(f"minutes: {self.minutes!r} must be a whole number ≥ 1")
         if not _whole(self.warmup_minutes, 0):

@@ -80,7 +80,7 @@ def deployment_name(row: int) -> str:
 def load_trace(params: TraceParams) -> data.Trace:
     """The trace subset of ``params``, checked for a replay (before any schedule is built)."""
     trace = data.load(params.trace or data.SHIPPED)
-    trace = data.subset(trace, params.functions, params.minutes, params.seed)
+    trace = data.subset(trace, params.functions, params.minutes, params.seed, rule=params.subset)
     problems = data.replay_problems(trace, params.original_extra)
     if problems:
         raise TraceDataError("invalid trace parameters:\n  " + "\n  ".join(problems))
@@ -242,7 +242,8 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
     meta: dict[str, Any] = {
         "run_id": params.run_id, "system": system, "parameters": parameters(params), "kd": spec.kd,
         "trace": trace.describe(),
-        "schedule": schedules.summary(schedule), "original_extra": params.original_extra, "seed": params.seed,
+        "schedule": schedules.summary(schedule), "schedule_generator": schedules.GENERATOR,
+        "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_mode": params.kpa_mode, "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
         "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
