@@ -186,3 +186,20 @@ def test_a_running_attempt_whose_process_is_gone_reads_as_killed(tmp_path):
     trace_run._run_record(params, trace_run.TraceOutcome("sealed"), later, None, {}, tmp_path)
     written = json.loads((directory / "run.json").read_text())
     assert [a["state"] for a in written["attempts"]] == ["killed", "finished"]
+
+
+def test_the_book_refuses_a_damaged_reference_trace_log(tmp_path):
+    """D4: the book built and showed 175,177 invocations from a cut trace log."""
+    import shutil
+
+    results = REFERENCE.parents[1]
+    for part in ("executed/reference", "scale-pods/reference", "scale-funcs/reference", "scale-nodes/reference",
+                 "trace/reference"):
+        if (results / part).is_dir():
+            shutil.copytree(results / part, tmp_path / part)
+    assert book.find_source("reference", tmp_path).run_id == "reference"
+    log = trace_run.log_path(tmp_path / "trace" / "reference", SYSTEM)
+    data = log.read_bytes()
+    log.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="trace.dr-k8s\\+.log: .*run the trace notebook again"):
+        book.find_source("reference", tmp_path)
