@@ -36,11 +36,10 @@ KNATIVE_REASON = ("not measured locally: Knative's data plane (activator, queue-
                   "needs real kubelets and cores; run it on a cluster")
 #: File names of a system's results: ``trace.<key>.log`` (no "/" in file names).
 FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K8s+": "dr-k8s+", "Dr/Kd+": "dr-kd+"}
+#: Systems shown from the original's reference CSVs when the run names one: system → parameter.
+REFERENCE_DATA = {"Kn/K8s": "kn_k8s_csv", "Dirigent": "dirigent_csv"}
 KPA_MODES = ("same", "as-shipped")
 MAX_NODES = 5_000  # kwok's own benchmark size; see kdlib.cluster.local.MAX_NODES
-#: The invitro/Dirigent per-invocation CSV's columns (its header is checked before anything runs).
-DIRIGENT_COLUMNS = ("invocationID", "instance", "responseTime", "actualDuration", "requestedDuration",
-                    "connectionTimeout", "functionTimeout")
 
 
 def _whole(value: Any, low: int) -> bool:
@@ -53,21 +52,6 @@ def _number(value: Any, low: float, strict: bool = False) -> bool:
     return value > low if strict else value >= low
 
 
-def csv_header_problem(path: Path, columns: tuple[str, ...]) -> str | None:
-    """Why ``path`` is not a CSV with ``columns`` in its header line, or None (read: the first line only)."""
-    if not path.is_file():
-        return f"{path} is not a file"
-    try:
-        with open(path, encoding="utf-8") as handle:
-            header = handle.readline()
-    except (OSError, UnicodeDecodeError) as error:
-        return f"{path} is not a readable text file ({type(error).__name__})"
-    names = [c.strip().strip('"') for c in header.rstrip("\r\n").split(",")]
-    missing = [c for c in columns if c not in names]
-    if missing:
-        return (f"{path} is not a Dirigent/invitro per-invocation CSV: its header lacks {', '.join(missing)} "
-                f"(it starts {header[:60]!r})")
-    return None
 
 
 @dataclass(frozen=True)
@@ -85,6 +69,7 @@ class TraceParams:
     kpa_mode: str = "same"  # "as-shipped": k8s+ gets the Knative config (target 100, async), kd+ the Dirigent one
     kd_bin_dir: Path | None = None
     dirigent_csv: Path | None = None
+    kn_k8s_csv: Path | None = None  # the original's Kn/K8s result (its k8s.500.csv), from the paper's cluster
     seed: int = 42  # the loader's generators (and a random subset's)
     original_extra: bool = True  # the loader's n+1 invocations per active minute
     timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
@@ -132,9 +117,8 @@ class TraceParams:
             found.append(f"kpa_mode must be one of {KPA_MODES}, got {self.kpa_mode!r}")
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).is_dir():
             found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
-        if self.dirigent_csv is not None:
-            if problem := csv_header_problem(Path(self.dirigent_csv), DIRIGENT_COLUMNS):
-                found.append(f"dirigent_csv: {problem}")
+        for name in REFERENCE_DATA.values():
+            found += _reference_csv_problems(name, getattr(self, name))
         if not _whole(self.seed, 0):
             found.append(f"seed: {self.seed!r} must be a whole number ≥ 0")
         if not isinstance(self.original_extra, bool):
@@ -183,18 +167,32 @@ class TraceParams:
         return KPAConfig.dirigent(target_concurrency=self.target_concurrency)
 
 
+def _reference_csv_problems(name: str, path: Path | None) -> list[str]:
+    """One line per problem of a reference CSV parameter: not a file, or a column missing."""
+    from .reference import missing_columns
+
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        return [f"{name} {path} is not a file"]
+    missing = missing_columns(path)
+    if missing:
+        return [f"{name} {path} lacks the column(s) {', '.join(missing)} of invitro's per-invocation CSV"]
+    return []
+
+
 def plan(params: TraceParams) -> tuple[list[str], dict[str, str], list[str]]:
     """(systems to replay here, {system: why not measured}, systems shown from reference data)."""
     run, skipped, reference = [], {}, []
     for name in params.systems:
         system = SYSTEMS[name]
-        if name == "Dirigent":
-            if params.dirigent_csv is None:
-                skipped[name] = "no reference data: give its per-invocation CSV with dirigent_csv"
-            else:
-                reference.append(name)
+        if name in REFERENCE_DATA and getattr(params, REFERENCE_DATA[name]) is not None:
+            reference.append(name)
+        elif name == "Dirigent":
+            skipped[name] = "no reference data: give its per-invocation CSV with dirigent_csv"
         elif not system.local:
-            skipped[name] = KNATIVE_REASON
+            skipped[name] = KNATIVE_REASON + (" (or show the paper's result: the original's k8s.500.csv as kn_k8s_csv)"
+                                              if name in REFERENCE_DATA else "")
         elif system.kd and params.kd_bin_dir is None:
             skipped[name] = "needs Kubedirect's binaries (kd_bin_dir); its source is not public"
         else:

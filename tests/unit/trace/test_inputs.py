@@ -20,9 +20,9 @@ def refused(match: str, **given) -> None:
 
 def test_a_file_that_is_not_the_dirigent_csv_is_refused_by_its_header(tmp_path):
     """D9: /etc/passwd passed, provisioned, replayed 2.5 minutes, then failed as 'not a trace log'."""
-    refused(r"dirigent_csv: /etc/passwd is not a Dirigent/invitro per-invocation CSV: its header lacks invocationID",
-            dirigent_csv="/etc/passwd")
-    refused("dirigent_csv: .* is not a file", dirigent_csv=tmp_path)
+    refused(r"dirigent_csv /etc/passwd lacks the column\(s\) invocationID", dirigent_csv="/etc/passwd")
+    refused(r"kn_k8s_csv /etc/passwd lacks the column\(s\) invocationID", kn_k8s_csv="/etc/passwd")
+    refused("dirigent_csv .* is not a file", dirigent_csv=tmp_path)
 
 
 def test_systems_given_as_a_string_is_refused():
