@@ -46,6 +46,7 @@ class ClusterInfo:
     versions: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # component -> where its binary came from
     real_node_names: tuple[str, ...] = ()  # real kubelets (local backend: real_nodes=K)
+    client_limits: dict[str, str] = field(default_factory=dict)  # component -> its client limit, as given
 
     def api_client(self) -> client.ApiClient:
         """A fresh Kubernetes API client for this cluster."""

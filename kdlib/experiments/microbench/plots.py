@@ -15,7 +15,7 @@ import pandas as pd
 from .analysis import STAGE_LABELS, STAGE_ORDER
 from .spec import BENCHES
 
-BASELINE_COLORS = {"k8s": "#9ecae1", "k8s+": "#3182bd", "kd": "#fdae6b", "kd+": "#e6550d"}
+BASELINE_COLORS = {"k8s": "#9ecae1", "k8s+": "#3182bd", "k8s+u": "#31a354", "kd": "#fdae6b", "kd+": "#e6550d"}
 
 
 def _color(baselines: Sequence[str]) -> alt.Color:
