@@ -92,6 +92,12 @@ class Cluster(ABC):
         seconds, the sandbox's first ({} without real nodes)."""
         return {}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the cluster's processes on this machine: by component
+        name, and ``real nodes/<process>`` for what runs the real pods ({} where they run
+        elsewhere: the difference of two calls is what a run cost)."""
+        return {}
+
     def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
         """Make exactly ``count`` kwok nodes exist and wait until they are Ready."""
         from . import kwok

@@ -285,6 +285,12 @@ class LocalCluster(Cluster):
     def pod_process_starts(self) -> dict[str, list[float]]:
         return realnodes.pod_process_starts(self.state_dir)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        real = set(realnodes.process_names(self.state_dir))  # counted with their namespaces below
+        found = {name: s for name, s in self.processes.cpu_seconds().items() if name not in real}
+        found.update({f"real nodes/{key}": s for key, s in realnodes.cpu_seconds(self.state_dir).items()})
+        return found
+
     def save_logs(self, destination: Path) -> None:
         if self.processes.log_dir.is_dir():
             shutil.copytree(self.processes.log_dir, destination, dirs_exist_ok=True)

@@ -24,6 +24,7 @@ from ...cluster.base import Cluster
 from ...cluster.binaries import ensure_binaries
 from ...errors import ExperimentError, KdlibError, api_errors
 from ...log import get as get_logger
+from .. import usage
 from ..baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
 from ..runner import SuiteRecord, suite_lock
 from . import logs, measure
@@ -299,7 +300,9 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     _progress(bar, f"{item.label}: scaling to {workload.pods} pods")
     meta["start_time"] = provenance.now()
     with api_errors(f"{item.label}: measuring"):
+        before = usage.snapshot(cluster, api)
         result = measure.measure(api, namespace, names, workload, timeout, health=cluster.check)
+        meta["usage"] = usage.between(before, usage.snapshot(cluster, api))  # what binds: the findings read it
         if not baseline.simulated and info.real_node_names:  # the runtime breakdown, from the pods' processes
             result.timeline = _with_runtime_stages(cluster, api, namespace, result)
     phases["measure"] = time.monotonic() - mark
