@@ -115,3 +115,9 @@ def test_unreadable_metrics_are_none_not_an_error():
             raise OSError("refused")
 
     assert usage.api_writes(Api()) is None
+
+
+def test_a_control_plane_on_other_hosts_is_not_judged_by_this_machines_cpu():
+    metas = {RunKey("scale-pods", "k8s+u", 50): _usage(1.0, {"harness": 0.1}, 1.9)}
+    text = findings(_report([("k8s+u", 50, 0.1, 0.35, ())], metas), "scale-pods")
+    assert "cannot read its CPU" in text and "cores bind" not in text

@@ -35,6 +35,7 @@ GAPS = (  # (from stage, to stage, who spends the time between them)
 COMPONENT_NAMES = {"kube-apiserver": "the API server", "etcd": "etcd", "kube-controller-manager": "the controller manager",
                    "kube-scheduler": "the scheduler", "kwok": "kwok", "real nodes": "the real nodes",
                    "harness": "the harness (kdlib's watches)"}
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 REAL_SPANS = (("scheduled", "sandbox", "bound → sandbox started"), ("sandbox", "started", "sandbox → container started"),
               ("started", "ready", "container started → Ready"))
 
@@ -141,6 +142,10 @@ def unthrottled_lines(report: Any, bench: str) -> list[str]:
     use = _median_usage(report.metas, bench, UNTHROTTLED, scale)
     if use is None:
         parts.append("this run recorded no CPU accounting, so what binds cannot be told from it")
+        return [*lines, "- " + "; ".join(parts) + "."]
+    if not any(k in use["cpu_s"] for k in CONTROL_PLANE):
+        parts.append(f"the control plane ran where this machine cannot read its CPU ({report.suite['parameters']['backend']} "
+                     "backend), so what binds cannot be told from this run")
         return [*lines, "- " + "; ".join(parts) + "."]
     sentence, ours, machine = _cpu_sentence(use)
     parts.append(sentence)
