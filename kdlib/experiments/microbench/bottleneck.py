@@ -32,11 +32,12 @@ GAPS = (  # (from stage, to stage, who spends the time between them)
     ("created", "scheduled", "the scheduler binding the pod"),
     ("scheduled", "ready", f"the path to Ready (kwok's simulated {SIMULATED_READY_AFTER_MS} ms and its status write)"),
 )
-COMPONENT_NAMES = {"kube-apiserver": "the API server", "etcd": "etcd", "kube-controller-manager": "the controller manager",
-                   "kube-scheduler": "the scheduler", "kwok": "kwok", "real nodes": "the real nodes",
+COMPONENT_NAMES = {"kube-apiserver": "the API server", "etcd": "etcd",
+                   "kube-controller-manager": "the controller manager", "kube-scheduler": "the scheduler", "kwok": "kwok", "real nodes": "the real nodes",
                    "harness": "the harness (kdlib's watches)"}
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-REAL_SPANS = (("scheduled", "sandbox", "bound → sandbox started"), ("sandbox", "started", "sandbox → container started"),
+REAL_SPANS = (("scheduled", "sandbox", "bound → sandbox started"),
+              ("sandbox", "started", "sandbox → container started"),
               ("started", "ready", "container started → Ready"))
 
 
@@ -127,7 +128,8 @@ def unthrottled_lines(report: Any, bench: str) -> list[str]:
     p90_pods = -(-9 * pods // 10)
     run = report.timelines[(report.timelines["bench"] == bench) & (report.timelines["baseline"] == UNTHROTTLED)
                            & (report.timelines["scale"] == scale)]
-    parts = [f"**{label}**, {spec.symbol} = {scale} ({pods} pods): p90 Ready after **{p90[(UNTHROTTLED, scale)]:.2f} s**"]
+    parts = [f"**{label}**, {spec.symbol} = {scale} ({pods} pods): "
+             f"p90 Ready after **{p90[(UNTHROTTLED, scale)]:.2f} s**"]
     created, bound = _rate(run, "created", p90_pods), _rate(run, "scheduled", p90_pods)
     if created == created:
         parts.append(f"from the first pod to the p90 pod, pods were created at **{created:.0f} pods/s** and bound at "
@@ -144,8 +146,9 @@ def unthrottled_lines(report: Any, bench: str) -> list[str]:
         parts.append("this run recorded no CPU accounting, so what binds cannot be told from it")
         return [*lines, "- " + "; ".join(parts) + "."]
     if not any(k in use["cpu_s"] for k in CONTROL_PLANE):
-        parts.append(f"the control plane ran where this machine cannot read its CPU ({report.suite['parameters']['backend']} "
-                     "backend), so what binds cannot be told from this run")
+        backend = report.suite["parameters"]["backend"]
+        parts.append(f"the control plane ran where this machine cannot read its CPU ({backend} backend), "
+                     "so what binds cannot be told from this run")
         return [*lines, "- " + "; ".join(parts) + "."]
     sentence, ours, machine = _cpu_sentence(use)
     parts.append(sentence)
