@@ -33,8 +33,8 @@ GAPS = (  # (from stage, to stage, who spends the time between them)
     ("scheduled", "ready", f"the path to Ready (kwok's simulated {SIMULATED_READY_AFTER_MS} ms and its status write)"),
 )
 COMPONENT_NAMES = {"kube-apiserver": "the API server", "etcd": "etcd",
-                   "kube-controller-manager": "the controller manager", "kube-scheduler": "the scheduler", "kwok": "kwok", "real nodes": "the real nodes",
-                   "harness": "the harness (kdlib's watches)"}
+                   "kube-controller-manager": "the controller manager", "kube-scheduler": "the scheduler",
+                   "kwok": "kwok", "real nodes": "the real nodes", "harness": "the harness (kdlib's watches)"}
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 REAL_SPANS = (("scheduled", "sandbox", "bound → sandbox started"),
               ("sandbox", "started", "sandbox → container started"),
