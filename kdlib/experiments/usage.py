@@ -56,7 +56,7 @@ def api_writes(api: client.ApiClient) -> dict[str, float] | None:
     the API server's metrics cannot be read (the reason is logged)."""
     try:
         response = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                                _return_http_data_only=True)
+                                _return_http_data_only=True, _request_timeout=10)
         text = response.data.decode()
     except Exception as error:  # noqa: BLE001 - the run goes on without this column
         log.warning("the API server's metrics could not be read: %s", str(error).splitlines()[0])
