@@ -53,6 +53,7 @@ SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 # controller's client; kube-scheduler clientConnection qps 50, burst 100). The unthrottled
 # control experiment (kdlib's, not the original's: system ``k8s+u``) raises both so far that
 # no run here comes near them, to show what binds once the client limit is gone.
+# (kwok's own client needs nothing raised: it runs at 5000 qps, burst 10000, kwok's defaults.)
 UNTHROTTLED_QPS = 10000
 UNTHROTTLED_BURST = 10000
 UNTHROTTLED_CONTROLLER_MANAGER_FLAGS = {"kube-api-qps": str(UNTHROTTLED_QPS),
