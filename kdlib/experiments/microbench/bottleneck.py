@@ -26,6 +26,8 @@ from .spec import BENCHES
 THROTTLED = "k8s+"
 #: The machine counts as saturated above this share of its cores' time (busy, all processes).
 SATURATED = 0.85
+#: Other processes' share of the cores above which the run's verdict is clouded by them.
+SHARED = 0.25
 GAPS = (  # (from stage, to stage, who spends the time between them)
     ("scale_returned", "rs_updated", "the Deployment controller updating the ReplicaSet"),
     ("rs_updated", "created", "the ReplicaSet controller creating the pod"),
@@ -84,6 +86,21 @@ def _stage_gaps(stages: pd.Series) -> list[tuple[str, float]]:
     return gaps
 
 
+def _saturation(use: dict[str, Any], ours: float, machine: float | None) -> tuple[bool, float]:
+    """Whether the cores were saturated during the run, and other processes' share of them."""
+    busy = machine if machine is not None else ours
+    return busy >= SATURATED, max(0.0, busy - ours)
+
+
+def _shared_machine(others: float) -> str | None:
+    """The sentence that says other processes took enough of the cores to cloud the verdict."""
+    if others < SHARED:
+        return None
+    return (f"other processes on this shared machine took **{100 * others:.0f} %** of the cores during the run, so "
+            "its times are inflated by that load and what binds cannot be told apart from it (a check, not a "
+            "result: the reference run on a quiet machine answers it)")
+
+
 def _cpu_sentence(use: dict[str, Any]) -> tuple[str, float, float | None]:
     """The CPU sentence of a run, the cluster's share of the cores, the machine's."""
     seconds, cores = use["seconds"], use["cores"] or 1
@@ -118,8 +135,7 @@ def unthrottled_lines(report: Any, bench: str) -> list[str]:
     lines = []
     if both:
         shares = "; ".join(f"{spec.symbol} = {s}: {p90[(THROTTLED, s)]:.2f} s → {p90[(UNTHROTTLED, s)]:.2f} s, "
-                           f"**{100 * (p90[(THROTTLED, s)] - p90[(UNTHROTTLED, s)]) / p90[(THROTTLED, s)]:.0f} %**"
-                           for s in both)
+                           + _limit_share(p90[(THROTTLED, s)], p90[(UNTHROTTLED, s)]) for s in both)
         lines.append(f"- **{label}** is {THROTTLED} with the client limits raised ({limits}). The share of "
                      f"{THROTTLED}'s p90 time that the limit accounts for, ({THROTTLED} − unthrottled) ÷ "
                      f"{THROTTLED}: {shares}.")
@@ -153,21 +169,31 @@ def unthrottled_lines(report: Any, bench: str) -> list[str]:
     sentence, ours, machine = _cpu_sentence(use)
     parts.append(sentence)
     parts += _write_bound(use, pods, created)
-    busy = machine if machine is not None else ours
+    saturated, others = _saturation(use, ours, machine)
     cpu = {k: v for k, v in use["cpu_s"].items() if v == v}
     top, top_s = max(cpu.items(), key=lambda kv: kv[1]) if cpu else ("?", 0.0)
     floor = sum(cpu.values()) / (use["cores"] or 1)
-    if busy >= SATURATED:
+    largest = (f"kdlib's largest consumer is {COMPONENT_NAMES.get(top, top)} "
+               f"({_share(top_s, sum(cpu.values()))} of its CPU)")
+    if saturated and _shared_machine(others):
+        parts.append(f"{_shared_machine(others)}; {largest}")
+    elif saturated:
         parts.append(f"so **the machine's cores bind** without the limit (no run can beat its own CPU work on "
-                     f"{use['cores']} cores, {floor:.1f} s here, against {use['seconds']:.1f} s measured); the largest "
-                     f"consumer is {COMPONENT_NAMES.get(top, top)} ({_share(top_s, sum(cpu.values()))} of kdlib's CPU)")
+                     f"{use['cores']} cores, {floor:.1f} s here, against {use['seconds']:.1f} s measured); {largest}")
     else:
-        parts.append(f"the cores were not saturated ({100 * busy:.0f} % busy; the CPU work alone needs {floor:.1f} s "
-                     f"of the {use['seconds']:.1f} s), so what binds is latency, not throughput: "
+        parts.append(f"the cores were not saturated ({100 * (ours + others):.0f} % busy; the CPU work alone needs "
+                     f"{floor:.1f} s of the {use['seconds']:.1f} s), so what binds is latency, not throughput: "
                      + (f"mostly {max(gaps, key=lambda g: g[1])[0]}" if gaps else "the stages above"))
     if use["repeats"] == 1:
         parts.append("a single run: a check, not a result")
     return [*lines, "- " + "; ".join(parts) + "."]
+
+
+def _limit_share(throttled: float, unthrottled: float) -> str:
+    """The share of the throttled time the limit accounts for; none when the unthrottled run was slower."""
+    if unthrottled > throttled:
+        return f"**none** (the unthrottled run was {unthrottled - throttled:.2f} s slower)"
+    return f"**{100 * (throttled - unthrottled) / throttled:.0f} %**"
 
 
 def _write_bound(use: dict[str, Any], pods: int, created_rate: float) -> list[str]:
@@ -248,11 +274,13 @@ def real_node_lines(report: Any, bench: str) -> list[str]:
                  f"sandbox and container), so {pods} pods need at least {pods} × {per_pod:.2f} ÷ {cores} cores = "
                  f"**{bound:.1f} s** of this machine (for the p90 pod, {0.9 * bound:.1f} s), against {p90:.2f} s "
                  f"measured ({_share(0.9 * bound, p90)} of it)")
-    busy = machine if machine is not None else ours
-    if busy >= SATURATED:
+    saturated, others = _saturation(use, ours, machine)
+    if saturated and _shared_machine(others):
+        parts.append(_shared_machine(others))
+    elif saturated:
         parts.append("the cores were saturated, so **k8s here measures this machine's CPU**, not the control plane; "
-                     f"on the original's 20 machines the same starts spread over 20 machines' cores")
+                     "on the original's 20 machines the same starts spread over 20 machines' cores")
     else:
-        parts.append(f"the cores were {100 * busy:.0f} % busy, so the CPU work accounts for part of the time; the rest "
-                     "is the runtime's latency per pod")
+        parts.append(f"the cores were {100 * (ours + others):.0f} % busy, so the CPU work accounts for part of the "
+                     "time; the rest is the runtime's latency per pod")
     return ["- " + "; ".join(parts) + "."]
