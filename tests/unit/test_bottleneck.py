@@ -129,3 +129,15 @@ def test_a_machine_saturated_by_other_processes_clouds_the_verdict():
     assert "other processes on this shared machine took **70 %** of the cores" in text
     assert "cores bind" not in text
     assert "**none** (the unthrottled run was 0.10 s slower)" in text
+
+
+def test_charts_name_the_unthrottled_system_as_pages_do():
+    import json
+
+    from kdlib.experiments.microbench import plots
+
+    report = _report([("k8s+", 50, 2.0, 1.3, ()), ("k8s+u", 50, 0.1, 0.4, ())], {})
+    chart = plots.e2e_chart(report.summary, "scale-pods", ["k8s+", "k8s+u"], [50], ["test"]).to_dict()
+    assert chart["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["k8s+", "k8s+ (unthrottled)"]
+    stages = json.dumps(plots.stage_chart(report.stages, "scale-pods", ["k8s+", "k8s+u"], ["test"]).to_dict())
+    assert "k8s+ (unthrottled)" in stages and '"k8s+u"' not in stages
