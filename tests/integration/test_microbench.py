@@ -59,6 +59,7 @@ def test_notebook_measures_and_resumes(binaries, sandbox):
         key = results.RunKey(bench, "k8s+", scale)
         total_us = results.parse_log(results.log_path(directory, key).read_text())
         timeline = results.load_timelines(bench, "tiny", results_root)
+        timeline = timeline[timeline["baseline"] == "k8s+"]  # k8s+u ran beside it (its own cluster)
         pods = {"scale-pods": 6, "scale-funcs": 3, "scale-nodes": 10}[bench]
         ready = sorted(timeline[timeline["stage"] == "ready"]["t"])
         assert len(ready) == pods
