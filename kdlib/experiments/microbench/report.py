@@ -8,7 +8,6 @@ charts of Figures 9–11 and saves each as SVG and HTML next to the results.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,11 +156,11 @@ def findings(report: MicrobenchReport, bench: str) -> str:
         scale, p90 = int(largest["scale"]), float(largest["p90_s"])
         pods = spec.workload(scale).pods
         # Every controller of the controller manager has a client of its own (it runs with
-        # --use-service-account-credentials), each limited to QPS 20, burst 30. The p90 pod needs
-        # ceil(0.9 N) creations by the ReplicaSet controller. In Figure 10 each function costs
+        # --use-service-account-credentials), each limited to QPS 20, burst 30. The p90 pod (the
+        # original's index (90*N)/100, 0-based) needs (90*N)/100 + 1 creations by the ReplicaSet controller. In Figure 10 each function costs
         # two writes on each of two clients: the Deployment controller's (the ReplicaSet's scale,
         # the Deployment's status) and the ReplicaSet controller's (the pod, the ReplicaSet's status).
-        p90_pods = math.ceil(0.9 * pods)
+        p90_pods = (90 * pods) // 100 + 1
         writes_per_pod, writer = ((2, "each of the Deployment and ReplicaSet controllers")
                                   if bench == "scale-funcs" else (1, "the ReplicaSet controller"))
         writes = p90_pods * writes_per_pod

@@ -31,6 +31,8 @@ from . import logs, measure
 from .spec import BENCHES, RunItem, SuiteParams
 
 log = get_logger(__name__)
+#: How the log's total picks its pod, in words (the log's metric line and every run's metadata).
+P90_RULE = "the n sorted Ready times at index (90*n)/100, integer division, 0-based, as the original"
 
 
 @dataclass
@@ -307,7 +309,8 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
             result.timeline = _with_runtime_stages(cluster, api, namespace, result)
     phases["measure"] = time.monotonic() - mark
     phases = {k: round(v, 3) for k, v in phases.items()}
-    meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases)
+    meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases,
+                p90_rule=P90_RULE, p90_nearest_rank_us=result.nearest_rank_us)
     if not result.finished:
         # Save first: the partial timeline and why, but no log, so the run is redone next time.
         meta["error"] = result.error
@@ -316,7 +319,7 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     logs.write_run(directory, key, result.total_us, result.timeline, meta, {
         "bench": item.bench, "baseline": item.baseline, "scale": item.scale, "repeat": item.repeat,
         "pods": result.pods_expected, "nodes": nodes, "backend": info.backend,
-        "metric": "time until the 90th-percentile pod is Ready"})
+        "metric": f"time until the 90th-percentile pod is Ready ({P90_RULE})"})
     return RunOutcome(item, "measured", result.total_us / 1e6, "", phases)
 
 

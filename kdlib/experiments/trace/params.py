@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError
+from .data import SUBSET_RULES
 from .kpa import KPAConfig
 
 
@@ -33,6 +34,8 @@ KNATIVE_REASON = ("not measured locally: Knative's data plane (activator, queue-
                   "needs real kubelets and cores; run it on a cluster")
 #: File names of a system's results: ``trace.<key>.log`` (no "/" in file names).
 FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K8s+": "dr-k8s+", "Dr/Kd+": "dr-kd+"}
+#: Systems shown from the original's reference CSVs when the run names one: system → parameter.
+REFERENCE_DATA = {"Kn/K8s": "kn_k8s_csv", "Dirigent": "dirigent_csv"}
 KPA_MODES = ("same", "as-shipped")
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -44,6 +47,7 @@ class TraceParams:
     run_id: str
     trace: Path | None = None  # None: the shipped azure_500
     functions: int | None = None  # None: every function of the trace
+    subset: str = "first"  # which `functions`: the first of the file (as the original) or "random" (with seed)
     minutes: int = 30
     warmup_minutes: int = 10
     systems: tuple[str, ...] = ("Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", "Dr/Kd+")
@@ -51,7 +55,8 @@ class TraceParams:
     kpa_mode: str = "same"  # "as-shipped": k8s+ gets the Knative config (target 100, async), kd+ the Dirigent one
     kd_bin_dir: Path | None = None
     dirigent_csv: Path | None = None
-    seed: int = 42
+    kn_k8s_csv: Path | None = None  # the original's Kn/K8s result (its k8s.500.csv), from the paper's cluster
+    seed: int = 42  # the loader's generators (and a random subset's)
     original_extra: bool = True  # the loader's n+1 invocations per active minute
     timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
     nodes: int = 20
@@ -70,6 +75,8 @@ class TraceParams:
             found.append("systems is empty")
         if self.functions is not None and self.functions < 1:
             found.append(f"functions must be ≥ 1 or None, got {self.functions}")
+        if self.subset not in SUBSET_RULES:
+            found.append(f"subset must be one of {SUBSET_RULES}, got {self.subset!r}")
         if self.minutes < 1:
             found.append(f"minutes must be ≥ 1, got {self.minutes}")
         if not 0 <= self.warmup_minutes < self.minutes:
@@ -80,8 +87,8 @@ class TraceParams:
             found.append(f"kpa_mode must be one of {KPA_MODES}, got {self.kpa_mode!r}")
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).is_dir():
             found.append(f"kd_bin_dir {self.kd_bin_dir} is not a directory")
-        if self.dirigent_csv is not None and not Path(self.dirigent_csv).is_file():
-            found.append(f"dirigent_csv {self.dirigent_csv} is not a file")
+        for name in REFERENCE_DATA.values():
+            found += _reference_csv_problems(name, getattr(self, name))
         for name, value in dict(self.timeouts).items():
             if name not in SYSTEMS:
                 found.append(f"timeouts: unknown system {name!r}")
@@ -120,18 +127,32 @@ class TraceParams:
         return KPAConfig.dirigent(target_concurrency=self.target_concurrency)
 
 
+def _reference_csv_problems(name: str, path: Path | None) -> list[str]:
+    """One line per problem of a reference CSV parameter: not a file, or a column missing."""
+    from .reference import missing_columns
+
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        return [f"{name} {path} is not a file"]
+    missing = missing_columns(path)
+    if missing:
+        return [f"{name} {path} lacks the column(s) {', '.join(missing)} of invitro's per-invocation CSV"]
+    return []
+
+
 def plan(params: TraceParams) -> tuple[list[str], dict[str, str], list[str]]:
     """(systems to replay here, {system: why not measured}, systems shown from reference data)."""
     run, skipped, reference = [], {}, []
     for name in params.systems:
         system = SYSTEMS[name]
-        if name == "Dirigent":
-            if params.dirigent_csv is None:
-                skipped[name] = "no reference data: give its per-invocation CSV with dirigent_csv"
-            else:
-                reference.append(name)
+        if name in REFERENCE_DATA and getattr(params, REFERENCE_DATA[name]) is not None:
+            reference.append(name)
+        elif name == "Dirigent":
+            skipped[name] = "no reference data: give its per-invocation CSV with dirigent_csv"
         elif not system.local:
-            skipped[name] = KNATIVE_REASON
+            skipped[name] = KNATIVE_REASON + (" (or show the paper's result: the original's k8s.500.csv as kn_k8s_csv)"
+                                              if name in REFERENCE_DATA else "")
         elif system.kd and params.kd_bin_dir is None:
             skipped[name] = "needs Kubedirect's binaries (kd_bin_dir); its source is not public"
         else:
