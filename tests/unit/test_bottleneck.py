@@ -76,7 +76,7 @@ def test_real_node_bars_are_explained_by_the_cpu_one_pod_start_costs():
     assert "**100 pods per kubelet**" in text and "20 machines: 10 per kubelet" in text
     assert "bound → sandbox started 20.00 s, sandbox → container started 0.10 s, container started → Ready 0.20 s" in text
     assert "one pod start cost **0.50 CPU-s**" in text
-    assert "200 × 0.50 ÷ 2 cores = **50.0 s**" in text and "(for the p90 pod, 45.0 s), against 52.00 s" in text
+    assert "200 × 0.50 ÷ 2 cores = **50.0 s**" in text and "(for the p90 pod, 45.2 s), against 52.00 s" in text
     assert "**k8s here measures this machine's CPU**" in text
     assert "load average at the end 2.5" in text
 

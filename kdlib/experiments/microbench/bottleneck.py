@@ -141,7 +141,7 @@ def unthrottled_lines(report: Any, bench: str) -> list[str]:
                      f"{THROTTLED}: {shares}.")
     scale = own[-1]
     pods = spec.workload(scale).pods
-    p90_pods = -(-9 * pods // 10)
+    p90_pods = (90 * pods) // 100 + 1  # the p90 pod: the original's index (90*N)/100, 0-based
     run = report.timelines[(report.timelines["bench"] == bench) & (report.timelines["baseline"] == UNTHROTTLED)
                            & (report.timelines["scale"] == scale)]
     parts = [f"**{label}**, {spec.symbol} = {scale} ({pods} pods): "
@@ -270,10 +270,11 @@ def real_node_lines(report: Any, bench: str) -> list[str]:
     per_pod = use["cpu_s"]["real nodes"] / pods
     cores = use["cores"] or 1
     bound = pods * per_pod / cores
+    p90_bound = ((90 * pods) // 100 + 1) * per_pod / cores  # the p90 pod: the original's index, as report.findings
     parts.append(f"one pod start cost **{per_pod:.2f} CPU-s** here (containerd, kubelet, shims and the pod: "
                  f"sandbox and container), so {pods} pods need at least {pods} × {per_pod:.2f} ÷ {cores} cores = "
-                 f"**{bound:.1f} s** of this machine (for the p90 pod, {0.9 * bound:.1f} s), against {p90:.2f} s "
-                 f"measured ({_share(0.9 * bound, p90)} of it)")
+                 f"**{bound:.1f} s** of this machine (for the p90 pod, {p90_bound:.1f} s), against {p90:.2f} s "
+                 f"measured ({_share(p90_bound, p90)} of it)")
     saturated, others = _saturation(use, ours, machine)
     if saturated and _shared_machine(others):
         parts.append(_shared_machine(others))
