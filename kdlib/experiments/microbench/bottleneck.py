@@ -97,8 +97,8 @@ def _shared_machine(others: float) -> str | None:
     if others < SHARED:
         return None
     return (f"other processes on this shared machine took **{100 * others:.0f} %** of the cores during the run, so "
-            "its times are inflated by that load and what binds cannot be told apart from it (a check, not a "
-            "result: the reference run on a quiet machine answers it)")
+            "its times are inflated by that load and what binds cannot be told apart from it (run again on a "
+            "quiet machine to tell)")
 
 
 def _cpu_sentence(use: dict[str, Any]) -> tuple[str, float, float | None]:
