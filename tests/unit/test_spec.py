@@ -57,6 +57,12 @@ def test_the_unthrottled_baseline_gets_a_cluster_of_its_own():
     assert set(clusters) == {"vanilla", "vanilla-unthrottled"}
     assert not clusters["vanilla"].unthrottled and clusters["vanilla-unthrottled"].unthrottled
     assert set(_clusters(SuiteParams(run_id="r", baselines=("k8s+",)))) == {"vanilla"}
+    # With real nodes for k8s, k8s+u runs beside the same idle kubelets as k8s+: only the limit differs.
+    from kdlib.cluster.local.hostnet import why_not_real_nodes
+
+    if why_not_real_nodes() is None:
+        clusters = _clusters(SuiteParams(run_id="r", baselines=("k8s", "k8s+", "k8s+u"), real_nodes=2))
+        assert clusters["vanilla"].real_nodes == clusters["vanilla-unthrottled"].real_nodes == 2
 
 
 def test_workloads():

@@ -65,7 +65,7 @@ def _clusters(params: SuiteParams) -> dict[str, Cluster]:
     """The (not yet started) clusters of the suite, one per control plane its systems need
     (:attr:`Baseline.control_plane`): vanilla, vanilla with the client limits raised, and Kd
     when its binaries are given. Each gets real nodes only when one of its systems runs real
-    containers."""
+    containers (the unthrottled one when vanilla's does)."""
     found = {}
     for plane in CONTROL_PLANES:
         systems = [BASELINES[b] for b in params.baselines if BASELINES[b].control_plane == plane]
@@ -73,6 +73,8 @@ def _clusters(params: SuiteParams) -> dict[str, Cluster]:
         if not systems or (kd and params.kd_bin_dir is None):
             continue
         real = any(not b.simulated for b in systems)
+        if plane == "vanilla-unthrottled":  # beside the same idle kubelets as k8s+, so that only the limit differs
+            real = any(not BASELINES[b].simulated and BASELINES[b].control_plane == "vanilla" for b in params.baselines)
         found[plane] = registry.open_cluster(params.backend, nodes=params.nodes, kd=kd,
                                              bin_dir=params.kd_bin_dir if kd else None,
                                              real_nodes=params.real_nodes if real else 0, inventory=params.inventory,
