@@ -88,8 +88,12 @@ def load_trace(params: TraceParams) -> data.Trace:
 
 
 #: Parameters that do not change what a finished system's files hold: resuming with other
-#: values is allowed (another selection of systems, another ssh inventory file naming the same hosts).
-_NOT_IDENTITY = ("systems", "inventory")
+#: values is allowed (another selection of systems, another ssh inventory file naming the same
+#: hosts, reference CSVs shown beside the measured systems).
+_NOT_IDENTITY = ("systems", "inventory", "dirigent_csv", "kn_k8s_csv")
+#: Parameters that may be given on a resume when the run was made without them (Kd's binaries
+#: add Dr/Kd+; the systems measured without them do not depend on them).
+_MAY_BE_ADDED = ("kd_bin_dir",)
 
 
 def parameters(params: TraceParams) -> dict[str, Any]:
@@ -113,7 +117,7 @@ def parameter_differences(recorded: dict[str, Any], params: TraceParams) -> list
     given = parameters(params)
     found = []
     for name, value in given.items():
-        if name in _NOT_IDENTITY or name not in recorded:
+        if name in _NOT_IDENTITY or name not in recorded or (name in _MAY_BE_ADDED and recorded[name] is None):
             continue
         same = _same_trace(recorded[name], value) if name == "trace" else recorded[name] == value
         if not same:

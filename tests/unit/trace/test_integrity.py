@@ -166,6 +166,10 @@ def test_the_reference_run_resumes_with_its_own_parameters():
     assert trace_run.parameter_differences(recorded, same) == []
     other = trace_params.TraceParams(run_id="reference", seed=7)
     assert trace_run.parameter_differences(recorded, other) == ["seed: 42 → 7"]
+    added = trace_params.TraceParams(run_id="reference", kd_bin_dir=REFERENCE, dirigent_csv=REFERENCE / "run.json")
+    assert trace_run.parameter_differences(recorded, added) == []  # Kd's binaries and reference data may come later
+    recorded = {**recorded, "kd_bin_dir": "/kd/one"}
+    assert trace_run.parameter_differences(recorded, added) == [f"kd_bin_dir: '/kd/one' → {str(REFERENCE)!r}"]
 
 
 def test_a_running_attempt_whose_process_is_gone_reads_as_killed(tmp_path):
