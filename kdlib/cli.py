@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scales of one bench, e.g. scale-pods=50,100 (repeatable)")
     scales.add_argument("--artifact-scales", action="store_true", help="the original artifact's scales")
     run.add_argument("--baseline", action="append", dest="baselines", metavar="NAME",
-                     help="k8s, k8s+, kd or kd+ (repeatable; default: all)")
+                     help="k8s, k8s+, k8s+u (k8s+ unthrottled), kd or kd+ (repeatable; default: all)")
     run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
     run.add_argument("--repeats", type=_positive_int, default=1)
     run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
     down.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
+    down.add_argument("--force", action="store_true",
+                      help="with --all: stop a running suite's cluster too (otherwise refused while a suite runs)")
 
     trace = commands.add_parser("trace", help="the Azure Functions trace of Figures 12-13")
     trace_commands = trace.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -148,11 +150,23 @@ def _local(args: argparse.Namespace) -> int:
             return 0 if any(f["running"] for f in found_all) else 1
         found = local.status(args.state_dir)
         print(json.dumps(found, indent=2))
+        if found["dead"]:
+            print(f"not running: {', '.join(found['dead'])} died; see {found['state_dir']}/logs/, then stop the "
+                  f"rest with `{found['stop_with']}`", file=sys.stderr)
         others = [str(d) for d in local.clusters() if d != Path(found["state_dir"]) and local.status(d)["running"]]
         if others:
             print(f"also running: {', '.join(others)} (see `local status --all`)", file=sys.stderr)
         return 0 if found["running"] else 1
     if args.action == "down":
+        if args.all and not args.force:
+            from .errors import ClusterBusyError
+            from .experiments.runner import suite_holder
+
+            holder = suite_holder()
+            if holder is not None:
+                raise ClusterBusyError(f"an experiment suite is running ({holder}); `local down --all` would stop "
+                                       "its cluster under it: wait for it or stop it (Ctrl-C, or kill its pid), "
+                                       "or pass --force")
         for state_dir in (local.clusters() if args.all else [args.state_dir]):
             local.down(state_dir, keep_logs=args.keep)
         return 0
@@ -189,10 +203,11 @@ def _scales(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from .experiments import microbench
+    from .experiments.baselines import BASELINES
 
     params = microbench.SuiteParams.from_notebook(
         run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
-        artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
+        artifact_scales=args.artifact_scales, baselines=args.baselines or tuple(BASELINES),
         nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes,
         settle_s=args.settle, run_timeout_s=args.run_timeout, inventory=args.inventory,
         quiet_idle_pct=args.quiet_idle_pct, quiet_window_s=args.quiet_window, quiet_max_wait_s=args.quiet_max_wait,

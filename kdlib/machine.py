@@ -14,6 +14,7 @@ A run that finds no quiet machine within the bound still runs, and its record sa
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -38,6 +39,11 @@ class QuietPolicy:
     max_wait_s: float = 300.0
 
     def problems(self) -> list[str]:
+        numbers = {name: getattr(self, name) for name in ("idle_pct", "window_s", "max_wait_s")}
+        wrong = [f"quiet_{name}: {value!r} must be a finite number" for name, value in numbers.items()
+                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)]
+        if wrong:
+            return wrong
         found = []
         if not 0 <= self.idle_pct <= 100:
             found.append(f"quiet_idle_pct must be in [0, 100], got {self.idle_pct}")

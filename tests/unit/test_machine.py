@@ -119,7 +119,7 @@ def test_the_trace_and_the_microbenchmarks_share_the_lock(tmp_path, monkeypatch)
         monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "elsewhere"))
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
         with pytest.raises(SuiteBusyError, match="holder"):
-            trace_run.run_trace(trace_params.TraceParams(run_id="t", functions=2, minutes=1, warmup_minutes=0,
+            trace_run.run_trace(trace_params.TraceParams(run_id="t", functions=20, minutes=1, warmup_minutes=0,
                                                          systems=("Dirigent",)), root=tmp_path, progress=False)
         monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "another"))
         with pytest.raises(SuiteBusyError, match="holder"):

@@ -19,8 +19,8 @@ from ... import store
 from ...cluster.settings import SIMULATED_READY_AFTER_MS
 from ...publish import render
 from .. import loads, runner
-from ..baselines import BASELINES
-from . import analysis, comparison, logs, plots
+from ..baselines import BASELINES, display
+from . import analysis, bottleneck, comparison, logs, plots
 from .spec import BENCHES
 
 #: The controller manager's client limit (kube-controller-manager defaults, kept by the artifact).
@@ -44,6 +44,7 @@ class MicrobenchReport:
     timelines: pd.DataFrame
     provenance: pd.DataFrame
     digest: str = ""  # of the run's files when the report was made (the book checks it)
+    metas: dict[logs.RunKey, dict[str, Any]] = field(default_factory=dict)  # each finished run's metadata
     machine: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=loads.COLUMNS))  # per run
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
@@ -74,15 +75,16 @@ class MicrobenchReport:
     def not_measured(self, bench: str) -> pd.DataFrame:
         """The systems of this figure that have no number, and why (not-run and failed runs alike)."""
         reasons = self.suite.get("not_measured", {})
-        rows = [{"system": b, "reason": reasons[b]} for b in BENCHES[bench].baselines
+        rows = [{"system": display(b), "reason": reasons[b]} for b in BENCHES[bench].baselines
                 if b in self.suite["parameters"]["baselines"] and b in reasons]
         for attempt in self.suite.get("attempts", [])[-1:]:
             for o in attempt.get("outcomes", []):
                 if o["bench"] == bench and o["status"] == "failed":
-                    rows.append({"system": f"{o['baseline']} at {o['scale']}", "reason": f"run failed: {o['detail']}"})
+                    rows.append({"system": f"{display(o['baseline'])} at {o['scale']}",
+                                 "reason": f"run failed: {o['detail']}"})
         damaged = self.runs[(self.runs["bench"] == bench) & self.runs["source"].str.startswith("damaged")]
         for _, row in damaged.iterrows():
-            rows.append({"system": f"{row['baseline']} at {row['scale']}", "reason": row["source"]})
+            rows.append({"system": f"{display(row['baseline'])} at {row['scale']}", "reason": row["source"]})
         return pd.DataFrame(rows, columns=["system", "reason"])
 
     def findings(self, bench: str) -> str:
@@ -148,6 +150,8 @@ def findings(report: MicrobenchReport, bench: str) -> str:
         return f"No run of `{bench}` finished in this run, so there is nothing to read off it."
     lines = []
     for baseline in sorted(set(summary["baseline"]), key=list(spec.baselines).index):
+        if BASELINES[baseline].unthrottled:  # no client limit to check it against: bottleneck.unthrottled_lines
+            continue
         rows = summary[summary["baseline"] == baseline].sort_values("scale")
         largest = rows.iloc[-1]
         scale, p90 = int(largest["scale"]), float(largest["p90_s"])
@@ -194,6 +198,8 @@ def findings(report: MicrobenchReport, bench: str) -> str:
         else:
             parts.append(f"each point is the median of {repeats} runs, the bars show their range")
         lines.append("- " + "; ".join(parts) + ".")
+    lines += bottleneck.unthrottled_lines(report, bench)  # the control experiment: what binds without the limit
+    lines += bottleneck.real_node_lines(report, bench)  # why the real-node bars are what they are
     busy = _busy_runs(report.machine, bench)
     if busy:
         lines.append("- **Measured on a busy machine:** " + "; ".join(
@@ -275,9 +281,10 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         columns=["bench", "baseline", "scale", "p90_s", "min_s", "max_s", "repeats"])
     stages = analysis.stage_summary(analysis.stage_percentiles(timelines)) if len(timelines) else pd.DataFrame(
         columns=["bench", "baseline", "scale", "stage", "p90_s", "min_s", "max_s", "repeats"])
+    metas = {k: m for b in with_results for k, m in logs.load_metas(b, run_id, root).items()}
     machine = loads.run_loads(run_id, root)[0]
     report = MicrobenchReport(run_id, suite, runs, summary, stages, timelines, provenance_table(suite),
-                              logs.digest(run_id, benches, root), machine=machine[machine["experiment"] != "trace"])
+                              logs.digest(run_id, benches, root), metas, machine[machine["experiment"] != "trace"])
     if save:
         # One shared copy of the Vega bundle for every saved chart page of every run.
         bundle = render.write_bundle(store.root(root))
@@ -288,7 +295,8 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         shown = [b for b in baselines if b in spec.baselines]
         table = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}),
                                       _failures(suite, runs, bench))
-        report.tables[bench] = _machine_column(comparison.with_ratio(table, summary, bench), report.machine, bench)
+        table = _machine_column(comparison.with_ratio(table, summary, bench), report.machine, bench)  # Kd beside vanilla
+        report.tables[bench] = table.assign(baseline=table["baseline"].map(display))  # k8s+u as "k8s+ (unthrottled)"
         report.charts[f"{prefix}_e2e"] = plots.e2e_chart(summary, bench, shown, scales, report.source)
         report.charts[f"{prefix}_stages"] = plots.stage_chart(stages, bench, shown, report.source)
         if save:

@@ -19,9 +19,9 @@ import numpy as np
 from ... import machine, store
 from ...publish import render
 from ..microbench.report import provenance_table
-from . import analysis, logs, plots, reference
+from . import analysis, plots, reference
 from .params import AS_SHIPPED, REFERENCE_DATA, SYSTEMS
-from .run import load_meta, load_run, log_path, run_dir
+from .run import load_run, log_path, read_system, run_dir
 
 
 @dataclass
@@ -46,6 +46,9 @@ class TraceReport:
         """One sentence per system with data, from this run's numbers (the book pastes it)."""
         sentences = []
         for row in self.summary.itertuples():
+            if str(row.source).startswith("damaged"):
+                sentences.append(f"{row.system}: {row.source}; no number of it is shown.")
+                continue
             text = (f"{row.system} ({row.source}): median per-function slowdown {row.slowdown_p50}, "
                     f"p99 {row.slowdown_p99}; median per-function scheduling latency {row.latency_p50_ms} ms, "
                     f"p99 {row.latency_p99_ms} ms; {row.failed} of {row.invocations} invocations after the "
@@ -173,23 +176,34 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
     warmup = params["warmup_minutes"]
     directory = run_dir(run_id, root)
     per_system, sources, metas, references = {}, {}, {}, {}
+    damaged: dict[str, str] = {}
     for system in params["systems"]:
         path = log_path(directory, system)
         if path.is_file():
-            metas[system] = load_meta(run_id, system, root)
+            try:  # the integrity model: a damaged log is a row that says why, never a number
+                frame, meta = read_system(directory, system)
+            except store.DamagedFile as error:
+                damaged[system] = f"damaged: {str(error).split(': ', 1)[-1]}"
+                continue
+            metas[system] = meta
             timeout = knative_timeout_ms if system == "Kn/Kd" else None
-            per_system[system] = analysis.per_function(logs.parse(path)[0], warmup, timeout)
+            per_system[system] = analysis.per_function(frame, warmup, timeout)
             sources[system] = f"measured here (run {run_id})"
         elif params.get(REFERENCE_DATA.get(system, "")):
             csv = Path(params[REFERENCE_DATA[system]])
             below = reference.DIRIGENT_LATENCY_BELOW_MS if system == "Dirigent" else None
             per_system[system] = reference.per_function(reference.read(csv), warmup, below)
             sources[system] = references[system] = f"{REFERENCE_LABELS[system]} ({csv.name}), not measured here"
-    not_measured = {**run["not_measured"], **{s: f"failed: {e}" for s, e in run["failed"].items()}}
+    not_measured = {**run["not_measured"], **{s: f"failed: {e}" for s, e in run["failed"].items()}, **damaged}
     nm = pd.DataFrame([{"system": s, "figure": SYSTEMS[s].figure, "reason": r} for s, r in not_measured.items()],
                       columns=["system", "figure", "reason"])
     points = analysis.curves(per_system)
-    report = TraceReport(run_id, run, metas, analysis.summary(per_system, sources), points, _replay_table(metas), nm,
+    summary = analysis.summary(per_system, sources)
+    if damaged:
+        rows = pd.DataFrame([{"system": s, "source": why} for s, why in damaged.items()],
+                            columns=analysis.SUMMARY_COLUMNS)
+        summary = rows if summary.empty else pd.concat([summary, rows], ignore_index=True)
+    report = TraceReport(run_id, run, metas, summary, points, _replay_table(metas), nm,
                          provenance_table({**run, "clusters": {}, "parameters": params}), kpa_comparison(per_system))
     trace = run.get("trace") or {}
     source = [f"run {run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
