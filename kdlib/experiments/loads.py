@@ -31,7 +31,8 @@ def _row(experiment: str, meta: dict[str, Any]) -> dict[str, Any]:
     before, during = state.get("before") or {}, state.get("during") or {}
     end = ((meta.get("provenance") or {}).get("machine") or {}).get("load_average_1m", np.nan)
     return {"experiment": experiment, "system": meta.get("baseline") or meta.get("system", "?"),
-            "scale": meta.get("scale", np.nan), "repeat": meta.get("repeat", 0), "start_time": meta.get("start_time", ""),
+            "scale": meta.get("scale", np.nan), "repeat": meta.get("repeat", 0),
+            "start_time": meta.get("start_time", ""),
             "recorded": "before and during" if state else "at the end only (run predates the quiet guard)",
             "busy": bool(state.get("busy")) if state else None,
             "cpu_idle_before_pct": before.get("cpu_idle_pct", np.nan), "load_before": before.get("load_1m", np.nan),

@@ -295,7 +295,8 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         shown = [b for b in baselines if b in spec.baselines]
         table = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}),
                                       _failures(suite, runs, bench))
-        table = _machine_column(comparison.with_ratio(table, summary, bench), report.machine, bench)  # Kd beside vanilla
+        table = comparison.with_ratio(table, summary, bench)  # Kd beside vanilla
+        table = _machine_column(table, report.machine, bench)  # runs measured on a busy machine
         report.tables[bench] = table.assign(baseline=table["baseline"].map(display))  # k8s+u as "k8s+ (unthrottled)"
         report.charts[f"{prefix}_e2e"] = plots.e2e_chart(summary, bench, shown, scales, report.source)
         report.charts[f"{prefix}_stages"] = plots.stage_chart(stages, bench, shown, report.source)
