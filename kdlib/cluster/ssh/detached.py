@@ -10,6 +10,12 @@ Each process has ``<dir>/run/<name>.pid`` and ``<dir>/logs/<name>.log`` in a per
 directory (hosts may share a filesystem). A PID counts as ours only while
 ``/proc/PID/cmdline`` is exactly the command line we started: PIDs are reused, and a
 stale pid file (e.g. after SIGKILL) must never lead to signalling a stranger.
+
+Before it runs its program a process passes through the launch's wrappers (the forked
+start shell, ``nohup``, ``setsid``, each ``nsenter``/``unshare ... --``), each exec'd in
+the same PID: a stop meeting it there must still stop it, so the hashes of those command
+lines are recorded beside the final one (:func:`stages`) and count as ours for a stop. A
+start that cannot see its program running kills what it launched before it reports.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from .remote import Remote
 
 # Shell functions shared by the scripts below; $PIDFILE and $HASH are set before them.
 _FUNCTIONS = r"""
-ours() { [ -n "$pid" ] && [ "$(tr '\0' '\n' < /proc/$pid/cmdline 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$HASH" ]; }
-"""
+hash_of() { tr '\0' '\n' < /proc/$1/cmdline 2>/dev/null | sha256sum | cut -d' ' -f1; }
+ours() { [ -n "$pid" ] && [ "$(hash_of $pid)" = "$HASH" ]; }
+launched() { [ -n "$pid" ] && h=$(hash_of $pid) && { [ "$h" = "$HASH" ] || echo "$STAGES" | grep -qx "$h"; }; }
+"""  # launched: ours, or still in one of the launch's stages ($STAGES, one hash a line)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,18 @@ class Detached:
 def argv_hash(argv: tuple[str, ...]) -> str:
     """SHA-256 of the command line as ``tr '\\0' '\\n' < /proc/PID/cmdline`` prints it."""
     return hashlib.sha256(("\n".join(argv) + "\n").encode()).hexdigest()
+
+
+def stages(argv: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The command lines PID shows on its way to ``argv``'s program: ``nohup setsid ARGV``,
+    ``setsid ARGV``, ``ARGV``, and what follows each ``--`` of a wrapper (``nsenter ... --``,
+    ``unshare ... --``)."""
+    shown = [("nohup", "setsid", *argv), ("setsid", *argv)]
+    rest = tuple(argv)
+    while rest:
+        shown.append(rest)
+        rest = rest[rest.index("--") + 1:] if "--" in rest else ()
+    return shown
 
 
 def paths(directory: str, name: str) -> tuple[str, str]:
@@ -67,20 +87,26 @@ def start(remote: Remote, name: str, argv: tuple[str, ...] | list[str], director
     command = " ".join(q(a) for a in argv)
     exports = "".join(f"export {k}={q(v)}; " for k, v in (env or {}).items())
     tenths = max(1, int(wait * 10))
+    stage_hashes = " ".join(argv_hash(stage) for stage in stages(argv))
     script = f"""PIDFILE={q(pid_file)}; HASH={argv_hash(shows)}
 {_FUNCTIONS}
 pid=$(cat "$PIDFILE" 2>/dev/null)
 if ours; then echo "running $pid"; exit 3; fi
 mkdir -p {q(directory)}/run {q(directory)}/logs || exit 1
 cd {q(cwd or directory)} || exit 1
+# The final command line first, then the stages (the forked shell shows as this one).
+STAGES=$(printf '%s\n' {stage_hashes} "$(hash_of $$)")
+printf '%s\n' $HASH "$STAGES" > "${{PIDFILE%.pid}}.cmdline-sha256"
 {exports}nohup setsid {command} >>{q(log_file)} 2>&1 </dev/null &
 pid=$!
-echo $HASH > "${{PIDFILE%.pid}}.cmdline-sha256"
 echo $pid > "$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"
 i=0
 # Started: running as argv, and still so 0.2 s later (a process that fails at once,
 # e.g. on a bad flag, is then reported with its log instead of counted as started).
 while [ $i -lt {tenths} ]; do ours && {{ sleep 0.2; ours && {{ echo "started $pid"; exit 0; }}; break; }}; [ -d /proc/$pid ] || break; sleep 0.1; i=$((i+1)); done
+# Not seen running: what was launched must not go on starting after we report failure
+# (a clean-up would miss it). Still ours (our unreaped child, by its command line): killed.
+if launched; then kill -KILL -- -$pid 2>/dev/null; kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null; fi
 echo "failed $pid"; tail -n 15 {q(log_file)} 2>/dev/null; exit 4
 """
     result = remote.run(f"sh -c {q(script)}", timeout=wait + remote.options.command_timeout, check=False)
@@ -94,11 +120,13 @@ echo "failed $pid"; tail -n 15 {q(log_file)} 2>/dev/null; exit 4
 
 
 def _hash_line(pid_file: str, argv: tuple[str, ...] | list[str] | None) -> str:
-    """Shell setting $HASH: from ``argv``, or the hash recorded at start (``down`` from files alone)."""
-    if argv is not None:
-        return f"HASH={argv_hash(tuple(argv))}"
+    """Shell setting $HASH: from ``argv``, or the hash recorded at start (``down`` from files
+    alone); and $STAGES, the launch's stages recorded at start."""
     recorded = shlex.quote(pid_file[: -len(".pid")] + ".cmdline-sha256")
-    return f'HASH=$(cat {recorded} 2>/dev/null); [ -n "$HASH" ] || HASH=none'
+    stages_line = f"STAGES=$(tail -n +2 {recorded} 2>/dev/null)"
+    if argv is not None:
+        return f"HASH={argv_hash(tuple(argv))}; {stages_line}"
+    return f'HASH=$(head -n 1 {recorded} 2>/dev/null); [ -n "$HASH" ] || HASH=none; {stages_line}'
 
 
 def stop(remote: Remote, name: str, argv: tuple[str, ...] | list[str] | None, directory: str, *,
@@ -106,7 +134,8 @@ def stop(remote: Remote, name: str, argv: tuple[str, ...] | list[str] | None, di
     """Stop ``name`` on ``remote``: SIGTERM to its process group, SIGKILL after ``timeout``.
 
     Only when ``/proc/PID/cmdline`` is ``argv`` (``None``: the command line recorded
-    at start). Returns ``absent`` (no pid file),
+    at start) or one of the launch's stages before it (:func:`stages`: a process
+    stopped while it still starts). Returns ``absent`` (no pid file),
     ``stale`` (the PID is gone or is not ours: nothing signalled), ``stopped`` or ``killed``.
     """
     pid_file, _ = paths(directory, name)
@@ -115,14 +144,14 @@ def stop(remote: Remote, name: str, argv: tuple[str, ...] | list[str] | None, di
     script = f"""PIDFILE={q(pid_file)}; {_hash_line(pid_file, argv)}
 {_FUNCTIONS}
 pid=$(cat "$PIDFILE" 2>/dev/null) || {{ echo absent; exit 0; }}
-if ! ours; then rm -f "$PIDFILE"; echo stale; exit 0; fi
+if ! launched; then rm -f "$PIDFILE"; echo stale; exit 0; fi
 kill -TERM -- -$pid 2>/dev/null || kill -TERM $pid
 i=0
-while [ $i -lt {tenths} ]; do ours || {{ rm -f "$PIDFILE"; echo stopped; exit 0; }}; sleep 0.1; i=$((i+1)); done
+while [ $i -lt {tenths} ]; do launched || {{ rm -f "$PIDFILE"; echo stopped; exit 0; }}; sleep 0.1; i=$((i+1)); done
 kill -KILL -- -$pid 2>/dev/null || kill -KILL $pid
 i=0
-while [ $i -lt 50 ] && ours; do sleep 0.1; i=$((i+1)); done
-ours && {{ echo alive; exit 5; }}
+while [ $i -lt 50 ] && launched; do sleep 0.1; i=$((i+1)); done
+launched && {{ echo alive; exit 5; }}
 rm -f "$PIDFILE"; echo killed
 """
     result = remote.run(f"sh -c {q(script)}", timeout=timeout + 10 + remote.options.command_timeout, check=False)
@@ -151,7 +180,7 @@ def statuses(remote: Remote, directory: str) -> dict[str, int | None]:
 {_FUNCTIONS}
 for f in *.pid; do
   [ -f "$f" ] || continue
-  name=${{f%.pid}}; pid=$(cat "$f" 2>/dev/null); HASH=$(cat "$name.cmdline-sha256" 2>/dev/null)
+  name=${{f%.pid}}; pid=$(cat "$f" 2>/dev/null); HASH=$(head -n 1 "$name.cmdline-sha256" 2>/dev/null)
   if [ -n "$HASH" ] && ours; then echo "$name $pid"; else echo "$name -"; fi
 done
 """

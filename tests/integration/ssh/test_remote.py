@@ -166,6 +166,82 @@ def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_
         assert "no such config" in str(caught.value)
 
 
+def _running(marker: str) -> list[int]:
+    """PIDs (not zombies) whose command line holds ``marker``."""
+    from ...helpers import our_processes
+
+    return [pid for pid in our_processes(marker) if pid != os.getpid()]
+
+
+def test_a_process_still_starting_is_stopped_and_one_never_seen_running_is_killed_by_its_start(ssh_hosts, tmp_path):
+    import threading
+
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts:
+        remote = hosts[ssh_hosts[0].name]
+        directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        # A launch that shows as `sh -c ...` for 3 s before it execs its program (as
+        # `nsenter ... -- kubelet` does for a moment under load).
+        marker = str(tmp_path / "slow")  # in every command line it shows
+        loop = "while :; do sleep 0.5; done"
+        slow = ("sh", "-c", f"sleep 3; exec sh -c '{loop}' {marker}", marker)
+        shows = ("sh", "-c", loop, marker)
+        # A start that gives up before its program runs kills what it launched.
+        with pytest.raises(RemoteError, match="slow exited at once|start of slow failed"):
+            detached.start(remote, "slow", slow, directory, shows=shows, wait=0.5)
+        time.sleep(3.5)
+        assert _running(marker) == []
+        # A stop while the start still waits: the process is in a stage of its launch, not
+        # yet its program; it is ours all the same and stopped, not taken for a stranger.
+        failed: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                detached.start(remote, "slow", slow, directory, shows=shows, wait=10)
+            except RemoteError as error:
+                failed.append(error)
+
+        starting = threading.Thread(target=start)
+        starting.start()
+        pid_file = Path(detached.paths(directory, "slow")[0])
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with Hosts.of(inv) as other:
+            assert detached.stop(other[remote.host.name], "slow", None, directory) == "stopped"
+        starting.join()
+        assert failed, "the start reported a process that was stopped"
+        time.sleep(3.5)
+        assert _running(marker) == []
+
+
+def test_an_interrupted_each_waits_for_its_calls_and_refuses_their_next_commands(ssh_hosts, tmp_path):
+    import signal
+    import threading
+
+    inv = inventory_for(ssh_hosts)
+    first, second = tmp_path / "first", tmp_path / "second"
+
+    def steps(remote):
+        remote.run(f"sleep 1.5; touch {first}-{remote.host.name}")
+        remote.run(f"touch {second}-{remote.host.name}")
+
+    with Hosts.of(inv) as hosts:
+        for delay in (0.5, 0.8, 1.1):  # an impatient user: Ctrl-C three times while the first step runs
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            hosts.each(steps)
+        assert time.monotonic() - started >= 1.5  # it waited for the commands in flight
+        names = [h.name for h in ssh_hosts.hosts]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"first-{n}" for n in names)
+        time.sleep(0.5)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"first-{n}" for n in names)
+        # The hosts are usable afterwards (a clean-up follows an interruption).
+        assert hosts.each(lambda r: r.run("true").ok).check() == {n: True for n in names}
+
+
 def test_one_run_at_a_time_per_cluster(ssh_hosts):
     inv = inventory_for(ssh_hosts)
     directory = inv.cluster_dir()
