@@ -16,6 +16,13 @@ start shell, ``nohup``, ``setsid``, each ``nsenter``/``unshare ... --``), each e
 the same PID: a stop meeting it there must still stop it, so the hashes of those command
 lines are recorded beside the final one (:func:`stages`) and count as ours for a stop. A
 start that cannot see its program running kills what it launched before it reports.
+
+Starts and the clean-up meet on the host, not only in the caller: a start holds
+``<dir>/spawn.lock`` (an flock) from its checks until its process runs or is killed, and
+refuses when ``<dir>`` is gone or :func:`close` marked it ``<dir>/closed``; :func:`close`
+takes the same lock. So a start whose caller is gone (its SSH session outlives a killed
+owner) cannot launch anything after a clean-up began. ``<dir>`` is made by the caller
+before the first start (shipping files there) and removed last by the clean-up.
 """
 
 from __future__ import annotations
@@ -64,6 +71,16 @@ def stages(argv: tuple[str, ...]) -> list[tuple[str, ...]]:
     return shown
 
 
+REFUSED = 6  # the start's exit code when the directory is gone or closed
+
+# Shell taking the directory's spawn lock on fd 9 (as $DIR); every starter closes fd 9
+# for its child, so the lock is dropped when the script ends and never outlives it.
+_SPAWN_LOCK = r"""
+cd "$DIR" 2>/dev/null && exec 9>>spawn.lock && flock -w {seconds} 9 || {{ echo "refused: $DIR is gone or busy"; exit {refused}; }}
+[ -d "$DIR" ] || {{ echo "refused: $DIR was removed"; exit {refused}; }}
+"""
+
+
 def paths(directory: str, name: str) -> tuple[str, str]:
     return f"{directory}/run/{name}.pid", f"{directory}/logs/{name}.log"
 
@@ -73,7 +90,8 @@ def start(remote: Remote, name: str, argv: tuple[str, ...] | list[str], director
           shows: tuple[str, ...] | None = None) -> Detached:
     """Start ``argv`` detached on ``remote``; its files go under ``directory``.
 
-    Refuses when the pid file names a live process of ours. Returns once
+    Refuses when the pid file names a live process of ours, or when ``directory`` does not
+    exist or was closed (:func:`close`: its clean-up began). Returns once
     ``/proc/PID/cmdline`` shows ``argv`` (the process exec'd), or raises with the log tail.
     ``shows`` is the command line to expect instead when ``argv`` execs another program in
     the same process (``nsenter ... -- kubelet ...`` shows as ``kubelet ...``).
@@ -88,16 +106,18 @@ def start(remote: Remote, name: str, argv: tuple[str, ...] | list[str], director
     exports = "".join(f"export {k}={q(v)}; " for k, v in (env or {}).items())
     tenths = max(1, int(wait * 10))
     stage_hashes = " ".join(argv_hash(stage) for stage in stages(argv))
-    script = f"""PIDFILE={q(pid_file)}; HASH={argv_hash(shows)}
+    script = f"""PIDFILE={q(pid_file)}; HASH={argv_hash(shows)}; DIR={q(directory)}
 {_FUNCTIONS}
+{_SPAWN_LOCK.format(seconds=int(wait) + 30, refused=REFUSED)}
+[ -e closed ] && {{ echo "refused: its clean-up began"; exit {REFUSED}; }}
 pid=$(cat "$PIDFILE" 2>/dev/null)
 if ours; then echo "running $pid"; exit 3; fi
-mkdir -p {q(directory)}/run {q(directory)}/logs || exit 1
+mkdir -p run logs || exit 1
 cd {q(cwd or directory)} || exit 1
 # The final command line first, then the stages (the forked shell shows as this one).
 STAGES=$(printf '%s\n' {stage_hashes} "$(hash_of $$)")
 printf '%s\n' $HASH "$STAGES" > "${{PIDFILE%.pid}}.cmdline-sha256"
-{exports}nohup setsid {command} >>{q(log_file)} 2>&1 </dev/null &
+{exports}nohup setsid {command} >>{q(log_file)} 2>&1 </dev/null 9>&- &
 pid=$!
 echo $pid > "$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"
 i=0
@@ -113,10 +133,27 @@ echo "failed $pid"; tail -n 15 {q(log_file)} 2>/dev/null; exit 4
     first = (result.stdout.splitlines() or [""])[0].split()
     if result.exit_code == 3:
         raise RemoteError(remote.host.name, command, f"{name} is already running as PID {first[-1]}")
+    if result.exit_code == REFUSED:
+        raise RemoteError(remote.host.name, command, f"start of {name} {result.stdout.strip()}")
     if result.exit_code != 0 or not first or first[0] != "started":
         reason = f"{name} exited at once" if first[:1] == ["failed"] else f"start of {name} failed"
         raise RemoteError(remote.host.name, command, reason, "\n".join(result.stdout.splitlines()[1:]) or result.tail())
     return Detached(remote.host.name, name, int(first[1]), shows, pid_file, log_file)
+
+
+def close(remote: Remote, directory: str, *, timeout: float = 60.0) -> None:
+    """No process starts in ``directory`` from now on: wait for a start in progress there
+    (it holds the spawn lock until its process runs or is killed), then mark the
+    directory closed. The clean-up's first step; nothing to do when it does not exist."""
+    script = f"""DIR={shlex.quote(directory)}
+[ -d "$DIR" ] || exit 0
+{_SPAWN_LOCK.format(seconds=int(timeout), refused=REFUSED)}
+touch closed
+"""
+    result = remote.run(f"sh -c {shlex.quote(script)}", timeout=timeout + remote.options.command_timeout,
+                        check=False)
+    if not result.ok:
+        raise RemoteError(remote.host.name, f"close {directory}", "a start there did not end", result.tail())
 
 
 def _hash_line(pid_file: str, argv: tuple[str, ...] | list[str] | None) -> str:

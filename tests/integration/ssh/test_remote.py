@@ -129,6 +129,7 @@ def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(ssh
     with Hosts.of(inv) as hosts:
         remote = hosts[ssh_hosts[1].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
         argv = ("sleep", "3600.5")
         started = time.monotonic()
         proc = detached.start(remote, "sleeper", argv, directory)
@@ -157,6 +158,7 @@ def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_
     with Hosts.of(inv) as hosts:
         remote = hosts[ssh_hosts[0].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
         argv = ("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
         proc = detached.start(remote, "stubborn", argv, directory)
         assert detached.stop(remote, "stubborn", argv, directory, timeout=0.5) == "killed"
@@ -180,6 +182,7 @@ def test_a_process_still_starting_is_stopped_and_one_never_seen_running_is_kille
     with Hosts.of(inv) as hosts:
         remote = hosts[ssh_hosts[0].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
         # A launch that shows as `sh -c ...` for 3 s before it execs its program (as
         # `nsenter ... -- kubelet` does for a moment under load).
         marker = str(tmp_path / "slow")  # in every command line it shows
@@ -213,6 +216,42 @@ def test_a_process_still_starting_is_stopped_and_one_never_seen_running_is_kille
         starting.join()
         assert failed, "the start reported a process that was stopped"
         time.sleep(3.5)
+        assert _running(marker) == []
+
+
+def test_a_clean_up_waits_for_a_start_in_progress_and_no_start_begins_after_it(ssh_hosts, tmp_path):
+    import threading
+
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts, Hosts.of(inv) as cleaner:
+        remote = hosts[ssh_hosts[0].name]
+        directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        marker = str(tmp_path / "late")
+        loop = "while :; do sleep 0.5; done"
+        shows = ("sh", "-c", loop, marker)
+        # A directory that is not there (never made, or removed by a clean-up): refused, not made.
+        with pytest.raises(RemoteError, match=r"start of late refused: .* is gone"):
+            detached.start(remote, "late", shows, directory)
+        assert not Path(directory).exists()
+        remote.run(f"mkdir -p {directory}")
+        # A start in flight (its process still in its launch for 2 s): close() waits for it.
+        slow = ("sh", "-c", f"sleep 2; exec sh -c '{loop}' {marker}", marker)
+        started: list[detached.Detached] = []
+        starting = threading.Thread(target=lambda: started.append(
+            detached.start(remote, "late", slow, directory, shows=shows, wait=10)))
+        starting.start()
+        pid_file = Path(detached.paths(directory, "late")[0])
+        while not pid_file.exists():
+            time.sleep(0.02)
+        began = time.monotonic()
+        detached.close(cleaner[remote.host.name], directory)
+        assert time.monotonic() - began > 1.0  # it waited for the start to end
+        starting.join()
+        assert started and _cmdline(started[0].pid) == list(shows)
+        assert detached.stop(cleaner[remote.host.name], "late", None, directory) == "stopped"
+        # Closed: no start begins any more (e.g. one whose owner was killed, arriving late).
+        with pytest.raises(RemoteError, match="start of late refused: its clean-up began"):
+            detached.start(remote, "late", shows, directory)
         assert _running(marker) == []
 
 
