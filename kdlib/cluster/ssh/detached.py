@@ -76,7 +76,8 @@ REFUSED = 6  # the start's exit code when the directory is gone or closed
 # Shell taking the directory's spawn lock on fd 9 (as $DIR); every starter closes fd 9
 # for its child, so the lock is dropped when the script ends and never outlives it.
 _SPAWN_LOCK = r"""
-cd "$DIR" 2>/dev/null && exec 9>>spawn.lock && flock -w {seconds} 9 || {{ echo "refused: $DIR is gone or busy"; exit {refused}; }}
+cd "$DIR" 2>/dev/null && exec 9>>spawn.lock && flock -w {seconds} 9 ||
+  {{ echo "refused: $DIR is gone or busy"; exit {refused}; }}
 [ -d "$DIR" ] || {{ echo "refused: $DIR was removed"; exit {refused}; }}
 """
 

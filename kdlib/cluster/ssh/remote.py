@@ -287,7 +287,7 @@ class Remote:
         """Ship the files under ``local_dir`` into ``remote_dir`` as one tar stream
         (one transfer instead of three round trips per small file)."""
         local_dir = Path(local_dir)
-        self._refuse_if_interrupted(f"put {local_dir}/ {remote_dir}")  # once begun, the tree is unpacked and its archive removed
+        self._refuse_if_interrupted(f"put {local_dir}/ {remote_dir}")  # once begun: unpacked, archive removed
         started = time.monotonic()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
