@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scales of one bench, e.g. scale-pods=50,100 (repeatable)")
     scales.add_argument("--artifact-scales", action="store_true", help="the original artifact's scales")
     run.add_argument("--baseline", action="append", dest="baselines", metavar="NAME",
-                     help="k8s, k8s+, kd or kd+ (repeatable; default: all)")
+                     help="k8s, k8s+, k8s+u (k8s+ unthrottled), kd or kd+ (repeatable; default: all)")
     run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
     run.add_argument("--repeats", type=_positive_int, default=1)
     run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
     down.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
+    down.add_argument("--force", action="store_true",
+                      help="with --all: stop a running suite's cluster too (otherwise refused while a suite runs)")
+
+    trace = commands.add_parser("trace", help="the Azure Functions trace of Figures 12-13")
+    trace_commands = trace.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    plan = trace_commands.add_parser("schedule", help="write the schedule a replay would send, as CSV "
+                                     "(function,minute,send_s,runtime_ms)")
+    plan.add_argument("-o", "--output", type=Path, required=True, help="the CSV file to write")
+    plan.add_argument("--trace", type=Path, help="a directory in the Azure 2019 format (default: data/azure_500)")
+    plan.add_argument("--functions", type=_positive_int, help="the first N functions of the file (default: all)")
+    plan.add_argument("--random-subset", action="store_true",
+                      help="choose the N functions at random with --seed instead of the first N")
+    plan.add_argument("--minutes", type=_positive_int, default=30, help="the first M minutes (default 30)")
+    plan.add_argument("--seed", type=int, default=42, help="the loader's seed (default 42, as the original)")
+    plan.add_argument("--exact", action="store_true", help="the trace's exact counts: leave out the original "
+                      "loader's extra invocation on each active minute's end")
 
     from .cluster.ssh.cli import add_parser as add_ssh_parser
 
@@ -129,11 +145,23 @@ def _local(args: argparse.Namespace) -> int:
             return 0 if any(f["running"] for f in found_all) else 1
         found = local.status(args.state_dir)
         print(json.dumps(found, indent=2))
+        if found["dead"]:
+            print(f"not running: {', '.join(found['dead'])} died; see {found['state_dir']}/logs/, then stop the "
+                  f"rest with `{found['stop_with']}`", file=sys.stderr)
         others = [str(d) for d in local.clusters() if d != Path(found["state_dir"]) and local.status(d)["running"]]
         if others:
             print(f"also running: {', '.join(others)} (see `local status --all`)", file=sys.stderr)
         return 0 if found["running"] else 1
     if args.action == "down":
+        if args.all and not args.force:
+            from .errors import ClusterBusyError
+            from .experiments.runner import suite_holder
+
+            holder = suite_holder()
+            if holder is not None:
+                raise ClusterBusyError(f"an experiment suite is running ({holder}); `local down --all` would stop "
+                                       "its cluster under it: wait for it or stop it (Ctrl-C, or kill its pid), "
+                                       "or pass --force")
         for state_dir in (local.clusters() if args.all else [args.state_dir]):
             local.down(state_dir, keep_logs=args.keep)
         return 0
@@ -170,10 +198,11 @@ def _scales(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from .experiments import microbench
+    from .experiments.baselines import BASELINES
 
     params = microbench.SuiteParams.from_notebook(
         run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
-        artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
+        artifact_scales=args.artifact_scales, baselines=args.baselines or tuple(BASELINES),
         nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes,
         settle_s=args.settle, run_timeout_s=args.run_timeout, inventory=args.inventory, **_scales(args))
     params, note = microbench.with_fetched_kd(params)
@@ -188,6 +217,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if outcome.count("failed") == 0 else 1
 
 
+def _trace(args: argparse.Namespace) -> int:
+    from .experiments.trace import data, schedule
+
+    trace = data.subset(data.load(args.trace or data.SHIPPED), args.functions, args.minutes, args.seed,
+                        rule="random" if args.random_subset else "first")
+    planned = schedule.build(trace, seed=args.seed, original_extra=not args.exact)
+    schedule.write_csv(planned, args.output)
+    counted = schedule.summary(planned)
+    print(f"{args.output}: {counted['invocations']} invocations ({counted['extra_invocations']} on a minute's end "
+          f"added by the original's loader) of {len(trace.functions)} functions, {len(trace.minutes)} minutes, "
+          f"seed {args.seed}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .cluster.base import raise_terminated
@@ -197,9 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "build":
-            from .cluster.binaries import build_binaries
+            from .cluster.binaries import build_binaries, build_loader_schedule
 
             print(build_binaries(force=args.force).directory)
+            build_loader_schedule()  # the trace's schedule generator (seconds; stdlib only)
             return 0
         if args.command == "kd":
             return _kd(args)
@@ -211,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_ssh(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "trace":
+            return _trace(args)
         if args.command == "book":
             from .publish.book import build_book
 

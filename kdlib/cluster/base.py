@@ -12,8 +12,11 @@ including Ctrl-C and SIGTERM.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
+import hashlib
+import os
 import signal
 import threading
 from abc import ABC, abstractmethod
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from kubernetes import client, config
 
 from ..errors import ClusterStateError, api_errors
@@ -46,13 +50,51 @@ class ClusterInfo:
     versions: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # component -> where its binary came from
     real_node_names: tuple[str, ...] = ()  # real kubelets (local backend: real_nodes=K)
+    client_limits: dict[str, str] = field(default_factory=dict)  # component -> its client limit, as given
 
     def api_client(self) -> client.ApiClient:
         """A fresh Kubernetes API client for this cluster."""
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=configuration)
+        config.load_kube_config_from_dict(credentials_beside(self.kubeconfig), client_configuration=configuration)
         configuration.connection_pool_maxsize = 32  # parallel node and object creation
         return client.ApiClient(configuration)
+
+
+#: The kubeconfig fields whose content the Kubernetes client needs as files.
+_EMBEDDED = {"certificate-authority-data": "certificate-authority", "client-certificate-data": "client-certificate",
+             "client-key-data": "client-key"}
+CREDENTIALS_DIR = "client-credentials"
+
+
+def credentials_beside(kubeconfig: Path) -> dict[str, Any]:
+    """The kubeconfig as a dict whose embedded certificates and key are files beside it.
+
+    The Kubernetes client would write them to temporary files in /tmp, removed only at a
+    normal interpreter exit: a SIGKILL left the cluster's CA, admin certificate and admin
+    key there. Here they go (0600, in a 0700 folder) next to the kubeconfig that already
+    holds them, i.e. in the cluster's state directory, and go away with it.
+    """
+    kubeconfig = Path(kubeconfig)
+    loaded = yaml.safe_load(kubeconfig.read_text()) or {}
+    folder = kubeconfig.parent / CREDENTIALS_DIR
+    for section, key in (("clusters", "cluster"), ("users", "user")):
+        for entry in loaded.get(section) or []:
+            fields = entry.get(key) or {}
+            for embedded, as_file in _EMBEDDED.items():
+                if embedded in fields:
+                    content = base64.b64decode(fields.pop(embedded))
+                    fields[as_file] = str(_private_file(folder, content))
+    return loaded
+
+
+def _private_file(folder: Path, content: bytes) -> Path:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / hashlib.sha256(content).hexdigest()[:24]
+    if not path.is_file() or path.read_bytes() != content:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+    return path
 
 
 class _Terminated(KeyboardInterrupt):
@@ -89,6 +131,12 @@ class Cluster(ABC):
     def pod_process_starts(self) -> dict[str, list[float]]:
         """Each real pod's process start times by pod uid, in this machine's ``time.monotonic()``
         seconds, the sandbox's first ({} without real nodes)."""
+        return {}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the cluster's processes on this machine: by component
+        name, and ``real nodes/<process>`` for what runs the real pods ({} where they run
+        elsewhere: the difference of two calls is what a run cost)."""
         return {}
 
     def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:

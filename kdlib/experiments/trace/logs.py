@@ -1,4 +1,4 @@
-"""The per-invocation log in the original's line format, and the Dirigent CSV.
+"""The per-invocation log in the original's line format.
 
 One line per invocation, as the original's trace client writes it::
 
@@ -11,6 +11,24 @@ that never happened is ``N/A`` (a failed dispatch has ``GSendReq``, ``GRecvRes``
 ``Delay`` N/A). The file ends with ``Summary: total N success S fail F``. :func:`parse`
 reads logs of the original and of kdlib alike, vectorised: a few whole-text replacements
 turn the lines into plain CSV for pandas' C parser (no per-line Python).
+
+**The namespace token.** The original's client ran in the ``default`` namespace, and its
+plot script matches exactly ``ID: default/trace-…``. kdlib's Deployments live in their
+own namespace (``kdlib-trace``, recorded as ``namespace`` in the run's metadata), because
+kdlib deletes what its namespace holds when a run ends and must never touch objects it did
+not create; its logs still write ``ID: default/…`` and ``Func: default/…``
+(:data:`ID_NAMESPACE`, the metadata's ``id_namespace``), so the original's own analysis
+reads them unchanged. The rest of the ID is ``trace-<row>-<minute>/<index in the
+minute>``; the original's client writes its sender's number (almost always 0) and the
+request's index within that sender there, numbers its analysis matches but never uses.
+Logs written before this change, with ``kdlib-trace/`` IDs, parse the same: :func:`parse`
+does not read the namespace token.
+
+:func:`damage` checks every line of a parsed log (known status, finite non-negative
+numbers, a delay on every success, unique IDs, one final Summary line that agrees with
+the lines); :func:`load_checked` also checks a kdlib log against the checksum and the
+invocation count its metadata recorded (:mod:`kdlib.store`'s integrity model) and raises
+:class:`~kdlib.store.DamagedFile` naming why.
 """
 
 from __future__ import annotations
@@ -23,8 +41,12 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from ... import store
 from ...errors import LogFormatError
 from .gateway import FAIL_DISPATCH, SUCCESS, Invocation
+
+#: The namespace token of every ID and Func in kdlib's logs: the original client's namespace.
+ID_NAMESPACE = "default"
 
 _SUMMARY = re.compile(r"^Summary: total (\d+) success (\d+) fail (\d+)\s*$", re.M)
 COLUMNS = ["ns", "id_name", "id_index", "func_ns", "func", "status", "ts_s", "csend_s", "grecv_req_ms",
@@ -122,38 +144,94 @@ def parse(path: Path | str) -> tuple[pd.DataFrame, dict | None]:
     return parse_bytes(path.read_bytes(), str(path))
 
 
-DIRIGENT_COLUMNS = ("invocationID", "instance", "responseTime", "actualDuration", "requestedDuration",
-                    "connectionTimeout", "functionTimeout")
+#: Every status the original's client prints (its workload.ResponseStatus).
+STATUSES = ("SUCCESS", "FAIL_DISPATCH", "FAIL_TIMEOUT", "FAIL_CONNECT", "FAIL_SEND", "FAIL_RECV", "INVALID_TARGET")
+# The ID is whatever stands between "ID: " and the first comma: no assumption about its namespace.
+_ID = re.compile(rb"ID: ([^,\n]*),")
+_STAMPS = ("grecv_req_ms", "gsend_req_ms", "grecv_res_ms", "crecv_res_ms", "delay_ms")
+_SUCCESS_NEEDS = ("gsend_req_ms", "grecv_res_ms", "crecv_res_ms", "delay_ms")
 
 
-def read_dirigent_csv(path: Path | str) -> pd.DataFrame:
-    """The invitro/Dirigent per-invocation CSV the original plots (times in µs).
+def damage(data: bytes, frame: pd.DataFrame, summary: dict | None) -> list[str]:
+    """What makes a parsed trace log untrustworthy (empty: every line checks out)."""
+    found = []
+    if data and not data.endswith(b"\n"):
+        found.append("it ends in the middle of a line (cut)")
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    summaries = data.count(b"\nSummary:") + data.startswith(b"Summary:")
+    if summaries != 1:
+        found.append(f"{summaries} Summary lines; a log ends with exactly one")
+    elif summary is None:
+        found.append("its Summary line is garbled")
+    elif not data[-4096:].rstrip(b"\n").rsplit(b"\n", 1)[-1].startswith(b"Summary:"):
+        found.append("its Summary line is not the last line")
+    body_lines = lines - summaries
+    if len(frame) != body_lines:
+        found.append(f"{body_lines - len(frame)} of {body_lines} lines are not invocation lines")
+    if summary is not None:
+        success = int((frame["status"] == SUCCESS).sum()) if len(frame) else 0
+        if summary["total"] != len(frame) or summary["success"] != success or \
+                summary["fail"] != len(frame) - success:
+            found.append(f"its Summary line says total {summary['total']} success {summary['success']} fail "
+                         f"{summary['fail']}, its lines hold {len(frame)} with {success} successes")
+    if not len(frame):
+        return found
+    statuses = frame["status"].cat.categories if frame["status"].dtype == "category" else frame["status"].unique()
+    unknown = sorted(set(map(str, statuses)) - set(STATUSES))
+    if unknown:
+        found.append(f"unknown status {', '.join(unknown[:3])} (known: {', '.join(STATUSES)})")
+    for column in ("ts_s", "csend_s", "runtime_ms", "requested_ms", *_STAMPS):
+        values = frame[column] if frame[column].dtype.kind in "fi" else pd.to_numeric(frame[column], errors="coerce")
+        garbled = values.isna() & frame[column].notna()
+        if garbled.any():
+            found.append(f"{int(garbled.sum())} line(s) have a non-number in {column}")
+        bad = values.notna() & ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            found.append(f"{int(bad.sum())} line(s) have a negative or infinite {column}")
+    ok = (frame["status"] == SUCCESS).to_numpy()
+    for column in _SUCCESS_NEEDS:
+        missing = ok & frame[column].isna().to_numpy()
+        if missing.any():
+            found.append(f"{int(missing.sum())} SUCCESS line(s) have {column} N/A")
+    ids = _ID.findall(data)
+    if len(ids) != len(frame):
+        found.append(f"{len(frame) - len(ids)} invocation line(s) have no ID")
+    duplicated = len(ids) - len(set(ids))
+    if duplicated:
+        found.append(f"{duplicated} invocation ID(s) appear more than once (duplicated lines)")
+    return found
 
-    Returns the columns of :func:`parse` that the analysis uses: ``function`` (the
-    instance name without its replica suffix), ``ts_s`` (minute from the ``min<N>.``
-    prefix of the invocation ID, ×60), ``delay_ms`` (responseTime − actualDuration),
-    ``runtime_ms``, ``requested_ms``, ``failed`` (connection or function timeout).
+
+def load_checked(path: Path | str, meta: dict | None = None, sealed: bool = True) -> tuple[pd.DataFrame, dict]:
+    """A trace log's invocations, after every check; raises :class:`~kdlib.store.DamagedFile` naming why.
+
+    ``sealed`` (a log kdlib wrote): its content must match the checksum in ``meta`` and its
+    lines the invocation count ``meta`` recorded, which is the schedule's. An original
+    artifact's log (``sealed=False``) has no metadata: its lines are checked alone.
     """
     path = Path(path)
-    if not path.is_file():
-        raise LogFormatError(f"Dirigent CSV {path} does not exist")
-    frame = pd.read_csv(path)
-    missing = [c for c in DIRIGENT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise LogFormatError(f"{path} lacks the column(s) {', '.join(missing)} of the Dirigent/invitro CSV")
-    minute = pd.to_numeric(frame["invocationID"].astype(str).str.extract(r"^min(\d+)\.")[0], errors="coerce")
-    out = pd.DataFrame({
-        "function": frame["instance"].astype(str).str.replace(
-            r"(\-[0-9]+(\-[0-9]+\-deployment\-[0-9A-Za-z\-]+){0,1})$", "", regex=True),
-        "ts_s": minute * 60.0,
-        "delay_ms": (frame["responseTime"] - frame["actualDuration"]) / 1000.0,
-        "runtime_ms": frame["actualDuration"] / 1000.0,
-        "requested_ms": frame["requestedDuration"] / 1000.0,
-        "failed": frame["connectionTimeout"].astype(bool) | frame["functionTimeout"].astype(bool),
-    })
-    out["status"] = np.where(out["failed"], "TIMEOUT", SUCCESS)
-    return out
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise store.DamagedFile(f"{path}: unreadable ({error.strerror})") from None
+    if sealed:
+        store.check_seal(str(path), data, meta)
+    try:
+        frame, summary = parse_bytes(data, str(path))
+    except LogFormatError as error:
+        raise store.DamagedFile(str(error)) from None
+    found = damage(data, frame, summary)
+    if sealed and meta is not None:
+        expected = {"its metadata": meta.get("invocations"),
+                    "its schedule": (meta.get("schedule") or {}).get("invocations")}
+        for where, count in expected.items():
+            if count is not None and count != len(frame):
+                found.append(f"{len(frame)} invocation lines, {where} says {count}")
+    if found:
+        raise store.DamagedFile(f"{path}: " + "; ".join(found[:4]))
+    return frame, summary
 
 
-__all__ = ["format_line", "summary_line", "parse", "parse_text", "read_dirigent_csv", "LogFormatError",
+__all__ = ["format_line", "summary_line", "parse", "parse_text", "LogFormatError", "ID_NAMESPACE", "damage",
+           "load_checked", "STATUSES",
            "SUCCESS", "FAIL_DISPATCH"]
