@@ -16,9 +16,10 @@ import pandas as pd
 
 from ... import store
 from ...publish import render
+from .. import verdict
 from ..microbench.report import provenance_table
 from . import analysis, plots
-from .params import SYSTEMS
+from .params import KD_REASON_START, SYSTEMS
 from .run import load_meta, load_run, log_path, run_dir
 
 
@@ -56,6 +57,64 @@ class TraceReport:
                          f"({meta['scale_writes_per_s']}/s).")
             sentences.append(text)
         return " ".join(sentences) or "No system of this run has data."
+
+    def verdict(self, figure: int) -> verdict.Verdict:
+        return figure_verdict(self, figure)
+
+    def verdicts(self) -> pd.DataFrame:
+        return pd.DataFrame([self.verdict(f).row() for f in (12, 13)], columns=["figure", "verdict", "because"])
+
+
+#: What each figure's claim is tested on: the per-function median of this summary column
+#: (vanilla ÷ Kubedirect; above 1: Kubedirect is better).
+VERDICT_METRIC = {12: ("latency_p50_ms", "median per-function scheduling latency"),
+                  13: ("slowdown_p50", "median per-function slowdown")}
+
+
+def figure_verdict(report: TraceReport, figure: int) -> verdict.Verdict:
+    """The figure's verdict from the run: each Kubedirect system against each vanilla system of the
+    figure that has data (new systems of a figure are picked up from :data:`SYSTEMS`)."""
+    systems = analysis.figure_systems(figure)
+    data = report.summary.set_index("system")
+    present = [s for s in systems if s in data.index]
+    trace = report.run.get("trace") or {}
+    measured = "; ".join(f"{s}: {int(data.loc[s, 'invocations']):,} invocations after the warm-up "
+                         f"({data.loc[s, 'source']})" for s in present) or "nothing"
+    measured += (f", from {trace.get('functions')} functions over {trace.get('minutes')} min of the trace"
+                 if present else "")
+    missing = [s for s in systems if s not in present]
+    if missing:
+        measured += f"; not measured: {', '.join(missing)}"
+    column, label = VERDICT_METRIC[figure]
+    ratios = []
+    for kd in (s for s in present if SYSTEMS[s].kd):
+        for vanilla in (s for s in present if SYSTEMS[s].kd is False):
+            if data.loc[kd, column] > 0:
+                ratios.append((f"{label}, {vanilla} \u00f7 {kd}", float(data.loc[vanilla, column] / data.loc[kd, column])))
+    return verdict.from_ratios(figure, measured + ".", ratios, _why_untested(report, figure))
+
+
+def _why_untested(report: TraceReport, figure: int) -> str:
+    reasons = report.not_measured.set_index("system")["reason"].to_dict()
+    missing = [s for s in analysis.figure_systems(figure) if SYSTEMS[s].kd is not None and s not in set(report.summary["system"])]
+    kd_missing = [s for s in missing if SYSTEMS[s].kd]
+    parts = []
+    knative = [s for s in missing if not SYSTEMS[s].local]  # plan() never runs them, on any backend
+    if knative:
+        parts.append(f"kdlib has no Knative path yet, on any backend, so {' and '.join(knative)} did not run")
+    if any(str(reasons.get(s, "")).startswith(KD_REASON_START) for s in kd_missing):
+        parts.append("Kubedirect's binaries were not available to this run")
+    other = [f"{s}: {reasons[s]}" for s in missing if s in reasons and s not in knative
+             and not str(reasons[s]).startswith(KD_REASON_START)]
+    parts += other
+    if not parts:
+        parts.append("the run has no Kubedirect system and vanilla system of this figure measured together")
+    return "; and ".join(parts)
+
+
+def styled(frame: pd.DataFrame) -> Any:
+    """A table as the book shows it: no index, numbers rounded (two decimals), thousands separated."""
+    return frame.style.hide(axis="index").format(precision=2, thousands=",")
 
 
 def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
@@ -99,14 +158,36 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
     points = analysis.curves(per_system)
     report = TraceReport(run_id, run, metas, analysis.summary(per_system, sources), points, _replay_table(metas), nm,
                          provenance_table({**run, "clusters": {}, "parameters": params}))
-    trace = run.get("trace") or {}
-    source = [f"run {run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
-              f"first {warmup} min dropped", f"{params.get('backend', 'local')} cluster, kwok nodes, simulated sandbox"]
     if save:
         bundle = render.write_bundle(store.root(root))
     for figure in (12, 13):
+        source = _source(report, figure)
         chart = plots.cdf_chart(points, figure, analysis.figure_systems(figure), not_measured, source)
         report.charts[f"fig{figure}"] = chart
         if save:
             report.saved.extend(render.save_chart(chart, directory / f"fig{figure}", bundle))
     return report
+
+
+def _source(report: TraceReport, figure: int) -> list[str]:
+    """The chart's subtitle: what ran and with which versions and code, as each system's run
+    recorded it; for a figure with nothing measured, only that (nothing suggests a run)."""
+    measured = [s for s in analysis.figure_systems(figure) if s in report.metas]
+    trace, params = report.run.get("trace") or {}, report.run["parameters"]
+    if not measured:
+        shown = [s for s in analysis.figure_systems(figure) if s in set(report.summary["system"])]
+        return [f"nothing of Figure {figure} was measured in run {report.run_id}"
+                + (f" ({', '.join(shown)}: reference data)" if shown else "")
+                + (": kdlib has no Knative path yet" if all(not SYSTEMS[s].local for s in analysis.figure_systems(figure)
+                                                              if SYSTEMS[s].kd is not None) else "")]
+    lines = [f"run {report.run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
+             f"first {params['warmup_minutes']} min dropped",
+             f"{params.get('backend', 'local')} cluster, {params.get('nodes')} kwok nodes, simulated sandbox"]
+    for system in measured:
+        meta = report.metas[system]
+        recorded = meta.get("provenance") or {}
+        revision = str(recorded.get("git_revision", "not recorded"))[:7] + (
+            " (uncommitted changes)" if recorded.get("git_dirty") else "")
+        lines.append(f"{system}: {(meta.get('versions') or {}).get('kube-apiserver', 'version not recorded')}, "
+                     f"code {revision}")
+    return lines
