@@ -282,6 +282,11 @@ def test_pages_name_the_revision_and_versions_each_run_recorded(html_dir: Path, 
         assert revision in text, f"the reproducibility page does not name revision {revision} the runs recorded"
     for version in {m["versions"]["kube-apiserver"] for m in metas}:
         assert version in text
+    import json
+
+    for path in sorted((RESULTS / "trace" / reference).glob("meta.*.json")):  # the trace's systems
+        revision = json.loads(path.read_text())["provenance"]["git_revision"]
+        assert revision in text, f"the reproducibility page does not name revision {revision} of {path.name}"
     figure = (html_dir / "book/fig9.html").read_text(encoding="utf-8")
     assert {m["provenance"]["git_revision"][:7] for m in metas if m["bench"] == "scale-pods"} <= set(
         re.findall(r"code ([0-9a-f]{7})", figure)), "the Figure 9 chart subtitles do not name the runs' revision"

@@ -157,7 +157,8 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
                       columns=["system", "figure", "reason"])
     points = analysis.curves(per_system)
     report = TraceReport(run_id, run, metas, analysis.summary(per_system, sources), points, _replay_table(metas), nm,
-                         provenance_table({**run, "clusters": {}, "parameters": params}))
+                         pd.concat([_measured_at(metas), provenance_table({**run, "clusters": {}, "parameters": params})],
+                                   ignore_index=True))
     if save:
         bundle = render.write_bundle(store.root(root))
     for figure in (12, 13):
@@ -167,6 +168,20 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
         if save:
             report.saved.extend(render.save_chart(chart, directory / f"fig{figure}", bundle))
     return report
+
+
+def _measured_at(metas: dict[str, dict]) -> pd.DataFrame:
+    """Per measured system, the code revision and versions its replay recorded (the run record's
+    ``code.git_revision`` below is whichever attempt wrote the record last, a resume included)."""
+    rows = []
+    for system, meta in metas.items():
+        recorded = meta.get("provenance") or {}
+        rows.append((f"{system}: measured at code revision", str(recorded.get("git_revision", "not recorded"))
+                     + (" (uncommitted changes)" if recorded.get("git_dirty") else "")))
+        rows.append((f"{system}: versions", ", ".join(f"{k}: {v}" for k, v in (meta.get("versions") or {}).items())
+                     or "not recorded"))
+        rows.append((f"{system}: replayed", f"{meta.get('start_time')} to {meta.get('end_time')}"))
+    return pd.DataFrame(rows, columns=["key", "value"])
 
 
 def _source(report: TraceReport, figure: int) -> list[str]:
