@@ -97,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
     down.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
 
+    trace = commands.add_parser("trace", help="the Azure Functions trace of Figures 12-13")
+    trace_commands = trace.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    plan = trace_commands.add_parser("schedule", help="write the schedule a replay would send, as CSV "
+                                     "(function,minute,send_s,runtime_ms)")
+    plan.add_argument("-o", "--output", type=Path, required=True, help="the CSV file to write")
+    plan.add_argument("--trace", type=Path, help="a directory in the Azure 2019 format (default: data/azure_500)")
+    plan.add_argument("--functions", type=_positive_int, help="the first N functions of the file (default: all)")
+    plan.add_argument("--random-subset", action="store_true",
+                      help="choose the N functions at random with --seed instead of the first N")
+    plan.add_argument("--minutes", type=_positive_int, default=30, help="the first M minutes (default 30)")
+    plan.add_argument("--seed", type=int, default=42, help="the loader's seed (default 42, as the original)")
+    plan.add_argument("--exact", action="store_true", help="the trace's exact counts: leave out the original "
+                      "loader's extra invocation on each active minute's end")
+
     from .cluster.ssh.cli import add_parser as add_ssh_parser
 
     add_ssh_parser(commands, _Parser)
@@ -188,6 +202,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if outcome.count("failed") == 0 else 1
 
 
+def _trace(args: argparse.Namespace) -> int:
+    from .experiments.trace import data, schedule
+
+    trace = data.subset(data.load(args.trace or data.SHIPPED), args.functions, args.minutes, args.seed,
+                        rule="random" if args.random_subset else "first")
+    planned = schedule.build(trace, seed=args.seed, original_extra=not args.exact)
+    schedule.write_csv(planned, args.output)
+    counted = schedule.summary(planned)
+    print(f"{args.output}: {counted['invocations']} invocations ({counted['extra_invocations']} on a minute's end "
+          f"added by the original's loader) of {len(trace.functions)} functions, {len(trace.minutes)} minutes, "
+          f"seed {args.seed}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .cluster.base import raise_terminated
@@ -197,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "build":
-            from .cluster.binaries import build_binaries
+            from .cluster.binaries import build_binaries, build_loader_schedule
 
             print(build_binaries(force=args.force).directory)
+            build_loader_schedule()  # the trace's schedule generator (seconds; stdlib only)
             return 0
         if args.command == "kd":
             return _kd(args)
@@ -211,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_ssh(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "trace":
+            return _trace(args)
         if args.command == "book":
             from .publish.book import build_book
 

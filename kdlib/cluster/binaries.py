@@ -8,10 +8,13 @@ only when missing. A user's own directory (how Kd binaries come in) holds some o
 of the same file names; the components it lacks come from our build, and
 :attr:`BinarySet.sources` says where each binary came from. ``tools/crane`` pins the
 OCI registry client that pulls Kd's binaries out of its images (``kdlib.cluster.kd_images``).
+``tools/loaderschedule`` (standard library only) draws the trace replay's schedule with Go's
+``math/rand``, as the original's loader does; it is cached under a hash of its source.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -245,6 +248,24 @@ def build_crane() -> Path:
                  "github.com/google/go-containerregistry/cmd/crane"], paths.tools_dir() / "crane")
         os.replace(Path(tmp) / "crane", target)  # atomic: a half-built crane is never found
     log.info("built crane into %s", target)
+    return target
+
+
+def build_loader_schedule() -> Path:
+    """The trace schedule's generator (``tools/loaderschedule``) in the tool cache, built if
+    missing; the cache directory is named after a hash of its source, so an edit rebuilds it."""
+    module = paths.tools_dir() / "loaderschedule"
+    digest = hashlib.sha256()
+    for source in sorted(p for p in module.iterdir() if p.suffix == ".go" or p.name == "go.mod"):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    target = paths.cache_root() / "bin" / f"loaderschedule-{digest.hexdigest()[:12]}" / "loaderschedule"
+    if os.access(target, os.X_OK):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+        _run_go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(Path(tmp) / "loaderschedule"), "."], module)
+        os.replace(Path(tmp) / "loaderschedule", target)  # atomic: a half-built binary is never found
+    log.info("built loaderschedule into %s", target)
     return target
 
 

@@ -2,9 +2,11 @@
 
 A trace directory holds ``invocations.csv`` (HashOwner, HashApp, HashFunction, Trigger,
 then one column per trace minute with that minute's invocation count; the minute
-numbers need not start at 1) and ``durations.csv`` (per-function execution-time
-percentiles in ms). The shipped sample, ``data/azure_500/``, is checked against the
-sha256 sums in its README before use, so a changed file cannot pass as the paper's data.
+numbers need not start at 1), ``durations.csv`` (per-function execution-time
+percentiles in ms) and, for the original's schedule, ``memory.csv`` (allocated-memory
+percentiles in MiB: the loader draws a memory size per invocation). The shipped sample,
+``data/azure_500/``, is checked against the sha256 sums in its README before use, so a
+changed file cannot pass as the paper's data.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ INVOCATION_COLUMNS = (*ID_COLUMNS, "Trigger")
 PERCENTILES = {"percentile_Average_0": 0.0, "percentile_Average_1": 0.01, "percentile_Average_25": 0.25,
                "percentile_Average_50": 0.50, "percentile_Average_75": 0.75, "percentile_Average_99": 0.99,
                "percentile_Average_100": 1.0}
+#: The memory percentiles the loader draws a (discarded) memory size between, with their quantiles.
+MEMORY_PERCENTILES = {"AverageAllocatedMb_pct1": 0.01, "AverageAllocatedMb_pct5": 0.05,
+                      "AverageAllocatedMb_pct25": 0.25, "AverageAllocatedMb_pct50": 0.50,
+                      "AverageAllocatedMb_pct75": 0.75, "AverageAllocatedMb_pct95": 0.95,
+                      "AverageAllocatedMb_pct99": 0.99, "AverageAllocatedMb_pct100": 1.0}
+#: How ``subset`` picks functions: the first N of the file (as the original), or N at random (seeded).
+SUBSET_RULES = ("first", "random")
 _README_ROW = re.compile(r"^\|\s*(?P<name>[\w.]+\.csv)\s*\|\s*(?P<bytes>\d+)\s*\|\s*(?P<sha>[0-9a-f]{64})\s*\|", re.M)
 
 
@@ -36,7 +45,9 @@ class Trace:
     """Per-function minute counts and duration percentiles, in the same function order.
 
     ``counts`` is an int array (functions × minutes); ``functions`` the function hashes;
-    ``durations`` one row per function with the :data:`PERCENTILES` columns (ms).
+    ``durations`` one row per function with the :data:`PERCENTILES` columns (ms);
+    ``memory`` the same with the :data:`MEMORY_PERCENTILES` columns (MiB), None when the
+    directory has no ``memory.csv``.
     """
 
     source: str
@@ -47,6 +58,7 @@ class Trace:
     #: Each function's row in the full file: Deployment ``trace-<row>`` replays it, as in the original.
     rows: tuple[int, ...] = ()
     subset: dict = field(default_factory=dict)
+    memory: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def invocations(self) -> int:
@@ -120,28 +132,40 @@ def load(directory: Path | str = SHIPPED, *, verify: bool | None = None) -> Trac
     values = counts.to_numpy(dtype=float)
     if (values < 0).any() or (values != np.floor(values)).any():
         raise TraceDataError(f"{directory / 'invocations.csv'}: counts must be whole numbers ≥ 0")
-    dur = _read_csv(directory / "durations.csv", (*ID_COLUMNS, *PERCENTILES))
-    keyed = dur.set_index(list(ID_COLUMNS))
+    index = pd.MultiIndex.from_frame(inv[list(ID_COLUMNS)])
+    durations = _per_function(directory / "durations.csv", PERCENTILES, index, "duration")
+    memory = (_per_function(directory / "memory.csv", MEMORY_PERCENTILES, index, "memory")
+              if (directory / "memory.csv").is_file() else None)
+    return Trace(str(directory), tuple(inv["HashFunction"]), minutes, values.astype(np.int64), durations,
+                 tuple(range(len(inv))), memory=memory)
+
+
+def _per_function(path: Path, columns: dict, index: pd.MultiIndex, what: str) -> pd.DataFrame:
+    """``columns`` of ``path`` for every function of ``index``, in its order (first row of a duplicate)."""
+    keyed = _read_csv(path, (*ID_COLUMNS, *columns)).set_index(list(ID_COLUMNS))
     if keyed.index.has_duplicates:
         keyed = keyed[~keyed.index.duplicated()]
-    index = pd.MultiIndex.from_frame(inv[list(ID_COLUMNS)])
     missing = ~index.isin(keyed.index)
     if missing.any():
-        raise TraceDataError(f"{directory / 'durations.csv'} has no row for {int(missing.sum())} function(s) of "
-                             f"invocations.csv, e.g. {inv['HashFunction'][missing].iloc[0]}")
-    durations = keyed.loc[index, list(PERCENTILES)].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
-    if durations.isna().to_numpy().any():
-        raise TraceDataError(f"{directory / 'durations.csv'}: non-numeric duration percentile")
-    return Trace(str(directory), tuple(inv["HashFunction"]), minutes, values.astype(np.int64), durations,
-                 tuple(range(len(inv))))
+        raise TraceDataError(f"{path} has no row for {int(missing.sum())} function(s) of "
+                             f"invocations.csv, e.g. {index[missing][0][-1]}")
+    values = keyed.loc[index, list(columns)].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+    if values.isna().to_numpy().any():
+        raise TraceDataError(f"{path}: non-numeric {what} percentile")
+    return values
 
 
-def subset(trace: Trace, functions: int | None = None, minutes: int | None = None, seed: int = 42) -> Trace:
-    """The first ``minutes`` minute columns of ``functions`` functions chosen at random (seeded).
+def subset(trace: Trace, functions: int | None = None, minutes: int | None = None, seed: int = 42,
+           rule: str = "first") -> Trace:
+    """The first ``minutes`` minute columns of ``functions`` functions: the first ones of the
+    file (``rule="first"``, as the original: its ``#traces = N`` replays the first N), or
+    chosen at random with ``seed`` (``rule="random"``).
 
     The chosen functions keep their order in the file, so the original's function
     numbering (its n-th Deployment replays the n-th row) is kept for the whole sample.
     """
+    if rule not in SUBSET_RULES:
+        raise TraceDataError(f"subset rule must be one of {SUBSET_RULES}, got {rule!r}")
     n_functions, n_minutes = trace.counts.shape
     if minutes is not None:
         if minutes < 1:
@@ -154,11 +178,16 @@ def subset(trace: Trace, functions: int | None = None, minutes: int | None = Non
         if functions > n_functions:
             raise TraceDataError(f"asked for {functions} functions, but {trace.source} has only {n_functions}")
     rows = np.arange(n_functions)
-    if functions is not None and functions < n_functions:
+    picked = functions is not None and functions < n_functions
+    if picked and rule == "random":
         rows = np.sort(np.random.default_rng(seed).choice(n_functions, size=functions, replace=False))
+    elif picked:
+        rows = rows[:functions]
     m = n_minutes if minutes is None else minutes
     note = {"functions": None if functions is None else functions, "of_functions": n_functions,
-            "minutes": m, "of_minutes": n_minutes, "seed": seed if functions is not None and functions < n_functions else None}
+            "rule": rule if picked else "all", "minutes": m, "of_minutes": n_minutes,
+            "seed": seed if picked and rule == "random" else None}
     return Trace(trace.source, tuple(trace.functions[i] for i in rows), trace.minutes[:m],
                  trace.counts[rows, :m].copy(), trace.durations.iloc[rows].reset_index(drop=True),
-                 tuple(trace.rows[i] for i in rows), {**trace.subset, **note})
+                 tuple(trace.rows[i] for i in rows), {**trace.subset, **note},
+                 None if trace.memory is None else trace.memory.iloc[rows].reset_index(drop=True))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...errors import ConfigError
+from .data import SUBSET_RULES
 from .kpa import KPAConfig
 
 
@@ -47,6 +48,7 @@ class TraceParams:
     run_id: str
     trace: Path | None = None  # None: the shipped azure_500
     functions: int | None = None  # None: every function of the trace
+    subset: str = "first"  # which `functions`: the first of the file (as the original) or "random" (with seed)
     minutes: int = 30
     warmup_minutes: int = 10
     systems: tuple[str, ...] = ("Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", "Dr/Kd+")
@@ -54,7 +56,7 @@ class TraceParams:
     kpa_mode: str = "same"  # "as-shipped": k8s+ gets the Knative config (target 100, async), kd+ the Dirigent one
     kd_bin_dir: Path | None = None
     dirigent_csv: Path | None = None
-    seed: int = 42
+    seed: int = 42  # the loader's generators (and a random subset's)
     original_extra: bool = True  # the loader's n+1 invocations per active minute
     timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
     nodes: int = 20
@@ -73,6 +75,8 @@ class TraceParams:
             found.append("systems is empty")
         if self.functions is not None and self.functions < 1:
             found.append(f"functions must be ≥ 1 or None, got {self.functions}")
+        if self.subset not in SUBSET_RULES:
+            found.append(f"subset must be one of {SUBSET_RULES}, got {self.subset!r}")
         if self.minutes < 1:
             found.append(f"minutes must be ≥ 1, got {self.minutes}")
         if not 0 <= self.warmup_minutes < self.minutes:

@@ -72,7 +72,7 @@ def deployment_name(row: int) -> str:
 
 def load_trace(params: TraceParams) -> data.Trace:
     trace = data.load(params.trace or data.SHIPPED)
-    return data.subset(trace, params.functions, params.minutes, params.seed)
+    return data.subset(trace, params.functions, params.minutes, params.seed, rule=params.subset)
 
 
 def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, Any], trace: data.Trace | None,
@@ -142,7 +142,8 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
     names = [deployment_name(r) for r in trace.rows]
     meta: dict[str, Any] = {
         "run_id": params.run_id, "system": system, "kd": spec.kd, "trace": trace.describe(),
-        "schedule": schedules.summary(schedule), "original_extra": params.original_extra, "seed": params.seed,
+        "schedule": schedules.summary(schedule), "schedule_generator": schedules.GENERATOR,
+        "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_mode": params.kpa_mode, "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
         "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "

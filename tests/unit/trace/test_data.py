@@ -72,13 +72,40 @@ def test_missing_directory(tmp_path):
         data.load(tmp_path / "nope")
 
 
-def test_subset_is_seeded_keeps_order_and_refuses_too_many_minutes():
+def test_subset_takes_the_first_functions_by_default_or_seeded_random_ones():
     trace = data.load()
-    a, b = data.subset(trace, 20, 3, seed=1), data.subset(trace, 20, 3, seed=1)
-    assert a.rows == b.rows and list(a.rows) == sorted(a.rows) and len(a.rows) == 20
-    assert data.subset(trace, 20, 3, seed=2).rows != a.rows
+    first = data.subset(trace, 20, 3)
+    assert first.rows == tuple(range(20)) and first.functions == trace.functions[:20]
+    assert first.describe()["subset"] == {"functions": 20, "of_functions": 500, "rule": "first", "minutes": 3,
+                                          "of_minutes": 480, "seed": None}
+    assert first.memory.equals(trace.memory.iloc[:20]) and first.durations.equals(trace.durations.iloc[:20])
+    a, b = data.subset(trace, 20, 3, seed=1, rule="random"), data.subset(trace, 20, 3, seed=1, rule="random")
+    assert a.rows == b.rows and list(a.rows) == sorted(a.rows) and len(a.rows) == 20 and a.rows != first.rows
+    assert data.subset(trace, 20, 3, seed=2, rule="random").rows != a.rows
     assert a.counts.shape == (20, 3) and a.describe()["subset"]["seed"] == 1
+    assert a.describe()["subset"]["rule"] == "random"
+    assert data.subset(trace, minutes=3).describe()["subset"]["rule"] == "all"
     with pytest.raises(TraceDataError, match="only 480"):
         data.subset(trace, minutes=481)
     with pytest.raises(TraceDataError, match="only 500"):
         data.subset(trace, functions=501)
+    with pytest.raises(TraceDataError, match="subset rule"):
+        data.subset(trace, 20, rule="last")
+
+
+MEM_HEADER = ("HashFunction,HashOwner,HashApp,SampleCount,AverageAllocatedMb,AverageAllocatedMb_pct1,"
+              "AverageAllocatedMb_pct5,AverageAllocatedMb_pct25,AverageAllocatedMb_pct50,AverageAllocatedMb_pct75,"
+              "AverageAllocatedMb_pct95,AverageAllocatedMb_pct99,AverageAllocatedMb_pct100")
+
+
+def test_memory_is_read_per_function_when_there_is_a_memory_file(tmp_path):
+    write(tmp_path, f"{HEADER},1\no,a,f1,http,1\no,a,f2,http,2\n", good_durations("f1", "f2"))
+    assert data.load(tmp_path).memory is None
+    (tmp_path / "memory.csv").write_text(f"{MEM_HEADER}\nf2,o,a,9,50,1,2,3,4,5,6,7,8\nf1,o,a,9,50,8,7,6,5,4,3,2,1\n")
+    assert data.load(tmp_path).memory.iloc[:, 0].tolist() == [8, 1]  # in invocations.csv's order
+    (tmp_path / "memory.csv").write_text(f"{MEM_HEADER}\nf2,o,a,9,50,1,2,3,4,5,6,7,8\n")
+    with pytest.raises(TraceDataError, match="memory.csv has no row for 1 function"):
+        data.load(tmp_path)
+    (tmp_path / "memory.csv").write_text(f"{MEM_HEADER}\nf2,o,a,9,50,1,2,3,4,5,6,7,8\nf1,o,a,9,50,x,7,6,5,4,3,2,1\n")
+    with pytest.raises(TraceDataError, match="non-numeric memory percentile"):
+        data.load(tmp_path)

@@ -10,9 +10,10 @@ from kdlib.experiments.trace.params import TraceParams, plan
 
 def test_every_problem_at_once():
     with pytest.raises(ConfigError) as error:
-        TraceParams(run_id=None, minutes=0, systems=("Dr/X",), target_concurrency=0, kpa_mode="odd").validate()
+        TraceParams(run_id=None, minutes=0, systems=("Dr/X",), target_concurrency=0, kpa_mode="odd",
+                    subset="last").validate()
     message = str(error.value)
-    for part in ("run_id", "minutes", "unknown system", "target_concurrency", "kpa_mode"):
+    for part in ("run_id", "minutes", "unknown system", "target_concurrency", "kpa_mode", "subset"):
         assert part in message
 
 
