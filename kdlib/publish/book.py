@@ -160,7 +160,8 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
                           f"runs with one: {', '.join(known) or 'none'} (execute "
                           f"notebooks/{NOTEBOOK} with papermill first, see the README)")
     glued = glued_outputs(notebook)
-    problems = _problems(notebook, glued)
+    # Older code's notebook: executing it again is the remedy for everything else it lacks.
+    problems = code_problems([notebook]) or _problems(notebook, glued)
     if not problems:
         problems = _stale(run_id, notebook, glued, results_root)
     reanalysis = notebook.with_name(REANALYSIS)
@@ -168,7 +169,7 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
         problems = _reanalysis_problems(run_id, reanalysis)
     if not problems:
         trace = notebook.with_name(TRACE_NOTEBOOK)
-        problems = code_problems([notebook, reanalysis, *([trace] if trace.is_file() else [])])
+        problems = code_problems([reanalysis, *([trace] if trace.is_file() else [])])
     if problems:
         raise ConfigError(f"{notebook} cannot make the book (the pages paste {', '.join(GLUE_KEYS)}):\n  "
                           + "\n  ".join(problems))

@@ -417,7 +417,10 @@ def test_building_without_a_usable_run_is_a_clear_config_error(offline_renderer,
     import altair as alt
 
     alt.renderers.enable("mimetype")  # a chart not made offline by kdlib.render
-    outputs = [_glued("fig9_e2e", _chart()), _glued("run_id", "r1")]
+    from kdlib import provenance
+
+    outputs = [_glued("fig9_e2e", _chart()), _glued("run_id", "r1"),
+               _glued("analysis_code", provenance.analysis_digest())]
     nbformat.write(_notebook_with(outputs), executed)
     with pytest.raises(ConfigError) as error:
         book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
