@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scales of one bench, e.g. scale-pods=50,100 (repeatable)")
     scales.add_argument("--artifact-scales", action="store_true", help="the original artifact's scales")
     run.add_argument("--baseline", action="append", dest="baselines", metavar="NAME",
-                     help="k8s, k8s+, kd or kd+ (repeatable; default: all)")
+                     help="k8s, k8s+, k8s+u (k8s+ unthrottled), kd or kd+ (repeatable; default: all)")
     run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
     run.add_argument("--repeats", type=_positive_int, default=1)
     run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
@@ -184,10 +184,11 @@ def _scales(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from .experiments import microbench
+    from .experiments.baselines import BASELINES
 
     params = microbench.SuiteParams.from_notebook(
         run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
-        artifact_scales=args.artifact_scales, baselines=args.baselines or ("k8s", "k8s+", "kd", "kd+"),
+        artifact_scales=args.artifact_scales, baselines=args.baselines or tuple(BASELINES),
         nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes,
         settle_s=args.settle, run_timeout_s=args.run_timeout, inventory=args.inventory, **_scales(args))
     params, note = microbench.with_fetched_kd(params)

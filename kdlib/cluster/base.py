@@ -46,6 +46,7 @@ class ClusterInfo:
     versions: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # component -> where its binary came from
     real_node_names: tuple[str, ...] = ()  # real kubelets (local backend: real_nodes=K)
+    client_limits: dict[str, str] = field(default_factory=dict)  # component -> its client limit, as given
 
     def api_client(self) -> client.ApiClient:
         """A fresh Kubernetes API client for this cluster."""
@@ -89,6 +90,12 @@ class Cluster(ABC):
     def pod_process_starts(self) -> dict[str, list[float]]:
         """Each real pod's process start times by pod uid, in this machine's ``time.monotonic()``
         seconds, the sandbox's first ({} without real nodes)."""
+        return {}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the cluster's processes on this machine: by component
+        name, and ``real nodes/<process>`` for what runs the real pods ({} where they run
+        elsewhere: the difference of two calls is what a run cost)."""
         return {}
 
     def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from typing import Callable
 from ..errors import ConfigError
 from .base import Cluster
 
-Opener = Callable[..., Cluster]  # (nodes=, kd=, bin_dir=, real_nodes=, inventory=) -> a not-yet-started cluster
+Opener = Callable[..., Cluster]  # (nodes=, kd=, bin_dir=, real_nodes=, inventory=, unthrottled=) -> a not-yet-started cluster
 
 
 @dataclass(frozen=True)
@@ -68,17 +68,19 @@ def backend_problems(backend: object, inventory: Path | None) -> list[str]:
 
 
 def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int = 0,
-                 inventory: Path | None = None) -> Cluster:
+                 inventory: Path | None = None, unthrottled: bool = False) -> Cluster:
     """A not-yet-started cluster of backend ``name``; use it as a context manager.
-    ``real_nodes`` is the local backend's; ``inventory`` the ssh backend's hosts."""
+    ``real_nodes`` is the local backend's; ``inventory`` the ssh backend's hosts;
+    ``unthrottled`` raises the control plane's client limits (``settings.client_limits``)."""
     reason = problem(name)
     if reason:
         raise ConfigError(f"backend: {reason}")
     return _BACKENDS[name].open(nodes=nodes, kd=kd, bin_dir=bin_dir, real_nodes=real_nodes,  # type: ignore[misc]
-                                inventory=inventory)
+                                inventory=inventory, unthrottled=unthrottled)
 
 
-def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None) -> Cluster:
+def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None,
+           unthrottled: bool = False) -> Cluster:
     from .local import LocalCluster, suite_state_dir
     from .local.hostnet import why_not_real_nodes
 
@@ -88,10 +90,11 @@ def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inven
     # The suite holds the machine's suite lock, so a cluster left running in its state
     # directory belongs to a suite that was killed (e.g. its kernel): take it over.
     return LocalCluster(nodes=nodes, kd=kd, bin_dir=bin_dir if kd else None, state_dir=suite_state_dir(),
-                        take_over=True, real_nodes=real_nodes)
+                        take_over=True, real_nodes=real_nodes, unthrottled=unthrottled)
 
 
-def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None) -> Cluster:
+def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None,
+         unthrottled: bool = False) -> Cluster:
     from .ssh import inventory as inventories
     from .ssh.cluster import SshCluster
 
@@ -101,12 +104,15 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
     if hosts.mode == "kubeadm":  # the original's way: kubeadm init/join; real kubelets only
         from .ssh.kubeadm_cluster import KubeadmCluster
 
-        return KubeadmCluster(hosts, kd=kd, bin_dir=bin_dir if kd else None, cni="bridge")
+        from .ssh.kubeadm import KubeadmSettings
+
+        settings = (KubeadmSettings.kd if kd else KubeadmSettings.vanilla)(unthrottled=unthrottled)
+        return KubeadmCluster(hosts, settings=settings, kd=kd, bin_dir=bin_dir if kd else None, cni="bridge")
     # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
     # lock on the control-plane host, and a killed suite's remains are cleaned at start.
     # No kwok worker: no kwok nodes; the cluster's why_not names the systems that needed them.
     return SshCluster(hosts, nodes=nodes if hosts.kwok_workers else 0, kd=kd, bin_dir=bin_dir if kd else None,
-                      take_over=True)
+                      take_over=True, unthrottled=unthrottled)
 
 
 register("local", _local)

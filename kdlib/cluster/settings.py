@@ -47,3 +47,28 @@ ETCD_FLAGS = {
 SCHEDULER_CONFIG = {"parallelism": 50, "percentageOfNodesToScore": 5}
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+
+# The client-side rate limits of the controller manager and the scheduler. The artifact keeps
+# the components' defaults (kube-controller-manager --kube-api-qps=20 --kube-api-burst=30, per
+# controller's client; kube-scheduler clientConnection qps 50, burst 100). The unthrottled
+# control experiment (kdlib's, not the original's: system ``k8s+u``) raises both so far that
+# no run here comes near them, to show what binds once the client limit is gone.
+# (kwok's own client needs nothing raised: it runs at 5000 qps, burst 10000, kwok's defaults.)
+UNTHROTTLED_QPS = 10000
+UNTHROTTLED_BURST = 10000
+UNTHROTTLED_CONTROLLER_MANAGER_FLAGS = {"kube-api-qps": str(UNTHROTTLED_QPS),
+                                        "kube-api-burst": str(UNTHROTTLED_BURST)}
+# kube-scheduler ignores its --kube-api-qps/--kube-api-burst flags when it reads a --config
+# file (its deprecated flags' help says so), so the limit goes in the file's clientConnection.
+UNTHROTTLED_SCHEDULER_CLIENT = {"qps": UNTHROTTLED_QPS, "burst": UNTHROTTLED_BURST}
+
+
+def client_limits(unthrottled: bool) -> dict[str, str]:
+    """The client limits a control plane runs with, exactly as given to each component
+    (the run's metadata records them)."""
+    if not unthrottled:
+        return {"kube-controller-manager": "defaults: --kube-api-qps=20 --kube-api-burst=30",
+                "kube-scheduler": "defaults: clientConnection qps 50, burst 100"}
+    return {"kube-controller-manager": " ".join(f"--{k}={v}" for k, v in UNTHROTTLED_CONTROLLER_MANAGER_FLAGS.items()),
+            "kube-scheduler": "config file clientConnection: "
+                              + ", ".join(f"{k}: {v}" for k, v in UNTHROTTLED_SCHEDULER_CLIENT.items())}

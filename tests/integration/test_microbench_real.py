@@ -42,6 +42,8 @@ def test_notebook_measures_real_and_simulated_sandboxes(binaries, tmp_path):
         assert real > 0 and simulated > 0
         meta = json.loads(results.meta_path(directory, results.RunKey(bench, "k8s", scale)).read_text())
         assert meta["real_nodes"] == 2
+        # What the real pods cost: their nodes' processes and cgroups used CPU during the run.
+        assert meta["usage"]["cpu_s"]["real nodes"] > 0 and meta["usage"]["cores"] >= 1
         timeline = results.load_timelines(bench, "tiny-real", tmp_path / "results")
         nodes = set(timeline[(timeline["baseline"] == "k8s") & (timeline["stage"] == "scheduled")]["node"])
         assert nodes <= {"kdlib-real-0", "kdlib-real-1"} and nodes, nodes
@@ -53,3 +55,4 @@ def test_notebook_measures_real_and_simulated_sandboxes(binaries, tmp_path):
         assert not set(timeline[timeline["baseline"] == "k8s+"]["stage"]) & {"sandbox", "started"}
     notebook = (tmp_path / "out.ipynb").read_text()
     assert "k8s+" in notebook
+    assert "pods per kubelet" in notebook and "one pod start cost" in notebook

@@ -43,6 +43,11 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
     frame, summary = logs.parse(trace_run.log_path(directory, "Dr/K8s+"))
     assert len(frame) == len(planned) and summary["total"] == len(planned)
     assert sorted(frame["ts_s"].round(3)) == sorted(planned["t_s"].round(3))
+    # IDs as the original's client writes them (its analysis matches "ID: default/"); the
+    # Deployments lived in kdlib's own namespace, which the metadata names.
+    first = trace_run.log_path(directory, "Dr/K8s+").read_text().splitlines()[0]
+    assert first.startswith("ID: default/trace-") and ", Func: default/trace-" in first
+    assert (meta["namespace"], meta["id_namespace"]) == ("kdlib-trace", "default")
     # Deployments were scaled up (pods became Ready and served) and back down to no pods.
     assert meta["scale_writes"] > 0 and meta["peak_ready_pods"] > 0 and meta["functions_scaled_up"] > 0
     assert meta["scale_down"]["pods_left"] == 0

@@ -24,6 +24,20 @@ def test_percentile_rejects_bad_p():
         analysis.percentile([1.0], 0)
 
 
+def test_original_percentile_is_the_index_90n_over_100():
+    ten = [float(i) for i in range(1, 11)]
+    assert analysis.original_percentile(ten, 90) == 10.0  # index 9: the 10th of 10 pods, not the 9th
+    assert analysis.original_percentile(list(range(1, 101)), 90) == 91  # 100 pods: the 91st
+    assert analysis.original_percentile(list(range(1, 201)), 90) == 181
+    assert analysis.original_percentile(list(range(1, 26)), 90) == 23  # 0.9·25 not whole: as nearest rank
+    assert analysis.original_percentile(list(range(1, 26)), 90) == analysis.percentile(list(range(1, 26)), 90)
+    assert analysis.original_percentile([5.0, None, float("nan"), 1.0, 3.0], 50) == 3.0
+    assert math.isnan(analysis.original_percentile([], 90))
+    for bad in (100, 90.5, -1):
+        with pytest.raises(ValueError):
+            analysis.original_percentile([1.0], bad)
+
+
 def test_tidy_timeline_from_watch_records():
     pods = [{"pod": f"p{i}", "created": 10.1 + i, "scheduled": 10.2 + i, "ready": 10.5 + i, "node": "n0"}
             for i in range(3)]
@@ -47,10 +61,11 @@ def test_stage_percentiles_and_summary():
     stages = analysis.stage_percentiles(pd.DataFrame(rows))
     assert list(stages["stage"].astype(str)) == ["created", "ready", "created", "ready"]  # stage order
     ready = stages[stages["stage"] == "ready"]
-    assert ready["p90"].round(3).tolist() == [0.8, 1.8]
+    assert ready["p90"].round(3).tolist() == [0.9, 1.9]  # the original's index 9 of 10
+    assert ready["p90_nearest_rank"].round(3).tolist() == [0.8, 1.8]
     summary = analysis.stage_summary(stages)
     row = summary[summary["stage"] == "ready"].iloc[0]
-    assert (round(row["p90_s"], 3), round(row["min_s"], 3), round(row["max_s"], 3), row["repeats"]) == (1.3, 0.8, 1.8, 2)
+    assert (round(row["p90_s"], 3), round(row["min_s"], 3), round(row["max_s"], 3), row["repeats"]) == (1.4, 0.9, 1.9, 2)
 
 
 def test_e2e_summary_median_and_range():

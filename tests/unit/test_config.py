@@ -70,6 +70,30 @@ def test_controller_manager_has_artifact_flags(plane):
     assert "--feature-gates=TopologyAwareHints=false" in argv
 
 
+def test_the_artifacts_control_plane_keeps_the_default_client_limits(plane, tmp_path):
+    assert not any(a.startswith(("--kube-api-qps", "--kube-api-burst")) for a in plane["kube-controller-manager"].argv)
+    client = yaml.safe_load((tmp_path / "config" / "scheduler.yaml").read_text())["clientConnection"]
+    assert set(client) == {"kubeconfig"}
+
+
+def test_the_unthrottled_control_plane_raises_both_client_limits(tmp_path):
+    layout = Layout(tmp_path)
+    layout.config.mkdir()
+    binaries = BinarySet(tmp_path / "bin", {c: tmp_path / "bin" / c for c in COMPONENTS})
+    plane = {c.name: c for c in components.control_plane(binaries, layout, Endpoints("127.0.0.1", PORTS),
+                                                           unthrottled=True)}
+    argv = plane["kube-controller-manager"].argv
+    assert "--kube-api-qps=10000" in argv and "--kube-api-burst=10000" in argv
+    assert "--concurrent-replicaset-syncs=100" in argv  # the artifact's flags stay
+    # The scheduler ignores --kube-api-qps with --config: the limit is in the file.
+    assert not any(a.startswith("--kube-api") for a in plane["kube-scheduler"].argv)
+    client = yaml.safe_load((tmp_path / "config" / "scheduler.yaml").read_text())["clientConnection"]
+    assert client["qps"] == 10000 and client["burst"] == 10000 and client["kubeconfig"].endswith("scheduler.kubeconfig")
+    limits = settings.client_limits(True)
+    assert limits["kube-controller-manager"] == "--kube-api-qps=10000 --kube-api-burst=10000"
+    assert "qps: 10000" in limits["kube-scheduler"] and "burst: 10000" in limits["kube-scheduler"]
+
+
 def test_etcd_has_compaction_and_quota(plane):
     argv = plane["etcd"].argv
     assert "--auto-compaction-mode=periodic" in argv

@@ -181,3 +181,14 @@ def test_reset_runs_from_its_own_configuration_with_a_short_api_timeout():
     assert config == {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ResetConfiguration", "force": True,
                       "criSocket": "unix:///run/k3s.sock", "dryRun": True,
                       "timeouts": {"kubernetesAPICall": "10s"}}
+
+
+def test_kubeadm_raises_the_client_limits_of_the_unthrottled_control_plane():
+    plain = kubeadm.cluster_configuration(kubeadm.KubeadmSettings.vanilla(), CP)
+    assert "kube-api-qps" not in as_flags(plain["controllerManager"]["extraArgs"])
+    cluster = kubeadm.cluster_configuration(kubeadm.KubeadmSettings.vanilla(unthrottled=True), CP)
+    flags = as_flags(cluster["controllerManager"]["extraArgs"])
+    assert flags["kube-api-qps"] == "10000" and flags["kube-api-burst"] == "10000"
+    assert flags["concurrent-replicaset-syncs"] == "100"
+    client = kubeadm.scheduler_configuration(unthrottled=True)["clientConnection"]
+    assert client == {"kubeconfig": "/etc/kubernetes/scheduler.conf", "qps": 10000, "burst": 10000}

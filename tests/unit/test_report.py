@@ -34,7 +34,7 @@ def _report(pods: int, ready_at: float, repeats: int = 1, kd_ready_at: float | N
 def test_the_rate_limit_is_named_when_it_binds():
     text = findings(_report(200, 8.5), "scale-pods")
     assert "p90 Ready after **8.50 s**" in text
-    assert "at least **7.5 s** for the 180 writes up to the p90 pod" in text and "that limit is what binds" in text
+    assert "at least **7.5 s** for the 181 writes up to the p90 pod" in text and "that limit is what binds" in text
     assert "pods were created at **24.3 pods/s**" in text and "single run" in text
 
 

@@ -37,17 +37,32 @@ def test_plan_on_local_without_kd():
                                                           "scale-nodes": (2,)}, repeats=2))
     assert set(skipped) == {"k8s", "kd", "kd+"}
     assert "real kubelets" in skipped["k8s"] and "Kd binaries" in skipped["kd+"]
-    assert [(i.bench, i.scale, i.repeat) for i in items] == [
-        ("scale-pods", 5, 0), ("scale-pods", 5, 1), ("scale-funcs", 3, 0), ("scale-funcs", 3, 1),
-        ("scale-nodes", 2, 0), ("scale-nodes", 2, 1)]
-    assert {i.baseline for i in items} == {"k8s+"}
+    runs = [("scale-pods", 5, 0), ("scale-pods", 5, 1), ("scale-funcs", 3, 0), ("scale-funcs", 3, 1),
+            ("scale-nodes", 2, 0), ("scale-nodes", 2, 1)]
+    assert [(i.baseline, i.bench, i.scale, i.repeat) for i in items] == [
+        *(("k8s+", *run) for run in runs), *(("k8s+u", *run) for run in runs)]
 
 
 def test_plan_with_kd_binaries_adds_kd_plus(tmp_path):
     items, skipped = plan(SuiteParams(run_id="r", benches=("scale-pods",), scales={"scale-pods": (5,)},
                                       kd_bin_dir=tmp_path))
-    assert [i.baseline for i in items] == ["k8s+", "kd+"]
+    assert [i.baseline for i in items] == ["k8s+", "kd+", "k8s+u"]
     assert set(skipped) == {"k8s", "kd"}
+
+
+def test_the_unthrottled_baseline_gets_a_cluster_of_its_own():
+    from kdlib.experiments.microbench.suite import _clusters
+
+    clusters = _clusters(SuiteParams(run_id="r", baselines=("k8s+", "k8s+u")))
+    assert set(clusters) == {"vanilla", "vanilla-unthrottled"}
+    assert not clusters["vanilla"].unthrottled and clusters["vanilla-unthrottled"].unthrottled
+    assert set(_clusters(SuiteParams(run_id="r", baselines=("k8s+",)))) == {"vanilla"}
+    # With real nodes for k8s, k8s+u runs beside the same idle kubelets as k8s+: only the limit differs.
+    from kdlib.cluster.local.hostnet import why_not_real_nodes
+
+    if why_not_real_nodes() is None:
+        clusters = _clusters(SuiteParams(run_id="r", baselines=("k8s", "k8s+", "k8s+u"), real_nodes=2))
+        assert clusters["vanilla"].real_nodes == clusters["vanilla-unthrottled"].real_nodes == 2
 
 
 def test_workloads():
@@ -83,5 +98,5 @@ def test_artifact_scales_come_from_the_bench_spec():
 
 def test_figure_11_compares_only_what_the_paper_ran_and_k8s_plus():
     items, _ = plan(SuiteParams(run_id="r", benches=("scale-nodes",), scales={"scale-nodes": (2,)}))
-    assert {i.baseline for i in items} == {"k8s+"}
-    assert BENCHES["scale-nodes"].baselines == ("k8s+", "kd+")
+    assert {i.baseline for i in items} == {"k8s+", "k8s+u"}
+    assert BENCHES["scale-nodes"].baselines == ("k8s+", "k8s+u", "kd+")

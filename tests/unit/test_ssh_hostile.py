@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kdlib.cluster.ssh.inventory import Host
@@ -59,6 +61,26 @@ def test_an_inventory_without_kwok_workers_runs_k8s_and_names_why_not_k8s_plus(t
     items, not_measured = suite.plan(params)  # opens no connection
     assert [(i.baseline, i.scale) for i in items] == [("k8s", 3)]
     assert not_measured == {"k8s+": f"needs kwok nodes: no worker of {params.inventory} has kwok_nodes"}
+
+
+def test_the_ssh_backends_open_the_unthrottled_control_plane_for_k8s_plus_u(tmp_path):
+    from kdlib.experiments.microbench import suite
+    from kdlib.experiments.microbench.spec import SuiteParams
+
+    params = SuiteParams.from_notebook(run_id="x", backend="ssh", inventory=_write_inventory(tmp_path, kwok_nodes=5),
+                                       baselines=["k8s+", "k8s+u"], benches=["scale-pods"], scale_pods=[3])
+    clusters = suite._clusters(params)  # opens no connection
+    assert {p: c.unthrottled for p, c in clusters.items()} == {"vanilla": False, "vanilla-unthrottled": True}
+    inventory = _write_inventory(tmp_path, kubelet=True)
+    kubeadm_mode = tmp_path / "kubeadm.yaml"
+    kubeadm_mode.write_text(Path(inventory).read_text() + "mode: kubeadm\n")
+    params = SuiteParams.from_notebook(run_id="x", backend="ssh", inventory=str(kubeadm_mode),
+                                       baselines=["k8s", "k8s+u"], benches=["scale-pods"], scale_pods=[3])
+    clusters = suite._clusters(params)
+    assert clusters["vanilla-unthrottled"].settings.unthrottled is True
+    assert not clusters["vanilla"].settings.unthrottled
+    items, not_measured = suite.plan(params, clusters)
+    assert [i.baseline for i in items] == ["k8s"] and "needs kwok nodes" in not_measured["k8s+u"]
 
 
 # -- a kubelet worker's prerequisites, checked by the real script in a shell here ---------------------

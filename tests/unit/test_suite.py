@@ -47,7 +47,8 @@ def test_a_second_suite_is_refused_at_once():
 
 
 def test_finished_runs_are_resumed_without_a_cluster(tmp_path, monkeypatch):
-    params = SuiteParams(run_id="done", benches=("scale-pods",), scales={"scale-pods": (5, 10)})
+    params = SuiteParams(run_id="done", benches=("scale-pods",), scales={"scale-pods": (5, 10)},
+                         baselines=("k8s", "k8s+", "kd", "kd+"))
     for scale in (5, 10):
         key = RunKey("scale-pods", "k8s+", scale)
         results.write_run(results.run_dir("scale-pods", "done", tmp_path), key, scale * 1000,

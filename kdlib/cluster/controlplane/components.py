@@ -187,7 +187,8 @@ def _secure_serving(layout: Layout, name: str, address: str, port: int, user: st
     ]
 
 
-def controller_manager(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+def controller_manager(binaries: BinarySet, layout: Layout, at: Endpoints, unthrottled: bool = False) -> Component:
+    """``unthrottled``: the client limits raised (settings.UNTHROTTLED_CONTROLLER_MANAGER_FLAGS)."""
     port = at.ports["kube-controller-manager"]
     argv = [
         str(binaries["kube-controller-manager"]),
@@ -201,16 +202,19 @@ def controller_manager(binaries: BinarySet, layout: Layout, at: Endpoints) -> Co
         # Its flexvolume prober would otherwise create /usr/libexec/kubernetes/... on the machine.
         f"--flex-volume-plugin-dir={layout.state_dir / 'flexvolume'}",
         *_flags(settings.CONTROLLER_MANAGER_FLAGS),
+        *(_flags(settings.UNTHROTTLED_CONTROLLER_MANAGER_FLAGS) if unthrottled else ()),
     ]
     probe = HealthProbe(f"{at.url('kube-controller-manager')}/healthz", ca=layout.pem("ca.crt"))
     return Component("kube-controller-manager", tuple(argv), probe)
 
 
-def scheduler_config(layout: Layout) -> Path:
+def scheduler_config(layout: Layout, unthrottled: bool = False) -> Path:
+    client = {"kubeconfig": str(layout.kubeconfig("scheduler")),
+              **(settings.UNTHROTTLED_SCHEDULER_CLIENT if unthrottled else {})}
     config = {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
-        "clientConnection": {"kubeconfig": str(layout.kubeconfig("scheduler"))},
+        "clientConnection": client,
         "leaderElection": {"leaderElect": False},
         **settings.SCHEDULER_CONFIG,
     }
@@ -219,11 +223,11 @@ def scheduler_config(layout: Layout) -> Path:
     return path
 
 
-def scheduler(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+def scheduler(binaries: BinarySet, layout: Layout, at: Endpoints, unthrottled: bool = False) -> Component:
     port = at.ports["kube-scheduler"]
     serving = [f for f in _secure_serving(layout, "scheduler", at.address, port, "scheduler")
                if not f.startswith(("--kubeconfig", "--leader-elect"))]  # both are in the config file
-    argv = [str(binaries["kube-scheduler"]), f"--config={scheduler_config(layout)}", *serving]
+    argv = [str(binaries["kube-scheduler"]), f"--config={scheduler_config(layout, unthrottled)}", *serving]
     probe = HealthProbe(f"{at.url('kube-scheduler')}/healthz", ca=layout.pem("ca.crt"))
     return Component("kube-scheduler", tuple(argv), probe)
 
@@ -242,12 +246,13 @@ def kwok_controller(binaries: BinarySet, layout: Layout, at: Endpoints) -> Compo
     return Component("kwok", tuple(argv), HealthProbe(f"{at.url('kwok', 'http')}/healthz"))
 
 
-def control_plane(binaries: BinarySet, layout: Layout, at: Endpoints) -> list[Component]:
-    """The components in start order (stop in reverse)."""
+def control_plane(binaries: BinarySet, layout: Layout, at: Endpoints, unthrottled: bool = False) -> list[Component]:
+    """The components in start order (stop in reverse); ``unthrottled``: the controller
+    manager's and the scheduler's client limits raised (:func:`settings.client_limits`)."""
     return [
         etcd(binaries, layout, at),
         apiserver(binaries, layout, at),
-        controller_manager(binaries, layout, at),
-        scheduler(binaries, layout, at),
+        controller_manager(binaries, layout, at, unthrottled),
+        scheduler(binaries, layout, at, unthrottled),
         kwok_controller(binaries, layout, at),
     ]

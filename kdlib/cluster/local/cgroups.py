@@ -66,6 +66,15 @@ def pod_process_starts(cgroup: str) -> dict[str, list[float]]:
     return {uid: sorted(times) for uid, times in starts.items()}
 
 
+def cpu_seconds(cgroup: str) -> float:
+    """CPU seconds used so far by every process that ran in ``cgroup``'s subtree (cpuacct
+    charges every ancestor, so the pods of earlier runs still count); 0 when it is absent."""
+    try:
+        return int((CGROUP_ROOT / "cpuacct" / cgroup.lstrip("/") / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError):
+        return 0.0
+
+
 def remove(cgroup: str, timeout: float = 10.0) -> list[str]:
     """rmdir ``cgroup`` and its children, deepest first, in every hierarchy; returns those left."""
     deadline = time.monotonic() + timeout

@@ -25,7 +25,7 @@ from ... import paths
 from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError
 from ...experiments.baselines import Baseline
 from ...log import get as get_logger
-from .. import kwok
+from .. import kwok, settings
 from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
@@ -89,8 +89,9 @@ class LocalCluster(Cluster):
 
     ``bin_dir`` points at a directory of the user's own binaries (Kd binaries come in
     this way, with ``kd=True``); without it kdlib builds its own, once, into the cache.
-    ``detach=True`` (the CLI's ``up``) leaves the processes running when this object
-    goes away; ``down()`` stops them later.
+    ``unthrottled=True`` raises the controller manager's and scheduler's client limits
+    (:func:`kdlib.cluster.settings.client_limits`). ``detach=True`` (the CLI's ``up``) leaves
+    the processes running when this object goes away; ``down()`` stops them later.
     """
 
     backend = "local"
@@ -107,6 +108,7 @@ class LocalCluster(Cluster):
         timeout: float = 120.0,
         take_over: bool = False,
         real_nodes: int = 0,
+        unthrottled: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes <= 0:
@@ -131,6 +133,7 @@ class LocalCluster(Cluster):
         self.state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd
+        self.unthrottled = unthrottled
         self.apiserver_port = apiserver_port
         self.keep_logs = keep_logs
         self.timeout = timeout
@@ -198,7 +201,7 @@ class LocalCluster(Cluster):
         hosts = (LOOPBACK, "localhost", *([self.api_address] if self.api_address != LOOPBACK else []))
         pki.write_control_plane_pki(self.layout, at.url("kube-apiserver"), hosts=hosts)
         self._write_manifest(binaries, ports, nodes=[])
-        comps = {c.name: c for c in components.control_plane(binaries, self.layout, at)}
+        comps = {c.name: c for c in components.control_plane(binaries, self.layout, at, self.unthrottled)}
         # etcd, then the apiserver; the rest only need the apiserver and start together.
         for wave in (["etcd"], ["kube-apiserver"], ["kube-controller-manager", "kube-scheduler", "kwok"]):
             for name in wave:
@@ -220,7 +223,8 @@ class LocalCluster(Cluster):
         self._write_manifest(binaries, ports, nodes=names, versions=versions, real_nodes=real)
         (self.state_dir / OWNER).unlink(missing_ok=True)
         return ClusterInfo("local", self.layout.admin_kubeconfig, tuple(names), self.kd, versions,
-                           dict(binaries.sources), real_node_names=tuple(real))
+                           dict(binaries.sources), real_node_names=tuple(real),
+                           client_limits=settings.client_limits(self.unthrottled))
 
     def _boot_real_nodes(self, net: hostnet.HostNetwork, node_binaries: dict[str, Path], at: Endpoints,
                          deadline: float) -> list[str]:
@@ -255,6 +259,7 @@ class LocalCluster(Cluster):
             "nodes": nodes,
             "real_nodes": real_nodes or [],
             "kd": self.kd,
+            "client_limits": settings.client_limits(self.unthrottled),
             "bin_dir": str(binaries.directory),
             "sources": binaries.sources,
             "versions": versions or {},
@@ -279,6 +284,12 @@ class LocalCluster(Cluster):
 
     def pod_process_starts(self) -> dict[str, list[float]]:
         return realnodes.pod_process_starts(self.state_dir)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        real = set(realnodes.process_names(self.state_dir))  # counted with their namespaces below
+        found = {name: s for name, s in self.processes.cpu_seconds().items() if name not in real}
+        found.update({f"real nodes/{key}": s for key, s in realnodes.cpu_seconds(self.state_dir).items()})
+        return found
 
     def save_logs(self, destination: Path) -> None:
         if self.processes.log_dir.is_dir():

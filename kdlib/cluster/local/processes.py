@@ -115,6 +115,16 @@ class Processes:
                 found[pid_file.stem] = pid
         return found
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """The CPU time each live process has used so far (user + system, with its reaped
+        children's), by component name."""
+        found = {}
+        for name, pid in self.pids().items():
+            seconds = process_cpu_seconds(pid)
+            if seconds is not None:
+                found[name] = seconds
+        return found
+
     def exit_status(self, name: str) -> int | None:
         """The exit status of a component started by this object that has exited, else None."""
         pid = self.pid(name)
@@ -171,3 +181,13 @@ class Processes:
                 return True
             time.sleep(0.05)
         return False
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds ``pid`` and its reaped children have used (``/proc/<pid>/stat`` utime,
+    stime, cutime, cstime); None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")

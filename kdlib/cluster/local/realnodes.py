@@ -21,7 +21,7 @@ from ...errors import ClusterError
 from ..controlplane import pki
 from . import cgroups, hostnet, images, realnode
 from .hostnet import HostNetwork
-from .processes import Processes
+from .processes import Processes, process_cpu_seconds
 from .realnode import RealNode
 
 log = logging.getLogger("kdlib.cluster.local.realnodes")
@@ -98,6 +98,39 @@ def pod_process_starts(state_dir: Path) -> dict[str, list[float]]:
     for index in range(int(record.get("count") or 0)):
         starts.update(cgroups.pod_process_starts(RealNode(state_dir, net, index).cgroup))
     return starts
+
+
+def process_names(state_dir: Path) -> list[str]:
+    """The names of the real nodes' containerd and kubelet processes (in the cluster's run/)."""
+    record = _read(state_dir)
+    if not record.get("net"):
+        return []
+    net = HostNetwork.from_json(record["net"])
+    return [name for index in range(int(record.get("count") or 0))
+            for name in RealNode(state_dir, net, index).process_names]
+
+
+def cpu_seconds(state_dir: Path) -> dict[int, float]:
+    """CPU seconds used so far by what runs the real pods, by process (or -1-index for a node's
+    pods): each node's containerd, kubelet and shims (the processes of its namespaces, with
+    their reaped children: runc, the CNI plugins) and its pods (their cgroups' cpuacct)."""
+    record = _read(state_dir)
+    if not record.get("net"):
+        return {}
+    net = HostNetwork.from_json(record["net"])
+    found: dict[int, float] = {}
+    for index in range(int(record.get("count") or 0)):
+        node = RealNode(state_dir, net, index)
+        try:
+            ids = json.loads(node.record.read_text()).get("namespaces") or {}
+        except (OSError, ValueError):
+            ids = {}
+        for pid in realnode.namespace_pids(ids) if ids else []:
+            seconds = process_cpu_seconds(pid)
+            if seconds is not None:
+                found[pid] = seconds
+        found[-1 - index] = cgroups.cpu_seconds(node.cgroup)
+    return found
 
 
 def wait_ready(api: client.ApiClient, names: list[str], deadline: float) -> None:

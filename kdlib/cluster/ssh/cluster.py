@@ -37,7 +37,7 @@ from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
 from ..local.cluster import MARKER, is_ours  # one marker for every directory kdlib makes
 from ..local.processes import _signals_deferred
-from ..settings import KWOK_NODE_SELECTOR
+from ..settings import KWOK_NODE_SELECTOR, client_limits
 from . import detached, kubelets
 from .inventory import Inventory
 from .lock import ClusterLock
@@ -66,7 +66,7 @@ class SshCluster(Cluster):
 
     def __init__(self, inventory: Inventory, *, nodes: int | None = None, bin_dir: Path | str | None = None,
                  kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None,
-                 take_over: bool = False) -> None:
+                 take_over: bool = False, unthrottled: bool = False) -> None:
         super().__init__()
         if inventory.mode != "binaries":
             raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not SshCluster's "
@@ -80,6 +80,7 @@ class SshCluster(Cluster):
                               "worker has kwok_nodes")
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd
+        self.unthrottled = unthrottled  # the client limits raised (settings.client_limits)
         self.timeout = timeout
         self.take_over = take_over
         self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
@@ -181,7 +182,7 @@ class SshCluster(Cluster):
         self._timings["ship_binaries"] = time.monotonic() - started
 
         at = Endpoints(LOOPBACK, PORTS, api_address=cp_host.address)
-        comps = {c.name: c for c in components.control_plane(binaries, layout, at)}
+        comps = {c.name: c for c in components.control_plane(binaries, layout, at, self.unthrottled)}
         for name in CONTROL_PLANE:
             self._argv[(cp_host.name, name)] = self._remote_argv(comps[name].argv, layout, cp_host.name,
                                                                  remote_bins[(cp_host.name, name)])
@@ -250,7 +251,8 @@ class SshCluster(Cluster):
         self._watcher.start()
         versions = component_versions(binaries)
         return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, versions,
-                           dict(binaries.sources), real_node_names=tuple(self.workers))
+                           dict(binaries.sources), real_node_names=tuple(self.workers),
+                           client_limits=client_limits(self.unthrottled))
 
     def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
         if not self.inventory.kwok_workers:  # real nodes only: no kwok node to make (why_not keeps kwok systems off)

@@ -86,6 +86,7 @@ class KubeadmSettings:
     cluster_name: str = "kubernetes"
     kube_proxy: bool = True  # kubeadm's kube-proxy and CoreDNS addons (off: their images are not needed)
     coredns: bool = True
+    unthrottled: bool = False  # the controller manager's and scheduler's client limits raised (settings.client_limits)
 
     @classmethod
     def vanilla(cls, **changes: Any) -> "KubeadmSettings":
@@ -186,7 +187,9 @@ def cluster_configuration(s: KubeadmSettings, control_plane: Host) -> dict[str, 
                            "extraArgs": extra_args(settings.ETCD_FLAGS)}},
         "apiServer": {"extraArgs": extra_args(settings.APISERVER_FLAGS),
                       "certSANs": [control_plane.address, control_plane.name]},
-        "controllerManager": {"extraArgs": extra_args(settings.CONTROLLER_MANAGER_FLAGS)},
+        "controllerManager": {"extraArgs": extra_args({
+            **settings.CONTROLLER_MANAGER_FLAGS,
+            **(settings.UNTHROTTLED_CONTROLLER_MANAGER_FLAGS if s.unthrottled else {})})},
         "scheduler": {"extraArgs": extra_args({"config": SCHEDULER_CONFIG}), "extraVolumes": [scheduler_volume]},
     }
     if s.kd_images:  # Kd publishes the control plane only: the rest stays upstream's
@@ -203,11 +206,13 @@ def kubelet_configuration(s: KubeadmSettings) -> dict[str, Any]:
     return {"apiVersion": KUBELET_API, "kind": "KubeletConfiguration", "cgroupDriver": s.cgroup_driver}
 
 
-def scheduler_configuration() -> dict[str, Any]:
+def scheduler_configuration(unthrottled: bool = False) -> dict[str, Any]:
     """The scheduler's own config file (kubeadm has no field for it): the artifact's
-    scoring settings, and the kubeconfig kubeadm writes for the scheduler."""
+    scoring settings, and the kubeconfig kubeadm writes for the scheduler; ``unthrottled``:
+    its client limit raised."""
     return {"apiVersion": SCHEDULER_API, "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": "/etc/kubernetes/scheduler.conf"},
+            "clientConnection": {"kubeconfig": "/etc/kubernetes/scheduler.conf",
+                                 **(settings.UNTHROTTLED_SCHEDULER_CLIENT if unthrottled else {})},
             "leaderElection": {"leaderElect": True}, **settings.SCHEDULER_CONFIG}
 
 

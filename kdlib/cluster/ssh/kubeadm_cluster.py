@@ -54,6 +54,7 @@ from ..binaries import build_node_binaries, default_bin_dir
 from ..local import images
 from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
 from ..local.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT
+from ..settings import client_limits
 from . import detached, kubeadm, prerequisites
 from .cluster import local_state_dir, raise_if_incomplete
 from .inventory import Host, Inventory
@@ -177,7 +178,7 @@ class KubeadmCluster(Cluster):
         cp = self.inventory.control_plane
         token = kubeadm.new_token()
         cp_tools = tools[cp.name]
-        kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm.scheduler_configuration(), sort_keys=False),
+        kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm.scheduler_configuration(self.settings.unthrottled), sort_keys=False),
                          kubeadm.SCHEDULER_CONFIG, mode=0o644)
         config = self._config(cp_tools, kubeadm.init_yaml(self.settings, cp, token, self._patches(cp_tools)))
         self._start_kubelet(cp_tools)
@@ -210,7 +211,8 @@ class KubeadmCluster(Cluster):
         self._timings["joined"] = time.monotonic() - started
         info = ClusterInfo("ssh", kubeconfig, (), self.kd, {"kubeadm": self.settings.kubernetes_version},
                            {"control plane": f"{self.settings.image_repository} images"},
-                           real_node_names=tuple(workers))
+                           real_node_names=tuple(workers),
+                           client_limits=client_limits(self.settings.unthrottled))
         if self.cni == "bridge":
             self._bridge_cni(info)
         return info

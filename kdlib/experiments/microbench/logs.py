@@ -245,3 +245,20 @@ def digest(run_id: str, benches: list[str], root: Path | None = None) -> str:
                 h.update(f"{bench}/{path.name}\0".encode())
                 h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
+
+
+def load_metas(bench: str, run_id: str, root: Path | None = None) -> dict[RunKey, dict[str, Any]]:
+    """The metadata of every finished, undamaged run of one bench, by run key."""
+    directory = run_dir(bench, run_id, root)
+    found = {}
+    for path in sorted(directory.glob("e2e.*.log")) if directory.is_dir() else []:
+        parsed = parse_log_name(path.name)
+        if parsed is None:
+            continue
+        key = RunKey(bench, parsed[1].baseline, parsed[1].scale, parsed[1].repeat)
+        try:
+            read_run(directory, key)
+            found[key] = json.loads(_read_text(meta_path(directory, key)))
+        except (DamagedLog, OSError, ValueError) as error:
+            log.warning("leaving out a damaged run's metadata: %s", error)
+    return found

@@ -12,15 +12,23 @@ from typing import Sequence
 import altair as alt
 import pandas as pd
 
+from ..baselines import display
 from .analysis import STAGE_LABELS, STAGE_ORDER
 from .spec import BENCHES
 
-BASELINE_COLORS = {"k8s": "#9ecae1", "k8s+": "#3182bd", "kd": "#fdae6b", "kd+": "#e6550d"}
+BASELINE_COLORS = {"k8s": "#9ecae1", "k8s+": "#3182bd", "k8s+u": "#31a354", "kd": "#fdae6b", "kd+": "#e6550d"}
 
 
 def _color(baselines: Sequence[str]) -> alt.Color:
-    return alt.Color("baseline:N", title="system", sort=list(baselines),
-                     scale=alt.Scale(domain=list(baselines), range=[BASELINE_COLORS[b] for b in baselines]))
+    """Colours by system key; the legend names each system as pages do (``display``)."""
+    names = [display(b) for b in baselines]
+    return alt.Color("baseline:N", title="system", sort=names,
+                     scale=alt.Scale(domain=names, range=[BASELINE_COLORS[b] for b in baselines]))
+
+
+def _named(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with each system under the name pages give it (k8s+u: "k8s+ (unthrottled)")."""
+    return data.assign(baseline=data["baseline"].map(display))
 
 
 def e2e_chart(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scales: Sequence[int],
@@ -28,10 +36,10 @@ def e2e_chart(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scale
     """p90 time to Ready per baseline and scale, with the range over repeats."""
     data = summary[summary["bench"] == bench].copy()
     cells = pd.DataFrame([(b, s) for b in baselines for s in scales], columns=["baseline", "scale"])
-    data = cells.merge(data, on=["baseline", "scale"], how="left")
+    data = _named(cells.merge(data, on=["baseline", "scale"], how="left"))
     data["label"] = data["p90_s"].map(lambda v: "not measured" if pd.isna(v) else f"{v:.2f}")
     x = alt.X("scale:O", title=BENCHES[bench].swept, sort=list(scales))
-    offset = alt.XOffset("baseline:N", sort=list(baselines))
+    offset = alt.XOffset("baseline:N", sort=[display(b) for b in baselines])
     base = alt.Chart(data).encode(x=x, xOffset=offset)
     bars = base.transform_filter("isValid(datum.p90_s)").mark_bar().encode(
         y=alt.Y("p90_s:Q", title="time until the p90 pod is Ready (s)"),
@@ -48,10 +56,10 @@ def e2e_chart(summary: pd.DataFrame, bench: str, baselines: Sequence[str], scale
 
 def stage_chart(stages: pd.DataFrame, bench: str, baselines: Sequence[str], source: Sequence[str]) -> alt.FacetChart:
     """When the p90 object reached each stage, per baseline, one panel per scale."""
-    data = stages[stages["bench"] == bench].copy()
+    present = [b for b in baselines if b in set(stages[stages["bench"] == bench]["baseline"])]
+    data = _named(stages[stages["bench"] == bench])
     data["stage_label"] = data["stage"].astype(str).map(STAGE_LABELS)
     order = [STAGE_LABELS[s] for s in STAGE_ORDER]
-    present = [b for b in baselines if b in set(data["baseline"])]
     chart = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("p90_s:Q", title="when the p90 object reached the stage: s since the scale call (symlog)",
                 scale=alt.Scale(type="symlog", constant=0.05)),

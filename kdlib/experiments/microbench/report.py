@@ -8,7 +8,6 @@ charts of Figures 9–11 and saves each as SVG and HTML next to the results.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ from ... import store
 from ...cluster.settings import SIMULATED_READY_AFTER_MS
 from ...publish import render
 from .. import runner, verdict
-from ..baselines import BASELINES, KD_WITHOUT_BINARIES
-from . import analysis, comparison, logs, plots
+from ..baselines import BASELINES, KD_WITHOUT_BINARIES, display
+from . import analysis, bottleneck, comparison, logs, plots
 from .spec import BENCHES
 
 #: The controller manager's client limit (kube-controller-manager defaults, kept by the artifact).
@@ -45,11 +44,15 @@ class MicrobenchReport:
     timelines: pd.DataFrame
     provenance: pd.DataFrame
     digest: str = ""  # of the run's files when the report was made (the book checks it)
-    #: One row per finished run: the code revision and the versions it was measured with (its meta file).
-    records: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RECORD_COLUMNS))
+    metas: dict[logs.RunKey, dict[str, Any]] = field(default_factory=dict)  # each finished run's metadata
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
     saved: list[Path] = field(default_factory=list)
+
+    @property
+    def records(self) -> pd.DataFrame:
+        """One row per finished run: the code revision and the versions it was measured with."""
+        return run_records(self.metas)
 
     @property
     def benches(self) -> list[str]:
@@ -78,7 +81,7 @@ class MicrobenchReport:
         """Per system: how many runs, the code revision(s) and versions they recorded, when."""
         rows = []
         for baseline, runs in self.records.groupby("baseline", sort=False):
-            rows.append({"system": baseline, "runs": len(runs), "code revision": _revisions(runs),
+            rows.append({"system": display(baseline), "runs": len(runs), "code revision": _revisions(runs),
                          "kube-apiserver": ", ".join(sorted(set(runs["kube-apiserver"].dropna()))) or "not recorded",
                          "kwok": ", ".join(sorted({v.split(" go")[0] for v in runs["kwok"].dropna()})) or "not recorded",
                          "first run started": runs["start_time"].min(), "last run started": runs["start_time"].max()})
@@ -94,15 +97,16 @@ class MicrobenchReport:
     def not_measured(self, bench: str) -> pd.DataFrame:
         """The systems of this figure that have no number, and why (not-run and failed runs alike)."""
         reasons = self.suite.get("not_measured", {})
-        rows = [{"system": b, "reason": reasons[b]} for b in BENCHES[bench].baselines
+        rows = [{"system": display(b), "reason": reasons[b]} for b in BENCHES[bench].baselines
                 if b in self.suite["parameters"]["baselines"] and b in reasons]
         for attempt in self.suite.get("attempts", [])[-1:]:
             for o in attempt.get("outcomes", []):
                 if o["bench"] == bench and o["status"] == "failed":
-                    rows.append({"system": f"{o['baseline']} at {o['scale']}", "reason": f"run failed: {o['detail']}"})
+                    rows.append({"system": f"{display(o['baseline'])} at {o['scale']}",
+                                 "reason": f"run failed: {o['detail']}"})
         damaged = self.runs[(self.runs["bench"] == bench) & self.runs["source"].str.startswith("damaged")]
         for _, row in damaged.iterrows():
-            rows.append({"system": f"{row['baseline']} at {row['scale']}", "reason": row["source"]})
+            rows.append({"system": f"{display(row['baseline'])} at {row['scale']}", "reason": row["source"]})
         return pd.DataFrame(rows, columns=["system", "reason"])
 
     def findings(self, bench: str) -> str:
@@ -194,24 +198,17 @@ RECORD_COLUMNS = ["bench", "baseline", "scale", "repeat", "git_revision", "git_d
                   "start_time", "load_average_1m"]
 
 
-def run_records(run_id: str, benches: list[str], root: Path | None = None) -> pd.DataFrame:
-    """What each finished run recorded about itself (``meta.*.json``): code revision, versions, start."""
+def run_records(metas: dict[logs.RunKey, dict[str, Any]]) -> pd.DataFrame:
+    """What each finished run recorded about itself (its ``meta`` file): code revision, versions, start."""
     rows = []
-    for bench in benches:
-        for path in sorted(store.run_dir(bench, run_id, root).glob("meta.*.json")):
-            try:
-                meta = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # logs.load reports the run as damaged; nothing here is read as a number
-            if not meta.get("finished"):
-                continue
-            recorded = meta.get("provenance") or {}
-            versions = meta.get("versions") or {}
-            rows.append({"bench": bench, "baseline": meta.get("baseline"), "scale": meta.get("scale"),
-                         "repeat": meta.get("repeat"), "git_revision": recorded.get("git_revision"),
-                         "git_dirty": recorded.get("git_dirty"), "kube-apiserver": versions.get("kube-apiserver"),
-                         "kwok": versions.get("kwok"), "start_time": meta.get("start_time"),
-                         "load_average_1m": (recorded.get("machine") or {}).get("load_average_1m")})
+    for key, meta in metas.items():
+        recorded = meta.get("provenance") or {}
+        versions = meta.get("versions") or {}
+        rows.append({"bench": key.bench, "baseline": key.baseline, "scale": key.scale, "repeat": key.repeat,
+                     "git_revision": recorded.get("git_revision"), "git_dirty": recorded.get("git_dirty"),
+                     "kube-apiserver": versions.get("kube-apiserver"), "kwok": versions.get("kwok"),
+                     "start_time": meta.get("start_time"),
+                     "load_average_1m": (recorded.get("machine") or {}).get("load_average_1m")})
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
@@ -234,7 +231,7 @@ def _versions(records: pd.DataFrame) -> str:
         return "control-plane version not recorded"
     by_version: dict[str, list[str]] = {}
     for (version, baseline), _ in known.groupby(["kube-apiserver", "baseline"], sort=False):
-        by_version.setdefault(version, []).append(baseline)
+        by_version.setdefault(version, []).append(display(baseline))
     return "; ".join(f"{', '.join(dict.fromkeys(b))}: {v}" for v, b in by_version.items())
 
 
@@ -257,16 +254,18 @@ def findings(report: MicrobenchReport, bench: str) -> str:
         return f"No run of `{bench}` finished in this run, so there is nothing to read off it."
     lines = []
     for baseline in sorted(set(summary["baseline"]), key=list(spec.baselines).index):
+        if BASELINES[baseline].unthrottled:  # no client limit to check it against: bottleneck.unthrottled_lines
+            continue
         rows = summary[summary["baseline"] == baseline].sort_values("scale")
         largest = rows.iloc[-1]
         scale, p90 = int(largest["scale"]), float(largest["p90_s"])
         pods = spec.workload(scale).pods
         # Every controller of the controller manager has a client of its own (it runs with
-        # --use-service-account-credentials), each limited to QPS 20, burst 30. The p90 pod needs
-        # ceil(0.9 N) creations by the ReplicaSet controller. In Figure 10 each function costs
+        # --use-service-account-credentials), each limited to QPS 20, burst 30. The p90 pod (the
+        # original's index (90*N)/100, 0-based) needs (90*N)/100 + 1 creations by the ReplicaSet controller. In Figure 10 each function costs
         # two writes on each of two clients: the Deployment controller's (the ReplicaSet's scale,
         # the Deployment's status) and the ReplicaSet controller's (the pod, the ReplicaSet's status).
-        p90_pods = math.ceil(0.9 * pods)
+        p90_pods = (90 * pods) // 100 + 1
         writes_per_pod, writer = ((2, "each of the Deployment and ReplicaSet controllers")
                                   if bench == "scale-funcs" else (1, "the ReplicaSet controller"))
         writes = p90_pods * writes_per_pod
@@ -303,6 +302,8 @@ def findings(report: MicrobenchReport, bench: str) -> str:
         else:
             parts.append(f"each point is the median of {repeats} runs, the bars show their range")
         lines.append("- " + "; ".join(parts) + ".")
+    lines += bottleneck.unthrottled_lines(report, bench)  # the control experiment: what binds without the limit
+    lines += bottleneck.real_node_lines(report, bench)  # why the real-node bars are what they are
     return "\n".join(lines)  # what the numbers say of the paper's claim is the verdict's (figure_verdict)
 
 
@@ -321,7 +322,7 @@ def figure_verdict(report: MicrobenchReport, bench: str) -> verdict.Verdict:
         repeats = sorted({int(r) for r in rows["repeats"]})
         each = (f"{repeats[0]} run{'s' if repeats[0] != 1 else ''} each" if len(repeats) == 1
                 else f"{repeats[0]}–{repeats[-1]} runs each")
-        parts.append(f"{baseline} at {spec.symbol} = {', '.join(str(int(s)) for s in rows['scale'])} ({each})")
+        parts.append(f"{display(baseline)} at {spec.symbol} = {', '.join(str(int(s)) for s in rows['scale'])} ({each})")
     missing = [s for s in report.not_measured(bench)["system"] if " at " not in s]
     measured = "; ".join(parts) or "nothing: no run of this figure finished"
     if missing:
@@ -397,8 +398,9 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         columns=["bench", "baseline", "scale", "p90_s", "min_s", "max_s", "repeats"])
     stages = analysis.stage_summary(analysis.stage_percentiles(timelines)) if len(timelines) else pd.DataFrame(
         columns=["bench", "baseline", "scale", "stage", "p90_s", "min_s", "max_s", "repeats"])
+    metas = {k: m for b in with_results for k, m in logs.load_metas(b, run_id, root).items()}
     report = MicrobenchReport(run_id, suite, runs, summary, stages, timelines, provenance_table(suite),
-                              logs.digest(run_id, benches, root), run_records(run_id, with_results, root))
+                              logs.digest(run_id, benches, root), metas)
     if save:
         # One shared copy of the Vega bundle for every saved chart page of every run.
         bundle = render.write_bundle(store.root(root))
@@ -409,7 +411,8 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         shown = [b for b in baselines if b in spec.baselines]
         table = analysis.figure_table(summary, bench, shown, scales, suite.get("not_measured", {}),
                                       _failures(suite, runs, bench))
-        report.tables[bench] = comparison.with_ratio(table, summary, bench)  # Kd beside vanilla
+        table = comparison.with_ratio(table, summary, bench)  # Kd beside vanilla
+        report.tables[bench] = table.assign(baseline=table["baseline"].map(display))  # k8s+u as "k8s+ (unthrottled)"
         report.charts[f"{prefix}_e2e"] = plots.e2e_chart(summary, bench, shown, scales, report.source)
         report.charts[f"{prefix}_stages"] = plots.stage_chart(stages, bench, shown, report.source)
         if save:

@@ -65,12 +65,13 @@ BENCHES = {
     b.name: b
     for b in (
         Bench("scale-pods", 9, "more pods in one Deployment", "pods in one Deployment (N)", "N",
-              (50, 100, 200), (100, 200), ("k8s", "k8s+", "kd", "kd+")),
+              (50, 100, 200), (100, 200), ("k8s", "k8s+", "k8s+u", "kd", "kd+")),
         Bench("scale-funcs", 10, "more Deployments of one pod", "Deployments of one pod each (K)", "K",
-              (25, 50, 100), (100, 200), ("k8s", "k8s+", "kd", "kd+")),
+              (25, 50, 100), (100, 200), ("k8s", "k8s+", "k8s+u", "kd", "kd+")),
         # The paper ran Figure 11 for Kd only (kd+); k8s+ is the vanilla comparison we can add.
+        # k8s+u (k8s+ unthrottled, kdlib's control experiment) is in every figure beside k8s+.
         Bench("scale-nodes", 11, "more nodes", f"kwok nodes (M), {PODS_PER_NODE} pods per node", "M",
-              (100, 500), (500, 2000), ("k8s+", "kd+")),
+              (100, 500), (500, 2000), ("k8s+", "k8s+u", "kd+")),
     )
 }
 

@@ -24,12 +24,15 @@ from ...cluster.base import Cluster
 from ...cluster.binaries import ensure_binaries
 from ...errors import ExperimentError, KdlibError, api_errors
 from ...log import get as get_logger
-from ..baselines import BASELINES, KD_WITHOUT_BINARIES
+from .. import usage
+from ..baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
 from ..runner import SuiteRecord, suite_lock
 from . import logs, measure
 from .spec import BENCHES, RunItem, SuiteParams
 
 log = get_logger(__name__)
+#: How the log's total picks its pod, in words (the log's metric line and every run's metadata).
+P90_RULE = "the n sorted Ready times at index (90*n)/100, integer division, 0-based, as the original"
 
 
 @dataclass
@@ -58,19 +61,28 @@ class SuiteOutcome:
                 f"{self.seconds:.0f} s>")
 
 
-def _clusters(params: SuiteParams) -> dict[bool, Cluster]:
-    """The (not yet started) clusters of the suite: vanilla, and Kd when its binaries are given.
-    Each gets real nodes only when one of its systems runs real containers."""
+def _clusters(params: SuiteParams) -> dict[str, Cluster]:
+    """The (not yet started) clusters of the suite, one per control plane its systems need
+    (:attr:`Baseline.control_plane`): vanilla, vanilla with the client limits raised, and Kd
+    when its binaries are given. Each gets real nodes only when one of its systems runs real
+    containers (the unthrottled one when vanilla's does)."""
     found = {}
-    for kd in (False, True) if params.kd_bin_dir is not None else (False,):
-        real = any(not BASELINES[b].simulated and BASELINES[b].kd == kd for b in params.baselines)
-        found[kd] = registry.open_cluster(params.backend, nodes=params.nodes, kd=kd,
-                                          bin_dir=params.kd_bin_dir if kd else None,
-                                          real_nodes=params.real_nodes if real else 0, inventory=params.inventory)
+    for plane in CONTROL_PLANES:
+        systems = [BASELINES[b] for b in params.baselines if BASELINES[b].control_plane == plane]
+        kd = plane == "kd"
+        if not systems or (kd and params.kd_bin_dir is None):
+            continue
+        real = any(not b.simulated for b in systems)
+        if plane == "vanilla-unthrottled":  # beside the same idle kubelets as k8s+, so that only the limit differs
+            real = any(not BASELINES[b].simulated and BASELINES[b].control_plane == "vanilla" for b in params.baselines)
+        found[plane] = registry.open_cluster(params.backend, nodes=params.nodes, kd=kd,
+                                             bin_dir=params.kd_bin_dir if kd else None,
+                                             real_nodes=params.real_nodes if real else 0, inventory=params.inventory,
+                                             unthrottled=plane == "vanilla-unthrottled")
     return found
 
 
-def plan(params: SuiteParams, clusters: dict[bool, Cluster] | None = None) -> tuple[list[RunItem], dict[str, str]]:
+def plan(params: SuiteParams, clusters: dict[str, Cluster] | None = None) -> tuple[list[RunItem], dict[str, str]]:
     """The runs to do, in order (scale-nodes last: it resizes the cluster), and the
     baselines that cannot run with the reason. A figure's runs cover only the systems
     that figure compares (:attr:`Bench.baselines`)."""
@@ -80,7 +92,7 @@ def plan(params: SuiteParams, clusters: dict[bool, Cluster] | None = None) -> tu
     benches = sorted(params.benches, key=lambda b: (b == "scale-nodes", list(BENCHES).index(b)))
     for name in params.baselines:
         baseline = BASELINES[name]
-        cluster = clusters.get(baseline.kd)
+        cluster = clusters.get(baseline.control_plane)
         reason = KD_WITHOUT_BINARIES if cluster is None else cluster.why_not(baseline)
         if reason:
             skipped[name] = reason
@@ -120,10 +132,10 @@ def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool =
         error: BaseException | None = None
         try:
             pending = _resume(params, items, outcome, root, bar)
-            for kd in (False, True):
-                group = [i for i in pending if BASELINES[i.baseline].kd == kd]
+            for plane in CONTROL_PLANES:
+                group = [i for i in pending if BASELINES[i.baseline].control_plane == plane]
                 if group:
-                    _run_on_cluster(clusters[kd], params, group, outcome, root, bar, record)
+                    _run_on_cluster(clusters[plane], plane, params, group, outcome, root, bar, record)
         except BaseException as caught:
             error = caught
             raise
@@ -163,15 +175,15 @@ def _finished_on_disk(params: SuiteParams, root: Path | None) -> dict[str, int]:
     return {b: len(list(store.run_dir(b, params.run_id, root).glob("e2e.*.log"))) for b in params.benches}
 
 
-def _run_on_cluster(cluster: Cluster, params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome,
+def _run_on_cluster(cluster: Cluster, plane: str, params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome,
                     root: Path | None, bar: tqdm, record: SuiteRecord) -> None:
-    kind = "Kd" if cluster_kd(cluster) else "vanilla"
+    kind = {"kd": "Kd", "vanilla": "vanilla", "vanilla-unthrottled": "vanilla (unthrottled)"}[plane]
     _progress(bar, f"starting the {kind} {params.backend} cluster")
     with cluster:
         info = cluster.info
         clusters = record.data.setdefault("clusters", {})
-        clusters["kd" if info.kd else "vanilla"] = {"backend": info.backend, "kd": info.kd, "versions": info.versions,
-                                                   "sources": info.sources}
+        clusters[plane] = {"backend": info.backend, "kd": info.kd, "versions": info.versions,
+                           "sources": info.sources, "client_limits": info.client_limits}
         record.write()
         try:
             with api_errors("talking to the cluster"):
@@ -191,12 +203,8 @@ def _run_on_cluster(cluster: Cluster, params: SuiteParams, items: list[RunItem],
                 api.close()
         except BaseException:
             # Save the evidence before the cluster (and its logs) goes away.
-            cluster.save_logs(store.root(root) / "suites" / f"{params.run_id}.logs" / kind.lower())
+            cluster.save_logs(store.root(root) / "suites" / f"{params.run_id}.logs" / plane)
             raise
-
-
-def cluster_kd(cluster: Cluster) -> bool:
-    return bool(getattr(cluster, "kd", False))
 
 
 def _progress(bar: tqdm, message: str) -> None:
@@ -280,7 +288,8 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
         "repeat": item.repeat, "deployments": workload.deployments, "replicas_each": workload.replicas,
         "pods": workload.pods, "nodes": nodes, "backend": info.backend, "kd": info.kd,
         "real_nodes": 0 if baseline.simulated else len(info.real_node_names),
-        "versions": info.versions, "sources": info.sources, "settle_s": params.settle_s, "timeout_s": timeout,
+        "versions": info.versions, "sources": info.sources, "client_limits": info.client_limits,
+        "settle_s": params.settle_s, "timeout_s": timeout,
         "provenance": provenance.collect(),
     }
     _progress(bar, f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")
@@ -295,12 +304,15 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     _progress(bar, f"{item.label}: scaling to {workload.pods} pods")
     meta["start_time"] = provenance.now()
     with api_errors(f"{item.label}: measuring"):
+        before = usage.snapshot(cluster, api)
         result = measure.measure(api, namespace, names, workload, timeout, health=cluster.check)
+        meta["usage"] = usage.between(before, usage.snapshot(cluster, api))  # what binds: the findings read it
         if not baseline.simulated and info.real_node_names:  # the runtime breakdown, from the pods' processes
             result.timeline = _with_runtime_stages(cluster, api, namespace, result)
     phases["measure"] = time.monotonic() - mark
     phases = {k: round(v, 3) for k, v in phases.items()}
-    meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases)
+    meta.update(end_time=provenance.now(), pods_ready=result.pods_ready, finished=result.finished, phases_s=phases,
+                p90_rule=P90_RULE, p90_nearest_rank_us=result.nearest_rank_us)
     if not result.finished:
         # Save first: the partial timeline and why, but no log, so the run is redone next time.
         meta["error"] = result.error
@@ -309,7 +321,7 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     logs.write_run(directory, key, result.total_us, result.timeline, meta, {
         "bench": item.bench, "baseline": item.baseline, "scale": item.scale, "repeat": item.repeat,
         "pods": result.pods_expected, "nodes": nodes, "backend": info.backend,
-        "metric": "time until the 90th-percentile pod is Ready"})
+        "metric": f"time until the 90th-percentile pod is Ready ({P90_RULE})"})
     return RunOutcome(item, "measured", result.total_us / 1e6, "", phases)
 
 

@@ -2,6 +2,6 @@
 
 ``data`` reads the trace, ``schedule`` turns it into timed invocations, ``kpa`` decides
 replica counts, ``gateway`` hands invocations to Ready pods, ``replay`` drives a real
-cluster, ``logs`` writes and parses the per-invocation log, ``analysis`` and ``plots``
-make the figures. Nothing runs at import time.
+cluster, ``logs`` writes and parses the per-invocation log, ``reference`` reads the
+original's reference CSVs (Kn/K8s, Dirigent), ``analysis`` and ``plots`` make the figures. Nothing runs at import time.
 """

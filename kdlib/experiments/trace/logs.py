@@ -1,4 +1,4 @@
-"""The per-invocation log in the original's line format, and the Dirigent CSV.
+"""The per-invocation log in the original's line format.
 
 One line per invocation, as the original's trace client writes it::
 
@@ -11,6 +11,18 @@ that never happened is ``N/A`` (a failed dispatch has ``GSendReq``, ``GRecvRes``
 ``Delay`` N/A). The file ends with ``Summary: total N success S fail F``. :func:`parse`
 reads logs of the original and of kdlib alike, vectorised: a few whole-text replacements
 turn the lines into plain CSV for pandas' C parser (no per-line Python).
+
+**The namespace token.** The original's client ran in the ``default`` namespace, and its
+plot script matches exactly ``ID: default/trace-…``. kdlib's Deployments live in their
+own namespace (``kdlib-trace``, recorded as ``namespace`` in the run's metadata), because
+kdlib deletes what its namespace holds when a run ends and must never touch objects it did
+not create; its logs still write ``ID: default/…`` and ``Func: default/…``
+(:data:`ID_NAMESPACE`, the metadata's ``id_namespace``), so the original's own analysis
+reads them unchanged. The rest of the ID is ``trace-<row>-<minute>/<index in the
+minute>``; the original's client writes its sender's number (almost always 0) and the
+request's index within that sender there, numbers its analysis matches but never uses.
+Logs written before this change, with ``kdlib-trace/`` IDs, parse the same: :func:`parse`
+does not read the namespace token.
 """
 
 from __future__ import annotations
@@ -25,6 +37,9 @@ import pandas as pd
 
 from ...errors import LogFormatError
 from .gateway import FAIL_DISPATCH, SUCCESS, Invocation
+
+#: The namespace token of every ID and Func in kdlib's logs: the original client's namespace.
+ID_NAMESPACE = "default"
 
 _SUMMARY = re.compile(r"^Summary: total (\d+) success (\d+) fail (\d+)\s*$", re.M)
 COLUMNS = ["ns", "id_name", "id_index", "func_ns", "func", "status", "ts_s", "csend_s", "grecv_req_ms",
@@ -122,38 +137,5 @@ def parse(path: Path | str) -> tuple[pd.DataFrame, dict | None]:
     return parse_bytes(path.read_bytes(), str(path))
 
 
-DIRIGENT_COLUMNS = ("invocationID", "instance", "responseTime", "actualDuration", "requestedDuration",
-                    "connectionTimeout", "functionTimeout")
-
-
-def read_dirigent_csv(path: Path | str) -> pd.DataFrame:
-    """The invitro/Dirigent per-invocation CSV the original plots (times in µs).
-
-    Returns the columns of :func:`parse` that the analysis uses: ``function`` (the
-    instance name without its replica suffix), ``ts_s`` (minute from the ``min<N>.``
-    prefix of the invocation ID, ×60), ``delay_ms`` (responseTime − actualDuration),
-    ``runtime_ms``, ``requested_ms``, ``failed`` (connection or function timeout).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise LogFormatError(f"Dirigent CSV {path} does not exist")
-    frame = pd.read_csv(path)
-    missing = [c for c in DIRIGENT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise LogFormatError(f"{path} lacks the column(s) {', '.join(missing)} of the Dirigent/invitro CSV")
-    minute = pd.to_numeric(frame["invocationID"].astype(str).str.extract(r"^min(\d+)\.")[0], errors="coerce")
-    out = pd.DataFrame({
-        "function": frame["instance"].astype(str).str.replace(
-            r"(\-[0-9]+(\-[0-9]+\-deployment\-[0-9A-Za-z\-]+){0,1})$", "", regex=True),
-        "ts_s": minute * 60.0,
-        "delay_ms": (frame["responseTime"] - frame["actualDuration"]) / 1000.0,
-        "runtime_ms": frame["actualDuration"] / 1000.0,
-        "requested_ms": frame["requestedDuration"] / 1000.0,
-        "failed": frame["connectionTimeout"].astype(bool) | frame["functionTimeout"].astype(bool),
-    })
-    out["status"] = np.where(out["failed"], "TIMEOUT", SUCCESS)
-    return out
-
-
-__all__ = ["format_line", "summary_line", "parse", "parse_text", "read_dirigent_csv", "LogFormatError",
+__all__ = ["format_line", "summary_line", "parse", "parse_text", "LogFormatError", "ID_NAMESPACE",
            "SUCCESS", "FAIL_DISPATCH"]

@@ -37,6 +37,8 @@ KNATIVE_REASON = ("kdlib has no Knative path yet, on any backend: it does not in
 KD_REASON_START = "needs Kubedirect's binaries"
 #: File names of a system's results: ``trace.<key>.log`` (no "/" in file names).
 FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K8s+": "dr-k8s+", "Dr/Kd+": "dr-kd+"}
+#: Systems shown from the original's reference CSVs when the run names one: system → parameter.
+REFERENCE_DATA = {"Kn/K8s": "kn_k8s_csv", "Dirigent": "dirigent_csv"}
 KPA_MODES = ("same", "as-shipped")
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -56,6 +58,7 @@ class TraceParams:
     kpa_mode: str = "same"  # "as-shipped": k8s+ gets the Knative config (target 100, async), kd+ the Dirigent one
     kd_bin_dir: Path | None = None
     dirigent_csv: Path | None = None
+    kn_k8s_csv: Path | None = None  # the original's Kn/K8s result (its k8s.500.csv), from the paper's cluster
     seed: int = 42  # the loader's generators (and a random subset's)
     original_extra: bool = True  # the loader's n+1 invocations per active minute
     timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
@@ -87,8 +90,8 @@ class TraceParams:
             found.append(f"kpa_mode must be one of {KPA_MODES}, got {self.kpa_mode!r}")
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).is_dir():
             found.append(f"kd_bin_dir {self.kd_bin_dir} is not a directory")
-        if self.dirigent_csv is not None and not Path(self.dirigent_csv).is_file():
-            found.append(f"dirigent_csv {self.dirigent_csv} is not a file")
+        for name in REFERENCE_DATA.values():
+            found += _reference_csv_problems(name, getattr(self, name))
         for name, value in dict(self.timeouts).items():
             if name not in SYSTEMS:
                 found.append(f"timeouts: unknown system {name!r}")
@@ -144,18 +147,32 @@ def with_fetched_kd(params: TraceParams) -> tuple[TraceParams, str | None]:
         f"kd_bin_dir not given: using the Kubedirect binaries that `kd fetch` stored in {found.directory} ({digests})")
 
 
+def _reference_csv_problems(name: str, path: Path | None) -> list[str]:
+    """One line per problem of a reference CSV parameter: not a file, or a column missing."""
+    from .reference import missing_columns
+
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        return [f"{name} {path} is not a file"]
+    missing = missing_columns(path)
+    if missing:
+        return [f"{name} {path} lacks the column(s) {', '.join(missing)} of invitro's per-invocation CSV"]
+    return []
+
+
 def plan(params: TraceParams) -> tuple[list[str], dict[str, str], list[str]]:
     """(systems to replay here, {system: why not measured}, systems shown from reference data)."""
     run, skipped, reference = [], {}, []
     for name in params.systems:
         system = SYSTEMS[name]
-        if name == "Dirigent":
-            if params.dirigent_csv is None:
-                skipped[name] = "no reference data: give its per-invocation CSV with dirigent_csv"
-            else:
-                reference.append(name)
+        if name in REFERENCE_DATA and getattr(params, REFERENCE_DATA[name]) is not None:
+            reference.append(name)
+        elif name == "Dirigent":
+            skipped[name] = "no reference data: give its per-invocation CSV with dirigent_csv"
         elif not system.local:
-            skipped[name] = KNATIVE_REASON
+            skipped[name] = KNATIVE_REASON + (" (or show the paper's result: the original's k8s.500.csv as kn_k8s_csv)"
+                                              if name in REFERENCE_DATA else "")
         elif system.kd and params.kd_bin_dir is None:
             skipped[name] = (f"{KD_REASON_START} (kd_bin_dir, or `python -m kdlib kd fetch`); "
                              "its source is not public")

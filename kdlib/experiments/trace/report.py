@@ -1,8 +1,8 @@
 """Everything the trace notebook shows, computed from ``results/trace/<run_id>/``.
 
-``trace_report(run_id)`` parses each finished system's log (and the Dirigent reference
-CSV, when the run names one), computes the per-function numbers, draws Figures 12 and
-13, and saves each chart as SVG and HTML beside the results.
+``trace_report(run_id)`` parses each finished system's log (and the original's reference
+CSVs, ``Kn/K8s`` and ``Dirigent``, when the run names them), computes the per-function
+numbers, draws Figures 12 and 13, and saves each chart as SVG and HTML beside the results.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ... import store
 from ...publish import render
 from .. import verdict
 from ..microbench.report import provenance_table
-from . import analysis, plots
-from .params import KD_REASON_START, SYSTEMS
+from . import analysis, logs, plots, reference
+from .params import KD_REASON_START, REFERENCE_DATA, SYSTEMS
 from .run import load_meta, load_run, log_path, run_dir
 
 
@@ -130,28 +130,35 @@ def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: How a reference system is labelled (the summary's source, the figure's subtitle).
+REFERENCE_LABELS = {"Kn/K8s": "the original artifact's result, measured on the paper's cluster",
+                    "Dirigent": "reference data"}
+
+
 def trace_report(run_id: str, root: Path | None = None, save: bool = True,
-                 knative_timeout_ms: float | None = None) -> TraceReport:
+                 knative_timeout_ms: float | None = analysis.KN_KD_TIMEOUT_MS) -> TraceReport:
     """Load, analyse and chart trace run ``run_id``.
 
-    ``knative_timeout_ms`` applies the original's Kn/Kd filter (8000: a delay above 8 s
-    counts as a timeout and is dropped) to the Knative systems.
+    ``knative_timeout_ms`` is the original's filter for ``Kn/Kd`` only (8000, as the
+    original: a delay above 8 s counts as a timeout and is dropped); None keeps them.
     """
     run = load_run(run_id, root)
     params = run["parameters"]
     warmup = params["warmup_minutes"]
     directory = run_dir(run_id, root)
-    per_system, sources, metas = {}, {}, {}
+    per_system, sources, metas, references = {}, {}, {}, {}
     for system in params["systems"]:
         path = log_path(directory, system)
         if path.is_file():
             metas[system] = load_meta(run_id, system, root)
-            timeout = knative_timeout_ms if system.startswith("Kn/") else None
-            per_system[system] = analysis.per_function(analysis.load_log_or_csv(path), warmup, timeout)
+            timeout = knative_timeout_ms if system == "Kn/Kd" else None
+            per_system[system] = analysis.per_function(logs.parse(path)[0], warmup, timeout)
             sources[system] = f"measured here (run {run_id})"
-        elif system == "Dirigent" and params.get("dirigent_csv"):
-            per_system[system] = analysis.per_function(analysis.load_log_or_csv(Path(params["dirigent_csv"])), warmup)
-            sources[system] = f"reference data: {Path(params['dirigent_csv']).name} (not measured here)"
+        elif params.get(REFERENCE_DATA.get(system, "")):
+            csv = Path(params[REFERENCE_DATA[system]])
+            below = reference.DIRIGENT_LATENCY_BELOW_MS if system == "Dirigent" else None
+            per_system[system] = reference.per_function(reference.read(csv), warmup, below)
+            sources[system] = references[system] = f"{REFERENCE_LABELS[system]} ({csv.name}), not measured here"
     not_measured = {**run["not_measured"], **{s: f"failed: {e}" for s, e in run["failed"].items()}}
     nm = pd.DataFrame([{"system": s, "figure": SYSTEMS[s].figure, "reason": r} for s, r in not_measured.items()],
                       columns=["system", "figure", "reason"])
@@ -163,7 +170,7 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
         bundle = render.write_bundle(store.root(root))
     for figure in (12, 13):
         source = _source(report, figure)
-        chart = plots.cdf_chart(points, figure, analysis.figure_systems(figure), not_measured, source)
+        chart = plots.cdf_chart(points, figure, analysis.figure_systems(figure), not_measured, source, references)
         report.charts[f"fig{figure}"] = chart
         if save:
             report.saved.extend(render.save_chart(chart, directory / f"fig{figure}", bundle))

@@ -146,6 +146,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
         "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_mode": params.kpa_mode, "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
+        "id_namespace": logs.ID_NAMESPACE,
         "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
                    "an invocation holds its pod for its requested runtime)",
     }
@@ -220,8 +221,9 @@ def scale_to_zero(api: client.ApiClient, names: list[str], timeout: float = 300)
 
 
 def format_log(result, schedule, names: list[str]) -> str:
-    ids = schedules.invocation_ids(schedule, NAMESPACE).to_numpy()
-    lines = [logs.format_line(inv, NAMESPACE, names[inv.function], ids[inv.seq], result.start)
+    """The replay's log; IDs and Func name the original's namespace (see :mod:`.logs`)."""
+    ids = schedules.invocation_ids(schedule, logs.ID_NAMESPACE).to_numpy()
+    lines = [logs.format_line(inv, logs.ID_NAMESPACE, names[inv.function], ids[inv.seq], result.start)
              for inv in result.invocations]
     lines.append(logs.summary_line(inv.status for inv in result.invocations))
     return "".join(lines)

@@ -1,4 +1,4 @@
-"""The per-invocation log: our lines parse back; the original's lines and the Dirigent CSV load."""
+"""The per-invocation log: our lines parse back; the original's lines load."""
 
 from __future__ import annotations
 
@@ -52,17 +52,3 @@ def test_not_a_log_is_a_readable_error():
     with pytest.raises(logs.LogFormatError, match="original's line format|lacks"):
         logs.parse_text("hello, world\nthis is not a log\n")
 
-
-def test_dirigent_csv(tmp_path):
-    path = tmp_path / "dirigent.csv"
-    path.write_text("invocationID,instance,responseTime,actualDuration,requestedDuration,connectionTimeout,functionTimeout\n"
-                    "min3.1,fnA-3-7-deployment-abc,250000,200000,200000,False,False\n"
-                    "min12.4,fnB-1,1000,0,100000,True,False\n")
-    frame = logs.read_dirigent_csv(path)
-    assert frame["function"].tolist() == ["fnA", "fnB"]
-    assert frame["ts_s"].tolist() == [180.0, 720.0]
-    assert frame["delay_ms"].tolist() == [50.0, 1.0] and frame["failed"].tolist() == [False, True]
-    bad = tmp_path / "bad.csv"
-    bad.write_text("invocationID,instance\nx,y\n")
-    with pytest.raises(logs.LogFormatError, match="lacks the column"):
-        logs.read_dirigent_csv(bad)
