@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = local_commands.add_parser("down", parents=[state], help="stop the cluster and remove its files")
     down.add_argument("--keep", action="store_true", help="keep the logs/ folder for debugging")
     down.add_argument("--all", action="store_true", help="every cluster kdlib started here (a suite's too)")
+    down.add_argument("--force", action="store_true",
+                      help="with --all: stop a running suite's cluster too (otherwise refused while a suite runs)")
 
     trace = commands.add_parser("trace", help="the Azure Functions trace of Figures 12-13")
     trace_commands = trace.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -143,11 +145,23 @@ def _local(args: argparse.Namespace) -> int:
             return 0 if any(f["running"] for f in found_all) else 1
         found = local.status(args.state_dir)
         print(json.dumps(found, indent=2))
+        if found["dead"]:
+            print(f"not running: {', '.join(found['dead'])} died; see {found['state_dir']}/logs/, then stop the "
+                  f"rest with `{found['stop_with']}`", file=sys.stderr)
         others = [str(d) for d in local.clusters() if d != Path(found["state_dir"]) and local.status(d)["running"]]
         if others:
             print(f"also running: {', '.join(others)} (see `local status --all`)", file=sys.stderr)
         return 0 if found["running"] else 1
     if args.action == "down":
+        if args.all and not args.force:
+            from .errors import ClusterBusyError
+            from .experiments.runner import suite_holder
+
+            holder = suite_holder()
+            if holder is not None:
+                raise ClusterBusyError(f"an experiment suite is running ({holder}); `local down --all` would stop "
+                                       "its cluster under it: wait for it or stop it (Ctrl-C, or kill its pid), "
+                                       "or pass --force")
         for state_dir in (local.clusters() if args.all else [args.state_dir]):
             local.down(state_dir, keep_logs=args.keep)
         return 0

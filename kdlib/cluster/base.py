@@ -12,8 +12,11 @@ including Ctrl-C and SIGTERM.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
+import hashlib
+import os
 import signal
 import threading
 from abc import ABC, abstractmethod
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from kubernetes import client, config
 
 from ..errors import ClusterStateError, api_errors
@@ -51,9 +55,46 @@ class ClusterInfo:
     def api_client(self) -> client.ApiClient:
         """A fresh Kubernetes API client for this cluster."""
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=configuration)
+        config.load_kube_config_from_dict(credentials_beside(self.kubeconfig), client_configuration=configuration)
         configuration.connection_pool_maxsize = 32  # parallel node and object creation
         return client.ApiClient(configuration)
+
+
+#: The kubeconfig fields whose content the Kubernetes client needs as files.
+_EMBEDDED = {"certificate-authority-data": "certificate-authority", "client-certificate-data": "client-certificate",
+             "client-key-data": "client-key"}
+CREDENTIALS_DIR = "client-credentials"
+
+
+def credentials_beside(kubeconfig: Path) -> dict[str, Any]:
+    """The kubeconfig as a dict whose embedded certificates and key are files beside it.
+
+    The Kubernetes client would write them to temporary files in /tmp, removed only at a
+    normal interpreter exit: a SIGKILL left the cluster's CA, admin certificate and admin
+    key there. Here they go (0600, in a 0700 folder) next to the kubeconfig that already
+    holds them, i.e. in the cluster's state directory, and go away with it.
+    """
+    kubeconfig = Path(kubeconfig)
+    loaded = yaml.safe_load(kubeconfig.read_text()) or {}
+    folder = kubeconfig.parent / CREDENTIALS_DIR
+    for section, key in (("clusters", "cluster"), ("users", "user")):
+        for entry in loaded.get(section) or []:
+            fields = entry.get(key) or {}
+            for embedded, as_file in _EMBEDDED.items():
+                if embedded in fields:
+                    content = base64.b64decode(fields.pop(embedded))
+                    fields[as_file] = str(_private_file(folder, content))
+    return loaded
+
+
+def _private_file(folder: Path, content: bytes) -> Path:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / hashlib.sha256(content).hexdigest()[:24]
+    if not path.is_file() or path.read_bytes() != content:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+    return path
 
 
 class _Terminated(KeyboardInterrupt):

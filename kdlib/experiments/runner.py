@@ -60,6 +60,8 @@ def end_state(error: BaseException | None) -> tuple[str, str]:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(-1, 0) would ask about every process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -102,15 +104,35 @@ class SuiteRecord:
         store.write_json(self.path, self.data)
 
 
-def load(run_id: str, root: Path | None = None) -> dict[str, Any]:
-    """A suite record; a ``running`` attempt whose process is gone reads as ``killed``."""
-    record = json.loads(store.suite_path(run_id, root).read_text())
+def with_killed(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with every ``running`` attempt whose process is gone read as ``killed``
+    (the same rule for every experiment's record; an attempt without a pid counts as gone)."""
     for attempt in record.get("attempts", []):
-        if attempt.get("state") == "running" and not _alive(int(attempt.get("pid", 0)) or -1):
+        if attempt.get("state") == "running" and not _alive(int(attempt.get("pid") or 0)):
             attempt["state"], attempt["reason"] = "killed", "its process is gone (SIGKILL or a crash)"
     if record.get("attempts"):
         record["state"] = record["attempts"][-1]["state"]
     return record
 
 
-__all__ = ["SuiteRecord", "load", "lock_path", "suite_lock", "end_state"]
+def load(run_id: str, root: Path | None = None) -> dict[str, Any]:
+    """A suite record; a ``running`` attempt whose process is gone reads as ``killed``."""
+    return with_killed(json.loads(store.suite_path(run_id, root).read_text()))
+
+
+def suite_holder() -> str | None:
+    """Who holds the machine-wide suite lock ("pid …, run_id …, since …"), or None when no suite runs."""
+    path = lock_path()
+    if not path.is_file():
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+__all__ = ["SuiteRecord", "load", "lock_path", "suite_lock", "end_state", "with_killed", "suite_holder"]

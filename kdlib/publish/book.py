@@ -148,6 +148,16 @@ def code_problems(notebooks: list[Path], current: str | None = None) -> list[str
     return problems
 
 
+def _damaged_trace(run_id: str, results_root: Path) -> list[str]:
+    """The run's trace logs must pass the integrity checks (checksum, counts, every line)."""
+    from ..experiments.trace import run as trace_run
+
+    if not (results_root / trace_run.BENCH / run_id).is_dir():
+        return []
+    return [f"{why}: run the trace notebook again under this run id (it redoes a damaged system)"
+            for why in trace_run.damaged_files(run_id, results_root)]
+
+
 def find_source(run_id: str | None = None, results_root: Path | None = None) -> BookSource:
     """The executed notebook of ``run_id`` (default: the reference run), checked for the glue keys."""
     results_root = store.root(results_root)
@@ -164,6 +174,8 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
     problems = code_problems([notebook]) or _problems(notebook, glued)
     if not problems:
         problems = _stale(run_id, notebook, glued, results_root)
+    if not problems:
+        problems = _damaged_trace(run_id, results_root)
     reanalysis = notebook.with_name(REANALYSIS)
     if not problems:
         problems = _reanalysis_problems(run_id, reanalysis)

@@ -90,3 +90,17 @@ def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
     record.data["attempts"][-1]["pid"] = dead.pid
     record.write()
     assert runner.load("k", tmp_path)["state"] == "killed"
+
+
+def test_resuming_with_other_parameters_is_refused_naming_them(tmp_path, monkeypatch):
+    """Issue 19: a result's parameters are part of its identity (the microbenchmarks too)."""
+    params = SuiteParams(run_id="made", benches=("scale-pods",), baselines=("k8s+",), scales={"scale-pods": (5,)})
+    key = RunKey("scale-pods", "k8s+", 5)
+    meta = {"backend": "local", "nodes": 20, "settle_s": 2.0, "timeout_s": params.timeout_for(
+        suite.BENCHES["scale-pods"].workload(5))}
+    results.write_run(results.run_dir("scale-pods", "made", tmp_path), key, 5000, pd.DataFrame(), meta, {})
+    other = SuiteParams(run_id="made", benches=("scale-pods",), baselines=("k8s+",), scales={"scale-pods": (5,)},
+                        nodes=7, settle_s=0.0)
+    with pytest.raises(suite.ConfigError, match=r"nodes: 20 → 7; settle_s: 2\.0 → 0\.0.*new run_id"):
+        suite.run_suite(other, root=tmp_path, progress=False)
+    assert not (tmp_path / "suites" / "made.json").exists()  # refused before anything ran or was recorded

@@ -13,8 +13,10 @@ written at creation, and a directory without it is refused, never deleted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import time
@@ -51,14 +53,51 @@ def suite_state_dir() -> Path:
     return paths.state_root() / "suite"
 
 
+REGISTRY = "elsewhere"  # under the state root: one file per cluster whose state directory is outside it
+
+
 def is_ours(state_dir: Path) -> bool:
     return (Path(state_dir) / MARKER).is_file()
 
 
+def _registry_entry(state_dir: Path) -> Path:
+    return paths.state_root() / REGISTRY / hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+
+
+def _register(state_dir: Path) -> None:
+    """Remember a state directory outside the state root, so that ``--all`` finds it."""
+    root = paths.state_root().expanduser().resolve()
+    if state_dir.parent == root:
+        return
+    entry = _registry_entry(state_dir)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(str(state_dir) + "\n")
+
+
+def _unregister(state_dir: Path) -> None:
+    _registry_entry(state_dir).unlink(missing_ok=True)
+
+
 def clusters() -> list[Path]:
-    """The state directories of every cluster kdlib made under the state root."""
+    """The state directories of every cluster kdlib made: those under the state root, and
+    those elsewhere (``--state-dir``) that it registered when it made them."""
     root = paths.state_root()
-    return sorted(d for d in root.iterdir() if d.is_dir() and is_ours(d)) if root.is_dir() else []
+    found = {d.resolve() for d in root.iterdir() if d.is_dir() and is_ours(d)} if root.is_dir() else set()
+    registry = root / REGISTRY
+    for entry in sorted(registry.iterdir()) if registry.is_dir() else []:
+        state_dir = Path(entry.read_text().strip())
+        if is_ours(state_dir):
+            found.add(state_dir)
+        else:  # stopped and removed by hand, or never finished: forget it
+            entry.unlink(missing_ok=True)
+    return sorted(found)
+
+
+def down_command(state_dir: Path) -> str:
+    """The exact command that stops the cluster in ``state_dir``."""
+    if Path(state_dir).resolve() == default_state_dir().expanduser().resolve():
+        return "python -m kdlib local down"
+    return f"python -m kdlib local down --state-dir {shlex.quote(str(state_dir))}"
 
 
 def port_is_free(port: int) -> bool:
@@ -173,21 +212,23 @@ class LocalCluster(Cluster):
                 raise ClusterBusyError(f"{self.state_dir} exists and was not made by kdlib: "
                                        "choose a state directory that does not exist yet") from None
             running = status(self.state_dir)
-            if running["running"] and self.take_over:
+            if running["processes"] and self.take_over:
                 log.warning("stopping a cluster left running in %s (its suite was killed)", self.state_dir)
                 down(self.state_dir)
-            elif running["running"]:
+            elif running["processes"]:
                 raise ClusterBusyError(
                     f"a local cluster is already running in {self.state_dir} "
                     f"(pids {', '.join(f'{n}={p}' for n, p in running['processes'].items())}; "
                     f"kubeconfig {running.get('kubeconfig')}): "
-                    "use it, or stop it with `python -m kdlib local down`"
+                    f"use it, or stop it with `{down_command(self.state_dir)}`"
                 ) from None
             log.info("removing the remains of a stopped cluster in %s", self.state_dir)
             down(self.state_dir)
             self.state_dir.mkdir()
-        (self.state_dir / MARKER).write_text("made by kdlib's local backend; `python -m kdlib local down` removes it\n")
+        (self.state_dir / MARKER).write_text(f"made by kdlib's local backend; `{down_command(self.state_dir)}` "
+                                             "removes it\n")
         (self.state_dir / OWNER).write_text(str(os.getpid()))
+        _register(self.state_dir)
 
     def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None = None) -> ClusterInfo:
         started = time.monotonic()
@@ -317,16 +358,23 @@ def status(state_dir: Path | str | None = None) -> dict[str, Any]:
     """What runs in ``state_dir``: live processes, kubeconfig, nodes, ports."""
     state_dir = Path(state_dir or default_state_dir()).expanduser().resolve()
     manifest = _read_manifest(state_dir)
-    processes = Processes(state_dir).pids()
+    tracked = Processes(state_dir)
+    processes = tracked.pids()
     owner = _owner_pid(state_dir)
+    # A component with a pid file but no live process died (its pid file stays until `down`);
+    # while the owner still starts the cluster, a component may be between fork and exec.
+    dead = [] if owner is not None else sorted(n for n in START_ORDER if tracked.pid(n) is not None
+                                                and n not in processes)
     if owner is not None:
         processes = {"owner": owner, **processes}
     return {
         "state_dir": str(state_dir),
         "exists": state_dir.exists(),
-        "running": bool(processes),
+        "running": bool(processes) and not dead,
         "processes": processes,
+        "dead": dead,
         "complete": set(START_ORDER) <= set(processes),
+        "stop_with": down_command(state_dir),
         **{k: manifest.get(k) for k in ("kubeconfig", "ports", "nodes", "real_nodes", "kd", "versions",
                                         "started_at")},
     }
@@ -378,6 +426,7 @@ def down(state_dir: Path | str | None = None, *, keep_logs: bool = False, timeou
         nodes_error = nodes_error or error
     if nodes_error is not None:  # the state directory stays: `down` can try again
         raise nodes_error
+    _unregister(state_dir)
     if state_dir.exists():
         if keep_logs:
             for child in state_dir.iterdir():
@@ -394,4 +443,5 @@ def down(state_dir: Path | str | None = None, *, keep_logs: bool = False, timeou
             "logs_kept": keep_logs and state_dir.exists()}
 
 
-__all__ = ["LocalCluster", "clusters", "default_state_dir", "suite_state_dir", "down", "status", "port_is_free"]
+__all__ = ["LocalCluster", "clusters", "default_state_dir", "suite_state_dir", "down", "status", "port_is_free",
+           "down_command"]

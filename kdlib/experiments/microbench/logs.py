@@ -63,12 +63,9 @@ def meta_path(directory: Path, key: RunKey) -> Path:
     return directory / f"meta.{key.suffix}.json"
 
 
-class DamagedLog(ValueError):
-    """A result file that cannot be trusted: its reason names the file and what is wrong."""
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+#: The integrity model of every result file (kdlib.store), the same for the trace.
+DamagedLog = store.DamagedFile
+sha256 = store.sha256
 
 
 def format_log(total_us: int, fields: dict[str, Any]) -> str:

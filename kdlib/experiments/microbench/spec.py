@@ -7,11 +7,11 @@ Validation reports every problem at once, before anything is provisioned.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ... import store
 from ...cluster import registry
 from ...errors import ConfigError
 from ..baselines import BASELINES
@@ -19,7 +19,7 @@ from ..baselines import BASELINES
 PODS_PER_NODE = 5
 MAX_PODS = 20_000  # 2 cores: ~20 pods/s under the controller manager's client limit; 20,000 ≈ 17 min
 MAX_NODES = 5_000  # kwok's own benchmark size; see kdlib.cluster.local.MAX_NODES
-MAX_RUN_ID = 100  # characters: run ids name files and directories
+MAX_RUN_ID = store.MAX_RUN_ID
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,6 @@ BENCHES = {
               (100, 500), (500, 2000), ("k8s+", "k8s+u", "kd+")),
     )
 }
-
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _as_tuple(value: Any) -> tuple:
@@ -139,13 +137,8 @@ class SuiteParams:
 
     def problems(self) -> list[str]:
         found = []
-        if not self.run_id:
-            found.append("run_id: required (e.g. -p run_id my-first-run); it names results/<bench>/<run_id>/")
-        elif not isinstance(self.run_id, str) or not _RUN_ID.match(self.run_id):
-            found.append(f"run_id: {self.run_id!r} must be letters, digits, '.', '_' or '-' "
-                         "(no '/' or spaces), starting with a letter or digit")
-        elif len(self.run_id) > MAX_RUN_ID:
-            found.append(f"run_id: {len(self.run_id)} characters; at most {MAX_RUN_ID} (it names files)")
+        if problem := store.run_id_problem(self.run_id):
+            found.append(problem)
         found += registry.backend_problems(self.backend, self.inventory)
         for bench in self.benches:
             if bench not in BENCHES:

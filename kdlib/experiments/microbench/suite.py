@@ -11,6 +11,7 @@ cluster's context manager stops every process.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from ... import provenance, store
 from ...cluster import registry
 from ...cluster.base import Cluster
 from ...cluster.binaries import ensure_binaries
-from ...errors import ExperimentError, KdlibError, api_errors
+from ...errors import ConfigError, ExperimentError, KdlibError, api_errors
 from ...log import get as get_logger
 from .. import usage
 from ..baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
@@ -123,6 +124,7 @@ def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool =
         ensure_binaries(params.kd_bin_dir)  # before the first vanilla run, not after them
     clusters = _clusters(params)
     items, not_measured = plan(params, clusters)
+    check_resume(params, items, root)
     outcome = SuiteOutcome(params.run_id, not_measured=not_measured)
     started = time.monotonic()
     with suite_lock(params.run_id):
@@ -146,6 +148,32 @@ def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool =
             record.end(error, seconds=round(outcome.seconds, 1), quiet_wait_s=round(outcome.quiet_wait_s, 1),
                        finished_runs=_finished_on_disk(params, root))
     return outcome
+
+
+def _identity(params: SuiteParams, item: RunItem) -> dict[str, Any]:
+    """What a finished run's metadata must say for the run to be resumed under ``params``."""
+    workload = BENCHES[item.bench].workload(item.scale)
+    return {"backend": params.backend, "nodes": workload.nodes or params.nodes, "settle_s": params.settle_s,
+            "timeout_s": params.timeout_for(workload)}
+
+
+def check_resume(params: SuiteParams, items: list[RunItem], root: Path | None = None) -> None:
+    """Refuse, before anything is provisioned, to resume finished runs made with other parameters:
+    they would be shown under parameters they were not made with."""
+    for item in items:
+        directory, key = store.run_dir(item.bench, params.run_id, root), _key(item)
+        if not logs.log_path(directory, key).is_file():
+            continue
+        try:
+            meta = json.loads(logs.meta_path(directory, key).read_text())
+        except (OSError, ValueError):
+            continue  # damaged: redone anyway
+        differences = [f"{name}: {meta[name]!r} → {value!r}" for name, value in _identity(params, item).items()
+                       if name in meta and meta[name] != value]
+        if differences:
+            raise ConfigError(f"run {params.run_id!r}: {item.label} was made with other parameters: "
+                              + "; ".join(differences) + ". Resume it with its own parameters, or choose a new "
+                              "run_id for these")
 
 
 def _resume(params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome, root: Path | None,

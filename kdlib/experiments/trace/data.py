@@ -191,3 +191,35 @@ def subset(trace: Trace, functions: int | None = None, minutes: int | None = Non
                  trace.counts[rows, :m].copy(), trace.durations.iloc[rows].reset_index(drop=True),
                  tuple(trace.rows[i] for i in rows), {**trace.subset, **note},
                  None if trace.memory is None else trace.memory.iloc[rows].reset_index(drop=True))
+
+
+#: The largest schedule built here: about 100 bytes an invocation in the schedule and as
+#: many again in the replay's records, so 5 million is about a gigabyte; the shipped
+#: sample's 30 minutes are 175,177.
+MAX_SCHEDULED_INVOCATIONS = 5_000_000
+
+
+def scheduled_invocations(trace: Trace, original_extra: bool = True) -> int:
+    """How many invocations the schedule of ``trace`` will hold, known before it is built
+    (the loader's extra one per active function-minute included)."""
+    return trace.invocations + (int((trace.counts > 0).sum()) if original_extra else 0)
+
+
+def replay_problems(trace: Trace, original_extra: bool = True) -> list[str]:
+    """Why the (subset) ``trace`` cannot be replayed: no invocation, durations that are not
+    finite non-negative numbers, or a schedule too large to build (estimated first)."""
+    found = []
+    durations = trace.durations[list(PERCENTILES)].to_numpy(dtype=float)
+    bad = ~np.isfinite(durations) | (durations < 0)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        found.append(f"trace: {int(bad.any(axis=1).sum())} function(s) have a negative or infinite duration "
+                     f"percentile, e.g. {trace.functions[row]} {list(PERCENTILES)[col]} = {durations[row, col]}")
+    total = scheduled_invocations(trace, original_extra)
+    if total == 0:
+        found.append(f"trace: the chosen {len(trace.functions)} function(s) and {len(trace.minutes)} minute(s) "
+                     "have no invocation: nothing to replay")
+    elif total > MAX_SCHEDULED_INVOCATIONS:
+        found.append(f"trace: the chosen functions and minutes make {total:,} invocations; at most "
+                     f"{MAX_SCHEDULED_INVOCATIONS:,} (about 1 GB of schedule): choose fewer functions or minutes")
+    return found

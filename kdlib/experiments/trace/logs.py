@@ -23,6 +23,12 @@ minute>``; the original's client writes its sender's number (almost always 0) an
 request's index within that sender there, numbers its analysis matches but never uses.
 Logs written before this change, with ``kdlib-trace/`` IDs, parse the same: :func:`parse`
 does not read the namespace token.
+
+:func:`damage` checks every line of a parsed log (known status, finite non-negative
+numbers, a delay on every success, unique IDs, one final Summary line that agrees with
+the lines); :func:`load_checked` also checks a kdlib log against the checksum and the
+invocation count its metadata recorded (:mod:`kdlib.store`'s integrity model) and raises
+:class:`~kdlib.store.DamagedFile` naming why.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from ... import store
 from ...errors import LogFormatError
 from .gateway import FAIL_DISPATCH, SUCCESS, Invocation
 
@@ -137,5 +144,94 @@ def parse(path: Path | str) -> tuple[pd.DataFrame, dict | None]:
     return parse_bytes(path.read_bytes(), str(path))
 
 
-__all__ = ["format_line", "summary_line", "parse", "parse_text", "LogFormatError", "ID_NAMESPACE",
+#: Every status the original's client prints (its workload.ResponseStatus).
+STATUSES = ("SUCCESS", "FAIL_DISPATCH", "FAIL_TIMEOUT", "FAIL_CONNECT", "FAIL_SEND", "FAIL_RECV", "INVALID_TARGET")
+# The ID is whatever stands between "ID: " and the first comma: no assumption about its namespace.
+_ID = re.compile(rb"ID: ([^,\n]*),")
+_STAMPS = ("grecv_req_ms", "gsend_req_ms", "grecv_res_ms", "crecv_res_ms", "delay_ms")
+_SUCCESS_NEEDS = ("gsend_req_ms", "grecv_res_ms", "crecv_res_ms", "delay_ms")
+
+
+def damage(data: bytes, frame: pd.DataFrame, summary: dict | None) -> list[str]:
+    """What makes a parsed trace log untrustworthy (empty: every line checks out)."""
+    found = []
+    if data and not data.endswith(b"\n"):
+        found.append("it ends in the middle of a line (cut)")
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    summaries = data.count(b"\nSummary:") + data.startswith(b"Summary:")
+    if summaries != 1:
+        found.append(f"{summaries} Summary lines; a log ends with exactly one")
+    elif summary is None:
+        found.append("its Summary line is garbled")
+    elif not data[-4096:].rstrip(b"\n").rsplit(b"\n", 1)[-1].startswith(b"Summary:"):
+        found.append("its Summary line is not the last line")
+    body_lines = lines - summaries
+    if len(frame) != body_lines:
+        found.append(f"{body_lines - len(frame)} of {body_lines} lines are not invocation lines")
+    if summary is not None:
+        success = int((frame["status"] == SUCCESS).sum()) if len(frame) else 0
+        if summary["total"] != len(frame) or summary["success"] != success or \
+                summary["fail"] != len(frame) - success:
+            found.append(f"its Summary line says total {summary['total']} success {summary['success']} fail "
+                         f"{summary['fail']}, its lines hold {len(frame)} with {success} successes")
+    if not len(frame):
+        return found
+    statuses = frame["status"].cat.categories if frame["status"].dtype == "category" else frame["status"].unique()
+    unknown = sorted(set(map(str, statuses)) - set(STATUSES))
+    if unknown:
+        found.append(f"unknown status {', '.join(unknown[:3])} (known: {', '.join(STATUSES)})")
+    for column in ("ts_s", "csend_s", "runtime_ms", "requested_ms", *_STAMPS):
+        values = frame[column] if frame[column].dtype.kind in "fi" else pd.to_numeric(frame[column], errors="coerce")
+        garbled = values.isna() & frame[column].notna()
+        if garbled.any():
+            found.append(f"{int(garbled.sum())} line(s) have a non-number in {column}")
+        bad = values.notna() & ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            found.append(f"{int(bad.sum())} line(s) have a negative or infinite {column}")
+    ok = (frame["status"] == SUCCESS).to_numpy()
+    for column in _SUCCESS_NEEDS:
+        missing = ok & frame[column].isna().to_numpy()
+        if missing.any():
+            found.append(f"{int(missing.sum())} SUCCESS line(s) have {column} N/A")
+    ids = _ID.findall(data)
+    if len(ids) != len(frame):
+        found.append(f"{len(frame) - len(ids)} invocation line(s) have no ID")
+    duplicated = len(ids) - len(set(ids))
+    if duplicated:
+        found.append(f"{duplicated} invocation ID(s) appear more than once (duplicated lines)")
+    return found
+
+
+def load_checked(path: Path | str, meta: dict | None = None, sealed: bool = True) -> tuple[pd.DataFrame, dict]:
+    """A trace log's invocations, after every check; raises :class:`~kdlib.store.DamagedFile` naming why.
+
+    ``sealed`` (a log kdlib wrote): its content must match the checksum in ``meta`` and its
+    lines the invocation count ``meta`` recorded, which is the schedule's. An original
+    artifact's log (``sealed=False``) has no metadata: its lines are checked alone.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise store.DamagedFile(f"{path}: unreadable ({error.strerror})") from None
+    if sealed:
+        store.check_seal(str(path), data, meta)
+    try:
+        frame, summary = parse_bytes(data, str(path))
+    except LogFormatError as error:
+        raise store.DamagedFile(str(error)) from None
+    found = damage(data, frame, summary)
+    if sealed and meta is not None:
+        expected = {"its metadata": meta.get("invocations"),
+                    "its schedule": (meta.get("schedule") or {}).get("invocations")}
+        for where, count in expected.items():
+            if count is not None and count != len(frame):
+                found.append(f"{len(frame)} invocation lines, {where} says {count}")
+    if found:
+        raise store.DamagedFile(f"{path}: " + "; ".join(found[:4]))
+    return frame, summary
+
+
+__all__ = ["format_line", "summary_line", "parse", "parse_text", "LogFormatError", "ID_NAMESPACE", "damage",
+           "load_checked", "STATUSES",
            "SUCCESS", "FAIL_DISPATCH"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from ... import store
 from ...errors import ConfigError
 from .data import SUBSET_RULES
 from .kpa import KPAConfig
@@ -40,7 +42,19 @@ FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K
 #: Systems shown from the original's reference CSVs when the run names one: system → parameter.
 REFERENCE_DATA = {"Kn/K8s": "kn_k8s_csv", "Dirigent": "dirigent_csv"}
 KPA_MODES = ("same", "as-shipped")
-_RUN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+MAX_NODES = 5_000  # kwok's own benchmark size; see kdlib.cluster.local.MAX_NODES
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _number(value: Any, low: float, strict: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > low if strict else value >= low
+
+
 
 
 @dataclass(frozen=True)
@@ -67,40 +81,66 @@ class TraceParams:
     backend: str = "local"  # or "ssh": the cluster on the hosts of ``inventory``
     inventory: Path | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.systems, list):  # the notebook's list; a string stays one and is refused
+            object.__setattr__(self, "systems", tuple(self.systems))
+
     def problems(self) -> list[str]:
+        """Every problem, one line each naming the parameter, before anything is provisioned."""
         found = []
-        if not self.run_id or not _RUN_ID.match(str(self.run_id)):
-            found.append(f"run_id is required (letters, digits, '.', '_', '-'), got {self.run_id!r}")
-        unknown = [s for s in self.systems if s not in SYSTEMS]
-        if unknown:
-            found.append(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
-        if not self.systems:
-            found.append("systems is empty")
-        if self.functions is not None and self.functions < 1:
-            found.append(f"functions must be ≥ 1 or None, got {self.functions}")
+        if problem := store.run_id_problem(self.run_id):
+            found.append(problem)
+        if isinstance(self.systems, str) or not isinstance(self.systems, (tuple, list)):
+            found.append(f"systems: give a list, e.g. [{self.systems!r}], not {type(self.systems).__name__} "
+                         f"{self.systems!r}")
+        else:
+            unknown = [s for s in self.systems if s not in SYSTEMS]
+            if unknown:
+                found.append(f"systems: unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+            if not self.systems:
+                found.append("systems: empty; name at least one of " + ", ".join(SYSTEMS))
+        if self.trace is not None and Path(self.trace).exists() and not Path(self.trace).is_dir():
+            found.append(f"trace: {self.trace} is a file; give the directory holding invocations.csv and "
+                         "durations.csv (Azure 2019 format)")
+        elif self.trace is not None and not Path(self.trace).exists():
+            found.append(f"trace: directory {self.trace} does not exist")
+        if self.functions is not None and not _whole(self.functions, 1):
+            found.append(f"functions: {self.functions!r} must be a whole number ≥ 1 (or None: all)")
         if self.subset not in SUBSET_RULES:
             found.append(f"subset must be one of {SUBSET_RULES}, got {self.subset!r}")
-        if self.minutes < 1:
-            found.append(f"minutes must be ≥ 1, got {self.minutes}")
-        if not 0 <= self.warmup_minutes < self.minutes:
+        if not _whole(self.minutes, 1):
+            found.append(f"minutes: {self.minutes!r} must be a whole number ≥ 1")
+        if not _whole(self.warmup_minutes, 0):
+            found.append(f"warmup_minutes: {self.warmup_minutes!r} must be a whole number ≥ 0")
+        elif _whole(self.minutes, 1) and not self.warmup_minutes < self.minutes:
             found.append(f"warmup_minutes must be in [0, minutes), got {self.warmup_minutes} of {self.minutes}")
-        if not self.target_concurrency > 0:
-            found.append(f"target_concurrency must be > 0, got {self.target_concurrency}")
+        if not _number(self.target_concurrency, 0, strict=True):
+            found.append(f"target_concurrency: {self.target_concurrency!r} must be a finite number > 0")
         if self.kpa_mode not in KPA_MODES:
             found.append(f"kpa_mode must be one of {KPA_MODES}, got {self.kpa_mode!r}")
         if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).is_dir():
-            found.append(f"kd_bin_dir {self.kd_bin_dir} is not a directory")
+            found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
         for name in REFERENCE_DATA.values():
             found += _reference_csv_problems(name, getattr(self, name))
-        for name, value in dict(self.timeouts).items():
-            if name not in SYSTEMS:
-                found.append(f"timeouts: unknown system {name!r}")
-            elif not float(value) > 0:
-                found.append(f"timeouts[{name!r}] must be > 0, got {value}")
-        if self.nodes < 1:
-            found.append(f"nodes must be ≥ 1, got {self.nodes}")
-        if self.drain_s < 0:
-            found.append(f"drain_s must be ≥ 0, got {self.drain_s}")
+        if not _whole(self.seed, 0):
+            found.append(f"seed: {self.seed!r} must be a whole number ≥ 0")
+        if not isinstance(self.original_extra, bool):
+            found.append(f"original_extra: {self.original_extra!r} must be True or False")
+        if not isinstance(self.timeouts, dict):
+            found.append(f"timeouts: {self.timeouts!r} must be a dict of system → seconds")
+        else:
+            for name, value in self.timeouts.items():
+                if name not in SYSTEMS:
+                    found.append(f"timeouts: unknown system {name!r}")
+                elif not _number(value, 0, strict=True):
+                    found.append(f"timeouts[{name!r}]: {value!r} must be a finite number of seconds > 0")
+        if not _whole(self.nodes, 1):
+            found.append(f"nodes: {self.nodes!r} must be a whole number ≥ 1")
+        elif self.nodes > MAX_NODES:
+            found.append(f"nodes: {self.nodes} is more than a cluster here holds ({MAX_NODES} kwok nodes, kwok's "
+                         "own benchmark size)")
+        if not _number(self.drain_s, 0):
+            found.append(f"drain_s: {self.drain_s!r} must be a finite number ≥ 0")
         from ...cluster.registry import backend_problems
 
         backend = backend_problems(self.backend, self.inventory)

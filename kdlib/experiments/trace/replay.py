@@ -8,6 +8,10 @@ deleted) and a pool of 16 scalers (the original's ``maxConcurrentScalers``) that
 count changed. Threads hand their results to the loop with ``call_soon_threadsafe``.
 
 Lateness = when an invocation was handed to the gateway − its scheduled time.
+
+``health`` (the cluster's ``check``) is called every :data:`HEALTH_EVERY_S` seconds in a
+thread: when a component died it raises, and the replay stops with that error instead of
+going on against a dead API server.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ log = logging.getLogger("kdlib.trace.replay")
 SCALERS = 16
 EXPIRE_EVERY_S = 0.1
 START_LEAD_S = 1.0  # the first invocation is sent this long after the loop starts
+HEALTH_EVERY_S = 1.0
 
 
 @dataclass
@@ -62,8 +67,10 @@ class Replay:
 
     def __init__(self, api: client.ApiClient, namespace: str, names: list[str], schedule: pd.DataFrame,
                  kpa: KPAConfig, timeout_s: float, drain_s: float = 15.0, label_selector: str = "",
-                 progress: Callable[[float], None] | None = None) -> None:
+                 progress: Callable[[float], None] | None = None,
+                 health: Callable[[], None] = lambda: None) -> None:
         self.api, self.namespace, self.names = api, namespace, names
+        self.health = health
         self.index = {name: i for i, name in enumerate(names)}
         self.schedule = schedule
         self.kpa, self.timeout_s, self.drain_s = kpa, timeout_s, drain_s
@@ -121,30 +128,53 @@ class Replay:
         cpu0, wall0 = time.process_time(), time.monotonic()
         timers: list[asyncio.TimerHandle] = []
         finished = False
+        self.invocations: list[Invocation] = []
+        self.start = loop.time() + START_LEAD_S
+        guard = asyncio.ensure_future(self._watch_health())
+        work = asyncio.ensure_future(self._work(watcher, timers))
         try:
-            await loop.run_in_executor(None, watcher.synced.wait, 30)
-            if watcher.error is not None:
-                raise watcher.error
-            self.start = loop.time() + START_LEAD_S
-            timers.append(loop.call_at(self.start, self._collect_tick))
-            timers.append(loop.call_at(self.start, self._expire_tick))
-            invocations = await self._send_all()
-            # Wait for every answer (the longest: dispatch timeout + 60 s runtime), then drain.
-            while self.gateway.in_flight:
-                if watcher.error is not None:
-                    raise watcher.error
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(self.drain_s)
-            finished = True
+            done, _ = await asyncio.wait({guard, work}, return_when=asyncio.FIRST_COMPLETED)
+            if guard in done:  # a component died: its error, not the replay's symptoms
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+                guard.result()
+            finished = work.result()
         finally:
+            for task in (guard, work):
+                task.cancel()
             for timer in timers:
                 timer.cancel()
             watcher.stop()
             self.pool.shutdown(wait=True, cancel_futures=True)
             watcher.join(5)
+        invocations = self.invocations
         lateness = np.array([inv.client_send - (self.start + inv.scheduled_s) for inv in invocations])
         return ReplayResult(invocations, self.start, lateness, self.scale_writes, self.scale_errors,
                             self.max_ready, time.monotonic() - wall0, time.process_time() - cpu0, finished)
+
+    async def _work(self, watcher: _Watcher, timers: list[asyncio.TimerHandle]) -> bool:
+        loop = self.loop
+        await loop.run_in_executor(None, watcher.synced.wait, 30)
+        if watcher.error is not None:
+            raise watcher.error
+        self.start = loop.time() + START_LEAD_S
+        timers.append(loop.call_at(self.start, self._collect_tick))
+        timers.append(loop.call_at(self.start, self._expire_tick))
+        await self._send_all()
+        # Wait for every answer (the longest: dispatch timeout + 60 s runtime), then drain.
+        while self.gateway.in_flight:
+            if watcher.error is not None:
+                raise watcher.error
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(self.drain_s)
+        return True
+
+    async def _watch_health(self) -> None:
+        """Return never; raise the cluster's error as soon as a component died."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEALTH_EVERY_S)
+            await loop.run_in_executor(None, self.health)
 
     async def _send_all(self) -> list[Invocation]:
         loop = self.loop

@@ -18,9 +18,9 @@ from ... import store
 from ...publish import render
 from .. import verdict
 from ..microbench.report import provenance_table
-from . import analysis, logs, plots, reference
+from . import analysis, plots, reference
 from .params import KD_REASON_START, REFERENCE_DATA, SYSTEMS
-from .run import load_meta, load_run, log_path, run_dir
+from .run import load_run, log_path, read_system, run_dir
 
 
 @dataclass
@@ -44,6 +44,9 @@ class TraceReport:
         """One sentence per system with data, from this run's numbers (the book pastes it)."""
         sentences = []
         for row in self.summary.itertuples():
+            if str(row.source).startswith("damaged"):
+                sentences.append(f"{row.system}: {row.source}; no number of it is shown.")
+                continue
             text = (f"{row.system} ({row.source}): median per-function slowdown {row.slowdown_p50}, "
                     f"p99 {row.slowdown_p99}; median per-function scheduling latency {row.latency_p50_ms} ms, "
                     f"p99 {row.latency_p99_ms} ms; {row.failed} of {row.invocations} invocations after the "
@@ -75,7 +78,7 @@ def figure_verdict(report: TraceReport, figure: int) -> verdict.Verdict:
     """The figure's verdict from the run: each Kubedirect system against each vanilla system of the
     figure that has data (new systems of a figure are picked up from :data:`SYSTEMS`)."""
     systems = analysis.figure_systems(figure)
-    data = report.summary.set_index("system")
+    data = report.summary.dropna(subset=["invocations"]).set_index("system")  # a damaged system has no numbers
     present = [s for s in systems if s in data.index]
     trace = report.run.get("trace") or {}
     measured = "; ".join(f"{s}: {int(data.loc[s, 'invocations']):,} invocations after the warm-up "
@@ -96,7 +99,8 @@ def figure_verdict(report: TraceReport, figure: int) -> verdict.Verdict:
 
 def _why_untested(report: TraceReport, figure: int) -> str:
     reasons = report.not_measured.set_index("system")["reason"].to_dict()
-    missing = [s for s in analysis.figure_systems(figure) if SYSTEMS[s].kd is not None and s not in set(report.summary["system"])]
+    with_data = set(report.summary.dropna(subset=["invocations"])["system"])
+    missing = [s for s in analysis.figure_systems(figure) if SYSTEMS[s].kd is not None and s not in with_data]
     kd_missing = [s for s in missing if SYSTEMS[s].kd]
     parts = []
     knative = [s for s in missing if not SYSTEMS[s].local]  # plan() never runs them, on any backend
@@ -147,23 +151,34 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
     warmup = params["warmup_minutes"]
     directory = run_dir(run_id, root)
     per_system, sources, metas, references = {}, {}, {}, {}
+    damaged: dict[str, str] = {}
     for system in params["systems"]:
         path = log_path(directory, system)
         if path.is_file():
-            metas[system] = load_meta(run_id, system, root)
+            try:  # the integrity model: a damaged log is a row that says why, never a number
+                frame, meta = read_system(directory, system)
+            except store.DamagedFile as error:
+                damaged[system] = f"damaged: {str(error).split(': ', 1)[-1]}"
+                continue
+            metas[system] = meta
             timeout = knative_timeout_ms if system == "Kn/Kd" else None
-            per_system[system] = analysis.per_function(logs.parse(path)[0], warmup, timeout)
+            per_system[system] = analysis.per_function(frame, warmup, timeout)
             sources[system] = f"measured here (run {run_id})"
         elif params.get(REFERENCE_DATA.get(system, "")):
             csv = Path(params[REFERENCE_DATA[system]])
             below = reference.DIRIGENT_LATENCY_BELOW_MS if system == "Dirigent" else None
             per_system[system] = reference.per_function(reference.read(csv), warmup, below)
             sources[system] = references[system] = f"{REFERENCE_LABELS[system]} ({csv.name}), not measured here"
-    not_measured = {**run["not_measured"], **{s: f"failed: {e}" for s, e in run["failed"].items()}}
+    not_measured = {**run["not_measured"], **{s: f"failed: {e}" for s, e in run["failed"].items()}, **damaged}
     nm = pd.DataFrame([{"system": s, "figure": SYSTEMS[s].figure, "reason": r} for s, r in not_measured.items()],
                       columns=["system", "figure", "reason"])
     points = analysis.curves(per_system)
-    report = TraceReport(run_id, run, metas, analysis.summary(per_system, sources), points, _replay_table(metas), nm,
+    summary = analysis.summary(per_system, sources)
+    if damaged:
+        rows = pd.DataFrame([{"system": s, "source": why} for s, why in damaged.items()],
+                            columns=analysis.SUMMARY_COLUMNS)
+        summary = rows if summary.empty else pd.concat([summary, rows], ignore_index=True)
+    report = TraceReport(run_id, run, metas, summary, points, _replay_table(metas), nm,
                          pd.concat([_measured_at(metas), provenance_table({**run, "clusters": {}, "parameters": params})],
                                    ignore_index=True))
     if save:

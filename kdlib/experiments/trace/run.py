@@ -5,6 +5,12 @@ subset, lateness, scale writes, provenance) and then ``trace.<key>.log`` (the or
 format), both written atomically, the log last: a log means the system finished, and a
 finished system is skipped when the run is repeated (resume). Ctrl-C stops the replay,
 deletes the workload, stops the cluster, and leaves no log for the interrupted system.
+
+The store's integrity model holds here as for the microbenchmarks: the metadata seals
+the log (its sha256 and invocation count) and records the parameters it was made with;
+a damaged log is redone on resume and shown as "damaged: why", and a run id is resumed
+only with the parameters it was made with. The cluster is watched during the replay: a
+dead component is named within seconds, its logs are saved, and the run stops.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from tqdm import tqdm
 
 from ... import provenance, store
 from ...cluster.registry import open_cluster
+from ...errors import ComponentError, ConfigError, TraceDataError
 from ...k8s import objects as workloads
 from ...k8s.calls import parallel as _parallel
 from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled
-from ..runner import end_state, suite_lock
+from ..runner import end_state, suite_lock, with_killed
 from . import data, logs, schedule as schedules
 from .params import FILE_KEYS, SYSTEMS, TraceParams, plan, with_fetched_kd
 from .replay import Replay, lateness_summary
@@ -71,8 +78,101 @@ def deployment_name(row: int) -> str:
 
 
 def load_trace(params: TraceParams) -> data.Trace:
+    """The trace subset of ``params``, checked for a replay (before any schedule is built)."""
     trace = data.load(params.trace or data.SHIPPED)
-    return data.subset(trace, params.functions, params.minutes, params.seed, rule=params.subset)
+    trace = data.subset(trace, params.functions, params.minutes, params.seed, rule=params.subset)
+    problems = data.replay_problems(trace, params.original_extra)
+    if problems:
+        raise TraceDataError("invalid trace parameters:\n  " + "\n  ".join(problems))
+    return trace
+
+
+#: Parameters that do not change what a finished system's files hold: resuming with other
+#: values is allowed (another selection of systems, another ssh inventory file naming the same
+#: hosts, reference CSVs shown beside the measured systems).
+_NOT_IDENTITY = ("systems", "inventory", "dirigent_csv", "kn_k8s_csv")
+#: Parameters that may be given on a resume when the run was made without them (Kd's binaries
+#: add Dr/Kd+; the systems measured without them do not depend on them).
+_MAY_BE_ADDED = ("kd_bin_dir",)
+
+
+def parameters(params: TraceParams) -> dict[str, Any]:
+    """``params`` as recorded (JSON values); the shipped trace is named, not its path on this machine."""
+    recorded = json.loads(json.dumps(asdict(params), default=str))
+    shipped = params.trace is None or Path(params.trace).resolve() == data.SHIPPED.resolve()
+    recorded["trace"] = "azure_500 (shipped)" if shipped else str(params.trace)
+    return recorded
+
+
+def _same_trace(recorded: Any, given: Any) -> bool:
+    def name(value: Any) -> str:
+        text = str(value)
+        return "azure_500 (shipped)" if text.rstrip("/").endswith("data/azure_500") else text
+    return name(recorded) == name(given)
+
+
+def parameter_differences(recorded: dict[str, Any], params: TraceParams) -> list[str]:
+    """"name: recorded → given" for every identity parameter ``params`` changes (keys an
+    older record lacks are not compared)."""
+    given = parameters(params)
+    found = []
+    for name, value in given.items():
+        if name in _NOT_IDENTITY or name not in recorded or (name in _MAY_BE_ADDED and recorded[name] is None):
+            continue
+        same = _same_trace(recorded[name], value) if name == "trace" else recorded[name] == value
+        if not same:
+            found.append(f"{name}: {recorded[name]!r} → {value!r}")
+    return found
+
+
+def check_resume(params: TraceParams, root: Path | None = None) -> None:
+    """Refuse to resume a run id with other parameters than it was made with (before provisioning):
+    its files would be relabelled with parameters they were not made with."""
+    directory = run_dir(params.run_id, root)
+    records = []
+    if (directory / "run.json").is_file():
+        try:
+            records.append(("run.json", load_run(params.run_id, root).get("parameters") or {}))
+        except ValueError:
+            pass  # an unreadable record is rewritten; the systems' own metadata still speak
+    for system in SYSTEMS:
+        meta = _read_meta(directory, system)
+        if meta is not None and log_path(directory, system).is_file():
+            records.append((meta_path(directory, system).name, meta.get("parameters") or {}))
+    for where, recorded in records:
+        differences = parameter_differences(recorded, params)
+        if differences:
+            raise ConfigError(f"run {params.run_id!r} was made with other parameters ({where}): "
+                              + "; ".join(differences) + ". Resume it with its own parameters, or choose "
+                              "a new run_id for these")
+
+
+def _read_meta(directory: Path, system: str) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(meta_path(directory, system).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def read_system(directory: Path, system: str) -> tuple[Any, dict[str, Any]]:
+    """(invocations, metadata) of a finished system, after every check of the integrity
+    model; raises :class:`~kdlib.store.DamagedFile` naming why."""
+    meta = _read_meta(directory, system)
+    frame, _ = logs.load_checked(log_path(directory, system), meta, sealed=True)
+    return frame, meta or {}
+
+
+def finished(directory: Path, system: str) -> bool:
+    """True when ``system`` has a finished, undamaged log; a damaged one is redone."""
+    if not log_path(directory, system).is_file():
+        return False
+    try:
+        read_system(directory, system)
+    except store.DamagedFile as error:
+        log.warning("trace: redoing %s: %s", system, error)
+        return False
+    return True
 
 
 def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, Any], trace: data.Trace | None,
@@ -81,13 +181,14 @@ def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, A
     (the first one's wall time and provenance survive a resume)."""
     path = run_dir(params.run_id, root) / "run.json"
     try:
-        attempts = [a for a in json.loads(path.read_text()).get("attempts", []) if a.get("id") != attempt["id"]]
-    except (OSError, ValueError):
+        previous = with_killed(json.loads(path.read_text()))  # a killed attempt stays recorded as killed
+        attempts = [a for a in previous.get("attempts", []) if a.get("id") != attempt["id"]]
+    except (OSError, ValueError, AttributeError):
         attempts = []
     attempt.update(measured=list(outcome.measured), resumed=list(outcome.resumed), failed=dict(outcome.failed),
                    seconds=round(outcome.seconds, 1))
     record = {"run_id": params.run_id, "state": attempt["state"],
-              "parameters": {**asdict(params), "trace": str(params.trace or data.SHIPPED)},
+              "parameters": parameters(params),
               "trace": trace.describe() if trace else None, "schedule": summary,
               "measured": outcome.measured, "resumed": outcome.resumed, "failed": outcome.failed,
               "not_measured": outcome.not_measured, "reference": outcome.reference,
@@ -103,28 +204,33 @@ def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool =
     if kd_note:
         log.info("trace: %s", kd_note)
     to_run, skipped, reference = plan(params)
+    check_resume(params, root)
     trace = load_trace(params)  # reader errors surface here, before any cluster starts
     schedule = schedules.build(trace, seed=params.seed, original_extra=params.original_extra)
     summary = schedules.summary(schedule)
     outcome = TraceOutcome(params.run_id, not_measured=skipped, reference=reference)
     directory = run_dir(params.run_id, root)
     started = time.monotonic()
-    attempt: dict[str, Any] = {"id": f"{os.getpid()}@{provenance.now()}", "state": "running",
-                               "started_at": provenance.now()}
+    attempt: dict[str, Any] = {"id": f"{os.getpid()}@{provenance.now()}", "pid": os.getpid(),
+                               "state": "running", "started_at": provenance.now()}
     with suite_lock(params.run_id):
         try:
             if directory.is_dir():
                 store.remove_partials(directory)
             _run_record(params, outcome, attempt, trace, summary, root)
             for system in to_run:
-                if log_path(directory, system).is_file():
+                if finished(directory, system):
                     outcome.resumed.append(system)
                     continue
                 try:
                     _run_system(params, system, trace, schedule, directory, progress)
                     outcome.measured.append(system)
+                except ComponentError as error:  # a broken cluster: no later system could be trusted
+                    outcome.failed[system] = f"{type(error).__name__}: {error}".splitlines()[0]
+                    log.error("trace: %s failed: %s", system, outcome.failed[system])
+                    raise
                 except Exception as error:  # one system failing does not stop the others
-                    outcome.failed[system] = f"{type(error).__name__}: {error}"
+                    outcome.failed[system] = f"{type(error).__name__}: {error}".splitlines()[0]
                     log.error("trace: %s failed: %s", system, error)
         finally:
             outcome.seconds = time.monotonic() - started
@@ -141,7 +247,8 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
     timeout_s = params.timeout_for(system)
     names = [deployment_name(r) for r in trace.rows]
     meta: dict[str, Any] = {
-        "run_id": params.run_id, "system": system, "kd": spec.kd, "trace": trace.describe(),
+        "run_id": params.run_id, "system": system, "parameters": parameters(params), "kd": spec.kd,
+        "trace": trace.describe(),
         "schedule": schedules.summary(schedule), "schedule_generator": schedules.GENERATOR,
         "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_mode": params.kpa_mode, "dispatch_timeout_s": timeout_s,
@@ -171,16 +278,25 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
                     bar.update(max(0, int(t) - bar.n))
 
                 replay = Replay(api, NAMESPACE, names, schedule, kpa, timeout_s, params.drain_s,
-                                f"{workloads.WORKLOAD_LABEL}=true", advance)
+                                f"{workloads.WORKLOAD_LABEL}=true", advance, health=cluster.check)
                 meta["start_time"] = provenance.now()
                 result = replay.run()
                 meta["end_time"] = provenance.now()
                 bar.set_description_str(f"{system}: scaling every Deployment to 0")
                 meta["scale_down"] = scale_to_zero(api, names)
+            except Exception:
+                _name_dead_component(cluster, directory, system)
+                raise
             finally:
                 bar.set_description_str(f"{system}: cleaning up")
-                clean(api, NAMESPACE, timeout=300, settle_s=0)
-                api.close()
+                try:
+                    if _healthy(cluster):  # a broken cluster is stopped, not cleaned through its API
+                        clean(api, NAMESPACE, timeout=300, settle_s=0)
+                except Exception:
+                    _name_dead_component(cluster, directory, system)
+                    raise
+                finally:
+                    api.close()
     finally:
         bar.close()
     late = lateness_summary(result.lateness_s)
@@ -203,8 +319,33 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
     if not meta["clock_kept_up"]:
         log.warning("trace: %s: the replay did not keep up with the schedule: lateness p99 %.1f ms > %.0f ms",
                     system, late["p99_ms"], LATENESS_GOAL_P99_MS)
+    text = format_log(result, schedule, names)
+    meta["sha256"] = {"log": store.sha256(text)}  # the seal: checked on every read, resume and book build
     store.write_atomic(meta_path(directory, system), json.dumps(meta, indent=2, default=str) + "\n")
-    store.write_atomic(log_path(directory, system), format_log(result, schedule, names))
+    store.write_atomic(log_path(directory, system), text)
+
+
+def logs_dir(directory: Path, system: str) -> Path:
+    """Where the component logs of a system whose cluster broke are saved."""
+    return directory / f"logs.{FILE_KEYS[system]}"
+
+
+def _healthy(cluster: Any) -> bool:
+    try:
+        cluster.check()
+    except ComponentError:
+        return False
+    return True
+
+
+def _name_dead_component(cluster: Any, directory: Path, system: str) -> None:
+    """After a failure: when a component died, save the components' logs and raise
+    :class:`ComponentError` naming it instead of its symptom (an API timeout)."""
+    try:
+        cluster.check()
+    except ComponentError:
+        cluster.save_logs(logs_dir(directory, system))
+        raise
 
 
 def scale_to_zero(api: client.ApiClient, names: list[str], timeout: float = 300) -> dict[str, Any]:
@@ -234,4 +375,18 @@ def load_meta(run_id: str, system: str, root: Path | None = None) -> dict[str, A
 
 
 def load_run(run_id: str, root: Path | None = None) -> dict[str, Any]:
-    return json.loads((run_dir(run_id, root) / "run.json").read_text())
+    """``run.json``; a ``running`` attempt whose process is gone reads as ``killed``."""
+    return with_killed(json.loads((run_dir(run_id, root) / "run.json").read_text()))
+
+
+def damaged_files(run_id: str, root: Path | None = None) -> list[str]:
+    """Why each finished system's log of ``run_id`` cannot be trusted (empty: every one checks out)."""
+    directory = run_dir(run_id, root)
+    found = []
+    for system in SYSTEMS:
+        if log_path(directory, system).is_file():
+            try:
+                read_system(directory, system)
+            except store.DamagedFile as error:
+                found.append(str(error))
+    return found

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kdlib import provenance
+from kdlib import provenance, store
 from kdlib.errors import ConfigError
 from kdlib.experiments.trace import reference, report, run
 from kdlib.experiments.trace.gateway import SUCCESS, Invocation
@@ -85,14 +85,16 @@ def _measured(directory, system, delays_s):
     meta = {"lateness": {"p50_ms": 0.1, "p99_ms": 0.5, "max_ms": 1.0}, "clock_kept_up": True, "invocations": 3,
             "success": 3, "failed": 0, "scale_writes": 1, "scale_writes_per_s": 0.1, "peak_ready_pods": 1,
             "replay_cpu_percent": 1.0, "kpa": {"target_concurrency": 1.0}, "dispatch_timeout_s": 300.0}
-    (directory / f"meta.{run.FILE_KEYS[system]}.json").write_text(json.dumps(meta))
     lines = []
     for i, delay in enumerate(delays_s):
         t = 700.0 + i
         inv = Invocation(i, 0, 100, t, client_send=t, gateway_recv=t, gateway_send=t + delay,
                          gateway_resp=t + delay + 0.1, client_recv=t + delay + 0.1, status=SUCCESS)
         lines.append(format_line(inv, "default", "trace-5", f"default/trace-5-11/{i}", 0.0))
-    run.log_path(directory, system).write_text("".join(lines) + summary_line([SUCCESS] * len(delays_s)))
+    text = "".join(lines) + summary_line([SUCCESS] * len(delays_s))
+    run.log_path(directory, system).write_text(text)
+    meta["sha256"] = {"log": store.sha256(text)}  # sealed, as run_trace seals it (kdlib.store)
+    (directory / f"meta.{run.FILE_KEYS[system]}.json").write_text(json.dumps(meta))
 
 
 def test_figure_12_shows_the_papers_kn_k8s_and_drops_timeouts_for_kn_kd_only(tmp_path):
