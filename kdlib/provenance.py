@@ -73,3 +73,27 @@ def collect() -> dict[str, Any]:
     from . import __version__
 
     return {"kdlib": __version__, **git_revision(), "machine": machine(), "packages": packages(), "recorded_at": now()}
+
+
+#: The code that turns a run's files into what the book shows: the analysis, the reports
+#: and their charts, and the notebooks (their text is on the pages). An executed notebook
+#: records the digest of these files; the book refuses one whose digest is not the current
+#: code's, so that no page shows the output of older code.
+ANALYSIS_CODE = (
+    "kdlib/stats.py", "kdlib/publish/render.py", "kdlib/experiments/baselines.py", "kdlib/experiments/verdict.py",
+    *(f"kdlib/experiments/microbench/{m}.py" for m in ("analysis", "comparison", "logs", "plots", "report", "spec")),
+    *(f"kdlib/experiments/trace/{m}.py" for m in ("analysis", "logs", "params", "plots", "report")),
+    "notebooks/microbench.ipynb", "notebooks/trace.ipynb", "notebooks/reanalysis.ipynb",
+)
+
+
+def analysis_digest(repo: Path | None = None) -> str:
+    """SHA-256 over :data:`ANALYSIS_CODE` (name and content of each file; a missing file counts as empty)."""
+    import hashlib
+
+    repo = repo or paths.repo_root()
+    digest = hashlib.sha256()
+    for name in ANALYSIS_CODE:
+        path = repo / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    return digest.hexdigest()

@@ -5,7 +5,10 @@ executed microbenchmark notebook of ONE run; it never executes a notebook. :func
 
 1. finds the run's executed notebook, ``results/executed/<run_id>/microbench.ipynb``
    (default run: the one named in ``results/reference.txt``) and checks that it glued every
-   key the pages paste (:data:`GLUE_KEYS`);
+   key the pages paste (:data:`GLUE_KEYS`), that the run's files are those it was executed on,
+   and that each executed notebook was made by the analysis code of this checkout
+   (:func:`kdlib.provenance.analysis_digest`): a notebook executed by older code is refused,
+   with the papermill command that executes it again (it resumes: it measures nothing);
 2. copies it to ``book/generated/microbench.ipynb``, where ``_toc.yml`` expects it (and the
    run's executed re-analysis notebook, ``reanalysis.ipynb``, beside it), and
    renders each glued chart's Vega-Lite spec to ``book/generated/figures/<key>.svg``, the
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import paths, store
+from .. import paths, provenance, store
 from ..errors import BookBuildError, ConfigError
 from ..experiments.microbench.report import CHART_KEYS, GLUE_KEYS
 from ..log import get as get_logger
@@ -45,10 +48,13 @@ NOTEBOOK = "microbench.ipynb"
 #: The trace notebook (Figures 12–13), executed under the same run id; its pages paste these keys.
 TRACE_NOTEBOOK = "trace.ipynb"
 TRACE_GLUE_KEYS = ("fig12", "fig13", "trace_summary", "trace_replay", "trace_findings", "trace_not_measured",
-                   "trace_provenance", "trace_run_id")
+                   "trace_provenance", "trace_run_id", "fig12_verdict", "fig13_verdict", "trace_verdicts",
+                   "analysis_code")
 TRACE_CHART_KEYS = ("fig12", "fig13")
 #: The executed notebooks/reanalysis.ipynb of the same run; it glues the run it opened.
 REANALYSIS, REANALYSIS_KEY = "reanalysis.ipynb", "reanalysis_run_id"
+#: The digest of the analysis code an executed notebook was made with (every notebook glues it).
+CODE_KEY = "analysis_code"
 _GLUE_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
@@ -115,6 +121,33 @@ def _stale(run_id: str, notebook: Path, glued: dict[str, dict], results_root: Pa
     return []
 
 
+def _text(glued: dict[str, dict], key: str) -> str:
+    return "".join(glued.get(key, {}).get("text/plain", "")).strip("'\"")
+
+
+def reexecute_command(notebook: Path) -> str:
+    """The papermill command that executes ``notebook`` again with the parameters it was executed with."""
+    recorded = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
+    parameters = " ".join(f"-p {k} {json.dumps(v) if not isinstance(v, str) else v}"
+                          for k, v in (recorded.get("parameters") or {}).items())
+    return f"papermill notebooks/{notebook.name} {notebook} {parameters}".strip()
+
+
+def code_problems(notebooks: list[Path], current: str | None = None) -> list[str]:
+    """Executed notebooks made by analysis code other than this checkout's (or by code that did not say)."""
+    current = current or provenance.analysis_digest()
+    problems = []
+    for notebook in notebooks:
+        recorded = _text(glued_outputs(notebook), CODE_KEY)
+        if recorded != current:
+            made = f"analysis code {recorded[:12]}" if recorded else "code that recorded no analysis digest"
+            problems.append(f"{notebook} was made by {made}, not by this checkout's ({current[:12]}: "
+                            f"{', '.join(provenance.ANALYSIS_CODE)}): its pages would show older code's output. "
+                            f"Execute it again (finished runs are resumed, nothing is measured): "
+                            f"{reexecute_command(notebook)}")
+    return problems
+
+
 def _damaged_trace(run_id: str, results_root: Path) -> list[str]:
     """The run's trace logs must pass the integrity checks (checksum, counts, every line)."""
     from ..experiments.trace import run as trace_run
@@ -137,7 +170,8 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
                           f"runs with one: {', '.join(known) or 'none'} (execute "
                           f"notebooks/{NOTEBOOK} with papermill first, see the README)")
     glued = glued_outputs(notebook)
-    problems = _problems(notebook, glued)
+    # Older code's notebook: executing it again is the remedy for everything else it lacks.
+    problems = code_problems([notebook]) or _problems(notebook, glued)
     if not problems:
         problems = _stale(run_id, notebook, glued, results_root)
     if not problems:
@@ -145,6 +179,9 @@ def find_source(run_id: str | None = None, results_root: Path | None = None) -> 
     reanalysis = notebook.with_name(REANALYSIS)
     if not problems:
         problems = _reanalysis_problems(run_id, reanalysis)
+    if not problems:
+        trace = notebook.with_name(TRACE_NOTEBOOK)
+        problems = code_problems([reanalysis, *([trace] if trace.is_file() else [])])
     if problems:
         raise ConfigError(f"{notebook} cannot make the book (the pages paste {', '.join(GLUE_KEYS)}):\n  "
                           + "\n  ".join(problems))

@@ -165,7 +165,10 @@ def test_figure_pages_show_the_reference_runs_p90_values(html_dir: Path, referen
 
 
 def test_reproducibility_page_names_the_run(html_dir: Path, reference: str) -> None:
-    assert reference in visible_text(html_dir / "book/reproducibility.html")
+    text = visible_text(html_dir / "book/reproducibility.html")
+    assert reference in text
+    if (html_dir / "book/fig13.html").is_file():  # Figure 13 sends readers here for the autoscaler's setting
+        assert "parameters.target_concurrency" in text and "parameters.kpa_mode" in text
 
 
 def test_reproducibility_page_shows_every_runs_machine_load(html_dir: Path, reference: str) -> None:
@@ -226,6 +229,94 @@ def test_page_draws_its_charts_in_chromium(html_dir: Path, chromium: Chromium, p
     problems = _draw(chromium, html_dir, f"{page_name}.html", CHART_PAGES[page_name],
                      BUILD / "screenshots" / f"{Path(page_name).name}.png")
     assert not problems, f"{page_name}:\n  " + "\n  ".join(problems)
+
+
+#: Where each figure page's verdict must be: inside the first screen of a 1280×800 window.
+FIRST_SCREEN = (1280, 800)
+VERDICT_PAGES = [*FIGURES, "book/fig12", "book/fig13"]
+_VERDICT_JS = """
+(() => {
+  const box = document.querySelector('.kdlib-verdict');
+  const article = document.querySelector('article.bd-article').getBoundingClientRect();
+  const wide = Array.from(document.querySelectorAll('article div.output'))
+    .filter(el => el.getBoundingClientRect().right > article.right + 1).length;
+  return box ? {bottom: box.getBoundingClientRect().bottom, text: box.textContent, wide: wide}
+             : {bottom: null, text: '', wide: wide};
+})()
+"""
+
+
+@pytest.mark.parametrize("page_name", VERDICT_PAGES)
+def test_a_figure_page_opens_on_its_verdict_and_fits_its_column(html_dir: Path, chromium: Chromium,
+                                                                 page_name: str) -> None:
+    with StaticServer(html_dir) as server:
+        page = chromium.new_page()
+        try:
+            width, height = FIRST_SCREEN
+            page.send("Emulation.setDeviceMetricsOverride",
+                      {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            page.goto(f"{server.url}/{page_name}.html")
+            page.wait_for(f"(() => {{ const c = {_CHARTS_JS}; return c.every(x => x.embedded) ? c : null; }})()")
+            found = page.evaluate(_VERDICT_JS)
+        finally:
+            page.close()
+    assert found["bottom"] is not None, f"{page_name} has no verdict"
+    assert found["bottom"] <= height, f"{page_name}: the verdict ends at {found['bottom']:.0f} px, below the first screen"
+    assert re.search(r"Verdict: (supported|contradicted|cannot test here), because \S", found["text"]), found["text"]
+    assert "The claim" in found["text"] and "Measured here" in found["text"]
+    assert found["wide"] == 0, f"{page_name}: {found['wide']} outputs run past the text column"
+
+
+def test_the_intro_shows_every_figures_verdict(html_dir: Path) -> None:
+    text = visible_text(html_dir / "book/intro.html")
+    verdicts = re.findall(r"(?<![\w-])(supported|contradicted|cannot test here)(?![\w-])", text)
+    assert len(verdicts) >= 5, f"the intro shows {len(verdicts)} verdicts, one per figure expected"
+
+
+def _meta_files(reference: str) -> list[dict]:
+    import json
+
+    return [json.loads(path.read_text()) for path in sorted(RESULTS.glob(f"scale-*/{reference}/meta.*.json"))]
+
+
+def test_no_page_shows_an_unknown_version_an_unrendered_substitution_or_stale_text(html_dir: Path) -> None:
+    """Grep of the built HTML, charts' subtitles (in their scripts) included."""
+    stale = ("appear once a run of the trace", "on its own node", "the paper's 20-node", "Kubedirect, reproduced",
+             "same notebook names them as the systems to run", "This book walks through a reproduction of Figures 9–11")
+    for path in sorted(html_dir.rglob("*.html")):
+        raw = path.read_text(encoding="utf-8")
+        if "<head" not in raw:
+            continue
+        text = visible_text(path).replace("\u2019", "'")  # Sphinx's smart quotes
+        assert "{{" not in text, f"{path}: an unrendered substitution"
+        assert not re.search(r"(Kubernetes|kwok|etcd)( version)? \?", raw), f"{path}: a version shown as '?'"
+        found = [phrase for phrase in stale if phrase in text]
+        assert not found, f"{path}: stale text {found}"
+
+
+def test_pages_name_the_revision_and_versions_each_run_recorded(html_dir: Path, reference: str) -> None:
+    metas = [m for m in _meta_files(reference) if m.get("finished")]
+    assert metas, f"the reference run {reference!r} has no finished run's metadata"
+    text = visible_text(html_dir / "book/reproducibility.html")
+    for revision in {m["provenance"]["git_revision"][:7] for m in metas}:
+        assert revision in text, f"the reproducibility page does not name revision {revision} the runs recorded"
+    for version in {m["versions"]["kube-apiserver"] for m in metas}:
+        assert version in text
+    import json
+
+    for path in sorted((RESULTS / "trace" / reference).glob("meta.*.json")):  # the trace's systems
+        revision = json.loads(path.read_text())["provenance"]["git_revision"]
+        assert revision in text, f"the reproducibility page does not name revision {revision} of {path.name}"
+    figure = (html_dir / "book/fig9.html").read_text(encoding="utf-8")
+    assert {m["provenance"]["git_revision"][:7] for m in metas if m["bench"] == "scale-pods"} <= set(
+        re.findall(r"code ([0-9a-f]{7})", figure)), "the Figure 9 chart subtitles do not name the runs' revision"
+
+
+def test_getting_started_counts_the_runs_of_the_run_it_shows(html_dir: Path, reference: str) -> None:
+    logs = sum(len(p90_from_logs(RESULTS / bench / reference).get(key, []))
+               for bench in FIGURES.values() for key in p90_from_logs(RESULTS / bench / reference))
+    text = visible_text(html_dir / "book/getting-started.html")
+    assert re.search(rf"made\s+{logs} runs", text), f"Getting started does not say the run made {logs} runs"
 
 
 def test_a_page_without_charts_never_fetches_the_vega_bundle(html_dir: Path, chromium: Chromium) -> None:
@@ -343,10 +434,29 @@ def test_building_without_a_usable_run_is_a_clear_config_error(offline_renderer,
     import altair as alt
 
     alt.renderers.enable("mimetype")  # a chart not made offline by kdlib.render
-    outputs = [_glued("fig9_e2e", _chart()), _glued("run_id", "r1")]
+    from kdlib import provenance
+
+    outputs = [_glued("fig9_e2e", _chart()), _glued("run_id", "r1"),
+               _glued("analysis_code", provenance.analysis_digest())]
     nbformat.write(_notebook_with(outputs), executed)
     with pytest.raises(ConfigError) as error:
         book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
     assert "no glue key 'fig10_e2e'" in str(error.value) and "no glue key 'provenance'" in str(error.value)
     assert "'fig9_e2e' is not an Altair chart rendered by kdlib.render" in str(error.value)
     assert not (tmp_path / "_build").exists(), "nothing is built from a notebook that cannot make the book"
+
+
+def test_a_notebook_made_by_other_analysis_code_is_refused_with_the_command_that_remakes_it(tmp_path: Path) -> None:
+    import nbformat
+
+    notebook = _notebook_with([_glued("analysis_code", "0" * 64)])
+    notebook.metadata["papermill"] = {"parameters": {"run_id": "r1", "repeats": 3}}
+    path = tmp_path / "microbench.ipynb"
+    nbformat.write(notebook, path)
+    problems = book.code_problems([path], current="1" * 64)
+    assert len(problems) == 1 and "made by analysis code 000000000000" in problems[0]
+    assert f"papermill notebooks/microbench.ipynb {path} -p " in problems[0]
+    assert "-p run_id r1" in problems[0] and "-p repeats 3" in problems[0]
+    assert book.code_problems([path], current="0" * 64) == []
+    nbformat.write(_notebook_with([]), path)
+    assert "recorded no analysis digest" in book.code_problems([path], current="1" * 64)[0]

@@ -73,7 +73,7 @@ def test_papermill_opens_the_reference_run_by_default(tiny_run, tmp_path: Path) 
     glued = [o for o in outputs if o.get("metadata", {}).get("scrapbook", {}).get("name") == "reanalysis_run_id"]
     assert glued and "tiny" in glued[0]["data"]["application/papermill.record/text/plain"]
     charts = [o for o in outputs if CHART_MIME in o.get("data", {})]
-    assert len(charts) == 8, "six figures' charts, pods per second, per node"  # no original logs given
+    assert len(charts) == 3, "Figure 9 redrawn, pods created over time, this run's logs read as the original's"
     assert all("kdlib-chart" in o["data"]["text/html"] for o in charts)
     # No live frontend under papermill: the ~900 KB bundle is not pasted into the notebook.
     assert (tmp_path / "reanalysis.ipynb").stat().st_size < 400_000
@@ -106,7 +106,7 @@ def test_papermill_compares_with_the_original_artifacts_logs(tiny_run, tmp_path:
     for seconds in expected.values():
         assert f"{seconds:.6f}" in text, f"the original logs' {seconds} s are not in the table"
     charts = [o for o in outputs if CHART_MIME in o.get("data", {})]
-    assert len(charts) == 9
+    assert len(charts) == 3
     values = json.dumps(charts[-1]["data"][CHART_MIME])
     assert "original logs" in values and "this run (tiny)" in values and "9.876543" in values
 
@@ -215,8 +215,8 @@ def _drawn(page: Page, count: int, timeout: float = 60) -> None:
 def test_the_notebook_runs_and_draws_in_jupyterlab(lab) -> None:
     page, _ = _open(lab, "notebooks/reanalysis.ipynb")
     _run(page, "notebook:run-all-cells")
-    assert _finished(page)["charts"] == 8
-    _drawn(page, 8)
+    assert _finished(page)["charts"] == 3
+    _drawn(page, 3)
 
     # Interaction on the worked example's chart: a tooltip on hover, a legend click picks a scale.
     chart = "document.querySelector('.kdlib-chart[aria-label^=\"Pods created over time\"]')"
@@ -242,23 +242,23 @@ def test_an_executed_notebook_says_what_to_do_until_trusted_then_draws(lab) -> N
     chart's own note instead. Trusted, its charts wait for the bundle; running the cell that
     calls render.enable() (and the parameter cells above it) draws every one."""
     page, state = _open(lab, "notebooks/executed/reanalysis.ipynb")
-    assert state["charts"] == 8 and state["executed"] == state["code"], state
+    assert state["charts"] == 3 and state["executed"] == state["code"], state
     notes = page.wait_for("(() => { const n = Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
                           ".filter(o => o.textContent.includes('runs only in a trusted notebook')).length;"
-                          " return n === 8 ? n : null; })()", timeout=30)
-    assert notes == 8, "an untrusted chart output does not say how to draw it"
+                          " return n === 3 ? n : null; })()", timeout=30)
+    assert notes == 3, "an untrusted chart output does not say how to draw it"
     page.evaluate("window.jupyterapp.commands.execute('notebook:trust'), true")
     page.wait_for("(() => { const b = document.querySelector('.jp-Dialog .jp-mod-accept');"
                   " if (b) b.click(); return !!b; })()", timeout=10)
     page.wait_for("(() => { const n = Array.from(document.querySelectorAll('.kdlib-chart'))"
                   ".filter(c => c.textContent.includes('Waiting for the chart library')).length;"
-                  " return n === 8 ? n : null; })()", timeout=30)
+                  " return n === 3 ? n : null; })()", timeout=30)
     setup = page.evaluate("Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)"
                           ".findIndex(c => c.sharedModel.getSource().includes('render.enable()'))")
     assert setup > 0
     page.evaluate(f"window.jupyterapp.shell.currentWidget.content.activeCellIndex = {setup + 1}")
     _run(page, "notebook:run-all-above")
-    _drawn(page, 8, timeout=120)
+    _drawn(page, 3, timeout=120)
     assert not page.evaluate(_NOTEBOOK_JS)["errors"]
     _center(page, "document.querySelector('.kdlib-chart')")
     page.screenshot(lab[2] / "executed-trusted.png")

@@ -148,3 +148,18 @@ def test_fetch_refuses_a_destination_it_did_not_write(tmp_path):
     with pytest.raises(BinaryError, match="holds files that kd fetch did not write"):
         kd_images.fetch(dest=dest, crane=tmp_path / "no-crane")
     assert (dest / "notes.txt").read_text() == "keep me"
+
+
+def test_the_trace_finds_what_kd_fetch_stored_as_the_microbenchmarks_do(tmp_path, monkeypatch):
+    from kdlib.experiments.trace.params import TraceParams, plan
+    from kdlib.experiments.trace.params import with_fetched_kd as trace_with_fetched_kd
+
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "cache"))
+    params = TraceParams(run_id="r")
+    assert trace_with_fetched_kd(params) == (params, None)  # nothing stored
+    assert "kd fetch" in plan(params)[1]["Dr/Kd+"]  # the reason names both ways to get the binaries
+    dest = _stored(kd_images.default_dest())
+    found, note = trace_with_fetched_kd(params)
+    assert found.kd_bin_dir == dest.resolve() and "kd fetch" in note and "sha256:000000" in note
+    assert "Dr/Kd+" in plan(found)[0]
+    assert trace_with_fetched_kd(TraceParams(run_id="r", systems=("Dr/K8s+",)))[1] is None  # Kd not wanted

@@ -1,9 +1,12 @@
 """The findings paragraph is computed from the run: rates, the client limit, which one binds."""
 
+from html import unescape
+
 import pandas as pd
 
-from kdlib.experiments.microbench import analysis
-from kdlib.experiments.microbench.report import MicrobenchReport, findings
+from kdlib.experiments.baselines import KD_WITHOUT_BINARIES
+from kdlib.experiments.microbench import analysis, comparison
+from kdlib.experiments.microbench.report import MicrobenchReport, compact_table, figure_verdict, findings
 
 
 def _report(pods: int, ready_at: float, repeats: int = 1, kd_ready_at: float | None = None) -> MicrobenchReport:
@@ -33,7 +36,6 @@ def test_the_rate_limit_is_named_when_it_binds():
     assert "p90 Ready after **8.50 s**" in text
     assert "at least **7.5 s** for the 181 writes up to the p90 pod" in text and "that limit is what binds" in text
     assert "pods were created at **24.3 pods/s**" in text and "single run" in text
-    assert "cannot check Kubedirect's gain" in text and "the paper's abstract" in text
 
 
 def test_the_creation_rate_is_per_repeat_not_summed_over_repeats():
@@ -44,6 +46,34 @@ def test_a_small_run_fits_in_the_burst():
     assert "fit in its client's burst" in findings(_report(12, 0.5, repeats=3), "scale-pods")
 
 
-def test_with_kd_the_ratio_is_computed():
-    text = findings(_report(200, 8.0, kd_ready_at=2.0), "scale-pods")
-    assert "k8s+/kd+ at 200: 4.0×" in text
+def test_with_kd_the_verdict_is_computed_from_the_ratio():
+    verdict = figure_verdict(_report(200, 8.0, kd_ready_at=2.0), "scale-pods")
+    assert verdict.outcome == "supported" and "k8s+ ÷ kd+ at N = 200: 4.00×" in verdict.because
+    assert "k8s+ at N = 200 (1 run each); kd+ at N = 200 (1 run each)" in verdict.measured
+    slower = figure_verdict(_report(200, 2.0, kd_ready_at=8.0), "scale-pods")
+    assert slower.outcome == "contradicted" and "0.25×" in slower.because
+
+
+def test_without_kd_binaries_the_verdict_says_it_cannot_test_and_why():
+    report = _report(200, 8.0)
+    report.suite["not_measured"] = {"kd+": KD_WITHOUT_BINARIES}
+    verdict = figure_verdict(report, "scale-pods")
+    assert verdict.outcome == "cannot test here"
+    assert verdict.because.startswith("Kubedirect's binaries were not available to this run")
+    assert "not measured: kd+" in verdict.measured
+    html = unescape(verdict.html())
+    assert "Verdict: cannot test here" in html and "quoted from the paper's abstract" in html
+
+
+def test_a_system_not_measured_at_any_scale_is_one_line_and_an_empty_ratio_column_is_hidden():
+    table = analysis.figure_table(_report(200, 8.0).summary, "scale-pods", ["k8s+", "kd+"], [100, 200],
+                                  {"kd+": "no binaries"})
+    table = comparison.with_ratio(table, _report(200, 8.0).summary, "scale-pods")
+    shown = compact_table(table)
+    assert list(shown["baseline"]) == ["k8s+", "k8s+", "kd+"]
+    assert shown.iloc[2]["scale"] == "all" and shown.iloc[2]["reason"] == "no binaries"
+    assert comparison.RATIO_COLUMN not in shown
+    with_kd = comparison.with_ratio(analysis.figure_table(_report(200, 8.0, kd_ready_at=2.0).summary, "scale-pods",
+                                                          ["k8s+", "kd+"], [200], {}),
+                                    _report(200, 8.0, kd_ready_at=2.0).summary, "scale-pods")
+    assert comparison.RATIO_COLUMN in compact_table(with_kd)

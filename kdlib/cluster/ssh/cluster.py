@@ -444,6 +444,7 @@ def _clean_host(inventory: Inventory, remote: Remote) -> str:
     # Everything of ours on a host is made after its directory and removed before it.
     if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
         return "nothing there"
+    detached.close(remote, directory)  # a start still going there ends first; none begins after
     stopped: dict[str, str] = {}
     unfinished: RemoteError | None = None
     if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order

@@ -9,6 +9,10 @@ errors naming the host, the command and the tail of its output:
 - cannot connect, authentication or host-key failure, connection lost → :class:`HostUnreachable`
 - non-zero exit (with ``check``) or timeout → :class:`RemoteError`
 
+:meth:`Hosts.each` never returns while one of its calls still runs: interrupted (Ctrl-C),
+it refuses the calls' further commands and waits for the ones in flight, so a clean-up
+that follows never races a start still going on a host.
+
 Nothing of the user's ``~/.ssh`` is read or written unless the inventory says
 ``use_ssh_config: true``: no ssh_config, no agent, no default keys, host keys kept in
 memory only (verified against the inventory's ``known_hosts`` when it names one).
@@ -23,6 +27,7 @@ import os
 import shlex
 import socket
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,12 +40,17 @@ from fabric.exceptions import GroupException
 from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
 from ...errors import HostUnreachable, RemoteError
+from ..local.processes import _signals_deferred
 from .inventory import Host, Inventory
 
 log = logging.getLogger("kdlib.ssh.remote")
 T = TypeVar("T")
 TAIL_LINES = 15
 HANDSHAKE_TIMEOUT = 10  # seconds, at least, for the SSH banner, the login and opening a channel
+INTERRUPTED = "not run: the run was interrupted"
+
+# The cancellation of the Hosts.each call this thread works for (None outside one).
+_each = threading.local()
 
 
 @dataclass(frozen=True)
@@ -201,8 +211,19 @@ class Remote:
     def close(self) -> None:
         self.connection.close()
 
+    def _refuse_if_interrupted(self, command: str) -> None:
+        """Raise when this thread works for a :meth:`Hosts.each` call that was interrupted:
+        nothing new may begin on a host once its clean-up may have begun."""
+        cancelled = getattr(_each, "cancelled", None)
+        if cancelled is not None and cancelled.is_set():
+            raise RemoteError(self.host.name, command, INTERRUPTED)
+
     def run(self, command: str, *, timeout: float | None = None, check: bool = True) -> CommandResult:
         """Run ``command`` (a shell string) and return its result; raise on failure when ``check``."""
+        self._refuse_if_interrupted(command)
+        return self._run(command, timeout=timeout, check=check)
+
+    def _run(self, command: str, *, timeout: float | None = None, check: bool = True) -> CommandResult:
         timeout = timeout or self.options.command_timeout
         started = time.monotonic()
         was_open = self.connection.is_connected
@@ -240,31 +261,33 @@ class Remote:
         the same size there is complete and the same, and is not hashed again.
         """
         local = Path(local)
+        self._refuse_if_interrupted(f"put {local} {remote}")  # once begun, a transfer ends (no half file)
         started = time.monotonic()
         digest, size = sha256_file(local), local.stat().st_size
         quoted = shlex.quote(remote)
         if addressed:
-            there_size = self.run(f"stat -c %s {quoted} 2>/dev/null", check=False).stdout.strip()
+            there_size = self._run(f"stat -c %s {quoted} 2>/dev/null", check=False).stdout.strip()
             there = digest if there_size == str(size) else ""
         else:
-            there = self.run(f"sha256sum {quoted} 2>/dev/null | cut -d' ' -f1", check=False).stdout.strip()
+            there = self._run(f"sha256sum {quoted} 2>/dev/null | cut -d' ' -f1", check=False).stdout.strip()
         if there == digest:
             return PutResult(self.host.name, local, remote, digest, size, True, time.monotonic() - started)
         part = f"{remote}.part-{self.host.name}"
-        self.run(f"mkdir -p {shlex.quote(str(Path(remote).parent))}")
+        self._run(f"mkdir -p {shlex.quote(str(Path(remote).parent))}")
         try:
             sftp = self.connection.sftp()
             sftp.get_channel().settimeout(self.options.command_timeout)
             self.connection.put(str(local), part, preserve_mode=False)
         except Exception as error:  # noqa: BLE001
             raise map_error(self.host, f"put {local} {part}", error, self.options.connect_timeout) from None
-        self.run(f"chmod {mode:o} {shlex.quote(part)} && mv -f {shlex.quote(part)} {quoted}")
+        self._run(f"chmod {mode:o} {shlex.quote(part)} && mv -f {shlex.quote(part)} {quoted}")
         return PutResult(self.host.name, local, remote, digest, size, False, time.monotonic() - started)
 
     def put_tree(self, local_dir: Path | str, remote_dir: str) -> PutResult:
         """Ship the files under ``local_dir`` into ``remote_dir`` as one tar stream
         (one transfer instead of three round trips per small file)."""
         local_dir = Path(local_dir)
+        self._refuse_if_interrupted(f"put {local_dir}/ {remote_dir}")  # once begun: unpacked, archive removed
         started = time.monotonic()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -272,14 +295,14 @@ class Remote:
         data = buffer.getvalue()
         archive = f"{remote_dir}.tar.gz.part-{self.host.name}"
         q = shlex.quote
-        self.run(f"mkdir -p {q(str(Path(remote_dir).parent))}")
+        self._run(f"mkdir -p {q(str(Path(remote_dir).parent))}")
         try:
             sftp = self.connection.sftp()
             sftp.get_channel().settimeout(self.options.command_timeout)
             self.connection.put(io.BytesIO(data), archive)
         except Exception as error:  # noqa: BLE001
             raise map_error(self.host, f"put {local_dir}/ {archive}", error, self.options.connect_timeout) from None
-        self.run(f"mkdir -p {q(remote_dir)} && tar -xzf {q(archive)} -C {q(remote_dir)} --no-same-owner; "
+        self._run(f"mkdir -p {q(remote_dir)} && tar -xzf {q(archive)} -C {q(remote_dir)} --no-same-owner; "
                  f"status=$?; rm -f {q(archive)}; exit $status")
         return PutResult(self.host.name, local_dir, remote_dir, hashlib.sha256(data).hexdigest(), len(data),
                          False, time.monotonic() - started)
@@ -342,19 +365,38 @@ class Hosts:
         return results
 
     def each(self, function: Callable[[Remote], T], *, hosts: Iterable[str] | None = None) -> GroupResult:
-        """``function(remote)`` on the named hosts in parallel; errors become values."""
+        """``function(remote)`` on the named hosts in parallel; errors become values.
+
+        Returns or raises only once every call has ended. Interrupted (Ctrl-C, SIGTERM),
+        it refuses the calls' further commands (:data:`INTERRUPTED`), waits for those in
+        flight (each ends within its timeout; signals meanwhile wait) and re-raises: a call
+        left running would go on starting processes and writing files on its host while
+        the clean-up that follows removes them.
+        """
         remotes = [self.remotes[n] for n in (self.remotes if hosts is None else hosts)]  # [] is none, not all
+        cancelled = threading.Event()
 
         def call(remote: Remote):
+            _each.cancelled = cancelled
             try:
                 return function(remote)
             except RemoteError as error:
                 return error
             except Exception as error:  # noqa: BLE001
                 return map_error(remote.host, getattr(function, "__name__", "(call)"), error)
+            finally:
+                _each.cancelled = None
 
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(remotes)))) as pool:
-            values = list(pool.map(call, remotes))
+        pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(remotes))))
+        try:
+            futures = [pool.submit(call, remote) for remote in remotes]
+            values = [future.result() for future in futures]
+        except BaseException:
+            cancelled.set()
+            with _signals_deferred():
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         return GroupResult(zip((r.host.name for r in remotes), values))
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ charts of Figures 9–11 and saves each as SVG and HTML next to the results.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,22 +16,21 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from ... import provenance as code_provenance
 from ... import store
 from ...cluster.settings import SIMULATED_READY_AFTER_MS
 from ...publish import render
-from .. import loads, runner
-from ..baselines import BASELINES, display
+from .. import loads, runner, verdict
+from ..baselines import BASELINES, KD_WITHOUT_BINARIES, display
 from . import analysis, bottleneck, comparison, logs, plots
 from .spec import BENCHES
 
 #: The controller manager's client limit (kube-controller-manager defaults, kept by the artifact).
 CONTROLLER_MANAGER_QPS, CONTROLLER_MANAGER_BURST = 20, 30
-PAPER_CLAIM = ("\u201cto scale out a burst of FaaS instances, message passing becomes the primary bottleneck as "
-               "controllers have to exchange extensive state through the API Server\u201d (the paper's abstract)")
 #: The myst-nb glue keys the book pastes from the notebook, per figure and for the run.
-FIGURE_KEYS = ("e2e", "stages", "table", "findings", "not_measured")
+FIGURE_KEYS = ("e2e", "stages", "table", "findings", "not_measured", "verdict")
 GLUE_KEYS = (*(f"{b.glue_prefix}_{k}" for b in BENCHES.values() for k in FIGURE_KEYS), "provenance", "run_id",
-             "results_digest")
+             "results_digest", "analysis_code", "verdicts", "measured_with", "run_cost")
 CHART_KEYS = tuple(k for k in GLUE_KEYS if k.endswith(("_e2e", "_stages")))
 
 
@@ -51,26 +51,49 @@ class MicrobenchReport:
     saved: list[Path] = field(default_factory=list)
 
     @property
+    def records(self) -> pd.DataFrame:
+        """One row per finished run: the code revision and the versions it was measured with."""
+        return run_records(self.metas)
+
+    @property
     def benches(self) -> list[str]:
         return [b for b in BENCHES if b in self.suite["parameters"]["benches"]]
 
     @property
     def source(self) -> list[str]:
-        """Where the numbers come from, as the charts' subtitle lines."""
+        """Where the numbers come from, as the charts' subtitle lines: the versions and the code
+        revision each run recorded in its metadata (never the suite record's, which a later
+        resume rewrites)."""
         clusters = self.suite.get("clusters", {})
         backend = self.suite["parameters"]["backend"]
         host = self.suite["provenance"]["machine"]["host"]
-        versions = next(iter(clusters.values()), {}).get("versions", {})
-        real = any(not BASELINES[b].simulated for b in set(self.summary["baseline"]))
+        real = any(not BASELINES[b].simulated for b in set(self.summary["baseline"]) if b in BASELINES)
         nodes = "kwok nodes (simulated sandbox) and real nodes (k8s, kd)" if real else "kwok nodes, simulated sandbox"
-        lines = [f"measured here: run {self.run_id}, {backend} backend on {host}",
-                 f"{versions.get('kube-apiserver', 'Kubernetes ?')}, {nodes}"]
+        lines = [f"measured here: run {self.run_id}, {backend} backend on {host}, code {_revisions(self.records)}",
+                 f"{_versions(self.records)}; {nodes}"]
         kd_sources = clusters.get("kd", {}).get("sources", {})
         images = [s.split(" (")[0].removeprefix("image ").rsplit("/", 1)[-1].split(":")[0]
                   + "@" + s.split("@")[1][:19] for c, s in sorted(kd_sources.items()) if s.startswith("image ")]
         if images:  # name the Kd images the kd+ numbers come from
             lines.append("kd+ from images " + ", ".join(images))
         return lines
+
+    def measured_with(self) -> pd.DataFrame:
+        """Per system: how many runs, the code revision(s) and versions they recorded, when."""
+        rows = []
+        for baseline, runs in self.records.groupby("baseline", sort=False):
+            rows.append({"system": display(baseline), "runs": len(runs), "code revision": _revisions(runs),
+                         "kube-apiserver": ", ".join(sorted(set(runs["kube-apiserver"].dropna()))) or "not recorded",
+                         "kwok": ", ".join(sorted({v.split(" go")[0] for v in runs["kwok"].dropna()})) or "not recorded",
+                         "first run started": runs["start_time"].min(), "last run started": runs["start_time"].max()})
+        return pd.DataFrame(rows, columns=["system", "runs", "code revision", "kube-apiserver", "kwok",
+                                           "first run started", "last run started"])
+
+    def verdict(self, bench: str) -> verdict.Verdict:
+        return figure_verdict(self, bench)
+
+    def run_cost(self) -> str:
+        return run_cost(self)
 
     def not_measured(self, bench: str) -> pd.DataFrame:
         """The systems of this figure that have no number, and why (not-run and failed runs alike)."""
@@ -101,7 +124,8 @@ class MicrobenchReport:
             display(Markdown(f"`{bench}` was not among the benches of this run."))
             return
         outputs = {
-            "table": _without_index(self.tables[bench]),
+            "verdict": _html(self.verdict(bench).html()),
+            "table": _without_index(compact_table(self.tables[bench])),
             "e2e": self.charts[f"{prefix}_e2e"],
             "stages": self.charts[f"{prefix}_stages"],
             "findings": Markdown(self.findings(bench)),
@@ -109,14 +133,21 @@ class MicrobenchReport:
         }
         for key, value in outputs.items():
             glue(f"{prefix}_{key}", _as_html(value) if key == "findings" else value, display=False)
-        display(outputs["findings"], outputs["table"], outputs["e2e"], outputs["stages"])
+        display(outputs["verdict"], outputs["findings"], outputs["table"], outputs["e2e"], outputs["stages"])
 
     def glue_run(self) -> None:
+        from IPython.display import Markdown
         from myst_nb import glue
 
         glue("run_id", self.run_id, display=False)
         glue("provenance", _without_index(self.provenance), display=False)
         glue("results_digest", self.digest, display=False)
+        # The book refuses this notebook once the code that made these outputs has changed.
+        glue("analysis_code", code_provenance.analysis_digest(), display=False)
+        glue("verdicts", _without_index(pd.DataFrame([self.verdict(b).row() for b in self.benches],
+                                                     columns=["figure", "verdict", "because"])), display=False)
+        glue("measured_with", _without_index(self.measured_with()), display=False)
+        glue("run_cost", _as_html(Markdown(self.run_cost())), display=False)
 
 
 def _as_html(markdown: Any) -> Any:
@@ -129,6 +160,80 @@ def _as_html(markdown: Any) -> Any:
 
 def _without_index(frame: pd.DataFrame) -> Any:
     return frame.style.hide(axis="index")
+
+
+def _html(text: str) -> Any:
+    from IPython.display import HTML
+
+    return HTML(text)
+
+
+def compact_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A figure's table as the book shows it: one line per system that has no number for the
+    same reason at every scale (instead of one per scale), and no ratio column while it is
+    empty on every row (a run without Kubedirect)."""
+    from .comparison import RATIO_COLUMN
+
+    table = table.copy()
+    missing = table["p90 (s)"] == "not measured"
+    keep, collapsed = [], []
+    for (baseline, reason), rows in table[missing].groupby(["baseline", "reason"], sort=False):
+        if len(rows) == (table["baseline"] == baseline).sum() and len(rows) > 1:
+            line = rows.iloc[0].copy()
+            line["scale"] = "all"
+            collapsed.append(line)
+        else:
+            keep.extend(rows.index)
+    shown = pd.concat([table[~missing], table.loc[keep], pd.DataFrame(collapsed)])
+    order = {b: i for i, b in enumerate(dict.fromkeys(table["baseline"]))}
+    shown = shown.assign(_o=shown["baseline"].map(order)).sort_values("_o", kind="stable").drop(columns="_o")
+    if RATIO_COLUMN in shown and not shown[RATIO_COLUMN].astype(str).str.strip().any():
+        shown = shown.drop(columns=RATIO_COLUMN)
+    if "reason" in shown and not shown["reason"].astype(str).str.strip().any():
+        shown = shown.drop(columns="reason")
+    return shown.reset_index(drop=True)
+
+
+#: The columns of :attr:`MicrobenchReport.records`.
+RECORD_COLUMNS = ["bench", "baseline", "scale", "repeat", "git_revision", "git_dirty", "kube-apiserver", "kwok",
+                  "start_time", "load_average_1m"]
+
+
+def run_records(metas: dict[logs.RunKey, dict[str, Any]]) -> pd.DataFrame:
+    """What each finished run recorded about itself (its ``meta`` file): code revision, versions, start."""
+    rows = []
+    for key, meta in metas.items():
+        recorded = meta.get("provenance") or {}
+        versions = meta.get("versions") or {}
+        rows.append({"bench": key.bench, "baseline": key.baseline, "scale": key.scale, "repeat": key.repeat,
+                     "git_revision": recorded.get("git_revision"), "git_dirty": recorded.get("git_dirty"),
+                     "kube-apiserver": versions.get("kube-apiserver"), "kwok": versions.get("kwok"),
+                     "start_time": meta.get("start_time"),
+                     "load_average_1m": (recorded.get("machine") or {}).get("load_average_1m")})
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def _revisions(records: pd.DataFrame) -> str:
+    """The code revision(s) runs were measured at, short, with how many runs each when several."""
+    if records.empty:
+        return "revision not recorded"
+    labels = [f"{str(r)[:7]}{' (uncommitted changes)' if d else ''}" if r else "not recorded"
+              for r, d in zip(records["git_revision"], records["git_dirty"])]
+    counts = pd.Series(labels).value_counts()
+    if len(counts) == 1:
+        return counts.index[0]
+    return ", ".join(f"{label} ({n} runs)" for label, n in counts.items())
+
+
+def _versions(records: pd.DataFrame) -> str:
+    """The Kubernetes version each system's runs recorded, e.g. ``k8s, k8s+: Kubernetes v1.32.13``."""
+    known = records.dropna(subset=["kube-apiserver"])
+    if known.empty:
+        return "control-plane version not recorded"
+    by_version: dict[str, list[str]] = {}
+    for (version, baseline), _ in known.groupby(["kube-apiserver", "baseline"], sort=False):
+        by_version.setdefault(version, []).append(display(baseline))
+    return "; ".join(f"{', '.join(dict.fromkeys(b))}: {v}" for v, b in by_version.items())
 
 
 def _rate(timeline: pd.DataFrame, stage: str, first: int, last: int) -> float:
@@ -206,9 +311,7 @@ def findings(report: MicrobenchReport, bench: str) -> str:
             f"{baseline} at {scale} ({n} of {total} run(s))" for (baseline, scale), (n, total) in busy.items())
             + ". No quiet machine came within the bound before these runs, so their numbers include other "
               "work's load (every run's load is on the reproducibility page).")
-    lines.append("")
-    lines.append(_claim_check(summary, spec.baselines))
-    return "\n".join(lines)
+    return "\n".join(lines)  # what the numbers say of the paper's claim is the verdict's (figure_verdict)
 
 
 def _busy_runs(machine: pd.DataFrame, bench: str) -> dict[tuple[str, int], tuple[int, int]]:
@@ -246,22 +349,74 @@ def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.0f} %" if whole > 0 else "n/a"
 
 
-def _claim_check(summary: pd.DataFrame, baselines: tuple[str, ...]) -> str:
-    """Which of the paper's claims this run can check."""
-    measured = set(summary["baseline"])
-    pairs = [("k8s+", "kd+"), ("k8s", "kd")]
-    ratios = []
-    for vanilla, kd in pairs:
-        if {vanilla, kd} <= measured:
-            both = summary[summary["baseline"].isin([vanilla, kd])].pivot(index="scale", columns="baseline",
-                                                                           values="p90_s").dropna()
-            for scale, row in both.iterrows():
-                ratios.append(f"{vanilla}/{kd} at {scale}: {row[vanilla] / row[kd]:.1f}×")
-    claim = f"The paper's claim for this part of the evaluation: {PAPER_CLAIM}."
-    if ratios:
-        return claim + " Measured here, p90 of vanilla over Kubedirect: " + "; ".join(ratios) + "."
-    return (claim + " This run has no Kubedirect numbers, so it cannot check Kubedirect's gain; it shows "
-            "where vanilla Kubernetes spends the time (compare the pod-creation rate with the client limit above).")
+def figure_verdict(report: MicrobenchReport, bench: str) -> verdict.Verdict:
+    """The figure's verdict on the paper's claim, from the Kubedirect-vs-vanilla ratios of the run
+    (any system the run measured is listed; only a Kubedirect system and its vanilla twin test it)."""
+    spec = BENCHES[bench]
+    summary = report.summary[report.summary["bench"] == bench]
+    parts = []
+    for baseline in dict.fromkeys(summary["baseline"]):
+        rows = summary[summary["baseline"] == baseline].sort_values("scale")
+        repeats = sorted({int(r) for r in rows["repeats"]})
+        each = (f"{repeats[0]} run{'s' if repeats[0] != 1 else ''} each" if len(repeats) == 1
+                else f"{repeats[0]}–{repeats[-1]} runs each")
+        parts.append(f"{display(baseline)} at {spec.symbol} = {', '.join(str(int(s)) for s in rows['scale'])} ({each})")
+    missing = [s for s in report.not_measured(bench)["system"] if " at " not in s]
+    measured = "; ".join(parts) or "nothing: no run of this figure finished"
+    if missing:
+        measured += f"; not measured: {', '.join(missing)}"
+    ratios = [(f"{r.vanilla} ÷ {r.kd} at {spec.symbol} = {r.scale}", float(r.ratio))
+              for r in comparison.ratios(report.summary, bench).itertuples()]
+    return verdict.from_ratios(spec.figure, measured + ".", ratios, _why_untested(report, bench))
+
+
+def _why_untested(report: MicrobenchReport, bench: str) -> str:
+    """Why the run has no Kubedirect-vs-vanilla pair for this figure."""
+    kd_systems = [b for b in BENCHES[bench].baselines if BASELINES[b].kd]
+    measured = set(report.summary.loc[report.summary["bench"] == bench, "baseline"])
+    reasons = report.suite.get("not_measured", {})
+    if not measured & set(kd_systems):
+        asked = [b for b in kd_systems if b in report.suite["parameters"]["baselines"]]
+        if not asked:
+            return f"this run did not include a Kubedirect system ({', '.join(kd_systems)})"
+        if all(reasons.get(b) == KD_WITHOUT_BINARIES for b in asked):
+            return (f"Kubedirect's binaries were not available to this run, so no Kubedirect system "
+                    f"({', '.join(asked)}) was measured to compare with vanilla Kubernetes")
+        return "no Kubedirect run of this figure finished (" + "; ".join(
+            f"{b}: {reasons.get(b, 'see the runs not measured below')}" for b in asked) + ")"
+    return ("the run measured Kubedirect but not its vanilla twin at the same scales "
+            f"({', '.join(sorted(measured))})")
+
+
+def run_cost(report: MicrobenchReport) -> str:
+    """How many runs the run made and how long they took, from its own record (markdown)."""
+    attempts = report.suite.get("attempts", [])
+    measured = [o for a in attempts for o in a.get("outcomes", []) if o.get("status") == "measured"]
+    if not measured:
+        return f"Run {report.run_id} has no measured run in its record."
+    busy = [a for a in attempts if any(o.get("status") == "measured" for o in a.get("outcomes", []))]
+    wall = sum((pd.Timestamp(a["ended_at"]) - pd.Timestamp(a["started_at"])).total_seconds()
+               for a in busy if a.get("ended_at") and a.get("started_at"))
+    points = {(o["bench"], o["baseline"], o["scale"]) for o in measured}
+    first = [o for o in measured if o.get("repeat", 0) == 0]
+    own = sum(sum(o.get("phases_s", {}).values()) for o in first)
+    repeats = report.suite["parameters"].get("repeats", 1)
+    text = (f"Run {report.run_id} (the run this book shows) made **{len(measured)} runs** "
+            f"({len(points)} points of the figures × {repeats} repeat{'s' if repeats != 1 else ''}) in "
+            f"**{wall / 60:.1f} min** of wall time ({len(busy)} attempt{'s' if len(busy) != 1 else ''} that "
+            f"measured). Its first repeat alone, the {len(first)} runs that `repeats 1` (the default) makes "
+            f"with the same systems and scales, took **{own / 60:.1f} min** of the runs' own time (set-up, "
+            f"settle, measurement and clean-up of each run), plus starting and stopping the clusters.")
+    nodes = report.summary[(report.summary["bench"] == "scale-nodes") & (report.summary["baseline"] == "k8s+")]
+    if len(nodes):
+        largest = nodes.sort_values("scale").iloc[-1]
+        pods = BENCHES["scale-nodes"].workload(int(largest["scale"])).pods
+        rate = math.ceil(0.9 * pods) / float(largest["p90_s"])
+        artifact = BENCHES["scale-nodes"].workload(2000).pods
+        text += (f" At the rate of its largest Figure 11 run of k8s+ ({pods} pods, {rate:.1f} pods/s up to the "
+                 f"p90 pod), the original artifact's M = 2000 ({artifact:,} pods) would take about "
+                 f"**{math.ceil(0.9 * artifact) / rate / 60:.0f} min** for that one run.")
+    return text
 
 
 def microbench(run_id: str, root: Path | None = None, save: bool = True) -> MicrobenchReport:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,11 @@ SYSTEMS = {s.name: s for s in (
     System("Dr/Kd+", 13, True, True, 30.0, "Dirigent-style gateway and KPA on Kubedirect, simulated sandbox",
            "dirigent"),
 )}
-KNATIVE_REASON = ("not measured locally: Knative's data plane (activator, queue-proxy, real containers) "
-                  "needs real kubelets and cores; run it on a cluster")
+KNATIVE_REASON = ("kdlib has no Knative path yet, on any backend: it does not install Knative's data plane "
+                  "(activator, queue-proxy sidecars), which needs real kubelets running real containers and a "
+                  "Knative install that kdlib does not make")
+#: How a Kubedirect system's reason for not being measured starts when its binaries are missing.
+KD_REASON_START = "needs Kubedirect's binaries"
 #: File names of a system's results: ``trace.<key>.log`` (no "/" in file names).
 FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K8s+": "dr-k8s+",
              AS_SHIPPED: "dr-k8s+-as-shipped", "Dr/Kd+": "dr-kd+"}
@@ -187,6 +190,23 @@ class TraceParams:
         return KPAConfig.dirigent(target_concurrency=self.target_concurrency)
 
 
+def with_fetched_kd(params: TraceParams) -> tuple[TraceParams, str | None]:
+    """``params`` with ``kd_bin_dir`` set to the binaries ``kd fetch`` stored in its default
+    place, when a Kubedirect system is wanted, no directory was given and such binaries are
+    there (as the microbenchmarks do); and a sentence saying so (None when nothing changed)."""
+    if params.kd_bin_dir is not None or not any(SYSTEMS[s].kd and SYSTEMS[s].local for s in params.systems
+                                                 if s in SYSTEMS):
+        return params, None
+    from ...cluster import kd_images
+
+    found = kd_images.stored()
+    if found is None:
+        return params, None
+    digests = ", ".join(f"{name}@{b.manifest_digest}" for name, b in found.binaries.items())
+    return replace(params, kd_bin_dir=found.directory), (
+        f"kd_bin_dir not given: using the Kubedirect binaries that `kd fetch` stored in {found.directory} ({digests})")
+
+
 def _reference_csv_problems(name: str, path: Path | None) -> list[str]:
     """One line per problem of a reference CSV parameter: not a file, or a column missing."""
     from .reference import missing_columns
@@ -214,7 +234,8 @@ def plan(params: TraceParams) -> tuple[list[str], dict[str, str], list[str]]:
             skipped[name] = KNATIVE_REASON + (" (or show the paper's result: the original's k8s.500.csv as kn_k8s_csv)"
                                               if name in REFERENCE_DATA else "")
         elif system.kd and params.kd_bin_dir is None:
-            skipped[name] = "needs Kubedirect's binaries (kd_bin_dir); its source is not public"
+            skipped[name] = (f"{KD_REASON_START} (kd_bin_dir, or `python -m kdlib kd fetch`); "
+                             "its source is not public")
         else:
             run.append(name)
     return run, skipped, reference

@@ -18,9 +18,10 @@ import numpy as np
 
 from ... import machine, store
 from ...publish import render
+from .. import verdict
 from ..microbench.report import provenance_table
 from . import analysis, plots, reference
-from .params import AS_SHIPPED, REFERENCE_DATA, SYSTEMS
+from .params import AS_SHIPPED, KD_REASON_START, REFERENCE_DATA, SYSTEMS
 from .run import load_run, log_path, read_system, run_dir
 
 
@@ -70,6 +71,65 @@ class TraceReport:
         if comparison:
             sentences.append(comparison)
         return " ".join(sentences) or "No system of this run has data."
+
+    def verdict(self, figure: int) -> verdict.Verdict:
+        return figure_verdict(self, figure)
+
+    def verdicts(self) -> pd.DataFrame:
+        return pd.DataFrame([self.verdict(f).row() for f in (12, 13)], columns=["figure", "verdict", "because"])
+
+
+#: What each figure's claim is tested on: the per-function median of this summary column
+#: (vanilla ÷ Kubedirect; above 1: Kubedirect is better).
+VERDICT_METRIC = {12: ("latency_p50_ms", "median per-function scheduling latency"),
+                  13: ("slowdown_p50", "median per-function slowdown")}
+
+
+def figure_verdict(report: TraceReport, figure: int) -> verdict.Verdict:
+    """The figure's verdict from the run: each Kubedirect system against each vanilla system of the
+    figure that has data (new systems of a figure are picked up from :data:`SYSTEMS`)."""
+    systems = analysis.figure_systems(figure)
+    data = report.summary.dropna(subset=["invocations"]).set_index("system")  # a damaged system has no numbers
+    present = [s for s in systems if s in data.index]
+    trace = report.run.get("trace") or {}
+    measured = "; ".join(f"{s}: {int(data.loc[s, 'invocations']):,} invocations after the warm-up "
+                         f"({data.loc[s, 'source']})" for s in present) or "nothing"
+    measured += (f", from {trace.get('functions')} functions over {trace.get('minutes')} min of the trace"
+                 if present else "")
+    missing = [s for s in systems if s not in present]
+    if missing:
+        measured += f"; not measured: {', '.join(missing)}"
+    column, label = VERDICT_METRIC[figure]
+    ratios = []
+    for kd in (s for s in present if SYSTEMS[s].kd):
+        for vanilla in (s for s in present if SYSTEMS[s].kd is False):
+            if data.loc[kd, column] > 0:
+                ratios.append((f"{label}, {vanilla} \u00f7 {kd}", float(data.loc[vanilla, column] / data.loc[kd, column])))
+    return verdict.from_ratios(figure, measured + ".", ratios, _why_untested(report, figure))
+
+
+def _why_untested(report: TraceReport, figure: int) -> str:
+    reasons = report.not_measured.set_index("system")["reason"].to_dict()
+    with_data = set(report.summary.dropna(subset=["invocations"])["system"])
+    missing = [s for s in analysis.figure_systems(figure) if SYSTEMS[s].kd is not None and s not in with_data]
+    kd_missing = [s for s in missing if SYSTEMS[s].kd]
+    parts = []
+    knative = [s for s in missing if not SYSTEMS[s].local]  # plan() never runs them, on any backend
+    if knative:
+        parts.append(f"kdlib has no Knative path yet, on any backend, so {' and '.join(knative)} did not run")
+    if any(str(reasons.get(s, "")).startswith(KD_REASON_START) for s in kd_missing):
+        parts.append("Kubedirect's binaries were not available to this run")
+    other = [f"{s}: {reasons[s]}" for s in missing if s in reasons and s not in knative
+             and not str(reasons[s]).startswith(KD_REASON_START)]
+    parts += other
+    if not parts:
+        parts.append("the run has no Kubedirect system and vanilla system of this figure measured together")
+    return "; and ".join(parts)
+
+
+def styled(frame: pd.DataFrame) -> Any:
+    """A table as the book shows it: no index, numbers rounded (two decimals), thousands separated."""
+    return frame.style.hide(axis="index").format(precision=2, thousands=",")
 
 
 #: The two configurations of Dr/K8s+ compared (the paper's first), and Kubedirect's for the gap.
@@ -204,15 +264,52 @@ def trace_report(run_id: str, root: Path | None = None, save: bool = True,
                             columns=analysis.SUMMARY_COLUMNS)
         summary = rows if summary.empty else pd.concat([summary, rows], ignore_index=True)
     report = TraceReport(run_id, run, metas, summary, points, _replay_table(metas), nm,
-                         provenance_table({**run, "clusters": {}, "parameters": params}), kpa_comparison(per_system))
-    trace = run.get("trace") or {}
-    source = [f"run {run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
-              f"first {warmup} min dropped", f"{params.get('backend', 'local')} cluster, kwok nodes, simulated sandbox"]
+                         pd.concat([_measured_at(metas), provenance_table({**run, "clusters": {}, "parameters": params})],
+                                   ignore_index=True), kpa_comparison(per_system))
     if save:
         bundle = render.write_bundle(store.root(root))
     for figure in (12, 13):
+        source = _source(report, figure)
         chart = plots.cdf_chart(points, figure, analysis.figure_systems(figure), not_measured, source, references)
         report.charts[f"fig{figure}"] = chart
         if save:
             report.saved.extend(render.save_chart(chart, directory / f"fig{figure}", bundle))
     return report
+
+
+def _measured_at(metas: dict[str, dict]) -> pd.DataFrame:
+    """Per measured system, the code revision and versions its replay recorded (the run record's
+    ``code.git_revision`` below is whichever attempt wrote the record last, a resume included)."""
+    rows = []
+    for system, meta in metas.items():
+        recorded = meta.get("provenance") or {}
+        rows.append((f"{system}: measured at code revision", str(recorded.get("git_revision", "not recorded"))
+                     + (" (uncommitted changes)" if recorded.get("git_dirty") else "")))
+        rows.append((f"{system}: versions", ", ".join(f"{k}: {v}" for k, v in (meta.get("versions") or {}).items())
+                     or "not recorded"))
+        rows.append((f"{system}: replayed", f"{meta.get('start_time')} to {meta.get('end_time')}"))
+    return pd.DataFrame(rows, columns=["key", "value"])
+
+
+def _source(report: TraceReport, figure: int) -> list[str]:
+    """The chart's subtitle: what ran and with which versions and code, as each system's run
+    recorded it; for a figure with nothing measured, only that (nothing suggests a run)."""
+    measured = [s for s in analysis.figure_systems(figure) if s in report.metas]
+    trace, params = report.run.get("trace") or {}, report.run["parameters"]
+    if not measured:
+        shown = [s for s in analysis.figure_systems(figure) if s in set(report.summary["system"])]
+        return [f"nothing of Figure {figure} was measured in run {report.run_id}"
+                + (f" ({', '.join(shown)}: reference data)" if shown else "")
+                + (": kdlib has no Knative path yet" if all(not SYSTEMS[s].local for s in analysis.figure_systems(figure)
+                                                              if SYSTEMS[s].kd is not None) else "")]
+    lines = [f"run {report.run_id}: {trace.get('functions')} functions, {trace.get('minutes')} min of azure_500, "
+             f"first {params['warmup_minutes']} min dropped",
+             f"{params.get('backend', 'local')} cluster, {params.get('nodes')} kwok nodes, simulated sandbox"]
+    for system in measured:
+        meta = report.metas[system]
+        recorded = meta.get("provenance") or {}
+        revision = str(recorded.get("git_revision", "not recorded"))[:7] + (
+            " (uncommitted changes)" if recorded.get("git_dirty") else "")
+        lines.append(f"{system}: {(meta.get('versions') or {}).get('kube-apiserver', 'version not recorded')}, "
+                     f"code {revision}")
+    return lines

@@ -36,7 +36,7 @@ from ...k8s.calls import parallel as _parallel
 from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled
 from ..runner import end_state, suite_lock, with_killed
 from . import data, logs, schedule as schedules
-from .params import FILE_KEYS, SYSTEMS, TraceParams, plan
+from .params import FILE_KEYS, SYSTEMS, TraceParams, plan, with_fetched_kd
 from .replay import Replay, lateness_summary
 
 log = logging.getLogger("kdlib.trace.run")
@@ -209,6 +209,9 @@ def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, A
 def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool = True) -> TraceOutcome:
     """Replay the trace for every system of ``params`` that runs here and has not finished."""
     params.validate()
+    params, kd_note = with_fetched_kd(params)  # kd fetch's binaries when kd_bin_dir is unset
+    if kd_note:
+        log.info("trace: %s", kd_note)
     to_run, skipped, reference = plan(params)
     check_resume(params, root)
     trace = load_trace(params)  # reader errors surface here, before any cluster starts

@@ -129,6 +129,7 @@ def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(ssh
     with Hosts.of(inv) as hosts:
         remote = hosts[ssh_hosts[1].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
         argv = ("sleep", "3600.5")
         started = time.monotonic()
         proc = detached.start(remote, "sleeper", argv, directory)
@@ -157,6 +158,7 @@ def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_
     with Hosts.of(inv) as hosts:
         remote = hosts[ssh_hosts[0].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
         argv = ("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
         proc = detached.start(remote, "stubborn", argv, directory)
         assert detached.stop(remote, "stubborn", argv, directory, timeout=0.5) == "killed"
@@ -164,6 +166,119 @@ def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_
         with pytest.raises(RemoteError, match="broken exited at once") as caught:
             detached.start(remote, "broken", ("sh", "-c", "echo no such config >&2; exit 2"), directory)
         assert "no such config" in str(caught.value)
+
+
+def _running(marker: str) -> list[int]:
+    """PIDs (not zombies) whose command line holds ``marker``."""
+    from ...helpers import our_processes
+
+    return [pid for pid in our_processes(marker) if pid != os.getpid()]
+
+
+def test_a_process_still_starting_is_stopped_and_one_never_seen_running_is_killed_by_its_start(ssh_hosts, tmp_path):
+    import threading
+
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts:
+        remote = hosts[ssh_hosts[0].name]
+        directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
+        # A launch that shows as `sh -c ...` for 3 s before it execs its program (as
+        # `nsenter ... -- kubelet` does for a moment under load).
+        marker = str(tmp_path / "slow")  # in every command line it shows
+        loop = "while :; do sleep 0.5; done"
+        slow = ("sh", "-c", f"sleep 3; exec sh -c '{loop}' {marker}", marker)
+        shows = ("sh", "-c", loop, marker)
+        # A start that gives up before its program runs kills what it launched.
+        with pytest.raises(RemoteError, match="slow exited at once|start of slow failed"):
+            detached.start(remote, "slow", slow, directory, shows=shows, wait=0.5)
+        time.sleep(3.5)
+        assert _running(marker) == []
+        # A stop while the start still waits: the process is in a stage of its launch, not
+        # yet its program; it is ours all the same and stopped, not taken for a stranger.
+        failed: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                detached.start(remote, "slow", slow, directory, shows=shows, wait=10)
+            except RemoteError as error:
+                failed.append(error)
+
+        starting = threading.Thread(target=start)
+        starting.start()
+        pid_file = Path(detached.paths(directory, "slow")[0])
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with Hosts.of(inv) as other:
+            assert detached.stop(other[remote.host.name], "slow", None, directory) == "stopped"
+        starting.join()
+        assert failed, "the start reported a process that was stopped"
+        time.sleep(3.5)
+        assert _running(marker) == []
+
+
+def test_a_clean_up_waits_for_a_start_in_progress_and_no_start_begins_after_it(ssh_hosts, tmp_path):
+    import threading
+
+    inv = inventory_for(ssh_hosts)
+    with Hosts.of(inv) as hosts, Hosts.of(inv) as cleaner:
+        remote = hosts[ssh_hosts[0].name]
+        directory = f"{inv.cluster_dir()}/{remote.host.name}"
+        marker = str(tmp_path / "late")
+        loop = "while :; do sleep 0.5; done"
+        shows = ("sh", "-c", loop, marker)
+        # A directory that is not there (never made, or removed by a clean-up): refused, not made.
+        with pytest.raises(RemoteError, match=r"start of late refused: .* is gone"):
+            detached.start(remote, "late", shows, directory)
+        assert not Path(directory).exists()
+        remote.run(f"mkdir -p {directory}")
+        # A start in flight (its process still in its launch for 2 s): close() waits for it.
+        slow = ("sh", "-c", f"sleep 2; exec sh -c '{loop}' {marker}", marker)
+        started: list[detached.Detached] = []
+        starting = threading.Thread(target=lambda: started.append(
+            detached.start(remote, "late", slow, directory, shows=shows, wait=10)))
+        starting.start()
+        pid_file = Path(detached.paths(directory, "late")[0])
+        while not pid_file.exists():
+            time.sleep(0.02)
+        began = time.monotonic()
+        detached.close(cleaner[remote.host.name], directory)
+        assert time.monotonic() - began > 1.0  # it waited for the start to end
+        starting.join()
+        assert started and _cmdline(started[0].pid) == list(shows)
+        assert detached.stop(cleaner[remote.host.name], "late", None, directory) == "stopped"
+        # Closed: no start begins any more (e.g. one whose owner was killed, arriving late).
+        with pytest.raises(RemoteError, match="start of late refused: its clean-up began"):
+            detached.start(remote, "late", shows, directory)
+        assert _running(marker) == []
+
+
+def test_an_interrupted_each_waits_for_its_calls_and_refuses_their_next_commands(ssh_hosts, tmp_path):
+    import signal
+    import threading
+
+    inv = inventory_for(ssh_hosts)
+    first, second = tmp_path / "first", tmp_path / "second"
+
+    def steps(remote):
+        remote.run(f"sleep 1.5; touch {first}-{remote.host.name}")
+        remote.run(f"touch {second}-{remote.host.name}")
+
+    with Hosts.of(inv) as hosts:
+        for delay in (0.5, 0.8, 1.1):  # an impatient user: Ctrl-C three times while the first step runs
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            hosts.each(steps)
+        assert time.monotonic() - started >= 1.5  # it waited for the commands in flight
+        names = [h.name for h in ssh_hosts.hosts]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"first-{n}" for n in names)
+        time.sleep(0.5)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"first-{n}" for n in names)
+        # The hosts are usable afterwards (a clean-up follows an interruption).
+        assert hosts.each(lambda r: r.run("true").ok).check() == {n: True for n in names}
 
 
 def test_one_run_at_a_time_per_cluster(ssh_hosts):
