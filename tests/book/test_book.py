@@ -168,7 +168,7 @@ def test_reproducibility_page_names_the_run(html_dir: Path, reference: str) -> N
     text = visible_text(html_dir / "book/reproducibility.html")
     assert reference in text
     if (html_dir / "book/fig13.html").is_file():  # Figure 13 sends readers here for the autoscaler's setting
-        assert "parameters.target_concurrency" in text and "parameters.kpa_mode" in text
+        assert "parameters.target_concurrency" in text
 
 
 def test_reproducibility_page_shows_every_runs_machine_load(html_dir: Path, reference: str) -> None:
