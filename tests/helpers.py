@@ -52,3 +52,14 @@ def assert_clean(state_dir: Path, ports: dict[str, int] | None) -> None:
 def run_kdlib(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kdlib", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+def read_stderr_until(proc: subprocess.Popen, marker: str) -> str:
+    """What ``proc`` wrote to stderr up to and including ``marker`` (one character at a time:
+    tqdm redraws its line with \\r); fails if the process ends first."""
+    buffer = ""
+    while marker not in buffer:
+        chunk = proc.stderr.read(1)
+        assert chunk, f"the process ended before printing {marker!r}: {buffer[-2000:]}"
+        buffer += chunk
+    return buffer

@@ -13,7 +13,7 @@ import pytest
 
 from kdlib.experiments.trace import logs, params as trace_params, run as trace_run, schedule
 
-from ..helpers import REPO, assert_clean, our_processes
+from ..helpers import REPO, assert_clean, our_processes, read_stderr_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_binaries]
 TINY = ("{functions: 20, minutes: 2, warmup_minutes: 1, nodes: 2, "
@@ -101,11 +101,7 @@ def test_sigint_mid_replay_leaves_a_clean_cluster_and_no_log(binaries, sandbox):
     root, env = sandbox
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root / "results")], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    buffer = ""
-    while "replaying" not in buffer:  # tqdm redraws with \r
-        chunk = proc.stderr.read(1)
-        assert chunk, f"the run ended early: {buffer[-2000:]}"
-        buffer += chunk
+    read_stderr_until(proc, "replaying")
     time.sleep(5)  # well inside the replay
     state = root / "state" / "suite"
     ports = json.loads((state / "cluster.json").read_text())["ports"]

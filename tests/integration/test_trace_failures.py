@@ -16,7 +16,7 @@ import pytest
 
 from kdlib.experiments.trace import run as trace_run
 
-from ..helpers import REPO, assert_clean, our_processes, run_kdlib
+from ..helpers import REPO, assert_clean, our_processes, read_stderr_until, run_kdlib
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_binaries]
 
@@ -40,12 +40,7 @@ def _replaying(root: Path, env: dict, run_id: str) -> tuple[subprocess.Popen, li
     """A trace run in a child process, returned once its replay has begun (and what it printed)."""
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root / "results"), run_id], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    buffer = ""
-    while "replaying" not in buffer:  # tqdm redraws with \r
-        chunk = proc.stderr.read(1)
-        assert chunk, f"the run ended early: {buffer[-2000:]}"
-        buffer += chunk
-    return proc, [buffer]
+    return proc, [read_stderr_until(proc, "replaying")]
 
 
 def test_a_dead_etcd_is_named_within_seconds_and_the_run_fails(binaries, sandbox):
