@@ -120,7 +120,3 @@ def remove_partials(directory: Path) -> None:
     if directory.is_dir():
         for stale in directory.glob(".*.partial"):
             stale.unlink(missing_ok=True)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

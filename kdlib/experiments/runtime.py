@@ -25,7 +25,6 @@ from kubernetes.client.rest import ApiException
 
 log = logging.getLogger("kdlib.experiments.runtime")
 
-STAGES = ("created", "scheduled", "sandbox", "started", "ready")
 SPANS = {  # name: (from stage, to stage)
     "scheduled→sandbox": ("scheduled", "sandbox"),
     "sandbox→started": ("sandbox", "started"),

@@ -55,7 +55,6 @@ TRACE_CHART_KEYS = ("fig12", "fig13")
 REANALYSIS, REANALYSIS_KEY = "reanalysis.ipynb", "reanalysis_run_id"
 #: The digest of the analysis code an executed notebook was made with (every notebook glues it).
 CODE_KEY = "analysis_code"
-_GLUE_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 

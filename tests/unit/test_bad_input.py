@@ -1,6 +1,5 @@
 """Bad input gives a one-line error that says what to do, and leaves nothing running."""
 
-import socket
 
 import pytest
 

@@ -1,7 +1,6 @@
 """What binds, read off a run: the limit's share, the unthrottled system's rates and CPU, real pods' cost."""
 
 import pandas as pd
-import pytest
 
 from kdlib.experiments import usage
 from kdlib.experiments.microbench import analysis

@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -342,9 +342,3 @@ def from_hosts_file(
             "control_plane": {"name": control_plane.lower(), "address": dict(entries)[control_plane]},
             "workers": worker_data}
     return parse(data, source)
-
-
-def with_key(inventory: Inventory, key: Path) -> Inventory:
-    """The same inventory with ``key`` for every host (e.g. an ephemeral test key)."""
-    return replace(inventory, control_plane=replace(inventory.control_plane, key=key),
-                   workers=tuple(replace(w, key=key) for w in inventory.workers))

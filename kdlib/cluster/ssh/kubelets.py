@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from kubernetes import client
 
-from ...errors import ClusterError, ComponentError, RemoteError
+from ...errors import ComponentError, RemoteError
 from ..controlplane import pki
 from ..local import images, realnode
 from . import detached

@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import logging
 import math
-import resource
 import threading
 import time
 from dataclasses import dataclass, field
@@ -285,7 +284,3 @@ def lateness_summary(lateness_s: np.ndarray) -> dict[str, float]:
     ms = lateness_s * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
             "max_ms": round(float(ms.max()), 3), "over_5ms": int((ms > 5).sum())}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
