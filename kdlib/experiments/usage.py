@@ -24,13 +24,13 @@ from typing import Any
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from .. import machine
 from ..cluster.base import Cluster
 from ..log import get as get_logger
 
 log = get_logger(__name__)
 
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
-_BUSY = (0, 1, 2, 5, 6, 7)  # /proc/stat cpu: user nice system [idle iowait] irq softirq steal
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,9 @@ class Snapshot:
 def machine_busy_seconds() -> float | None:
     """The machine's busy CPU seconds since boot (every core), or None off Linux."""
     try:
-        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        return machine.cpu_times().busy / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError):
         return None
-    return sum(fields[i] for i in _BUSY if i < len(fields)) / os.sysconf("SC_CLK_TCK")
 
 
 def api_writes(api: client.ApiClient) -> dict[str, float] | None:
