@@ -241,10 +241,15 @@ class Remote:
                 raise map_error(self.host, command, again, self.options.connect_timeout) from None
         except Exception as error:  # noqa: BLE001
             raise map_error(self.host, command, error, self.options.connect_timeout) from None
-        return self._result(command, raw, time.monotonic() - started, check)
+        return self._result(command, raw, time.monotonic() - started, check, timeout)
 
-    def _result(self, command: str, raw, seconds: float, check: bool) -> CommandResult:
+    def _result(self, command: str, raw, seconds: float, check: bool, timeout: float) -> CommandResult:
         result = CommandResult(self.host.name, command, raw.exited, raw.stdout, raw.stderr, seconds)
+        if raw.exited == -1 and seconds >= timeout:
+            # invoke's timer closed the channel, but its check of the timer can run before
+            # the timer's thread has ended, so no CommandTimedOut was raised: still ours.
+            raise RemoteError(self.host.name, command, f"no exit after the {timeout} s command timeout",
+                              result.tail())
         if raw.exited == -1:  # no exit status: the session or the connection died under it
             raise HostUnreachable(self.host.name, command, "the connection was lost before the command ended",
                                   result.tail())
@@ -359,7 +364,7 @@ class Hosts:
                 results[remote.host.name] = map_error(remote.host, command, value, self.options.connect_timeout)
                 continue
             try:
-                results[remote.host.name] = remote._result(command, value, seconds, check)
+                results[remote.host.name] = remote._result(command, value, seconds, check, timeout)
             except RemoteError as error:
                 results[remote.host.name] = error
         return results
