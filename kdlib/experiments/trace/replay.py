@@ -33,7 +33,7 @@ from ...k8s.watch import Watcher as _Watcher  # the raw-JSON list+watch thread
 from .gateway import Gateway, Invocation
 from .kpa import Decider, KPAConfig
 
-log = logging.getLogger("kdlib.trace.replay")
+log = logging.getLogger(__name__)
 SCALERS = 16
 EXPIRE_EVERY_S = 0.1
 START_LEAD_S = 1.0  # the first invocation is sent this long after the loop starts
@@ -184,7 +184,7 @@ class Replay:
         self.invocations = invocations
         submit = self.gateway.submit
         next_progress = 0.0
-        for i, inv in enumerate(invocations):
+        for inv in invocations:
             target = self.start + inv.scheduled_s
             now = loop.time()
             if now < target:
