@@ -71,7 +71,7 @@ def _nodes(cluster: LocalCluster) -> list[realnode.RealNode]:
 
 
 def scale(api: client.ApiClient, cluster: LocalCluster, replicas: int, timeout: float = 600) -> dict:
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    apps = client.AppsV1Api(api)
     with RuntimeWatch(api, NAMESPACE) as pods:
         started = time.monotonic()
         apps.patch_namespaced_deployment_scale(NAME, NAMESPACE, {"spec": {"replicas": replicas}})

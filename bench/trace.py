@@ -6,7 +6,12 @@
    invocations, 5 % failed) and times kdlib's vectorised parser against a line-by-line
    regular-expression parser (the original plot script's method: ``re.match`` per line,
    one dict per line, then a DataFrame). Goal: ≥ 10× faster.
-2. Replay: either reads a finished run's metadata (``--run-id``, ``--root``), or replays
+2. The loop's work at one instant (no cluster): at each minute's start every active
+   function sends its first invocation at once, and the functions' KPA ticks (every 2 s
+   from their first invocation) and the 1 s bucket collection fall on the same instant.
+   Times that work with the replay's own Gateway and Deciders (warmed with a full stable
+   window): it is what bounds the lateness of a send that falls behind it.
+3. Replay: either reads a finished run's metadata (``--run-id``, ``--root``), or replays
    ``--functions`` functions for ``--minutes`` minutes (Dr/K8s+) on the local cluster into
    ``bench/out/``; reports the clock's lateness p50/p99, the replay process's CPU use
    (gateway, KPA, watch and scalers: one process) and the scale writes per second.
@@ -85,6 +90,42 @@ def bench_parse(lines: int, repeats: int) -> dict:
             "speed_up": round(re_s / vec_s, 1), "goal": ">= 10x"}
 
 
+def bench_loop(functions: int = 500, repeats: int = 5) -> dict:
+    from kdlib.experiments.trace import data, schedule as trace_schedule
+    from kdlib.experiments.trace.gateway import Gateway
+    from kdlib.experiments.trace.kpa import Decider, KPAConfig
+
+    plan = trace_schedule.build(data.subset(data.load(), functions, 30))
+    at_minute = plan[plan["t_s"] % 60 == 0].groupby("t_s").size()
+    burst = int(at_minute.max())
+    config = KPAConfig.dirigent()
+
+    def warmed() -> list[Decider]:
+        deciders = [Decider(config) for _ in range(functions)]
+        for d in deciders:
+            for second in range(60):
+                d.concurrency.arrive(second)
+                d.collect(second + 1.0)
+        return deciders
+
+    deciders = warmed()
+    collect_s, _ = best_of(lambda: [d.collect(61.0) for d in deciders], repeats)
+    decide_s, _ = best_of(lambda: [d.decide(61.5, 1) for d in deciders[:burst]], repeats)
+
+    def send_burst() -> None:
+        gateway = Gateway(functions, 30.0, time.monotonic, lambda delay, fn: None,
+                          lambda f, now: deciders[f].concurrency.arrive(now))
+        for f in range(burst):
+            gateway.submit(Invocation(f, f, 100, 60.0))
+
+    send_s, _ = best_of(send_burst, repeats)
+    return {"functions": functions, "largest_minute_burst": burst,
+            "collect_all_ms": round(collect_s * 1e3, 2), "decide_burst_ms": round(decide_s * 1e3, 2),
+            "send_burst_ms": round(send_s * 1e3, 2),
+            "per_decide_us": round(decide_s / burst * 1e6, 1), "per_collect_us": round(collect_s / functions * 1e6, 1),
+            "worst_instant_ms": round((collect_s + decide_s + send_s) * 1e3, 2)}
+
+
 def bench_replay(args: argparse.Namespace) -> dict:
     if args.run_id:
         run_id, root = args.run_id, Path(args.root)
@@ -113,7 +154,7 @@ def main() -> None:
     parser.add_argument("--root", default=str(REPO / "results"))
     parser.add_argument("--skip-replay", action="store_true")
     args = parser.parse_args()
-    report = {"parse": bench_parse(args.lines, args.repeats)}
+    report = {"parse": bench_parse(args.lines, args.repeats), "loop": bench_loop()}
     print(json.dumps(report, indent=2), flush=True)
     if not args.skip_replay:
         report["replay"] = bench_replay(args)

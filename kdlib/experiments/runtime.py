@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-log = logging.getLogger("kdlib.experiments.runtime")
+log = logging.getLogger(__name__)
 
 SPANS = {  # name: (from stage, to stage)
     "scheduled→sandbox": ("scheduled", "sandbox"),

@@ -78,7 +78,7 @@ def test_using_a_closed_cluster_is_a_clear_error(binaries, state_dir):
 
     cluster = LocalCluster(nodes=1, state_dir=state_dir)
     with pytest.raises(ClusterStateError, match="new, not running"):
-        cluster.kubeconfig
+        _ = cluster.kubeconfig
     with cluster:
         assert cluster.kubeconfig.is_file()
     with pytest.raises(ClusterStateError, match="closed, not running"):

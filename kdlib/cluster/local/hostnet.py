@@ -26,7 +26,7 @@ from typing import Iterator
 
 from ...errors import ClusterError
 
-log = logging.getLogger("kdlib.cluster.local.hostnet")
+log = logging.getLogger(__name__)
 
 SUBNET_POOL = ipaddress.ip_network("172.30.0.0/16")  # one /24 of it per cluster
 # What the kubelet sets at start (pkg/kubelet/cm: setupKernelTunables) and the CNI bridge

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...errors import ClusterError
 
-log = logging.getLogger("kdlib.cluster.local.images")
+log = logging.getLogger(__name__)
 
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"  # containerd's sandbox_image; never pulled
 WORKLOAD_IMAGE = "kdlib.local/sleeper:v1"  # what real pods run (imagePullPolicy: Never)

@@ -24,7 +24,7 @@ from .hostnet import HostNetwork
 from .processes import Processes, process_cpu_seconds
 from .realnode import RealNode
 
-log = logging.getLogger("kdlib.cluster.local.realnodes")
+log = logging.getLogger(__name__)
 
 RECORD = "real-nodes.json"
 

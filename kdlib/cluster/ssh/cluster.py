@@ -43,7 +43,7 @@ from .inventory import Inventory
 from .lock import ClusterLock
 from .remote import GroupResult, Hosts, Remote, sha256_file
 
-log = logging.getLogger("kdlib.ssh.cluster")
+log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 WATCH_INTERVAL = 5.0  # seconds between two looks at every host's processes
@@ -333,7 +333,7 @@ class SshCluster(Cluster):
 
         def ship(remote: Remote) -> None:
             first_of: dict[str, str] = {}
-            for name, local, target in plan[remote.host.name]:
+            for _name, local, target in plan[remote.host.name]:
                 digest = digests[local]
                 if digest in first_of:
                     remote.run(f"ln -f {shlex.quote(first_of[digest])} {shlex.quote(target)}")

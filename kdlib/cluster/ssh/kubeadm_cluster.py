@@ -61,7 +61,7 @@ from .inventory import Host, Inventory
 from .lock import ClusterLock
 from .remote import Hosts, Remote, SshOptions
 
-log = logging.getLogger("kdlib.ssh.kubeadm_cluster")
+log = logging.getLogger(__name__)
 
 MARKER = "kubeadm.json"  # in the host's directory: kdlib ran init/join there (so reset is ours to run)
 CNI_CONFIG = "/etc/cni/net.d/10-kdlib.conflist"

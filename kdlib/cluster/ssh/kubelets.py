@@ -44,7 +44,7 @@ from . import detached
 from .inventory import Host, Inventory
 from .remote import Remote
 
-log = logging.getLogger("kdlib.ssh.kubelets")
+log = logging.getLogger(__name__)
 
 REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "nsenter", "unshare", "mount", "ip")
 CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")

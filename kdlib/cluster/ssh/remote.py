@@ -43,7 +43,7 @@ from ...errors import HostUnreachable, RemoteError
 from ..local.processes import _signals_deferred
 from .inventory import Host, Inventory
 
-log = logging.getLogger("kdlib.ssh.remote")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 TAIL_LINES = 15
 HANDSHAKE_TIMEOUT = 10  # seconds, at least, for the SSH banner, the login and opening a channel

@@ -105,7 +105,7 @@ class Gateway:
         """Fail every invocation that waited longer than the timeout; returns how many."""
         now = self.clock()
         failed = 0
-        for f, fn in enumerate(self._functions):
+        for fn in self._functions:
             while fn.waiting and now - fn.waiting[0].gateway_recv >= self.timeout_s:
                 inv = fn.waiting.popleft()
                 inv.status, inv.client_recv = FAIL_DISPATCH, now

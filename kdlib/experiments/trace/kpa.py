@@ -20,6 +20,7 @@ when an invocation arrives for a function whose desired count is 0) for kd+, and
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, replace
@@ -107,12 +108,19 @@ class Concurrency:
 
 
 class WindowAverage:
-    """Knative's timed buckets: the average of the buckets in the last ``window_s``."""
+    """Knative's timed buckets: the average of the buckets in the last ``window_s``.
+
+    Buckets are kept sorted (two parallel lists), so an average is two bisections and one
+    C-level ``sum`` over the window's values in bucket order — the same additions, in the
+    same order, as summing the window bucket by bucket, but cheap enough that the replay's
+    loop can decide for hundreds of functions at one instant without sending late.
+    """
 
     def __init__(self, window_s: float, bucket_s: float) -> None:
         self.bucket_s = bucket_s
         self.size = max(1, int(round(window_s / bucket_s)))
-        self._values: dict[int, float] = {}
+        self._buckets: list[int] = []
+        self._values: list[float] = []
         self._first: int | None = None
         self._last: int | None = None
 
@@ -121,11 +129,24 @@ class WindowAverage:
 
     def record(self, now: float, value: float) -> None:
         b = self._index(now)
-        self._values[b] = self._values.get(b, 0.0) + value
+        buckets, values = self._buckets, self._values
+        if buckets and buckets[-1] == b:
+            values[-1] += value
+        elif not buckets or buckets[-1] < b:
+            buckets.append(b)
+            values.append(value)
+        else:  # a bucket before the newest: rare, kept exact
+            at = bisect.bisect_left(buckets, b)
+            if buckets[at] == b:
+                values[at] += value
+            else:
+                buckets.insert(at, b)
+                values.insert(at, value)
         self._first = b if self._first is None else self._first
         self._last = b if self._last is None else max(self._last, b)
-        for old in [k for k in self._values if k <= b - self.size]:
-            del self._values[old]
+        old = bisect.bisect_right(buckets, b - self.size)
+        if old:
+            del buckets[:old], values[:old]
 
     def average(self, now: float) -> float:
         if self._last is None:
@@ -135,7 +156,8 @@ class WindowAverage:
         high = min(self._last, b)
         if high < low:
             return 0.0
-        total = sum(v for k, v in self._values.items() if low <= k <= high)
+        buckets = self._buckets
+        total = sum(self._values[bisect.bisect_left(buckets, low):bisect.bisect_right(buckets, high)])
         return total / (high - low + 1)
 
 

@@ -39,7 +39,7 @@ from . import data, logs, schedule as schedules
 from .params import FILE_KEYS, SYSTEMS, TraceParams, plan, with_fetched_kd
 from .replay import Replay, lateness_summary
 
-log = logging.getLogger("kdlib.trace.run")
+log = logging.getLogger(__name__)
 BENCH = "trace"
 NAMESPACE = "kdlib-trace"
 LATENESS_GOAL_P99_MS = 5.0

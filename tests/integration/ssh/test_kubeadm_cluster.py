@@ -201,7 +201,7 @@ def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_fa
             interrupted = time.monotonic()
             first.wait(timeout=120)
             print(f"SIGTERM during init: clean after {time.monotonic() - interrupted:.1f} s")
-            print("\n".join(line for line in first.stderr.read().splitlines() if "kdlib.ssh.kubeadm_cluster" in line))
+            print("\n".join(line for line in first.stderr.read().splitlines() if "kdlib.cluster.ssh.kubeadm_cluster" in line))
             assert first.returncode != 0 and "ready" not in first.stdout.read()
             assert_reset(group)
             # A running cluster whose owner is SIGKILLed: `kdlib ssh down` cleans it from the hosts' files.

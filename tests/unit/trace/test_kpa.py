@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from kdlib.errors import ConfigError
@@ -38,6 +41,43 @@ def test_window_average_counts_only_buckets_since_the_first():
     for t in range(3, 100):
         w.record(t, 1.0)
     assert w.average(99) == pytest.approx(1.0)
+
+
+class _PlainWindow:
+    """The window's definition, bucket by bucket (a dict of all buckets, summed in bucket order)."""
+
+    def __init__(self, window_s: float, bucket_s: float) -> None:
+        self.bucket_s, self.size, self.values, self.first, self.last = bucket_s, int(round(window_s / bucket_s)), {}, None, None
+
+    def record(self, now: float, value: float) -> None:
+        b = int(math.floor(now / self.bucket_s + 1e-9))
+        self.values[b] = self.values.get(b, 0.0) + value
+        self.first = b if self.first is None else self.first
+        self.last = b if self.last is None else max(self.last, b)
+
+    def average(self, now: float) -> float:
+        if self.last is None:
+            return 0.0
+        b = int(math.floor(now / self.bucket_s + 1e-9))
+        low, high = max(self.first, b - self.size + 1), min(self.last, b)
+        if high < low:
+            return 0.0
+        return sum(self.values[k] for k in sorted(self.values) if low <= k <= high) / (high - low + 1)
+
+
+@pytest.mark.parametrize("window_s, bucket_s", [(60, 1), (6, 1), (30, 2)])
+def test_window_average_equals_the_bucket_by_bucket_definition_exactly(window_s, bucket_s):
+    rng = random.Random(7)
+    fast, plain = WindowAverage(window_s, bucket_s), _PlainWindow(window_s, bucket_s)
+    now = 3.0
+    for _ in range(5000):
+        now += rng.choice([0.0, 0.3, bucket_s, bucket_s, 2.5 * bucket_s, 70.0 * rng.random()])
+        when = now - bucket_s * rng.randrange(3) if rng.random() < 0.05 else now  # a few late records
+        value = rng.choice([0.0, rng.random() * 50, 1 / 3])
+        fast.record(when, value)
+        plain.record(when, value)
+        for later in (now, now + bucket_s * rng.random() * 3):
+            assert fast.average(later) == plain.average(later)  # the same float, not approximately
 
 
 def test_stable_mode_tracks_concurrency_over_target():

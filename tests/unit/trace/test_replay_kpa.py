@@ -3,6 +3,8 @@ the tick to scale a function from zero, the Dirigent one decides as the invocati
 
 from __future__ import annotations
 
+from collections import deque
+
 from kdlib.experiments.trace.kpa import Decider, KPAConfig
 from kdlib.experiments.trace.params import AS_SHIPPED, TraceParams
 from kdlib.experiments.trace.replay import Replay
@@ -11,9 +13,21 @@ from kdlib.experiments.trace.replay import Replay
 class Loop:
     def __init__(self) -> None:
         self.timers: list[tuple[float, str]] = []
+        self.soon: list = []
+
+    def time(self) -> float:
+        return 100.0
 
     def call_at(self, when: float, callback, *args) -> None:
         self.timers.append((when, callback.__name__))
+
+    def call_soon(self, callback, *args) -> None:
+        self.soon.append((callback, args))
+
+    def run_soon(self) -> None:
+        while self.soon:
+            callback, args = self.soon.pop(0)
+            callback(*args)
 
 
 class Gateway:
@@ -26,8 +40,11 @@ def arrival(kpa: KPAConfig) -> tuple[list[int], list[tuple[float, str]]]:
     replay = object.__new__(Replay)  # the KPA part alone: no cluster
     replay.kpa, replay.loop, replay.gateway = kpa, Loop(), Gateway()
     replay.deciders, replay.active, replay.wanted = [Decider(kpa)], [False], [0]
+    replay._at_once, replay._ticked, replay._queued_at_once, replay._draining = deque(), deque(), set(), False
     replay._maybe_write = lambda f: None
     replay._arrive(0, 100.0)
+    replay._arrive(0, 100.0)  # a second one before the decision: still one decision
+    replay.loop.run_soon()  # the loop's next turn, before any later send
     return replay.wanted, replay.loop.timers
 
 

@@ -98,7 +98,7 @@ def test_original_mode_adds_one_invocation_on_each_active_minutes_end():
 
 def test_gaps_within_a_minute_and_times_inside_it():
     s = schedule.build(data.subset(data.load(), 50, 5), original_extra=False)
-    for (f, m), group in s.groupby(["function", "minute"]):
+    for (_f, m), group in s.groupby(["function", "minute"]):
         t = np.sort(group["t_s"].to_numpy())
         assert t[0] == m * 60.0
         assert ((t >= m * 60.0) & (t < (m + 1) * 60.0)).all()
