@@ -168,7 +168,7 @@ def unthrottled_lines(report: Any, bench: str) -> list[str]:
         return [*lines, "- " + "; ".join(parts) + "."]
     sentence, ours, machine = _cpu_sentence(use)
     parts.append(sentence)
-    parts += _write_bound(use, pods, created)
+    parts += _write_bound(use, pods)
     saturated, others = _saturation(use, ours, machine)
     cpu = {k: v for k, v in use["cpu_s"].items() if v == v}
     top, top_s = max(cpu.items(), key=lambda kv: kv[1]) if cpu else ("?", 0.0)
@@ -196,7 +196,7 @@ def _limit_share(throttled: float, unthrottled: float) -> str:
     return f"**{100 * (throttled - unthrottled) / throttled:.0f} %**"
 
 
-def _write_bound(use: dict[str, Any], pods: int, created_rate: float) -> list[str]:
+def _write_bound(use: dict[str, Any], pods: int) -> list[str]:
     """The API server's write throughput measured in the run, and the pod rate it bounds."""
     writes = use.get("api_writes")
     if not writes:
@@ -212,8 +212,11 @@ def _write_bound(use: dict[str, Any], pods: int, created_rate: float) -> list[st
     if path > 0:
         per_write = path / total
         bound = (use["cores"] or 1) / per_write / per_pod
-        check = (f", measured {created_rate:.0f} pods/s ({_share(created_rate, bound)} of that bound)"
-                 if created_rate == created_rate else "")
+        # Like with like: the bound counts every write of a pod, so it is set against the rate at
+        # which pods got through all of them (to Ready), not against creation, which runs ahead.
+        through = pods / use["seconds"] if use["seconds"] > 0 else float("nan")
+        check = (f", measured {through:.0f} pods/s from the scale-up to the last pod Ready "
+                 f"({_share(through, bound)} of that bound)" if through == through else "")
         found.append(f"at {1000 * per_write:.1f} ms of API-server and etcd CPU per write, the write path alone "
                      f"could take at most {bound:.0f} pods/s on these cores{check}")
     return found
