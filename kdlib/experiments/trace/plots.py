@@ -29,7 +29,10 @@ def cdf_chart(points: pd.DataFrame, figure: int, systems: Sequence[str], not_mea
     """
     references = references or {}
     present = [s for s in systems if s in set(points["system"])]
-    color = alt.Color("system:N", title="system", sort=list(systems),
+    # Legends under the panels: at their right they would widen the chart past the text column
+    # and the page would clip the names ("Dr/K8s+" and "Dr/K8s+ (as shipped)" must both show).
+    legend = {"orient": "bottom", "direction": "vertical", "labelLimit": 0}
+    color = alt.Color("system:N", title="system", sort=list(systems), legend=alt.Legend(**legend),
                       scale=alt.Scale(domain=list(systems), range=[SYSTEM_COLORS[s] for s in systems]))
     panels = []
     for metric, (title, domain) in AXES.items():
@@ -40,7 +43,7 @@ def cdf_chart(points: pd.DataFrame, figure: int, systems: Sequence[str], not_mea
             x=alt.X("x:Q", title=title, scale=alt.Scale(type="log", domain=domain, clamp=True)),
             y=alt.Y("p:Q", title="CDF over functions", scale=alt.Scale(domain=[0, 1])),
             color=color,
-            strokeDash=alt.StrokeDash("data:N", title="data", scale=alt.Scale(
+            strokeDash=alt.StrokeDash("data:N", title="data", legend=alt.Legend(**legend), scale=alt.Scale(
                 domain=[MEASURED, REFERENCE], range=[[1, 0], [6, 3]])),
             tooltip=["system", "data", alt.Tooltip("x:Q", format=".3~g"), alt.Tooltip("p:Q", format=".2f")],
         )
