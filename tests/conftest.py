@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ import pytest
 os.environ.setdefault("KDLIB_QUIET_MAX_WAIT_S", "0")
 
 from .helpers import REPO, assert_clean, our_processes, run_kdlib  # noqa: F401  (re-exported for the tests)
+
+# Started in the background by a non-interactive shell (`bash .ci/run &`, nohup), a process
+# inherits SIGINT ignored, and Python then never installs its Ctrl-C handler: the tests that
+# press Ctrl-C on kdlib (and the owners they start) would see nothing. Take it back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
