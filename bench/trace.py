@@ -33,8 +33,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kdlib.experiments.trace import logs, params as trace_params, run as trace_run  # noqa: E402
-from kdlib.experiments.trace.gateway import FAIL_DISPATCH, SUCCESS, Invocation  # noqa: E402
+from kdlib.experiments.trace import data, logs, params as trace_params, run as trace_run  # noqa: E402
+from kdlib.experiments.trace import schedule as trace_schedule  # noqa: E402
+from kdlib.experiments.trace.gateway import FAIL_DISPATCH, SUCCESS, Gateway, Invocation  # noqa: E402
+from kdlib.experiments.trace.kpa import Decider, KPAConfig  # noqa: E402
 
 # The original's plot script's pattern (experiments/trace/plot.py), applied line by line.
 ORIGINAL_PATTERN = re.compile(r"ID: default/trace-(\d+)-(\d+)/(\d+),.*TS: ([\d.]+)s,.*Delay: \+([\d.]+)ms,"
@@ -91,10 +93,6 @@ def bench_parse(lines: int, repeats: int) -> dict:
 
 
 def bench_loop(functions: int = 500, repeats: int = 5) -> dict:
-    from kdlib.experiments.trace import data, schedule as trace_schedule
-    from kdlib.experiments.trace.gateway import Gateway
-    from kdlib.experiments.trace.kpa import Decider, KPAConfig
-
     plan = trace_schedule.build(data.subset(data.load(), functions, 30))
     at_minute = plan[plan["t_s"] % 60 == 0].groupby("t_s").size()
     burst = int(at_minute.max())

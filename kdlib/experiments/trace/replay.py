@@ -122,10 +122,7 @@ class Replay:
         self.writing = [False] * n
         self.wanted = [0] * n
         self.max_ready = [0] * n
-        self._at_once: deque[int] = deque()  # functions to decide for: an arrival at zero, first
-        self._ticked: deque[int] = deque()  # then those whose tick came
-        self._queued_at_once: set[int] = set()
-        self._draining = False
+        self._start_decisions()
         self.scale_writes: list[tuple[float, int, int]] = []
         self.scale_errors: list[str] = []
         self.gateway = Gateway(n, self.timeout_s, loop.time, loop.call_later, self._arrive, self._leave)
@@ -227,6 +224,12 @@ class Replay:
             if self.active[f]:
                 decider.collect(now)
         self.loop.call_at(now + self.kpa.bucket_s - (now - self.start) % self.kpa.bucket_s, self._collect_tick)
+
+    def _start_decisions(self) -> None:
+        self._at_once: deque[int] = deque()  # functions to decide for: an arrival at zero, first
+        self._ticked: deque[int] = deque()  # then those whose tick came
+        self._queued_at_once: set[int] = set()
+        self._draining = False
 
     def _decide_tick(self, f: int) -> None:
         self._ticked.append(f)

@@ -3,8 +3,6 @@ the tick to scale a function from zero, the Dirigent one decides as the invocati
 
 from __future__ import annotations
 
-from collections import deque
-
 from kdlib.experiments.trace.kpa import Decider, KPAConfig
 from kdlib.experiments.trace.params import AS_SHIPPED, TraceParams
 from kdlib.experiments.trace.replay import Replay
@@ -40,7 +38,7 @@ def arrival(kpa: KPAConfig) -> tuple[list[int], list[tuple[float, str]]]:
     replay = object.__new__(Replay)  # the KPA part alone: no cluster
     replay.kpa, replay.loop, replay.gateway = kpa, Loop(), Gateway()
     replay.deciders, replay.active, replay.wanted = [Decider(kpa)], [False], [0]
-    replay._at_once, replay._ticked, replay._queued_at_once, replay._draining = deque(), deque(), set(), False
+    replay._start_decisions()
     replay._maybe_write = lambda f: None
     replay._arrive(0, 100.0)
     replay._arrive(0, 100.0)  # a second one before the decision: still one decision
