@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from kdlib.k8s import objects as workloads
-from kdlib.cluster.local import hostnet, images, realnode
+from kdlib.cluster.local import hostnet, realnode
+from kdlib.cluster.node import images
 from kdlib.cluster.local.hostnet import HostNetwork
 from kdlib.cluster.local import LocalCluster
 from kdlib.experiments import BASELINES

@@ -25,20 +25,20 @@ from typing import Any
 
 from ... import paths
 from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError
-from ...experiments.baselines import Baseline
+from ...baselines import Baseline
 from ...log import get as get_logger
 from .. import kwok, settings
 from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import PORT_NAMES, START_ORDER, Endpoints, Layout
+from ..marker import MARKER, is_ours
 from . import hostnet, realnodes
 from .processes import Processes
 
 LOOPBACK = "127.0.0.1"
 MANIFEST = "cluster.json"
 OWNER = "owner.pid"
-MARKER = ".kdlib-cluster"  # written at creation: only a directory carrying it is ever removed
 MAX_NODES = 5000  # kwok's own CI benchmark size; ~0.5 MiB of apiserver and etcd memory per node here
 log = get_logger(__name__)
 
@@ -54,10 +54,6 @@ def suite_state_dir() -> Path:
 
 
 REGISTRY = "elsewhere"  # under the state root: one file per cluster whose state directory is outside it
-
-
-def is_ours(state_dir: Path) -> bool:
-    return (Path(state_dir) / MARKER).is_file()
 
 
 def _registry_entry(state_dir: Path) -> Path:

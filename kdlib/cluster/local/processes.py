@@ -9,41 +9,17 @@ so a recycled pid is never signalled.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import ComponentError
 from ..controlplane.components import Component
+from ..signals import signals_deferred
 
 LOG_TAIL_LINES = 25
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done, then deliver them.
-
-    Python-level handlers rather than a signal mask: a mask would be inherited by the
-    child, which might then ignore our SIGTERM.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in pending:
-            signal.raise_signal(sig)
 
 
 class Processes:
@@ -68,7 +44,7 @@ class Processes:
     def start(self, component: Component) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with _signals_deferred():  # a Ctrl-C in here would leave a child nobody records
+        with signals_deferred():  # a Ctrl-C in here would leave a child nobody records
             with open(self.log_path(component.name), "ab") as log:
                 process = subprocess.Popen(
                     component.argv,

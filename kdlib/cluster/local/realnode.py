@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 
 from ...errors import ClusterError, ComponentError
-from . import cgroups, hostnet, images
+from ..node import images
+from . import cgroups, hostnet
 from .hostnet import HostNetwork
 from ..controlplane.components import Component, HealthProbe
 from .processes import Processes

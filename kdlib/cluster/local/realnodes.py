@@ -19,7 +19,8 @@ from kubernetes import client
 
 from ...errors import ClusterError
 from ..controlplane import pki
-from . import cgroups, hostnet, images, realnode
+from ..node import images
+from . import cgroups, hostnet, realnode
 from .hostnet import HostNetwork
 from .processes import Processes, process_cpu_seconds
 from .realnode import RealNode

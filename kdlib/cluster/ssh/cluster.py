@@ -35,8 +35,8 @@ from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
-from ..local.cluster import MARKER, is_ours  # one marker for every directory kdlib makes
-from ..local.processes import _signals_deferred
+from ..marker import MARKER, is_ours
+from ..signals import signals_deferred
 from ..settings import KWOK_NODE_SELECTOR, client_limits
 from . import detached, kubelets
 from .inventory import Inventory
@@ -368,7 +368,7 @@ class SshCluster(Cluster):
         """Stop every process by PID on every reachable host, remove the cluster's
         directories there, release the lock. Unreachable hosts are reported, not skipped silently.
         A Ctrl-C or SIGTERM meanwhile waits until it is done (every step has a timeout)."""
-        with _signals_deferred():
+        with signals_deferred():
             self._stop_now()
 
     def _stop_now(self) -> None:

@@ -51,8 +51,8 @@ from cryptography.hazmat.primitives import serialization
 from ...errors import ClusterError, ConfigError, RemoteError
 from ..base import Cluster, ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
-from ..local import images
-from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
+from ..marker import MARKER as OURS, is_ours
+from ..node import images
 from ..local.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT
 from ..settings import client_limits
 from . import detached, kubeadm, prerequisites

@@ -39,7 +39,8 @@ from kubernetes import client
 
 from ...errors import ComponentError, RemoteError
 from ..controlplane import pki
-from ..local import images, realnode
+from ..local import realnode
+from ..node import images
 from . import detached
 from .inventory import Host, Inventory
 from .remote import Remote

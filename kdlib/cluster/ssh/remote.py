@@ -40,7 +40,7 @@ from fabric.exceptions import GroupException
 from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
 from ...errors import HostUnreachable, RemoteError
-from ..local.processes import _signals_deferred
+from ..signals import signals_deferred
 from .inventory import Host, Inventory
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ class Hosts:
             values = [future.result() for future in futures]
         except BaseException:
             cancelled.set()
-            with _signals_deferred():
+            with signals_deferred():
                 pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
