@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from ...errors import ComponentError
+from ...wait import wait_until
 from ..controlplane.components import Component
 from ..signals import signals_deferred
 
@@ -61,18 +61,15 @@ class Processes:
     def wait_healthy(self, component: Component, deadline: float) -> None:
         """Poll the health endpoint until it answers or the deadline passes."""
         pid = self.pid(component.name)
-        while True:
+
+        def healthy() -> bool:
             if pid is None or not self.alive(pid):
                 raise ComponentError(component.name, "exited during start-up", self.log_tail(component.name))
-            if component.probe.ok():
-                return
-            if time.monotonic() > deadline:
-                raise ComponentError(
-                    component.name,
-                    f"not healthy at {component.probe.url} before the start-up deadline",
-                    self.log_tail(component.name),
-                )
-            time.sleep(0.1)
+            return component.probe.ok()
+
+        wait_until(healthy, deadline=deadline, interval=0.1, error=lambda: ComponentError(
+            component.name, f"not healthy at {component.probe.url} before the start-up deadline",
+            self.log_tail(component.name)))
 
     def pid(self, name: str) -> int | None:
         try:
@@ -148,15 +145,12 @@ class Processes:
             pass
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
         child = self._children.get(pid)
-        while time.monotonic() < deadline:
-            if child is not None and child.poll() is not None:
-                return True
-            if not self.alive(pid):
-                return True
-            time.sleep(0.05)
-        return False
+        try:
+            return wait_until(lambda: (child is not None and child.poll() is not None) or not self.alive(pid),
+                              timeout=timeout, interval=0.05)
+        except TimeoutError:
+            return False
 
 
 def process_cpu_seconds(pid: int) -> float | None:

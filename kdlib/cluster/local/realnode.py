@@ -27,14 +27,14 @@ import signal
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from ...errors import ClusterError, ComponentError
+from ...wait import wait_until
 from ..node import images
 from . import cgroups, hostnet
 from .hostnet import HostNetwork
@@ -270,19 +270,17 @@ def kubelet_component(node: RealNode, kubelet: Path, files: dict[str, Path], con
 
 def wait_containerd(node: RealNode, processes: Processes, deadline: float) -> None:
     name = node.process_names[0]
-    while True:
+
+    def answers() -> bool:
         pid = processes.pid(name)
         if pid is None or not processes.alive(pid):
             raise ComponentError(name, "exited during start-up", processes.log_tail(name))
-        if node.containerd_socket.exists():
-            ok = subprocess.run(["ctr", "--address", str(node.containerd_socket), "version"],
-                                capture_output=True, timeout=10).returncode == 0
-            if ok:
-                return
-        if time.monotonic() > deadline:
-            raise ComponentError(name, "its socket did not answer before the start-up deadline",
-                                 processes.log_tail(name))
-        time.sleep(0.1)
+        return node.containerd_socket.exists() and subprocess.run(
+            ["ctr", "--address", str(node.containerd_socket), "version"], capture_output=True,
+            timeout=10).returncode == 0
+
+    wait_until(answers, deadline=deadline, interval=0.1, error=lambda: ComponentError(
+        name, "its socket did not answer before the start-up deadline", processes.log_tail(name)))
 
 
 def namespace_ids(pid: int) -> dict[str, int]:
@@ -312,6 +310,14 @@ def namespace_pids(ids: dict[str, int]) -> list[int]:
     return found
 
 
+def _wait_quietly(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait up to ``timeout`` for ``condition``; what is left then is found and reported later."""
+    try:
+        wait_until(condition, timeout=timeout, interval=0.1)
+    except TimeoutError:
+        pass
+
+
 def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dict[str, Any]:
     """Stop the node and remove its processes, cgroups and files; works from its files alone.
 
@@ -320,12 +326,13 @@ def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dic
     """
     containerd, kubelet = node.process_names
     killed = processes.stop([kubelet], timeout=timeout)
-    for _ in range(50):  # containers: everything in the node's cgroups
+
+    def containers_gone() -> bool:  # containers: everything in the node's cgroups
         pids = cgroups.pids(node.cgroup)
-        if not pids:
-            break
         _kill(pids)
-        time.sleep(0.1)
+        return not pids
+
+    _wait_quietly(containers_gone)
     killed += processes.stop([containerd], timeout=timeout)
     try:
         ids = json.loads(node.record.read_text()).get("namespaces") or {}
@@ -333,10 +340,7 @@ def teardown(node: RealNode, processes: Processes, timeout: float = 10.0) -> dic
         ids = {}
     shims = namespace_pids(ids) if ids else []
     _kill(shims)
-    for _ in range(50):
-        if not ids or not namespace_pids(ids):
-            break
-        time.sleep(0.1)
+    _wait_quietly(lambda: not ids or not namespace_pids(ids))
     cgroups_left = cgroups.remove(node.cgroup)
     shutil.rmtree(node.runtime, ignore_errors=True)
     if cgroups_left:

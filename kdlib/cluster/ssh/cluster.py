@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ... import paths
 from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
+from ...wait import wait_until
 from .. import kwok
 from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
@@ -347,13 +348,16 @@ class SshCluster(Cluster):
 
     def _wait(self, remote: Remote, name: str, ready, deadline: float) -> None:
         directory = self.host_dir(remote.host.name)
-        while not ready():
+
+        def up() -> bool:
+            if ready():
+                return True
             if detached.status(remote, name, self._argv[(remote.host.name, name)], directory) is None:
                 raise ComponentError(name, f"exited on {remote.host.name}", self._log_tail(remote, name))
-            if time.monotonic() > deadline:
-                raise ComponentError(name, f"not ready on {remote.host.name} before the start-up deadline",
-                                     self._log_tail(remote, name))
-            time.sleep(0.2)
+            return False
+
+        wait_until(up, deadline=deadline, interval=0.2, error=lambda: ComponentError(
+            name, f"not ready on {remote.host.name} before the start-up deadline", self._log_tail(remote, name)))
 
     def _log_tail(self, remote: Remote, name: str) -> str:
         _, log_file = detached.paths(self.host_dir(remote.host.name), name)

@@ -49,6 +49,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ...errors import ClusterError, ConfigError, RemoteError
+from ...wait import wait_until
 from ..base import Cluster, ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
 from ..marker import MARKER as OURS, is_ours
@@ -254,11 +255,9 @@ class KubeadmCluster(Cluster):
         api = info.api_client()
         try:
             deadline = time.monotonic() + 60
+            core = client.CoreV1Api(api)
             for host in self.nodes:
-                while not (cidr := _pod_cidr(client.CoreV1Api(api), host.name)):
-                    if time.monotonic() > deadline:
-                        raise RemoteError(host.name, "bridge CNI", "the node has no pod CIDR after 60 s")
-                    time.sleep(0.5)
+                cidr = _wait_pod_cidr(core, host.name, deadline)
                 kubeadm.put_text(self.hosts[host.name], json.dumps(bridge_conflist(cidr), indent=2), CNI_CONFIG,
                                  mode=0o644)
         finally:
@@ -383,6 +382,11 @@ def bridge_conflist(pod_cidr: str) -> dict[str, Any]:
             "plugins": [{"type": "bridge", "bridge": "kdlib-cni0", "isGateway": True, "ipMasq": False,
                          "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]]}},
                         {"type": "portmap", "capabilities": {"portMappings": True}}]}
+
+
+def _wait_pod_cidr(core, name: str, deadline: float) -> str:  # noqa: ANN001 (CoreV1Api)
+    return wait_until(lambda: _pod_cidr(core, name), deadline=deadline, interval=0.5,
+                      error=lambda: RemoteError(name, "bridge CNI", "the node has no pod CIDR after 60 s"))
 
 
 def _pod_cidr(core, name: str) -> str | None:  # noqa: ANN001 (CoreV1Api)
