@@ -53,8 +53,8 @@ from ...wait import wait_until
 from ..base import Cluster, ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
 from ..marker import MARKER as OURS, is_ours
-from ..node import images
-from ..local.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT
+from ..node import config as node_config
+from ..node import identity, images
 from ..settings import client_limits
 from . import detached, kubeadm, prerequisites
 from .cluster import local_state_dir, raise_if_incomplete
@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "kubeadm.json"  # in the host's directory: kdlib ran init/join there (so reset is ours to run)
 CNI_CONFIG = "/etc/cni/net.d/10-kdlib.conflist"
+KUBEADM_CNI_BRIDGE = "kdlib-cni0"
 RESET_ATTEMPTS = 3
 # kubeadm's systemd drop-in as one restart loop (one line: detached processes are). On SIGTERM
 # the loop kills its kubelet and waits for it: a kubelet that outlived its stop (measured:
@@ -201,7 +202,7 @@ class KubeadmCluster(Cluster):
             t = tools[r.host.name]
             self._import_image(t, archive)
             path = self._config(t, kubeadm.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
-                                                     REAL_NODE_LABEL, [REAL_NODE_TAINT]))
+                                                     identity.LABEL, [identity.TAINT]))
             self._start_kubelet(t)
             self._mark(t, "join")
             kubeadm.join(t, path, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -377,11 +378,9 @@ def ca_cert_hash(pem: bytes) -> str:
 
 
 def bridge_conflist(pod_cidr: str) -> dict[str, Any]:
-    """A node-local pod network on ``pod_cidr`` (the CNI bridge and host-local plugins)."""
-    return {"cniVersion": "0.4.0", "name": "kdlib",
-            "plugins": [{"type": "bridge", "bridge": "kdlib-cni0", "isGateway": True, "ipMasq": False,
-                         "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]]}},
-                        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    """A node-local pod network on ``pod_cidr``: a real node's, with kubeadm's portmap and a bridge
+    of its own name (the node's network is the host's here)."""
+    return node_config.cni_conflist(pod_cidr, bridge=KUBEADM_CNI_BRIDGE, port_map=True)
 
 
 def _wait_pod_cidr(core, name: str, deadline: float) -> str:  # noqa: ANN001 (CoreV1Api)
