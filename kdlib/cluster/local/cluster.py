@@ -238,6 +238,7 @@ class LocalCluster(Cluster):
         hosts = (LOOPBACK, "localhost", *([self.api_address] if self.api_address != LOOPBACK else []))
         pki.write_control_plane_pki(self.layout, at.url("kube-apiserver"), hosts=hosts)
         self._write_manifest(binaries, ports, nodes=[])
+        components.write_config(self.layout, self.unthrottled)
         comps = {c.name: c for c in components.control_plane(binaries, self.layout, at, self.unthrottled)}
         # etcd, then the apiserver; the rest only need the apiserver and start together.
         for wave in (["etcd"], ["kube-apiserver"], ["kube-controller-manager", "kube-scheduler", "kwok"]):

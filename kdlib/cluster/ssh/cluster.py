@@ -7,9 +7,10 @@ each ``kubelet: true`` worker (:mod:`.kubelets`); each as a detached process wit
 file in a per-host directory (``<remote_dir>/<cluster>/<host>/``).
 The command lines are the local backend's (:mod:`kdlib.cluster.controlplane.components`),
 built for the host's address (the API server binds to and advertises it; etcd and the
-health ports stay on the host's loopback) against a local staging copy of the state
-directory, whose path then becomes the remote one, and the binary directory the shipped one. TLS and RBAC are as locally; the API
-server's certificate also names the host's address.
+health ports stay on the host's loopback), the host's directory as their layout's root and
+the shipped binaries; their files are written into a local staging copy of that directory,
+shipped whole. TLS and RBAC are as locally; the API server's certificate also names the
+host's address.
 
 Binaries are shipped content-addressed to ``<remote_dir>/bin/<sha256[:16]>/`` (skipped
 when already there). The cluster's lock on the control-plane host is held from start to
@@ -26,7 +27,7 @@ import shutil
 import threading
 import time
 from functools import reduce
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ... import paths
 from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
@@ -177,23 +178,24 @@ class SshCluster(Cluster):
         self.state_dir.mkdir(parents=True)
         (self.state_dir / MARKER).write_text("made by kdlib's ssh backend\n")
         staging = self._staging = self.state_dir
-        layout = Layout(staging / "state")
+        layout = Layout(staging / "state")  # this machine's copy: the PKI and the admin kubeconfig
         self._write_pki(layout, cp_host.address)
         remote_bins = self._ship_binaries({**binaries.paths, **(node_binaries or {})})
         self._timings["ship_binaries"] = time.monotonic() - started
 
         at = Endpoints(LOOPBACK, PORTS, api_address=cp_host.address)
-        comps = {c.name: c for c in components.control_plane(binaries, layout, at, self.unthrottled)}
-        for name in CONTROL_PLANE:
-            self._argv[(cp_host.name, name)] = self._remote_argv(comps[name].argv, layout, cp_host.name,
-                                                                 remote_bins[(cp_host.name, name)])
+        on_cp = Layout(PurePosixPath(self.host_dir(cp_host.name)))  # the same files, on the control-plane host
+        components.write_config(on_cp, self.unthrottled, into=layout.state_dir)
+        cp_bins = {name: remote_bins[(cp_host.name, name)] for name in CONTROL_PLANE}
+        for component in (components.etcd(cp_bins, on_cp, at), components.apiserver(cp_bins, on_cp, at),
+                          components.controller_manager(cp_bins, on_cp, at, self.unthrottled),
+                          components.scheduler(cp_bins, on_cp, at, self.unthrottled)):
+            self._argv[(cp_host.name, component.name)] = component.argv
         for worker in self.inventory.kwok_workers:
-            argv = [f"--manage-nodes-with-label-selector={KWOK_NODE_SELECTOR},{kwok.SHARD_LABEL}={worker.name}"
-                    if a.startswith("--manage-nodes-with-label-selector=") else a for a in comps["kwok"].argv]
-            self._argv[(worker.name, "kwok")] = self._remote_argv(argv, layout, worker.name,
-                                                                  remote_bins[(worker.name, "kwok")])
-        for path in layout.config.glob("*.yaml"):  # the scheduler's config names its kubeconfig
-            path.write_text(path.read_text().replace(str(layout.state_dir), self.host_dir(cp_host.name)))
+            kwok_controller = components.kwok_controller(
+                {"kwok": remote_bins[(worker.name, "kwok")]}, Layout(PurePosixPath(self.host_dir(worker.name))), at,
+                selector=f"{KWOK_NODE_SELECTOR},{kwok.SHARD_LABEL}={worker.name}")
+            self._argv[(worker.name, "kwok")] = kwok_controller.argv
 
         # The state directory goes whole to the control plane; kwok needs only its kubeconfig and config.
         cp = self.hosts[cp_host.name]
@@ -259,13 +261,6 @@ class SshCluster(Cluster):
         if not self.inventory.kwok_workers:  # real nodes only: no kwok node to make (why_not keeps kwok systems off)
             return self.info.node_names
         return super().resize_kwok_nodes(count, timeout)
-
-    def _remote_argv(self, argv: tuple[str, ...] | list[str], layout: Layout, host: str,
-                     binary: str) -> tuple[str, ...]:
-        """A local component command line made remote: the host's state paths and binary."""
-        remote = [a.replace(str(layout.state_dir), self.host_dir(host)) for a in argv]
-        remote[0] = binary
-        return tuple(remote)
 
     def _raise_if_dead(self) -> None:
         """Raise :class:`ComponentError` naming the first component that no longer runs."""
