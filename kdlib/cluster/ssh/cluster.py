@@ -14,8 +14,9 @@ host's address.
 
 Binaries are shipped content-addressed to ``<remote_dir>/bin/<sha256[:16]>/`` (skipped
 when already there). The cluster's lock on the control-plane host is held from start to
-stop. A thread watches every host's processes every few seconds, so that :meth:`check`
-names a component that died without an SSH round trip of its own.
+stop (:mod:`.base`, shared with kubeadm mode). A thread watches every host's processes
+every few seconds, so that :meth:`check` names a component that died without an SSH round
+trip of its own.
 """
 
 from __future__ import annotations
@@ -29,20 +30,18 @@ import time
 from functools import reduce
 from pathlib import Path, PurePosixPath
 
-from ... import paths
 from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
 from ...wait import wait_until
 from .. import kwok
-from ..base import Cluster, ClusterInfo
+from ..base import ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
 from ..marker import MARKER, is_ours
-from ..signals import signals_deferred
 from ..settings import KWOK_NODE_SELECTOR, client_limits
-from . import detached, kubelets
-from .inventory import Inventory
-from .lock import ClusterLock
+from . import base, detached, kubelets
+from .base import SshClusterBase, local_state_dir
+from .inventory import Host, Inventory
 from .remote import GroupResult, Hosts, Remote, sha256_file
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ PORTS = {"etcd": 2379, "etcd-peer": 2380, "kube-apiserver": 6443, "kube-controll
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-class SshCluster(Cluster):
+class SshCluster(SshClusterBase):
     """A cluster on the hosts of ``inventory`` (mode ``binaries``).
 
     ``nodes`` is the number of kwok nodes (default: the inventory's total), shared among
@@ -64,18 +63,15 @@ class SshCluster(Cluster):
     the remains of a killed run are stopped).
     """
 
-    backend = "ssh"
-
     def __init__(self, inventory: Inventory, *, nodes: int | None = None, bin_dir: Path | str | None = None,
                  kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None,
                  take_over: bool = False, unthrottled: bool = False) -> None:
-        super().__init__()
+        super().__init__(inventory, state_dir)
         if inventory.mode != "binaries":
             raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not SshCluster's "
                               "(mode binaries); kubeadm mode is kdlib.cluster.ssh.kubeadm_cluster.KubeadmCluster")
         if kd and bin_dir is None:
             raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
-        self.inventory = inventory
         self.nodes = inventory.kwok_node_count if nodes is None else nodes
         if self.nodes and not inventory.kwok_workers:
             raise ConfigError(f"inventory {inventory.source}: workers: {self.nodes} kwok nodes wanted but no "
@@ -85,23 +81,17 @@ class SshCluster(Cluster):
         self.unthrottled = unthrottled  # the client limits raised (settings.client_limits)
         self.timeout = timeout
         self.take_over = take_over
-        self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
         self.kwok_shards = kwok_shards(inventory)
         self.workers = kubelets.workers(inventory)
-        self.hosts: Hosts | None = None
-        self.lock: ClusterLock | None = None
-        self._staging: Path | None = None
         self._argv: dict[tuple[str, str], tuple[str, ...]] = {}  # (host, component) → remote command line
         self._watcher: _Watcher | None = None
 
-    # -- paths --------------------------------------------------------------------------
+    @staticmethod
+    def hosts_of(inventory: Inventory) -> tuple[Host, ...]:
+        return inventory.hosts
 
-    def host_dir(self, host_name: str) -> str:
-        return f"{self.inventory.cluster_dir()}/{host_name}"
-
-    @property
-    def timings(self) -> dict[str, float]:
-        return dict(getattr(self, "_timings", {}))
+    def clean_host(self, remote: Remote) -> str:
+        return clean_host(self.inventory, remote)
 
     def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
         if baseline.simulated and not self.inventory.kwok_workers:
@@ -119,15 +109,11 @@ class SshCluster(Cluster):
             node_binaries = build_node_binaries(default_bin_dir())
             if self.bin_dir is not None and (self.bin_dir / "kubelet").is_file():
                 node_binaries["kubelet"] = self.bin_dir / "kubelet"
-        self._timings: dict[str, float] = {}
         started = time.monotonic()
-        self.hosts = Hosts.of(self.inventory)
         try:
-            self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()  # all reachable, or nothing starts
+            self._connect()
             self._timings["reach"] = time.monotonic() - started
-            cp = self.hosts[self.inventory.control_plane.name]
-            lock = ClusterLock(cp, self.inventory.cluster_dir())
-            lock.acquire()
+            lock = self._acquire_lock()
             try:
                 self._refuse_if_running()
             except BaseException:
@@ -159,13 +145,6 @@ class SshCluster(Cluster):
             raise ClusterBusyError(f"cluster {self.inventory.cluster} is already running ({where}): use it, "
                                    f"or stop it with `python -m kdlib ssh down {self.inventory.source}`")
 
-    def _clear_remains(self) -> None:
-        """Stop what a previous run of this cluster left (we hold the lock: it is not running)."""
-        failures = _clean_hosts(self.inventory, self.hosts)
-        if failures:
-            raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "(remains of an earlier run)",
-                              "could not be cleaned: " + "; ".join(failures))
-
     def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None, cni_dirs: dict[str, str],
               started: float) -> ClusterInfo:
         cp_host = self.inventory.control_plane
@@ -177,7 +156,7 @@ class SshCluster(Cluster):
             shutil.rmtree(self.state_dir)  # we hold the lock: it is a stopped cluster's
         self.state_dir.mkdir(parents=True)
         (self.state_dir / MARKER).write_text("made by kdlib's ssh backend\n")
-        staging = self._staging = self.state_dir
+        staging = self.state_dir
         layout = Layout(staging / "state")  # this machine's copy: the PKI and the admin kubeconfig
         self._write_pki(layout, cp_host.address)
         remote_bins = self._ship_binaries({**binaries.paths, **(node_binaries or {})})
@@ -363,60 +342,23 @@ class SshCluster(Cluster):
 
     # -- stop ----------------------------------------------------------------------------
 
-    def _stop(self) -> None:
-        """Stop every process by PID on every reachable host, remove the cluster's
-        directories there, release the lock. Unreachable hosts are reported, not skipped silently.
-        A Ctrl-C or SIGTERM meanwhile waits until it is done (every step has a timeout)."""
-        with signals_deferred():
-            self._stop_now()
-
-    def _stop_now(self) -> None:
-        failures: list[str] = []
+    def _before_stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-        if self.hosts is not None and self.lock is not None:  # never without the lock: a live run's
-            failures = _clean_hosts(self.inventory, self.hosts)
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-        if self.hosts is not None:
-            self.hosts.close()
-            self.hosts = None
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        raise_if_incomplete(failures, "stop")
-
-
-def raise_if_incomplete(failures: list[str], command: str) -> None:
-    """One error naming every host that could not be cleaned (``failures``: "host: why" lines)."""
-    if failures:
-        raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), command,
-                          "clean-up incomplete: " + "; ".join(failures))
-
-
-def local_state_dir(inventory: Inventory) -> Path:
-    """Where this machine keeps a cluster's kubeconfig and PKI: beside the local backend's state."""
-    return paths.state_root() / "ssh" / inventory.cluster
 
 
 def status(inventory: Inventory) -> dict:
     """What runs on each host (by pid file and recorded command line), and the kubeconfig."""
-    hosts_status: dict[str, object] = {}
-    with Hosts.of(inventory) as hosts:
-        found = host_statuses(inventory, hosts)
-        for host, value in found.items():
-            hosts_status[host] = f"unreachable: {value.reason}" if isinstance(value, RemoteError) else value
-    kubeconfig = local_state_dir(inventory) / "state" / "config" / "admin.kubeconfig"
-    running = any(isinstance(v, dict) and any(v.values()) for v in hosts_status.values())
-    return {"cluster": inventory.cluster, "running": running, "hosts": hosts_status,
-            "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
+    return base.status(inventory, Hosts.of(inventory),
+                       lambda remote: detached.statuses(remote, base.host_dir(inventory, remote.host.name)),
+                       running=lambda processes: any(processes.values()),
+                       kubeconfig=local_state_dir(inventory) / "state" / "config" / "admin.kubeconfig")
 
 
 def host_statuses(inventory: Inventory, hosts: Hosts) -> GroupResult:
     """Every host's processes of this cluster (:func:`detached.statuses`), one round trip each."""
-    return hosts.each(lambda r: detached.statuses(r, f"{inventory.cluster_dir()}/{r.host.name}"))
+    return hosts.each(lambda r: detached.statuses(r, base.host_dir(inventory, r.host.name)))
 
 
 def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
@@ -435,10 +377,10 @@ def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
     return tuple(name for _, name in slots)
 
 
-def _clean_host(inventory: Inventory, remote: Remote) -> str:
+def clean_host(inventory: Inventory, remote: Remote) -> str:
     """Stop our processes and remove our directory on one host; returns what was stopped."""
     name = remote.host.name
-    directory = f"{inventory.cluster_dir()}/{name}"
+    directory = base.host_dir(inventory, name)
     started = time.monotonic()
     # Everything of ours on a host is made after its directory and removed before it.
     if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
@@ -458,16 +400,6 @@ def _clean_host(inventory: Inventory, remote: Remote) -> str:
     done = ", ".join(f"{k} {v}" for k, v in stopped.items() if v != "absent") or "nothing ran"
     log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started, done)
     return done
-
-
-def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
-    """Clean every host: the workers at once, then the control plane.
-    Returns one line per host that could not be cleaned."""
-    results = hosts.each(lambda r: _clean_host(inventory, r), hosts=[w.name for w in inventory.workers])
-    results.update(hosts.each(lambda r: _clean_host(inventory, r), hosts=[inventory.control_plane.name]))
-    for name in results.failed:
-        log.warning("%s: not cleaned", name)
-    return [str(error).splitlines()[0] for error in results.failed.values()]
 
 
 class _Watcher(threading.Thread):
@@ -502,11 +434,7 @@ def down(inventory: Inventory) -> None:
     """Stop a cluster of ``inventory`` from the hosts' files alone (e.g. after its owner
     was killed): takes the lock (so never under a live run), stops every recorded
     process by PID after checking its recorded command line, removes the directories."""
-    with Hosts.of(inventory) as hosts:
-        with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
-            failures = _clean_hosts(inventory, hosts)
-    shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
-    raise_if_incomplete(failures, "down")
+    base.down(inventory, Hosts.of(inventory), lambda remote: clean_host(inventory, remote))
 
 
 def stop_all(remote: Remote, directory: str, timeout: float = 10.0) -> dict[str, str]:

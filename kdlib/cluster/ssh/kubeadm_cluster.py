@@ -39,7 +39,6 @@ import hashlib
 import json
 import logging
 import shlex
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -50,16 +49,15 @@ from cryptography.hazmat.primitives import serialization
 
 from ...errors import ClusterError, ConfigError, RemoteError
 from ...wait import wait_until
-from ..base import Cluster, ClusterInfo
+from ..base import ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
 from ..marker import MARKER as OURS, is_ours
 from ..node import config as node_config
 from ..node import identity, images
 from ..settings import client_limits
-from . import detached, kubeadm, prerequisites
-from .cluster import local_state_dir, raise_if_incomplete
+from . import base, detached, kubeadm, prerequisites
+from .base import SshClusterBase, local_state_dir
 from .inventory import Host, Inventory
-from .lock import ClusterLock
 from .remote import Hosts, Remote, SshOptions
 
 log = logging.getLogger(__name__)
@@ -88,18 +86,16 @@ CNI_PLUGINS = prerequisites.Prerequisite(
     "the CNI plugins bridge, host-local, portmap in /opt/cni/bin or /usr/lib/cni (containernetworking-plugins)")
 
 
-class KubeadmCluster(Cluster):
+class KubeadmCluster(SshClusterBase):
     """A kubeadm cluster on the hosts of ``inventory`` (mode ``kubeadm``): the control
     plane and every ``kubelet: true`` worker are nodes."""
-
-    backend = "ssh"
 
     def __init__(self, inventory: Inventory, *, settings: kubeadm.KubeadmSettings | None = None,
                  bin_dir: Path | str | None = None, kd: bool = False, cni: str | None = None,
                  kubelet_patches: dict[str, dict[str, Any]] | None = None,
                  preflight_ignored: tuple[str, ...] = (), timeout: float = 600.0,
                  state_dir: Path | str | None = None) -> None:
-        super().__init__()
+        super().__init__(inventory, state_dir)
         self.settings = settings or (kubeadm.KubeadmSettings.kd() if kd else kubeadm.KubeadmSettings.vanilla())
         problems = [f"settings: {p}" for p in self.settings.problems()]
         if inventory.mode != "kubeadm":
@@ -114,28 +110,23 @@ class KubeadmCluster(Cluster):
             problems.append(f"kubelet_patches: no such host: {', '.join(unknown)}")
         if problems:
             raise ConfigError("; ".join(problems))
-        self.inventory = inventory
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd or self.settings.kd_images
         self.cni = cni
         self.kubelet_patches = dict(kubelet_patches or {})
         self.preflight_ignored = tuple(preflight_ignored)
         self.timeout = timeout
-        self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
-        self.hosts: Hosts | None = None
-        self.lock: ClusterLock | None = None
-        self._timings: dict[str, float] = {}
+
+    @staticmethod
+    def hosts_of(inventory: Inventory) -> tuple[Host, ...]:
+        return (inventory.control_plane, *inventory.kubelet_workers)
 
     @property
     def nodes(self) -> tuple[Host, ...]:
-        return (self.inventory.control_plane, *self.inventory.kubelet_workers)
+        return self.hosts_of(self.inventory)
 
-    @property
-    def timings(self) -> dict[str, float]:
-        return dict(self._timings)
-
-    def host_dir(self, name: str) -> str:
-        return f"{self.inventory.cluster_dir()}/{name}"
+    def clean_host(self, remote: Remote) -> None:
+        clean_host(remote, self.host_dir(remote.host.name), self.settings.cri_socket)
 
     def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
         if baseline.simulated:
@@ -153,16 +144,14 @@ class KubeadmCluster(Cluster):
         built = build_node_binaries(default_bin_dir(), names=("kubelet", "sleeper"))
         local["kubelet"] = own if own and own.is_file() else built["kubelet"]
         self._sleeper = built["sleeper"]
-        self.hosts = Hosts(self.nodes, SshOptions.of(self.inventory))
         try:
-            self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()
-            self.lock = ClusterLock(self.hosts[self.inventory.control_plane.name], self.inventory.cluster_dir())
-            self.lock.acquire()
+            self._connect()
+            self.lock = self._acquire_lock()
             checks = (*prerequisites.prerequisites(self.settings.cri_socket), NO_KUBELET_SERVICE, CTR,
                       *((CNI_PLUGINS,) if self.cni == "bridge" else ()))
             prerequisites.check_hosts(self.hosts, [h.name for h in self.nodes], checks)
             self._timings["checked"] = time.monotonic() - started
-            self._clean_hosts(collect=False)  # what a previous run of ours left
+            self._clear_remains()  # what a previous run of ours left
             tools = self.hosts.each(lambda r: kubeadm.install(r, local, self.inventory.remote_dir,
                                                               self.host_dir(r.host.name)))
             tools.check()
@@ -264,70 +253,28 @@ class KubeadmCluster(Cluster):
         finally:
             api.close()
 
-    # -- stop ----------------------------------------------------------------------------
-
-    def _clean_hosts(self, collect: bool = True) -> list[str]:
-        """Workers first; with ``collect`` a host's failure is listed and the others are
-        still cleaned, without it raised at once."""
-        failures = []
-        for host in [*self.inventory.kubelet_workers, self.inventory.control_plane]:
-            try:
-                clean_host(self.hosts[host.name], self.host_dir(host.name), self.settings.cri_socket)
-            except RemoteError as error:
-                if not collect:
-                    raise
-                failures.append(str(error).splitlines()[0])
-        return failures
-
-    def _stop(self) -> None:
-        failures = self._clean_hosts() if self.hosts is not None else []
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-        if self.hosts is not None:
-            self.hosts.close()
-            self.hosts = None
-        if is_ours(self.state_dir):
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-        raise_if_incomplete(failures, "stop")
-
 
 def _nodes(inventory: Inventory) -> Hosts:
-    return Hosts((inventory.control_plane, *inventory.kubelet_workers), SshOptions.of(inventory))
+    return Hosts(KubeadmCluster.hosts_of(inventory), SshOptions.of(inventory))
 
 
 def status(inventory: Inventory) -> dict:
     """Per node: whether kdlib ran init/join there and the PID of its kubelet; the kubeconfig."""
-    found: dict[str, Any] = {}
-    with _nodes(inventory) as hosts:
-        for name, remote in hosts.remotes.items():
-            directory = f"{inventory.cluster_dir()}/{name}"
-            try:
-                marker = remote.run(f"cat {shlex.quote(directory)}/{MARKER} 2>/dev/null", check=False).stdout
-                found[name] = {"kubeadm": json.loads(marker)["kubeadm"] if marker.strip() else None,
-                               "kubelet": detached.status(remote, "kubelet", None, directory)}
-            except RemoteError as error:
-                found[name] = f"unreachable: {error.reason}"
-    kubeconfig = local_state_dir(inventory) / "admin.kubeconfig"
-    running = any(isinstance(v, dict) and v["kubelet"] for v in found.values())
-    return {"cluster": inventory.cluster, "mode": "kubeadm", "running": running, "hosts": found,
-            "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
+
+    def of_host(remote: Remote) -> dict[str, Any]:
+        directory = base.host_dir(inventory, remote.host.name)
+        marker = remote.run(f"cat {shlex.quote(directory)}/{MARKER} 2>/dev/null", check=False).stdout
+        return {"kubeadm": json.loads(marker)["kubeadm"] if marker.strip() else None,
+                "kubelet": detached.status(remote, "kubelet", None, directory)}
+
+    return base.status(inventory, _nodes(inventory), of_host, running=lambda node: bool(node["kubelet"]),
+                       kubeconfig=local_state_dir(inventory) / "admin.kubeconfig", mode="kubeadm")
 
 
 def down(inventory: Inventory) -> None:
     """Clean every node from the hosts' files alone (after a killed owner, too): under the
     cluster's lock, workers first."""
-    failures = []
-    with _nodes(inventory) as hosts:
-        with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
-            for host in [*inventory.kubelet_workers, inventory.control_plane]:
-                try:
-                    clean_host(hosts[host.name], f"{inventory.cluster_dir()}/{host.name}")
-                except RemoteError as error:
-                    failures.append(str(error).splitlines()[0])
-    if is_ours(local_state_dir(inventory)):
-        shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
-    raise_if_incomplete(failures, "down")
+    base.down(inventory, _nodes(inventory), lambda remote: clean_host(remote, base.host_dir(inventory, remote.host.name)))
 
 
 def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namespace)
