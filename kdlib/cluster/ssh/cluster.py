@@ -25,7 +25,6 @@ import logging
 import math
 import shlex
 import shutil
-import threading
 import time
 from functools import reduce
 from pathlib import Path, PurePosixPath
@@ -39,15 +38,16 @@ from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
 from ..marker import MARKER, is_ours
 from ..settings import KWOK_NODE_SELECTOR, client_limits
-from . import base, detached, kubelets
-from .base import SshClusterBase, local_state_dir
+from . import detached, kubelets
+from .base import SshClusterBase
 from .inventory import Host, Inventory
-from .remote import GroupResult, Hosts, Remote, sha256_file
+from .remote import Remote
+from .running import HostWatcher, clean_host, host_statuses
+from .shipping import ship_binaries
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-WATCH_INTERVAL = 5.0  # seconds between two looks at every host's processes
 
 PORTS = {"etcd": 2379, "etcd-peer": 2380, "kube-apiserver": 6443, "kube-controller-manager": 10257,
          "kube-scheduler": 10259, "kwok": 10247}
@@ -84,7 +84,7 @@ class SshCluster(SshClusterBase):
         self.kwok_shards = kwok_shards(inventory)
         self.workers = kubelets.workers(inventory)
         self._argv: dict[tuple[str, str], tuple[str, ...]] = {}  # (host, component) → remote command line
-        self._watcher: _Watcher | None = None
+        self._watcher: HostWatcher | None = None
 
     @staticmethod
     def hosts_of(inventory: Inventory) -> tuple[Host, ...]:
@@ -229,7 +229,7 @@ class SshCluster(SshClusterBase):
         self._timings["nodes_ready"] = time.monotonic() - started
         log.info("%d kwok nodes and %d real nodes Ready after %.1f s", len(names), len(self.workers),
                  time.monotonic() - started)
-        self._watcher = _Watcher(self.inventory, self.hosts)
+        self._watcher = HostWatcher(self.inventory, self.hosts)
         self._watcher.start()
         versions = component_versions(binaries)
         return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, versions,
@@ -287,38 +287,13 @@ class SshCluster(SshClusterBase):
                                     hosts=(LOOPBACK, "localhost", address, self.inventory.control_plane.name))
 
     def _ship_binaries(self, binaries: dict[str, Path]) -> dict[tuple[str, str], str]:
-        """Put each host's binaries on it under bin/<sha256[:16]>/; identical files (the
-        multi-call kube binary) travel once and are hard-linked under their names.
-        Returns (host, component) → the remote path."""
+        """Each host's binaries on it (:func:`.shipping.ship_binaries`); returns (host, component) → the remote path."""
         wanted: dict[str, list[str]] = {self.inventory.control_plane.name: list(CONTROL_PLANE)}
         for worker in self.inventory.kwok_workers:
             wanted.setdefault(worker.name, []).append("kwok")
         for name in self.workers:
             wanted.setdefault(name, []).append("kubelet")
-        paths: dict[tuple[str, str], str] = {}
-        plan: dict[str, list[tuple[str, Path, str]]] = {}
-        digests: dict[Path, str] = {}
-        for host, names in wanted.items():
-            for name in names:
-                local = Path(binaries[name]).resolve()
-                digest = digests.setdefault(local, sha256_file(local))
-                target = f"{self.inventory.remote_dir}/bin/{digest[:16]}/{name}"
-                paths[(host, name)] = target
-                plan.setdefault(host, []).append((name, local, target))
-
-        def ship(remote: Remote) -> None:
-            first_of: dict[str, str] = {}
-            for _name, local, target in plan[remote.host.name]:
-                digest = digests[local]
-                if digest in first_of:
-                    remote.run(f"ln -f {shlex.quote(first_of[digest])} {shlex.quote(target)}")
-                else:
-                    result = remote.put(local, target, addressed=True)
-                    log.info("%s: %s %s", remote.host.name, "kept" if result.skipped else "shipped", target)
-                    first_of[digest] = target
-
-        self.hosts.each(ship, hosts=list(plan)).check()
-        return paths
+        return ship_binaries(self.hosts, wanted, binaries, self.inventory.remote_dir)
 
     def _wait(self, remote: Remote, name: str, ready, deadline: float) -> None:
         directory = self.host_dir(remote.host.name)
@@ -348,19 +323,6 @@ class SshCluster(SshClusterBase):
             self._watcher = None
 
 
-def status(inventory: Inventory) -> dict:
-    """What runs on each host (by pid file and recorded command line), and the kubeconfig."""
-    return base.status(inventory, Hosts.of(inventory),
-                       lambda remote: detached.statuses(remote, base.host_dir(inventory, remote.host.name)),
-                       running=lambda processes: any(processes.values()),
-                       kubeconfig=local_state_dir(inventory) / "state" / "config" / "admin.kubeconfig")
-
-
-def host_statuses(inventory: Inventory, hosts: Hosts) -> GroupResult:
-    """Every host's processes of this cluster (:func:`detached.statuses`), one round trip each."""
-    return hosts.each(lambda r: detached.statuses(r, base.host_dir(inventory, r.host.name)))
-
-
 def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
     """Which kwok worker manages fake node ``i``: ``shards[i % len(shards)]``. Each worker
     appears in proportion to its ``kwok_nodes``; an index keeps its worker when the
@@ -375,73 +337,3 @@ def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
     slots = sorted(((k + 0.5) / count, name) for name, count in counts.items() for k in range(count))
     assert len(slots) == total
     return tuple(name for _, name in slots)
-
-
-def clean_host(inventory: Inventory, remote: Remote) -> str:
-    """Stop our processes and remove our directory on one host; returns what was stopped."""
-    name = remote.host.name
-    directory = base.host_dir(inventory, name)
-    started = time.monotonic()
-    # Everything of ours on a host is made after its directory and removed before it.
-    if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
-        return "nothing there"
-    detached.close(remote, directory)  # a start still going there ends first; none begins after
-    stopped: dict[str, str] = {}
-    unfinished: RemoteError | None = None
-    if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order
-        try:
-            stopped.update(kubelets.teardown(remote, kubelets.workers(inventory)[name]))
-        except RemoteError as error:  # stop the rest all the same; the directory stays for `down`
-            unfinished = error
-    stopped.update(stop_all(remote, directory))
-    if unfinished is not None:
-        raise unfinished
-    remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
-    done = ", ".join(f"{k} {v}" for k, v in stopped.items() if v != "absent") or "nothing ran"
-    log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started, done)
-    return done
-
-
-class _Watcher(threading.Thread):
-    """Looks at every host's processes every few seconds; remembers the first one found dead."""
-
-    def __init__(self, inventory: Inventory, hosts: Hosts) -> None:
-        super().__init__(name="kdlib-ssh-watcher", daemon=True)
-        self.inventory = inventory
-        self.hosts = hosts
-        self.dead: tuple[str, str] | None = None  # (host, component)
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self._stopping.wait(WATCH_INTERVAL) and self.dead is None:
-            found = host_statuses(self.inventory, self.hosts)
-            for host, value in found.items():
-                if isinstance(value, RemoteError):
-                    if not self._stopping.is_set():
-                        log.warning("%s: could not look at its processes: %s", host, value.reason)
-                    continue
-                dead = [name for name, pid in value.items() if pid is None]
-                if dead and not self._stopping.is_set():
-                    self.dead = (host, dead[0])
-                    return
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=30)
-
-
-def down(inventory: Inventory) -> None:
-    """Stop a cluster of ``inventory`` from the hosts' files alone (e.g. after its owner
-    was killed): takes the lock (so never under a live run), stops every recorded
-    process by PID after checking its recorded command line, removes the directories."""
-    base.down(inventory, Hosts.of(inventory), lambda remote: clean_host(inventory, remote))
-
-
-def stop_all(remote: Remote, directory: str, timeout: float = 10.0) -> dict[str, str]:
-    """Stop every process with a pid file under ``directory`` on ``remote``, in reverse
-    start order, each by PID after checking its recorded command line."""
-    listing = remote.run(f"ls -t {shlex.quote(directory)}/run/ 2>/dev/null | sed -n 's/\\.pid$//p'",
-                         check=False).stdout.split()
-    order = [n for n in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd") if n in listing]
-    order += [n for n in listing if n not in order]
-    return {name: detached.stop(remote, name, None, directory, timeout=timeout) for name in order}

@@ -55,7 +55,7 @@ from ..marker import MARKER as OURS, is_ours
 from ..node import config as node_config
 from ..node import identity, images
 from ..settings import client_limits
-from . import base, detached, kubeadm, prerequisites
+from . import base, detached, kubeadm, kubeadm_config, prerequisites
 from .base import SshClusterBase, local_state_dir
 from .inventory import Host, Inventory
 from .remote import Hosts, Remote, SshOptions
@@ -90,13 +90,13 @@ class KubeadmCluster(SshClusterBase):
     """A kubeadm cluster on the hosts of ``inventory`` (mode ``kubeadm``): the control
     plane and every ``kubelet: true`` worker are nodes."""
 
-    def __init__(self, inventory: Inventory, *, settings: kubeadm.KubeadmSettings | None = None,
+    def __init__(self, inventory: Inventory, *, settings: kubeadm_config.KubeadmSettings | None = None,
                  bin_dir: Path | str | None = None, kd: bool = False, cni: str | None = None,
                  kubelet_patches: dict[str, dict[str, Any]] | None = None,
                  preflight_ignored: tuple[str, ...] = (), timeout: float = 600.0,
                  state_dir: Path | str | None = None) -> None:
         super().__init__(inventory, state_dir)
-        self.settings = settings or (kubeadm.KubeadmSettings.kd() if kd else kubeadm.KubeadmSettings.vanilla())
+        self.settings = settings or (kubeadm_config.KubeadmSettings.kd() if kd else kubeadm_config.KubeadmSettings.vanilla())
         problems = [f"settings: {p}" for p in self.settings.problems()]
         if inventory.mode != "kubeadm":
             problems.append(f"inventory {inventory.source}: mode is {inventory.mode!r}, not 'kubeadm'")
@@ -167,11 +167,11 @@ class KubeadmCluster(SshClusterBase):
 
     def _boot(self, tools: dict[str, kubeadm.HostTools], started: float) -> ClusterInfo:
         cp = self.inventory.control_plane
-        token = kubeadm.new_token()
+        token = kubeadm_config.new_token()
         cp_tools = tools[cp.name]
-        kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm.scheduler_configuration(self.settings.unthrottled), sort_keys=False),
-                         kubeadm.SCHEDULER_CONFIG, mode=0o644)
-        config = self._config(cp_tools, kubeadm.init_yaml(self.settings, cp, token, self._patches(cp_tools)))
+        kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm_config.scheduler_configuration(self.settings.unthrottled), sort_keys=False),
+                         kubeadm_config.SCHEDULER_CONFIG, mode=0o644)
+        config = self._config(cp_tools, kubeadm_config.init_yaml(self.settings, cp, token, self._patches(cp_tools)))
         self._start_kubelet(cp_tools)
         self._mark(cp_tools, "init")
         kubeadm.init(cp_tools, config, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -190,7 +190,7 @@ class KubeadmCluster(SshClusterBase):
         def join(r: Remote) -> None:
             t = tools[r.host.name]
             self._import_image(t, archive)
-            path = self._config(t, kubeadm.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
+            path = self._config(t, kubeadm_config.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
                                                      identity.LABEL, [identity.TAINT]))
             self._start_kubelet(t)
             self._mark(t, "join")
@@ -291,7 +291,7 @@ def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namesp
     return 0
 
 
-def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm.CONTAINERD_SOCKET) -> None:
+def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm_config.CONTAINERD_SOCKET) -> None:
     """Stop our kubelet by PID, ``kubeadm reset -f`` when kdlib ran init/join here,
     remove kdlib's files in /etc and the host's directory."""
     q = shlex.quote
@@ -313,7 +313,7 @@ def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm.CONTAIN
                 raise RemoteError(remote.host.name, tools.command("reset"),
                                   f"kubeadm reset left containers after {attempt} attempts", failed[0])
             time.sleep(2)
-    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm.SCHEDULER_CONFIG)} && rm -rf {q(directory)}", timeout=60)
+    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm_config.SCHEDULER_CONFIG)} && rm -rf {q(directory)}", timeout=60)
     log.info("%s: cleaned in %.1f s", remote.host.name, time.monotonic() - started)
 
 

@@ -16,6 +16,11 @@ that follows never races a start still going on a host.
 Nothing of the user's ``~/.ssh`` is read or written unless the inventory says
 ``use_ssh_config: true``: no ssh_config, no agent, no default keys, host keys kept in
 memory only (verified against the inventory's ``known_hosts`` when it names one).
+
+Long because it is the whole fabric layer, one idea: :class:`Hosts` runs through each
+:class:`Remote`'s connection, result mapping (``_result``, :func:`map_error`) and
+interruption state (``_each``), so that every SSH call in kdlib shares one set of timeouts,
+errors and Ctrl-C rules; split, each half would reach into the other's internals.
 """
 
 from __future__ import annotations
