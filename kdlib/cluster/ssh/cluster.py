@@ -309,11 +309,7 @@ class SshCluster(SshClusterBase):
             name, f"not ready on {remote.host.name} before the start-up deadline", self._log_tail(remote, name)))
 
     def _log_tail(self, remote: Remote, name: str) -> str:
-        _, log_file = detached.paths(self.host_dir(remote.host.name), name)
-        try:
-            return remote.run(f"tail -n 25 {shlex.quote(log_file)}", check=False, timeout=10).stdout
-        except RemoteError as error:
-            return f"(log unavailable: {error.reason})"
+        return detached.log_tail(remote, self.host_dir(remote.host.name), name)
 
     # -- stop ----------------------------------------------------------------------------
 

@@ -237,12 +237,8 @@ def wait_ready(api: client.ApiClient, workers: dict[str, tuple[Remote, Worker]],
                      error=late)
 
 
-def tail(remote: Remote, worker: Worker, name: str, lines: int = 20) -> str:
-    _, log_file = detached.paths(worker.host_dir, name)
-    try:
-        return remote.run(f"tail -n {lines} {shlex.quote(log_file)}", check=False, timeout=10).stdout
-    except RemoteError as error:
-        return f"(log unavailable: {error.reason})"
+def tail(remote: Remote, worker: Worker, name: str) -> str:
+    return detached.log_tail(remote, worker.host_dir, name, lines=20)
 
 
 # -- measurement ------------------------------------------------------------------------------
