@@ -203,7 +203,7 @@ def _scales(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from .experiments import microbench
-    from .experiments.baselines import BASELINES
+    from .baselines import BASELINES
 
     params = microbench.SuiteParams.from_notebook(
         run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),

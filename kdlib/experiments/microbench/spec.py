@@ -15,7 +15,7 @@ from ... import store
 from ...cluster import registry
 from ...errors import ConfigError
 from ...machine import QuietPolicy
-from ..baselines import BASELINES
+from ...baselines import BASELINES
 
 PODS_PER_NODE = 5
 MAX_PODS = 20_000  # 2 cores: ~20 pods/s under the controller manager's client limit; 20,000 ≈ 17 min

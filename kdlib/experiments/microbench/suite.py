@@ -29,7 +29,7 @@ from ...cluster.binaries import ensure_binaries
 from ...errors import ConfigError, ExperimentError, KdlibError, api_errors
 from ...log import get as get_logger
 from .. import usage
-from ..baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
+from ...baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
 from ..runner import SuiteRecord, suite_lock
 from . import logs, measure
 from .spec import BENCHES, RunItem, SuiteParams

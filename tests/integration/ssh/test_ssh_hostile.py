@@ -188,7 +188,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
     import signal
 
     from kdlib.cluster.local import hostnet
-    from kdlib.cluster.ssh import cluster as ssh_cluster
+    from kdlib.cluster.ssh import running
     from kdlib.errors import ComponentError
 
     _skip_without_real_nodes()
@@ -202,7 +202,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
         assert starts[pod.metadata.uid] == pytest.approx(_local_starts(pod.metadata.uid), abs=0.05)
         pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", f"{component}.pid").read_text())
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 3 * ssh_cluster.WATCH_INTERVAL
+        deadline = time.monotonic() + 3 * running.WATCH_INTERVAL
         with pytest.raises(ComponentError, match=rf"^{component}: exited on {hosts[1].name}\n"):
             while time.monotonic() < deadline:
                 cluster.check()
