@@ -17,6 +17,7 @@ import pytest
 from kdlib import store
 from kdlib.errors import ConfigError
 from kdlib.experiments.trace import logs, params as trace_params, report, run as trace_run
+from kdlib.experiments import pages
 from kdlib.publish import book
 
 REFERENCE = Path(__file__).resolve().parents[3] / "results" / "trace" / "reference"
@@ -201,9 +202,9 @@ def test_the_book_refuses_a_damaged_reference_trace_log(tmp_path):
                  "trace/reference"):
         if (results / part).is_dir():
             shutil.copytree(results / part, tmp_path / part)
-    assert book.find_source("reference", tmp_path).run_id == "reference"
+    assert book.find_source(pages.contents(), "reference", tmp_path).run_id == "reference"
     log = trace_run.log_path(tmp_path / "trace" / "reference", SYSTEM)
     data = log.read_bytes()
     log.write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="trace.dr-k8s\\+.log: .*run the trace notebook again"):
-        book.find_source("reference", tmp_path)
+        book.find_source(pages.contents(), "reference", tmp_path)
