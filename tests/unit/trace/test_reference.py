@@ -13,6 +13,7 @@ from kdlib.experiments.trace import reference, report, run
 from kdlib.experiments.trace.gateway import SUCCESS, Invocation
 from kdlib.experiments.trace.logs import LogFormatError, format_line, summary_line
 from kdlib.experiments.trace.params import TraceParams, plan
+from kdlib.params import problems_of
 
 # invitro's ExecutionRecord header, as its loader writes it (times in µs; flags true/false)
 HEADER = ("phase,instance,invocationID,startTime,requestedDuration,grpcConnEstablish,responseTime,actualDuration,"
