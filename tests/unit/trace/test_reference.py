@@ -69,7 +69,7 @@ def test_the_header_is_checked_before_anything_runs(tmp_path):
     bad = write_csv(tmp_path / "k8s.csv", header=HEADER.replace(",actualDuration", ",actual"))
     assert problems_of(TraceParams, run_id="x", kn_k8s_csv=bad) == [
         f"kn_k8s_csv: {bad} lacks the column(s) actualDuration of invitro's per-invocation CSV"]
-    with pytest.raises(ConfigError, match="dirigent_csv .* lacks the column"):
+    with pytest.raises(ConfigError, match="dirigent_csv: .* lacks the column"):
         TraceParams(run_id="x", dirigent_csv=bad)
     assert problems_of(TraceParams, run_id="x", kn_k8s_csv=tmp_path / "none.csv") == [
         f"kn_k8s_csv: {tmp_path / 'none.csv'} is not a file"]
