@@ -111,20 +111,16 @@ def one_or_more(value: Any) -> Any:
     return (value,) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
 
 
-def path(kind: str = "") -> BeforeValidator:
-    """A path (``~`` expanded) or None; ``kind`` "dir" or "file" must exist as one."""
-    def validate(value: Any) -> Path | None:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, (str, Path)):
-            raise ValueError(f"must be a path, not {value!r}")
-        found = Path(value).expanduser()
-        if kind == "dir" and not found.is_dir():
-            raise ValueError(f"{found} is not a directory")
-        if kind == "file" and not found.is_file():
-            raise ValueError(f"{found} is not a file")
-        return found
-    return BeforeValidator(validate)
+def directory(value: Any) -> Path | None:
+    """A directory that exists (``~`` expanded), or None (also for ""); use as ``BeforeValidator(directory)``."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, Path)):
+        raise ValueError(f"must be the path of a directory, not {value!r}")
+    found = Path(value).expanduser()
+    if not found.is_dir():
+        raise ValueError(f"{found} is not a directory")
+    return found
 
 
 def param(default: Any, doc: str, *, cli: tuple[str, ...] = (), notebook_only: bool = False) -> Any:
@@ -199,11 +195,6 @@ def _walk(loc: tuple[Any, ...], model: type[BaseModel] | None) -> tuple[str, typ
             inner = _inner(field.annotation) if field is not None else None
             model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
     return text, owner if loc else None
-
-
-def field_path(loc: tuple[Any, ...], model: type[BaseModel] | None) -> str:
-    """``('workers', 2, 'port')`` as ``workers[2].port``; a mapping's key as ``timeouts['Dr/K8s+']``."""
-    return _walk(loc, model)[0]
 
 
 def _message(error: Any, model: type[BaseModel] | None) -> str:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
 from ...machine import QuietPolicy
-from ...params import Params, RunId, check, flag, names, number, one_of, one_or_more, param, path, whole
+from ...params import Params, RunId, check, directory, flag, names, number, one_of, one_or_more, param, whole
 from ..backend import backend_problem, inventory_path
 from ..baselines import BASELINES
 
@@ -134,7 +134,7 @@ class SuiteParams(Params):
         20, "kwok nodes for Figures 9 and 10")
     repeats: Annotated[int, whole(1, 100)] = param(
         1, "runs per (bench, baseline, scale); figures show the median and the range")
-    kd_bin_dir: Annotated[Path | None, path("dir")] = param(
+    kd_bin_dir: Annotated[Path | None, BeforeValidator(directory)] = param(
         None, "Kubedirect's binaries (some of the same file names; ours fill in the rest); enables kd+; unset: "
         "those `python -m kdlib kd fetch` stored, if any")
     real_nodes: Annotated[int, whole(0, 8, beyond=" on one machine (each is a kubelet and a containerd)")] = param(

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, ValidationInfo, field_validator
 
 from ...machine import QuietPolicy
-from ...params import Params, RunId, check, flag, names, number, one_of, param, path, whole
+from ...params import Params, RunId, check, directory, flag, names, number, one_of, param, whole
 from ..backend import backend_problem, inventory_path
 from .data import SUBSET_RULES
 from .kpa import KPAConfig
@@ -122,7 +122,7 @@ class TraceParams(Params):
     target_concurrency: Annotated[float, number(0, above=True)] = param(
         1.0, f'KPA target per pod of the Dirigent configuration (Dr/K8s+, Dr/Kd+); "{AS_SHIPPED}" keeps the '
         "original's Knative configuration (target 100)")
-    kd_bin_dir: Annotated[Path | None, path("dir")] = param(
+    kd_bin_dir: Annotated[Path | None, BeforeValidator(directory)] = param(
         None, "directory holding Kubedirect's binaries (same file names); enables Dr/Kd+")
     dirigent_csv: ReferenceCsv = param(
         None, "Dirigent's per-invocation CSV (invitro format): shown as reference data")
