@@ -7,13 +7,27 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from .errors import KdlibError
 from .params import add_options, from_options
 
 
 class _Parser(argparse.ArgumentParser):
-    """Errors on one line, naming the help to read."""
+    """Errors on one line, naming the help to read. ``options`` adds a command's options when it
+    is used: the experiments' come from their parameter models, which import the analysis
+    (pandas, altair), and ``kdlib local status`` should not wait for that."""
+
+    def __init__(self, *args: Any, options: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._options = options
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._options is not None:
+            add, self._options = self._options, None
+            add(self)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
@@ -43,14 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build the control-plane binaries into the cache (if missing)")
     build.add_argument("--force", action="store_true", help="rebuild even when cached")
 
-    from .experiments.microbench.spec import SuiteParams
-    from .experiments.trace.params import TraceParams
-
-    run = commands.add_parser("run", help="run the microbenchmarks of Figures 9-11 (resumes a run_id); the "
-                              "options are the notebook's parameters")
-    add_options(run, SuiteParams)
-    run.add_argument("--scales", action="append", default=[], metavar="BENCH=S1,S2",
-                     help="shorthand: --scales scale-pods=50,100 is --scale-pods 50,100 (repeatable)")
+    commands.add_parser("run", help="run the microbenchmarks of Figures 9-11 (resumes a run_id); the options are "
+                        "the notebook's parameters", options=_run_options)
 
     book = commands.add_parser("book", help="build the Jupyter Book from an executed run into _build/html")
     book.add_argument("--run-id", help="the run to show (default: the one named in results/reference.txt)")
@@ -100,14 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--seed", type=int, default=42, help="the loader's seed (default 42, as the original)")
     plan.add_argument("--exact", action="store_true", help="the trace's exact counts: leave out the original "
                       "loader's extra invocation on each active minute's end")
-    replay = trace_commands.add_parser("run", help="replay the trace (resumes a run_id); the options are the "
-                                       "notebook's parameters")
-    add_options(replay, TraceParams)
+    trace_commands.add_parser("run", help="replay the trace (resumes a run_id); the options are the notebook's "
+                              "parameters", options=_trace_run_options)
 
     from .cluster.ssh.cli import add_parser as add_ssh_parser
 
     add_ssh_parser(commands, _Parser)
     return parser
+
+
+def _run_options(run: argparse.ArgumentParser) -> None:
+    from .experiments.microbench.spec import SuiteParams
+
+    add_options(run, SuiteParams)
+    run.add_argument("--scales", action="append", default=[], metavar="BENCH=S1,S2",
+                     help="shorthand: --scales scale-pods=50,100 is --scale-pods 50,100 (repeatable)")
+
+
+def _trace_run_options(replay: argparse.ArgumentParser) -> None:
+    from .experiments.trace.params import TraceParams
+
+    add_options(replay, TraceParams)
 
 
 def _local(args: argparse.Namespace) -> int:
