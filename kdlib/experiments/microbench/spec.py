@@ -128,7 +128,7 @@ class SuiteParams(Params):
     artifact_scales: Annotated[bool, check(flag)] = param(False, _artifact_scales_doc())
     baselines: Annotated[tuple[Annotated[str, one_of(BASELINES, "baseline")], ...],
                          names(BASELINES, one_is_a_list=True)] = param(
-        tuple(BASELINES), "systems under test (k8s+u: k8s+ unthrottled, a control experiment); those that cannot run "
+        ("k8s", "k8s+", "k8s+u", "kd", "kd+"), "systems under test (k8s+u: k8s+ unthrottled, a control experiment); those that cannot run "
         "here are listed as not measured", cli=("--baseline",))
     nodes: Annotated[int, whole(1, MAX_NODES, beyond=" (kwok's own benchmark size)")] = param(
         20, "kwok nodes for Figures 9 and 10")

@@ -23,8 +23,9 @@ def test_plan_says_why_a_system_is_not_measured(tmp_path):
     run, skipped, reference = plan(TraceParams(run_id="x"))
     assert run == ["Dr/K8s+", AS_SHIPPED] and reference == []
     assert "Knative" in skipped["Kn/K8s"] and "kd_bin_dir" in skipped["Dr/Kd+"] and "dirigent_csv" in skipped["Dirigent"]
-    csv = tmp_path / "d.csv"
-    csv.write_text("x")
+    from .test_reference import write_csv
+
+    csv = write_csv(tmp_path / "d.csv")  # its header is checked before anything runs
     run, skipped, reference = plan(TraceParams(run_id="x", kd_bin_dir=tmp_path, dirigent_csv=csv))
     assert run == ["Dr/K8s+", AS_SHIPPED, "Dr/Kd+"] and reference == ["Dirigent"]
 
