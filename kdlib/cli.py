@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import KdlibError
-from .params import add_options, from_options
+from .options import add_options, from_options
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from kdlib import params as declared
+from kdlib import options as declared
 from kdlib.cli import build_parser, main
 from kdlib.errors import ConfigError, ParametersError
 from kdlib.experiments.microbench.spec import SuiteParams
