@@ -18,6 +18,7 @@ from kdlib.cluster.local.hostnet import HostNetwork
 from kdlib.cluster.local import LocalCluster
 from kdlib.experiments import BASELINES
 from kdlib.experiments.microbench import SuiteParams, plan
+from kdlib.params import problems_of
 from kdlib.experiments.runtime import PodRuntime, medians
 
 
@@ -127,10 +128,10 @@ def test_real_baselines_are_measured_only_with_real_nodes_the_machine_can_run(mo
 
 
 def test_real_pods_must_fit_the_kubelets():
-    problems = SuiteParams(run_id="x", real_nodes=1, scales={"scale-pods": (200,)}).problems()
+    problems = problems_of(SuiteParams, run_id="x", real_nodes=1, scale_pods=(200,))
     assert any("200 real pods do not fit 1 real nodes" in p for p in problems)
-    assert not SuiteParams(run_id="x", real_nodes=2, scales={"scale-pods": (200,)}).problems()
-    assert SuiteParams(run_id="x", real_nodes=-1).problems()
+    assert not problems_of(SuiteParams, run_id="x", real_nodes=2, scale_pods=(200,))
+    assert problems_of(SuiteParams, run_id="x", real_nodes=-1)
 
 
 def test_runtime_medians_over_pods_that_reached_each_stage():

@@ -346,7 +346,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     path.write_text(yaml.safe_dump(inv.to_data()))
     sysctls_before = hostnet.read_sysctls()
     root = tmp_path / "results"
-    params = SuiteParams.from_notebook(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
+    params = SuiteParams(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
                                        benches=["scale-pods"], scale_pods=[2, 3], settle_s=0.5)
     kubelet_pid = Path(inv.cluster_dir(), hosts[1].name, "run", "kubelet.pid")
     done = threading.Event()
