@@ -8,6 +8,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+#: The caller's ``KDLIB_*`` variables, as pytest found them (conftest drops them from the environment).
+INHERITED: dict[str, str] = {}
+
+
+def reference_results() -> Path:
+    """The results folder the read-only tests (the book's) read: the one ``$KDLIB_RESULTS_DIR``
+    named when pytest started, else the checkout's ``results/``. Whatever a test writes goes
+    to a temporary folder (the session's ``$KDLIB_RESULTS_DIR``, or the test's own)."""
+    given = INHERITED.get("KDLIB_RESULTS_DIR")
+    return Path(given).expanduser() if given else REPO / "results"
 
 
 def our_processes(state_dir: Path) -> list[int]:
