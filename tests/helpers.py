@@ -73,3 +73,37 @@ def read_stderr_until(proc: subprocess.Popen, marker: str) -> str:
         assert chunk, f"the process ended before printing {marker!r}: {buffer[-2000:]}"
         buffer += chunk
     return buffer
+
+
+def running_kubelets() -> list[int]:
+    """Pids of every kubelet running on this machine (whoever started it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "kubelet":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def assert_sysctls_back(before: dict[str, str]) -> None:
+    """The machine-wide sysctls a kubelet changes are as ``before``; call it once the test's
+    own kubelets are gone.
+
+    They are one kernel's: a kubelet someone else runs meanwhile (another suite beside this
+    one, a real run) sets them too, and its owner writes them back when it ends. So a value
+    that differs passes only while such a kubelet runs, and only if it is the value a kubelet
+    sets; with no kubelet on the machine every value must be back."""
+    from kdlib.cluster.local import hostnet
+    from kdlib.cluster.ssh.kubelets import KUBELET_SETS
+
+    now = hostnet.read_sysctls(tuple(before))
+    differ = {name: (was, now.get(name)) for name, was in before.items() if now.get(name) != was}
+    if not differ:
+        return
+    others = running_kubelets()
+    assert others, f"sysctls not written back (before, now): {differ}"
+    foreign = {name: values for name, values in differ.items() if values[1] != KUBELET_SETS.get(name)}
+    assert not foreign, f"sysctls changed to what no kubelet sets (before, now): {foreign}; kubelets running: {others}"
+

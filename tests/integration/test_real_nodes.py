@@ -1,6 +1,6 @@
 """Real nodes (real kubelet, containerd, runc containers) beside kwok nodes, and a
 clean machine afterwards: no process, mount, cgroup, namespace, bridge or veth of ours,
-the sysctls as before, the ports free."""
+the sysctls as before (beside another kubelet: see assert_sysctls_back), the ports free."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from kdlib.k8s import objects as workloads
 from kdlib.cluster.local import hostnet, status
 from kdlib.cluster.local.realnode import REAL_NODE_LABEL
 
-from ..helpers import REPO, assert_clean, our_processes, run_kdlib
+from ..helpers import REPO, assert_clean, assert_sysctls_back, our_processes, run_kdlib
 
 REASON = hostnet.why_not_real_nodes()
 pytestmark = [pytest.mark.integration, pytest.mark.real_nodes,
@@ -80,7 +80,7 @@ def assert_machine_clean(state_dir: Path, ports: dict | None, sysctls_before: di
     assert not any((h / f"{tag}-n0").exists() for h in hostnet.CGROUP_ROOT.iterdir()), "cgroups left"
     assert _mounts_under(state_dir) == [], "mounts under the state directory are left"
     assert hostnet.leftovers(tag) == [], "namespaces, bridges or veths are left"
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from kdlib.cluster.ssh import inventory
 from kdlib.errors import HostUnreachable, RemoteLockBusy
 
 from ...conftest import our_processes
+from ...helpers import assert_sysctls_back
 from .test_ssh_cluster import cluster_inventory
 
 
@@ -126,7 +127,6 @@ def _kubelet_inventory(hosts, **worker):
 def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
     import subprocess
 
-    from kdlib.cluster.local import hostnet
     from kdlib.cluster.ssh.kubelets import Worker
 
     worker = Worker(inv.host(host.name), 0, inv.cluster_dir())
@@ -136,7 +136,7 @@ def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
     bridge = subprocess.run(["ip", "-n", host.netns, "link", "show", "kdcni0"], capture_output=True)
     assert bridge.returncode != 0, "kdcni0 left on the worker"
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
 
 
 def _real_pod(api, timeout: float = 90.0):
@@ -292,7 +292,7 @@ def test_a_kdcni0_of_someone_else_on_the_kubelet_host_is_refused_before_anything
     worker = Worker(inv.host(hosts[1].name), 0, inv.cluster_dir())
     assert not Path(str(worker.root)).exists()
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
     assert not (tmp_path / "local").exists()
 
 

@@ -24,7 +24,7 @@ from kdlib.experiments import runner
 from kdlib.experiments.microbench import logs as results
 from kdlib.publish import book
 
-from ...helpers import REPO, our_processes
+from ...helpers import REPO, assert_sysctls_back, our_processes
 
 REASON = hostnet.why_not_real_nodes()  # the same needs as a local real node: containerd, runc, CNI, cgroups
 pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.real_nodes, pytest.mark.needs_binaries,
@@ -103,7 +103,7 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
     bridge = subprocess.run(["ip", "netns", "exec", ssh_hosts[2].netns, "ip", "link", "show", "kdcni0"],
                             capture_output=True)
     assert bridge.returncode != 0
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
 
 
 def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, binaries, tmp_path):
