@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 #: The caller's ``KDLIB_*`` variables, as pytest found them (conftest drops them from the environment).
@@ -62,6 +66,19 @@ def assert_clean(state_dir: Path, ports: dict[str, int] | None) -> None:
 def run_kdlib(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kdlib", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """``predicate()``'s first true value, looked at every ``interval`` s; fails naming ``what``
+    after ``timeout`` s. The tests wait for a condition, not for a time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def read_stderr_until(proc: subprocess.Popen, marker: str) -> str:

@@ -13,6 +13,8 @@ from kdlib.cluster.ssh.lock import ClusterLock
 from kdlib.cluster.ssh.remote import Hosts, SshOptions
 from kdlib.errors import HostUnreachable, RemoteError, RemoteLockBusy
 
+from ... import sshhosts
+from ...helpers import wait_until
 from .conftest import inventory_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.ssh]
@@ -102,7 +104,8 @@ def test_sshd_killed_mid_run_is_a_clear_error_naming_the_host(host_factory, sess
             runner = threading.Thread(target=lambda: outcome.update(r=hosts.run(
                 f"[ $(hostname) = {victim} ] && sleep 20; hostname", timeout=30)))
             runner.start()
-            time.sleep(1.0)
+            wait_until(lambda: any(sshhosts._comm(pid) == "sleep" for pid in sshhosts._netns_pids(test_hosts[2].netns)),
+                       10, f"the long command to run on {victim}", interval=0.05)
             factory.kill_sshd(2, sessions=True)
             runner.join(timeout=15)
             assert not runner.is_alive(), "the group run still waits for the dead host"
