@@ -96,6 +96,7 @@ def test_cli_up_status_down(binaries, state_dir):
     assert_clean(state_dir, found["ports"])
 
 
+@pytest.mark.destructive
 def test_down_clears_a_cluster_whose_owner_was_killed(binaries, state_dir):
     """A context-managed cluster whose Python process dies by SIGKILL: `down` clears it."""
     owner = subprocess.Popen(
@@ -119,6 +120,7 @@ with LocalCluster(nodes=2, state_dir={state_dir!r}):
 """
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_a_context_managed_cluster_cleans_up(binaries, state_dir, sig):
     owner = subprocess.Popen(
@@ -131,6 +133,7 @@ def test_signal_to_a_context_managed_cluster_cleans_up(binaries, state_dir, sig)
     assert_clean(state_dir, ports)
 
 
+@pytest.mark.destructive
 def test_sigint_during_cli_up_cleans_up(binaries, state_dir):
     up = subprocess.Popen([sys.executable, "-m", "kdlib", "local", "up", "--nodes", "2",
                            "--state-dir", str(state_dir)],

@@ -150,6 +150,7 @@ with LocalCluster(nodes=2, real_nodes=2, state_dir={state_dir!r}) as cluster:
 """
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL-then-down"])
 def test_interrupted_run_leaves_nothing(binaries, node_binaries, state_dir, how):
     before = hostnet.read_sysctls()
@@ -172,6 +173,7 @@ def test_interrupted_run_leaves_nothing(binaries, node_binaries, state_dir, how)
     assert_machine_clean(state_dir, ports, before)
 
 
+@pytest.mark.destructive
 def test_sigint_while_real_nodes_start_leaves_nothing(binaries, node_binaries, state_dir):
     before = hostnet.read_sysctls()
     up = subprocess.Popen([sys.executable, "-m", "kdlib", "local", "up", "--nodes", "2", "--real-nodes", "2",

@@ -33,6 +33,7 @@ def sandbox(tmp_path_factory):
     return root, env
 
 
+@pytest.mark.slow
 def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox):
     root, env = sandbox
     output = root / "executed.ipynb"
@@ -101,6 +102,7 @@ run.run_trace(params.TraceParams(run_id="interrupted", functions=20, minutes=3, 
 """
 
 
+@pytest.mark.destructive
 def test_sigint_mid_replay_leaves_a_clean_cluster_and_no_log(binaries, sandbox):
     root, env = sandbox
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root / "results")], cwd=REPO, env=env,

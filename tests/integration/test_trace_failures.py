@@ -43,6 +43,7 @@ def _replaying(root: Path, env: dict, run_id: str) -> tuple[subprocess.Popen, li
     return proc, [read_stderr_until(proc, "replaying")]
 
 
+@pytest.mark.destructive
 def test_a_dead_etcd_is_named_within_seconds_and_the_run_fails(binaries, sandbox):
     """D8: the replay went on with 504s for 753 s and the run was recorded finished."""
     root, env = sandbox
@@ -76,6 +77,7 @@ def _files_holding(content: bytes, where: Path) -> list[Path]:
     return found
 
 
+@pytest.mark.destructive
 def test_kill_9_mid_replay_reads_as_killed_and_leaves_no_credential_in_tmp(binaries, sandbox):
     """D6: run.json said `running` forever; D7: the CA, admin cert and admin key stayed in /tmp."""
     root, env = sandbox
@@ -101,6 +103,7 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+@pytest.mark.destructive
 def test_a_cluster_elsewhere_is_found_and_a_dead_etcd_is_reported(binaries, tmp_path):
     """D13: a --state-dir cluster outside the state root was invisible to --all and the refusal named
     the wrong command; D14: `status` said running after etcd died; `down --all` stopped a suite's cluster."""

@@ -44,6 +44,7 @@ def netns_commands(netns: str) -> list[str]:
     return sorted({Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}").exists()})
 
 
+@pytest.mark.slow
 def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binaries, node_binaries, tmp_path):
     _, hosts = host_factory(2)
     inv = inventory.parse({
@@ -146,6 +147,8 @@ with KubeadmCluster(inventory.load({path!r}), settings=settings, cni="bridge", k
 """
 
 
+@pytest.mark.destructive
+@pytest.mark.slow
 def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_factory, binaries, node_binaries,
                                                                           tmp_path):
     import signal

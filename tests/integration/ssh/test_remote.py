@@ -90,6 +90,7 @@ def test_a_host_key_not_in_known_hosts_is_refused(shared_hosts, tmp_path):
             hosts[shared_hosts[0].name].run("true")
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("sessions", [False, True], ids=["listener-killed", "listener-and-sessions-killed"])
 def test_sshd_killed_mid_run_is_a_clear_error_naming_the_host(host_factory, sessions):
     factory, test_hosts = host_factory(3)
@@ -276,6 +277,7 @@ def test_a_clean_up_waits_for_a_start_in_progress_and_no_start_begins_after_it(s
         assert _running(marker) == []
 
 
+@pytest.mark.destructive
 def test_an_interrupted_each_waits_for_its_calls_and_refuses_their_next_commands(shared_hosts, tmp_path):
     import signal
     import threading

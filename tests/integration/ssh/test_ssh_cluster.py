@@ -74,6 +74,7 @@ def test_unsupported_inventories_are_refused_before_any_connection(ssh_hosts):
         SshCluster(kubelet_only, nodes=3)
 
 
+@pytest.mark.destructive
 def test_sshd_killed_mid_run_fails_naming_the_host_and_the_others_are_cleaned(host_factory, binaries, tmp_path):
     factory, hosts = host_factory(2)
     inv = cluster_inventory(hosts, kwok_nodes=1)

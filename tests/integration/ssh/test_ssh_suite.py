@@ -41,6 +41,7 @@ def _inventory(hosts) -> inventory.Inventory:
     }, "test-hosts")
 
 
+@pytest.mark.slow
 def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kwok(ssh_hosts, binaries, tmp_path):
     inv = _inventory(ssh_hosts)
     path = tmp_path / "inventory.yaml"
@@ -106,6 +107,7 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
     assert_sysctls_back(sysctls_before)
 
 
+@pytest.mark.slow
 def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, binaries, tmp_path):
     from kdlib.experiments.trace import logs as trace_logs, params as trace_params, run as trace_run, schedule
 
