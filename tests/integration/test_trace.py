@@ -18,10 +18,11 @@ from ..helpers import REPO, assert_clean, our_processes, read_stderr_until
 pytestmark = [pytest.mark.integration, pytest.mark.needs_binaries]
 AS_SHIPPED = trace_params.AS_SHIPPED
 # One minute of 20 functions (~460 invocations), every one replayed and checked; no warm-up to
-# drop. The dispatch timeout is 30 s instead of the original's 300 s: an invocation that gets
-# no pod fails after 30 s (it is still accounted for), so the replay's tail is not 5 minutes.
+# drop; at 4 trace seconds per second (time_scale: 15 s per system). The dispatch timeout is
+# 60 s of trace instead of the original's 300: an invocation that gets no pod fails then (it
+# is still accounted for), so the replay's tail is not 5 minutes.
 TINY_PARAMS = {"functions": 20, "minutes": 1, "warmup_minutes": 0, "nodes": 2,
-               "timeouts": {"Dr/K8s+": 30, AS_SHIPPED: 30}}
+               "timeouts": {"Dr/K8s+": 60, AS_SHIPPED: 60}, "time_scale": 4}
 TINY = json.dumps({**TINY_PARAMS, "systems": ["Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", AS_SHIPPED, "Dr/Kd+"]})
 
 
@@ -63,7 +64,9 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
     shipped = json.loads(trace_run.meta_path(directory, AS_SHIPPED).read_text())
     assert (meta["kpa"]["target_concurrency"], meta["kpa"]["scale_from_zero_at_once"]) == (1.0, True)
     assert (shipped["kpa"]["target_concurrency"], shipped["kpa"]["scale_from_zero_at_once"]) == (100.0, False)
-    assert meta["dispatch_timeout_s"] == shipped["dispatch_timeout_s"] == 30  # the test's, recorded
+    assert meta["dispatch_timeout_s"] == shipped["dispatch_timeout_s"] == 60  # the test's, recorded
+    assert meta["time_scale"] == shipped["time_scale"] == 4 == meta["parameters"]["time_scale"]
+    assert meta["replay_wall_s"] < 60, "one minute of trace at time_scale 4 is 15 s plus the tail"
     assert "knative.yaml as shipped" in shipped["kpa_config"] and shipped["invocations"] == len(planned)
     # The machine before and during each replay (the tests do not wait: one short look).
     for m in (meta, shipped):

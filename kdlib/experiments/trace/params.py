@@ -55,6 +55,8 @@ FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K
 #: Systems shown from the original's reference CSVs when the run names one: system → parameter.
 REFERENCE_DATA = {"Kn/K8s": "kn_k8s_csv", "Dirigent": "dirigent_csv"}
 MAX_NODES = 5_000  # kwok's own benchmark size; see kdlib.cluster.local.MAX_NODES
+#: The run id of the repository's reference runs (results/*/reference/): always at the original's pace.
+REFERENCE_RUN_ID = "reference"
 
 
 def _whole(value: Any, low: int) -> bool:
@@ -96,6 +98,9 @@ class TraceParams:
     quiet_idle_pct: float = 80.0
     quiet_window_s: float = 5.0
     quiet_max_wait_s: float = 300.0
+    # Trace seconds per second (kdlib.experiments.trace.replay): > 1 replays faster than the
+    # original, for the tests; the cluster's own latencies do not shrink. A reference run is made at 1.
+    time_scale: float = 1.0
 
     @property
     def quiet(self) -> QuietPolicy:
@@ -160,6 +165,11 @@ class TraceParams:
                          "own benchmark size)")
         if not _number(self.drain_s, 0):
             found.append(f"drain_s: {self.drain_s!r} must be a finite number ≥ 0")
+        if not _number(self.time_scale, 1):
+            found.append(f"time_scale: {self.time_scale!r} must be a finite number ≥ 1 (1: the original's pace)")
+        elif self.time_scale != 1 and self.run_id == REFERENCE_RUN_ID:
+            found.append(f"time_scale: {self.time_scale} is refused for run_id {REFERENCE_RUN_ID!r}: "
+                         "a reference run replays the trace at the original's pace (1)")
         from ...cluster.registry import backend_problems
 
         backend = backend_problems(self.backend, self.inventory)

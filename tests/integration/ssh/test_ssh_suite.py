@@ -122,16 +122,16 @@ def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, bina
     path.write_text(yaml.safe_dump(inv.to_data()))
     root = tmp_path / "results"
     env = {**os.environ, "KDLIB_RESULTS_DIR": str(root), "KDLIB_STATE_DIR": str(tmp_path / "state")}
-    # One minute, no warm-up, a 30-s dispatch timeout: as tests/integration/test_trace.py, for the same reasons.
-    tiny = (f"{{functions: 10, minutes: 1, warmup_minutes: 0, nodes: 2, timeouts: {{Dr/K8s+: 30}}, systems: [Dr/K8s+], "
-            f"backend: ssh, inventory: {path}}}")
+    # One minute at time_scale 4, no warm-up, a 60-s dispatch timeout: as tests/integration/test_trace.py.
+    tiny = (f"{{functions: 10, minutes: 1, warmup_minutes: 0, nodes: 2, timeouts: {{Dr/K8s+: 60}}, time_scale: 4, "
+            f"systems: [Dr/K8s+], backend: ssh, inventory: {path}}}")
     done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "trace.ipynb"),
                            str(tmp_path / "trace.ipynb"), "--cwd", str(REPO), "-p", "run_id", "tiny-ssh", "-y", tiny],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     directory = trace_run.run_dir("tiny-ssh", root)
     meta = json.loads(trace_run.meta_path(directory, "Dr/K8s+").read_text())
-    assert meta["backend"].startswith("ssh ")
+    assert meta["backend"].startswith("ssh ") and meta["time_scale"] == 4
     planned = schedule.build(trace_run.load_trace(trace_params.TraceParams(run_id="x", functions=10, minutes=1,
                                                                            warmup_minutes=0)))
     assert meta["invocations"] == len(planned) == meta["success"] + meta["failed"]
