@@ -9,6 +9,8 @@ the one list of them).
 
 from __future__ import annotations
 
+import html
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +111,8 @@ class TraceReport:
         glue("trace_verdicts", styled(self.verdicts()), display=False)
         # The book refuses this notebook once the code that made these outputs has changed.
         glue("analysis_code", code_provenance.analysis_digest(), display=False)
-        glue("trace_findings", self.findings(), display=False)
+        # A paragraph, not pasted text (myst-nb sets pasted text in bold)
+        glue("trace_findings", HTML(f'<p class="kdlib-findings">{html.escape(self.findings())}</p>'), display=False)
         for key in CHART_KEYS:
             glue(key, self.charts[key], display=False)
         glue("trace_summary", styled(self.summary), display=False)
