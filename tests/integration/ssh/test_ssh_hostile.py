@@ -29,6 +29,17 @@ def _components(cluster_dir: Path) -> list[str]:
     return sorted(found)
 
 
+def _inventory_file(inv: inventory.Inventory, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """``inv`` written where ``kdlib ssh`` reads it, and the environment that keeps its state in ``tmp_path``."""
+    import os
+
+    import yaml
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    return path, {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+
+
 pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binaries]
 
 
@@ -53,17 +64,11 @@ def test_a_second_run_refused_by_the_lock_leaves_the_running_cluster_alone(host_
 
 
 def test_ssh_up_twice_refuses_the_second_and_keeps_the_first(host_factory, binaries, tmp_path):
-    import os
-
-    import yaml
-
     from ...conftest import run_kdlib
 
     _, hosts = host_factory(2)
     inv = cluster_inventory(hosts, kwok_nodes=1)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(inv.to_data()))
-    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    path, env = _inventory_file(inv, tmp_path)
     try:
         first = run_kdlib("ssh", "up", str(path), env=env)
         assert first.returncode == 0, first.stderr
@@ -85,20 +90,15 @@ def test_ssh_up_twice_refuses_the_second_and_keeps_the_first(host_factory, binar
 
 @pytest.mark.destructive
 def test_sigterm_to_ssh_up_while_it_provisions_cleans_every_host(host_factory, binaries, tmp_path):
-    import os
     import signal
     import subprocess
     import sys
-
-    import yaml
 
     from ...conftest import REPO
 
     _, hosts = host_factory(2)
     inv = cluster_inventory(hosts, kwok_nodes=1)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(inv.to_data()))
-    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    path, env = _inventory_file(inv, tmp_path)
     up = subprocess.Popen([sys.executable, "-m", "kdlib", "ssh", "up", str(path)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     etcd_pid = Path(inv.cluster_dir(), hosts[0].name, "run", "etcd.pid")
@@ -429,10 +429,7 @@ def test_ctrl_c_pressed_again_while_it_cleans_up_still_leaves_nothing(host_facto
 @pytest.mark.real_nodes
 def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_down_finishes_it(
         host_factory, binaries, tmp_path):
-    import os
     import subprocess
-
-    import yaml
 
     from kdlib.cluster.local import hostnet
     from kdlib.cluster.ssh.kubelets import Worker
@@ -460,9 +457,8 @@ def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_dow
         assert Path(inv.cluster_dir(), hosts[1].name).exists()  # kept: `down` finishes from its files
     finally:
         subprocess.run([*in_host, "umount", str(busy)], capture_output=True)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(inv.to_data()))
-    down = run_kdlib("ssh", "down", str(path), env={**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")})
+    path, env = _inventory_file(inv, tmp_path)
+    down = run_kdlib("ssh", "down", str(path), env=env)
     assert down.returncode == 0, down.stderr
     assert not Path(inv.cluster_dir(), hosts[1].name).exists()
     _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
