@@ -125,6 +125,13 @@ def _kubelet_inventory(hosts, **worker):
     }, "test-hosts")
 
 
+def _kubelet_hosts(host_factory, **worker):
+    """Two test hosts as a control plane and one kubelet worker (skipped where a kubelet cannot run)."""
+    _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    return hosts, _kubelet_inventory(hosts, **worker)
+
+
 def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
     import subprocess
 
@@ -193,9 +200,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
     from kdlib.cluster.ssh import running
     from kdlib.errors import ComponentError
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     sysctls_before = hostnet.read_sysctls()
     with SshCluster(inv, state_dir=tmp_path / "local") as cluster:
         pod = _real_pod(cluster.api_client())
@@ -239,9 +244,7 @@ def test_an_interrupted_owner_of_a_kubelet_worker_leaves_nothing(host_factory, b
 
     from ...conftest import REPO, run_kdlib
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inv.to_data()))
     sysctls_before = hostnet.read_sysctls()
@@ -277,9 +280,7 @@ def test_a_kdcni0_of_someone_else_on_the_kubelet_host_is_refused_before_anything
     from kdlib.cluster.local import hostnet
     from kdlib.errors import RemoteError
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     subprocess.run(["ip", "-n", hosts[1].netns, "link", "add", "kdcni0", "type", "bridge"], check=True)
     sysctls_before = hostnet.read_sysctls()
     with pytest.raises(RemoteError) as caught:
@@ -344,9 +345,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     from kdlib.experiments.microbench.spec import SuiteParams
     from kdlib.experiments.microbench.suite import run_suite
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inv.to_data()))
     sysctls_before = hostnet.read_sysctls()
@@ -437,9 +436,7 @@ def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_dow
 
     from ...conftest import run_kdlib
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts, kwok_nodes=1)  # kwok beside the kubelet
+    hosts, inv = _kubelet_hosts(host_factory, kwok_nodes=1)  # kwok beside the kubelet
     worker = Worker(inv.host(hosts[1].name), 0, inv.cluster_dir())
     busy = Path(str(worker.root), "busy")
     cluster = SshCluster(inv, state_dir=tmp_path / "local")
