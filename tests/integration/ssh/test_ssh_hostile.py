@@ -306,13 +306,7 @@ def test_two_kwok_workers_share_the_nodes_through_resizes(host_factory, binaries
     from kdlib.cluster import kwok
 
     _, hosts = host_factory(3)
-    inv = inventory.parse({
-        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
-        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
-        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kwok_nodes": 2},
-                    {"name": hosts[2].name, "address": hosts[2].address, "kwok_nodes": 1}],
-    }, "test-hosts")
+    inv = cluster_inventory(hosts, kwok_nodes=(2, 1))
     with SshCluster(inv, state_dir=tmp_path / "local") as cluster:
         core = client.CoreV1Api(cluster.api_client())
         for count in (3, 7, 1, 4):
