@@ -48,6 +48,13 @@ def _run_until(env: dict[str, str], line: str, *args: str) -> subprocess.Popen:
     return run
 
 
+def _scale_pods_until_first(env: dict[str, str], run_id: str, scales: tuple[int, ...], nodes: int) -> subprocess.Popen:
+    """A k8s+ scale-pods suite at ``scales`` on ``nodes`` fake nodes, returned once its first scale begins."""
+    return _run_until(env, f"scaling to {scales[0]} pods", "--run-id", run_id, "--bench", "scale-pods",
+                      "--scales", "scale-pods=" + ",".join(map(str, scales)), "--nodes", str(nodes),
+                      "--baseline", "k8s+")
+
+
 @pytest.mark.slow
 def test_notebook_measures_and_resumes(binaries, sandbox):
     root, env = sandbox
@@ -118,9 +125,7 @@ def test_notebook_without_run_id_fails_before_provisioning(sandbox):
 @pytest.mark.destructive
 def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     root, env = sandbox
-    run = _run_until(
-        env, "scaling to 400 pods", "--run-id", "interrupted",
-        "--bench", "scale-pods", "--scales", "scale-pods=400", "--nodes", "4", "--baseline", "k8s+")
+    run = _scale_pods_until_first(env, "interrupted", (400,), nodes=4)
     state = root / "state"
     ports = json.loads((state / "suite" / "cluster.json").read_text())["ports"]
     run.send_signal(signal.SIGINT)
@@ -158,9 +163,7 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
 def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, sandbox, component):
     root, env = sandbox
     run_id = f"dies-{component}"
-    run = _run_until(
-        env, "scaling to 400 pods", "--run-id", run_id,
-        "--bench", "scale-pods", "--scales", "scale-pods=400,20", "--nodes", "4", "--baseline", "k8s+")
+    run = _scale_pods_until_first(env, run_id, (400, 20), nodes=4)
     state = root / "state" / "suite"
     ports = json.loads((state / "cluster.json").read_text())["ports"]
     victim = int((state / "run" / f"{component}.pid").read_text())
@@ -182,9 +185,7 @@ def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, san
 @pytest.mark.destructive
 def test_a_sigkilled_suite_is_seen_by_local_status_and_cleared_by_down(binaries, sandbox):
     root, env = sandbox
-    run = _run_until(
-        env, "scaling to 300 pods", "--run-id", "killed",
-        "--bench", "scale-pods", "--scales", "scale-pods=300", "--nodes", "2", "--baseline", "k8s+")
+    run = _scale_pods_until_first(env, "killed", (300,), nodes=2)
     run.kill()
     run.wait()
     state = root / "state" / "suite"
