@@ -16,7 +16,7 @@ import pytest
 from kdlib.experiments import runner
 from kdlib.experiments.microbench import logs as results
 
-from ..helpers import REPO, assert_clean, our_processes
+from ..helpers import REPO, assert_clean, our_processes, read_stderr_until
 
 TINY = "{scale_pods: [6], scale_funcs: [3], scale_nodes: [2], nodes: 2, settle_s: 0.5, real_nodes: 0}"
 
@@ -40,11 +40,7 @@ def _run_until(env: dict[str, str], line: str, *args: str) -> subprocess.Popen:
     """Start ``python -m kdlib run ARGS`` and return once its stderr shows ``line``."""
     run = subprocess.Popen([sys.executable, "-m", "kdlib", "run", *args], cwd=REPO, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    buffer = ""
-    while line not in buffer:  # tqdm redraws with \r, not newlines
-        chunk = run.stderr.read(1)
-        assert chunk, f"the run ended early: {buffer[-2000:]}"
-        buffer += chunk
+    read_stderr_until(run, line)
     return run
 
 
