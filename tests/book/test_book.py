@@ -32,10 +32,9 @@ from kdlib.publish import book
 
 from .browser import Chromium, StaticServer, find_chromium
 
-REPO = Path(__file__).resolve().parents[2]
-from kdlib import store  # noqa: E402
+from ..helpers import REPO, reference_results
 
-RESULTS = store.root()
+RESULTS = reference_results()
 BUILD = REPO / "_build"
 FIGURES = {"book/fig9": "scale-pods", "book/fig10": "scale-funcs", "book/fig11": "scale-nodes"}
 # Pages opened in Chromium, with how many charts each must draw (None: at least one).

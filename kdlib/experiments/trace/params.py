@@ -57,6 +57,8 @@ FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K
 #: Systems shown from the original's reference CSVs when the run names one: system → parameter.
 REFERENCE_DATA = {"Kn/K8s": "kn_k8s_csv", "Dirigent": "dirigent_csv"}
 MAX_NODES = 5_000  # kwok's own benchmark size; see kdlib.cluster.local.MAX_NODES
+#: The run id of the repository's reference runs (results/*/reference/): always at the original's pace.
+REFERENCE_RUN_ID = "reference"
 
 
 def _trace_dir(value: Any) -> Path | None:
@@ -152,6 +154,9 @@ class TraceParams(Params):
         cli=("--quiet-max-wait",))
     drain_s: Annotated[float, number(0)] = param(
         15.0, "seconds after the last send before a replay stops, as the original's client waits")
+    time_scale: Annotated[float, number(1)] = param(
+        1.0, "trace seconds per second: > 1 replays faster than the original, for the tests (the cluster's own "
+        f"latencies do not shrink); a {REFERENCE_RUN_ID!r} run is made at 1")
     knative_timeout_ms: Annotated[float | None, number(0, above=True, none="keep them")] = param(
         8000.0, "the analysis: the original's filter, Kn/Kd only: a delay above this is a timeout, dropped; "
         "None keeps them", notebook_only=True)
@@ -176,6 +181,14 @@ class TraceParams(Params):
                 raise ValueError(f"{inventory}: the trace runs on kwok nodes: it needs mode binaries and a worker "
                                  "with kwok_nodes")
         return inventory
+
+    @field_validator("time_scale")
+    @classmethod
+    def _reference_pace(cls, time_scale: float, info: ValidationInfo) -> float:
+        if time_scale != 1 and info.data.get("run_id") == REFERENCE_RUN_ID:
+            raise ValueError(f"{time_scale:g} is refused for run_id {REFERENCE_RUN_ID!r}: a reference run replays "
+                             "the trace at the original's pace (1)")
+        return time_scale
 
     @property
     def quiet(self) -> QuietPolicy:

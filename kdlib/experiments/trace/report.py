@@ -9,6 +9,8 @@ the one list of them).
 
 from __future__ import annotations
 
+import html
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,10 @@ class TraceReport:
                 text += (f" The replay {kept} the schedule (lateness p50 {late['p50_ms']} ms, p99 "
                          f"{late['p99_ms']} ms); the autoscaler wrote {meta['scale_writes']} scale updates "
                          f"({meta['scale_writes_per_s']}/s).")
+                if meta.get("time_scale", 1) != 1:
+                    text += (f" Replayed at time_scale {meta['time_scale']} (the trace {meta['time_scale']}× faster "
+                             "than the original; the cluster's latencies did not shrink with it): not a measurement "
+                             "of the paper's setting.")
                 if machine.is_busy(meta):
                     before = meta["machine"]["before"]
                     text += (f" Measured on a BUSY machine: after waiting {before['waited_s']} s the CPUs were "
@@ -105,7 +111,8 @@ class TraceReport:
         glue("trace_verdicts", styled(self.verdicts()), display=False)
         # The book refuses this notebook once the code that made these outputs has changed.
         glue("analysis_code", code_provenance.analysis_digest(), display=False)
-        glue("trace_findings", self.findings(), display=False)
+        # A paragraph, not pasted text (myst-nb sets pasted text in bold)
+        glue("trace_findings", HTML(f'<p class="kdlib-findings">{html.escape(self.findings())}</p>'), display=False)
         for key in CHART_KEYS:
             glue(key, self.charts[key], display=False)
         glue("trace_summary", styled(self.summary), display=False)
@@ -236,7 +243,7 @@ def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
                      "replay_cpu_percent": m["replay_cpu_percent"],
                      "target_concurrency": m["kpa"]["target_concurrency"],
                      "scale_from_zero_at_once": m["kpa"].get("scale_from_zero_at_once"),
-                     "dispatch_timeout_s": m["dispatch_timeout_s"],
+                     "dispatch_timeout_s": m["dispatch_timeout_s"], "time_scale": m.get("time_scale", 1),
                      "machine": _machine_cell(m), "cpu_idle_before_pct": before.get("cpu_idle_pct", np.nan),
                      "load_before": before.get("load_1m", np.nan),
                      "cpu_busy_during_pct": during.get("cpu_busy_pct_mean", np.nan),

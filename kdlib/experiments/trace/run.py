@@ -208,6 +208,10 @@ def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, A
 
 def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool = True) -> TraceOutcome:
     """Replay the trace for every system of ``params`` that runs here and has not finished."""
+    named = store.root(root) / "reference.txt"  # the book's reference run, whatever its id
+    if params.time_scale != 1 and named.is_file() and named.read_text().strip() == params.run_id:
+        raise ConfigError(f"time_scale: {params.time_scale} is refused for {params.run_id!r}, the reference run "
+                          f"that {named} names: a reference run replays the trace at the original's pace (1)")
     params, kd_note = with_fetched_kd(params)  # kd fetch's binaries when kd_bin_dir is unset
     if kd_note:
         log.info("trace: %s", kd_note)
@@ -261,6 +265,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
         "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_config": KPA_CONFIGS[spec.kpa], "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
+        "time_scale": params.time_scale,  # trace seconds per second: 1 is the original's pace
         "id_namespace": logs.ID_NAMESPACE,
         "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
                    "an invocation holds its pod for its requested runtime)",
@@ -286,7 +291,8 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
                     bar.update(max(0, int(t) - bar.n))
 
                 replay = Replay(api, NAMESPACE, names, schedule, kpa, timeout_s, params.drain_s,
-                                f"{workloads.WORKLOAD_LABEL}=true", advance, health=cluster.check)
+                                f"{workloads.WORKLOAD_LABEL}=true", advance, health=cluster.check,
+                                time_scale=params.time_scale)
                 bar.set_description_str(f"{system}: waiting until the machine is quiet")
                 before = machine.wait(params.quiet)
                 if not before["quiet"]:

@@ -26,9 +26,11 @@ def kubeadm_binaries(binaries) -> dict[str, Path]:
     return build_node_binaries(binaries.directory, names=("kubeadm", "kubelet"))
 
 
-@pytest.fixture
-def host(host_factory, kubeadm_binaries):
-    _, hosts = host_factory(1)
+@pytest.fixture(scope="module")
+def host(module_host_factory, kubeadm_binaries):
+    """One test host with kubeadm installed, shared by the module: its tests validate and dry-run
+    configurations of their own and read what the host lacks; none of them changes the host."""
+    _, hosts = module_host_factory(1)
     test_host = Host(hosts[0].name, hosts[0].address, key=hosts.key)
     with Hosts([test_host], SshOptions(connect_timeout=5, command_timeout=60, known_hosts=hosts.known_hosts)) as group:
         remote = group[test_host.name]
