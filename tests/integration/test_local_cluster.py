@@ -156,7 +156,12 @@ def _refusal(request) -> BaseException:
 
     with pytest.raises(OSError) as raised:  # urllib's URLError, ssl.SSLError, a reset: all OSErrors
         request()
-    reason = getattr(raised.value, "reason", raised.value)  # urllib wraps the socket's error
+    import urllib.error
+
+    # urllib wraps the socket's error in a URLError; an ssl.SSLError raised while reading the
+    # reply is not wrapped, and its own ``reason`` is a string (e.g. TLSV13_ALERT_CERTIFICATE_REQUIRED)
+    error = raised.value
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
     assert not isinstance(reason, (ConnectionRefusedError, TimeoutError, socket.timeout,
                                    ssl.SSLCertVerificationError)), repr(raised.value)
     return reason
