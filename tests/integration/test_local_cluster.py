@@ -157,8 +157,10 @@ def _refusal(request) -> BaseException:
 
     with pytest.raises(OSError) as raised:  # urllib's URLError, ssl.SSLError, a reset: all OSErrors
         request()
+    # urllib wraps the socket's error in a URLError; an ssl.SSLError raised while reading the
+    # reply is not wrapped, and its own ``reason`` is a string (e.g. TLSV13_ALERT_CERTIFICATE_REQUIRED)
     error = raised.value
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error  # urllib wraps the socket's error
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
     assert not isinstance(reason, (ConnectionRefusedError, TimeoutError, socket.timeout,
                                    ssl.SSLCertVerificationError)), repr(error)
     return reason

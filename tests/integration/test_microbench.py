@@ -111,7 +111,7 @@ def test_notebook_without_run_id_fails_before_provisioning(sandbox):
     root, env = sandbox
     result = _papermill(root / "norun.ipynb", env, "-y", "{scale_pods: [0]}")
     assert result.returncode != 0
-    assert "run_id: required" in result.stderr and "scale-pods" in result.stderr
+    assert "run_id: required" in result.stderr and "scale_pods[0]: 0 is not a positive integer" in result.stderr
     assert not (root / "state").exists() or our_processes(root / "state") == []
 
 

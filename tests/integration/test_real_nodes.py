@@ -16,7 +16,7 @@ from kubernetes import client
 from kdlib import LocalCluster
 from kdlib.k8s import objects as workloads
 from kdlib.cluster.local import hostnet, status
-from kdlib.cluster.local.realnode import REAL_NODE_LABEL
+from kdlib.cluster.node.identity import LABEL as REAL_NODE_LABEL
 
 from ..helpers import REPO, assert_clean, assert_sysctls_back, our_processes, run_kdlib, wait_until
 

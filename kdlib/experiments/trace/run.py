@@ -97,9 +97,9 @@ def load_trace(params: TraceParams) -> data.Trace:
 #: Parameters that do not change what a finished system's files hold: resuming with other
 #: values is allowed (another selection of systems, another ssh inventory file naming the same
 #: hosts, reference CSVs shown beside the measured systems, how long to wait for a quiet machine:
-#: each system's metadata records the machine it got).
+#: each system's metadata records the machine it got; the analysis's filter).
 _NOT_IDENTITY = ("systems", "inventory", "dirigent_csv", "kn_k8s_csv", "quiet_idle_pct", "quiet_window_s",
-                 "quiet_max_wait_s")
+                 "quiet_max_wait_s", "knative_timeout_ms")
 #: Parameters that may be given on a resume when the run was made without them (Kd's binaries
 #: add Dr/Kd+; the systems measured without them do not depend on them).
 _MAY_BE_ADDED = ("kd_bin_dir",)
@@ -107,7 +107,7 @@ _MAY_BE_ADDED = ("kd_bin_dir",)
 
 def parameters(params: TraceParams) -> dict[str, Any]:
     """``params`` as recorded (JSON values); the shipped trace is named, not its path on this machine."""
-    recorded = json.loads(json.dumps(asdict(params), default=str))
+    recorded = json.loads(json.dumps(params.model_dump(), default=str))
     shipped = params.trace is None or Path(params.trace).resolve() == data.SHIPPED.resolve()
     recorded["trace"] = "azure_500 (shipped)" if shipped else str(params.trace)
     return recorded
@@ -208,7 +208,6 @@ def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, A
 
 def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool = True) -> TraceOutcome:
     """Replay the trace for every system of ``params`` that runs here and has not finished."""
-    params.validate()
     named = store.root(root) / "reference.txt"  # the book's reference run, whatever its id
     if params.time_scale != 1 and named.is_file() and named.read_text().strip() == params.run_id:
         raise ConfigError(f"time_scale: {params.time_scale} is refused for {params.run_id!r}, the reference run "

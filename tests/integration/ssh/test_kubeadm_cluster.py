@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from kdlib.cluster.ssh import inventory, kubeadm, kubeadm_cluster
+from kdlib.cluster.ssh import inventory, kubeadm_cluster, kubeadm_config
 from kdlib.k8s import objects
 from kdlib.cluster.ssh.inventory import Host
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
@@ -53,7 +53,7 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
         "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
         "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
     }, "test-hosts")
-    settings = kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
+    settings = kubeadm_config.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
     etc_kubernetes_before = Path("/etc/kubernetes").exists()
     test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
     with Hosts(test_hosts, SshOptions(connect_timeout=5, command_timeout=120, known_hosts=hosts.known_hosts)) as group:
@@ -137,9 +137,9 @@ def test_hosts_without_the_prerequisites_are_one_error_naming_each_and_nothing_s
 _OWNER = """
 import logging, time
 logging.basicConfig(level=logging.INFO, format="%(relativeCreated)6.0f %(name)s %(message)s")
-from kdlib.cluster.ssh import inventory, kubeadm
+from kdlib.cluster.ssh import inventory, kubeadm_config
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
-settings = kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
+settings = kubeadm_config.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
 with KubeadmCluster(inventory.load({path!r}), settings=settings, cni="bridge", kubelet_patches={patches!r},
                     state_dir={state!r}):
     print("ready", flush=True)
@@ -170,7 +170,7 @@ def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_fa
     test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
     patches = {h.name: {"cgroupRoot": kubeadmhosts.cgroup_root(h.name)} for h in test_hosts}
     script = _OWNER.format(path=str(path), patches=patches, state=str(tmp_path / "local"))
-    settings = kubeadm.KubeadmSettings.vanilla()
+    settings = kubeadm_config.KubeadmSettings.vanilla()
 
     def owner() -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,

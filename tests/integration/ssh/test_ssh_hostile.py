@@ -190,7 +190,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
     import signal
 
     from kdlib.cluster.local import hostnet
-    from kdlib.cluster.ssh import cluster as ssh_cluster
+    from kdlib.cluster.ssh import running
     from kdlib.errors import ComponentError
 
     _skip_without_real_nodes()
@@ -204,7 +204,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
         assert starts[pod.metadata.uid] == pytest.approx(_local_starts(pod.metadata.uid), abs=0.05)
         pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", f"{component}.pid").read_text())
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 3 * ssh_cluster.WATCH_INTERVAL
+        deadline = time.monotonic() + 3 * running.WATCH_INTERVAL
         with pytest.raises(ComponentError, match=rf"^{component}: exited on {hosts[1].name}\n"):
             while time.monotonic() < deadline:
                 cluster.check()
@@ -351,7 +351,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     path.write_text(yaml.safe_dump(inv.to_data()))
     sysctls_before = hostnet.read_sysctls()
     root = tmp_path / "results"
-    params = SuiteParams.from_notebook(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
+    params = SuiteParams(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
                                        benches=["scale-pods"], scale_pods=[2, 3], settle_s=0.5)
     kubelet_pid = Path(inv.cluster_dir(), hosts[1].name, "run", "kubelet.pid")
     done = threading.Event()

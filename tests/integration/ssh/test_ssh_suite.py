@@ -20,7 +20,7 @@ import yaml
 from kdlib.cluster.local import hostnet
 from kdlib.cluster.ssh import inventory
 from kdlib.cluster.ssh.kubelets import Worker
-from kdlib.experiments import runner
+from kdlib.experiments import pages, runner
 from kdlib.experiments.microbench import logs as results
 from kdlib.publish import book
 
@@ -92,7 +92,7 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
          str(executed.with_name("reanalysis.ipynb")), "--cwd", str(REPO), "-p", "run_id", "tiny-ssh"],
         env=env, capture_output=True, text=True, timeout=300)
     assert reanalysis.returncode == 0, reanalysis.stderr[-3000:]
-    source = book.find_source("tiny-ssh", root)
+    source = book.find_source(pages.contents(), "tiny-ssh", root)
     assert source.notebook == executed
 
     # Nothing left: processes, the worker's files and cgroups, its bridge; the sysctls as before.

@@ -9,15 +9,16 @@ from kdlib.errors import ConfigError
 from kdlib.experiments.trace import run as trace_run
 from kdlib.experiments.trace.kpa import KPAConfig
 from kdlib.experiments.trace.params import TraceParams
+from kdlib.params import problems_of
 from kdlib.experiments.trace.replay import Replay
 
 
 def test_time_scale_is_checked_and_refused_for_a_reference_run(tmp_path):
-    assert TraceParams(run_id="tiny", time_scale=4).problems() == []
+    assert problems_of(TraceParams, run_id="tiny", time_scale=4) == []
     for bad in (0.5, 0, float("nan"), True, "4"):
-        assert any(p.startswith("time_scale: ") for p in TraceParams(run_id="tiny", time_scale=bad).problems()), bad
-    assert any("refused for run_id 'reference'" in p for p in TraceParams(run_id="reference", time_scale=2).problems())
-    assert TraceParams(run_id="reference").problems() == []
+        assert any(p.startswith("time_scale: ") for p in problems_of(TraceParams, run_id="tiny", time_scale=bad)), bad
+    assert any("refused for run_id 'reference'" in p for p in problems_of(TraceParams, run_id="reference", time_scale=2))
+    assert problems_of(TraceParams, run_id="reference") == []
     # The run that the results folder names as its reference, whatever its id: refused before anything runs.
     (tmp_path / "reference.txt").write_text("ref-2026\n")
     with pytest.raises(ConfigError, match="refused for 'ref-2026', the reference run"):
