@@ -109,14 +109,19 @@ def one_or_more(value: Any) -> Any:
     return (value,) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
 
 
-def directory(value: Any) -> Path | None:
-    """A directory that exists (``~`` expanded), or None (also for ""); use as ``BeforeValidator(directory)``."""
+def optional_path(value: Any, what: str) -> Path | None:
+    """``value`` as a path (``~`` expanded), or None (also for ""); ``what`` names the kind in the refusal."""
     if value is None or value == "":
         return None
     if not isinstance(value, (str, Path)):
-        raise ValueError(f"must be the path of a directory, not {value!r}")
-    found = Path(value).expanduser()
-    if not found.is_dir():
+        raise ValueError(f"must be the path of {what}, not {value!r}")
+    return Path(value).expanduser()
+
+
+def directory(value: Any) -> Path | None:
+    """A directory that exists (``~`` expanded), or None (also for ""); use as ``BeforeValidator(directory)``."""
+    found = optional_path(value, "a directory")
+    if found is not None and not found.is_dir():
         raise ValueError(f"{found} is not a directory")
     return found
 

@@ -92,6 +92,15 @@ def read_stderr_until(proc: subprocess.Popen, marker: str) -> str:
     return buffer
 
 
+def wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    """Wait up to ``timeout`` s for ``process`` to exit; past it, SIGKILL and reap it."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def running_kubelets() -> list[int]:
     """Pids of every kubelet running on this machine (whoever started it)."""
     found = []

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import websocket
 
+from ..helpers import wait_or_kill
+
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
@@ -174,11 +176,7 @@ class Chromium:
             self._socket.close()
             self._socket = None
         if self._process is not None:
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+            wait_or_kill(self._process, 10)
             self._process = None
 
     def _dispatch(self, message: dict) -> None:

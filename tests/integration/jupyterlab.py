@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ..helpers import wait_or_kill
+
 REPO = Path(__file__).resolve().parents[2]
 
 # JupyterLab's user settings: every cell stays in the DOM (no windowing), no autosave,
@@ -113,11 +115,7 @@ class JupyterLab:
             self.process.wait(timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            wait_or_kill(self.process, 20)
         self.process = None
 
 

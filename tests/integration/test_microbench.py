@@ -16,7 +16,7 @@ import pytest
 from kdlib.experiments import runner
 from kdlib.experiments.microbench import logs as results
 
-from ..helpers import REPO, assert_clean, our_processes
+from ..helpers import REPO, assert_clean, our_processes, read_stderr_until
 
 TINY = "{scale_pods: [6], scale_funcs: [3], scale_nodes: [2], nodes: 2, settle_s: 0.5, real_nodes: 0}"
 
@@ -40,12 +40,15 @@ def _run_until(env: dict[str, str], line: str, *args: str) -> subprocess.Popen:
     """Start ``python -m kdlib run ARGS`` and return once its stderr shows ``line``."""
     run = subprocess.Popen([sys.executable, "-m", "kdlib", "run", *args], cwd=REPO, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    buffer = ""
-    while line not in buffer:  # tqdm redraws with \r, not newlines
-        chunk = run.stderr.read(1)
-        assert chunk, f"the run ended early: {buffer[-2000:]}"
-        buffer += chunk
+    read_stderr_until(run, line)
     return run
+
+
+def _scale_pods_until_first(env: dict[str, str], run_id: str, scales: tuple[int, ...], nodes: int) -> subprocess.Popen:
+    """A k8s+ scale-pods suite at ``scales`` on ``nodes`` fake nodes, returned once its first scale begins."""
+    return _run_until(env, f"scaling to {scales[0]} pods", "--run-id", run_id, "--bench", "scale-pods",
+                      "--scales", "scale-pods=" + ",".join(map(str, scales)), "--nodes", str(nodes),
+                      "--baseline", "k8s+")
 
 
 @pytest.mark.slow
@@ -118,9 +121,7 @@ def test_notebook_without_run_id_fails_before_provisioning(sandbox):
 @pytest.mark.destructive
 def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     root, env = sandbox
-    run = _run_until(
-        env, "scaling to 400 pods", "--run-id", "interrupted",
-        "--bench", "scale-pods", "--scales", "scale-pods=400", "--nodes", "4", "--baseline", "k8s+")
+    run = _scale_pods_until_first(env, "interrupted", (400,), nodes=4)
     state = root / "state"
     ports = json.loads((state / "suite" / "cluster.json").read_text())["ports"]
     run.send_signal(signal.SIGINT)
@@ -158,9 +159,7 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
 def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, sandbox, component):
     root, env = sandbox
     run_id = f"dies-{component}"
-    run = _run_until(
-        env, "scaling to 400 pods", "--run-id", run_id,
-        "--bench", "scale-pods", "--scales", "scale-pods=400,20", "--nodes", "4", "--baseline", "k8s+")
+    run = _scale_pods_until_first(env, run_id, (400, 20), nodes=4)
     state = root / "state" / "suite"
     ports = json.loads((state / "cluster.json").read_text())["ports"]
     victim = int((state / "run" / f"{component}.pid").read_text())
@@ -182,9 +181,7 @@ def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, san
 @pytest.mark.destructive
 def test_a_sigkilled_suite_is_seen_by_local_status_and_cleared_by_down(binaries, sandbox):
     root, env = sandbox
-    run = _run_until(
-        env, "scaling to 300 pods", "--run-id", "killed",
-        "--bench", "scale-pods", "--scales", "scale-pods=300", "--nodes", "2", "--baseline", "k8s+")
+    run = _scale_pods_until_first(env, "killed", (300,), nodes=2)
     run.kill()
     run.wait()
     state = root / "state" / "suite"

@@ -34,40 +34,31 @@ def node_binaries(binaries):
     return build_node_binaries(binaries.directory)
 
 
-def _cgroup_pids(tag: str) -> list[int]:
-    """Processes in a cgroup of ours (the containers live under /<tag>-n<i>/kubepods/...)."""
+def _pids_whose(proc_file: str, holds: str) -> list[int]:
+    """Processes whose ``/proc/PID/<proc_file>`` holds ``holds`` (one that exits meanwhile is passed over)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and f":/{tag}-" in (entry / "cgroup").read_text():
+            if entry.name.isdigit() and holds.encode() in (entry / proc_file).read_bytes():
                 found.append(int(entry.name))
         except OSError:
             continue
     return found
+
+
+def _cgroup_pids(tag: str) -> list[int]:
+    """Processes in a cgroup of ours (the containers live under /<tag>-n<i>/kubepods/...)."""
+    return _pids_whose("cgroup", f":/{tag}-")
 
 
 def _naming(tag: str) -> list[int]:
     """Processes whose command line names a path of ours outside the state dir (the shims' socket)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and tag.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return _pids_whose("cmdline", tag)
 
 
-def _mounts_under(state_dir: Path) -> list[str]:
-    """Mounts naming the state directory, in any mount namespace on the machine."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and str(state_dir) in (entry / "mountinfo").read_text():
-                found.append(entry.name)
-        except OSError:
-            continue
-    return found
+def _mounts_under(state_dir: Path) -> list[int]:
+    """Mounts naming the state directory, in any mount namespace on the machine (by a process that sees them)."""
+    return _pids_whose("mountinfo", str(state_dir))
 
 
 def assert_machine_clean(state_dir: Path, ports: dict | None, sysctls_before: dict[str, str]) -> None:

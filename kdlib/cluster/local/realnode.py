@@ -39,7 +39,6 @@ from .hostnet import HostNetwork
 from .processes import Processes
 
 NODE_NAME_FORMAT = "kdlib-real-{}"
-MAX_PODS = config.MAX_PODS  # read here by the suite's plan (experiments/microbench/spec.py)
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,7 @@ def real_node_count(params: SuiteParams) -> int:
 
 def _real_node_problems(params: SuiteParams) -> list[str]:
     """Real pods must fit the real nodes' kubelets (110 pods each); Figure 11 stays on kwok."""
-    from ...cluster.local.realnode import MAX_PODS
+    from ...cluster.node import config as node_config  # its MAX_PODS is a kubelet's, not the suite's above
 
     count = real_node_count(params)
     if not count or all(BASELINES[b].simulated for b in params.baselines):
@@ -220,9 +220,9 @@ def _real_node_problems(params: SuiteParams) -> list[str]:
     for bench, field in (("scale-pods", "scale_pods"), ("scale-funcs", "scale_funcs")):
         if bench in params.benches:
             for scale in params.scales_for(bench):
-                if -(-scale // count) > MAX_PODS:
+                if -(-scale // count) > node_config.MAX_PODS:
                     found.append(f"{field}: {scale} real pods do not fit {count} real nodes "
-                                 f"of {MAX_PODS} pods each; add real nodes or lower the scale")
+                                 f"of {node_config.MAX_PODS} pods each; add real nodes or lower the scale")
     return found
 
 

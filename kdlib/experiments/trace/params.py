@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, ValidationInfo, field_validator
 
 from ...machine import QuietPolicy
-from ...params import Params, RunId, check, directory, flag, names, number, one_of, param, whole
+from ...params import Params, RunId, check, directory, flag, names, number, one_of, optional_path, param, whole
 from ..backend import backend_problem, inventory_path
 from .data import SUBSET_RULES
 from .kpa import KPAConfig
@@ -62,11 +62,9 @@ REFERENCE_RUN_ID = "reference"
 
 
 def _trace_dir(value: Any) -> Path | None:
-    if value is None or value == "":
+    found = optional_path(value, "a directory")
+    if found is None:
         return None
-    if not isinstance(value, (str, Path)):
-        raise ValueError(f"must be the path of a directory, not {value!r}")
-    found = Path(value).expanduser()
     if found.exists() and not found.is_dir():
         raise ValueError(f"{found} is a file; give the directory holding invocations.csv and durations.csv "
                          "(Azure 2019 format)")
@@ -79,11 +77,9 @@ def _reference_csv(value: Any) -> Path | None:
     """A reference CSV parameter: a file with the columns of invitro's per-invocation CSV (its header is read)."""
     from .reference import missing_columns
 
-    if value is None or value == "":
+    found = optional_path(value, "a CSV file")
+    if found is None:
         return None
-    if not isinstance(value, (str, Path)):
-        raise ValueError(f"must be the path of a CSV file, not {value!r}")
-    found = Path(value).expanduser()
     if not found.is_file():
         raise ValueError(f"{found} is not a file")
     missing = missing_columns(found)

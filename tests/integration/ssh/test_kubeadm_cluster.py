@@ -44,19 +44,34 @@ def netns_commands(netns: str) -> list[str]:
     return sorted({Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}").exists()})
 
 
-@pytest.mark.slow
-def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binaries, node_binaries, tmp_path):
-    _, hosts = host_factory(2)
-    inv = inventory.parse({
+def kubeadm_inventory(hosts, command_timeout: float = 120) -> inventory.Inventory:
+    """Two test hosts as a kubeadm cluster: the first the control plane, the second a kubelet worker."""
+    return inventory.parse({
         "cluster": "kda", "mode": "kubeadm", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
+        "connect_timeout": 5, "command_timeout": command_timeout, "remote_dir": str(hosts.workdir / "remote"),
         "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
         "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
     }, "test-hosts")
+
+
+def plain_hosts(hosts) -> list[Host]:
+    return [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
+
+
+def open_hosts(hosts) -> Hosts:
+    """SSH connections to every test host, to prepare and inspect them beside the cluster."""
+    return Hosts(plain_hosts(hosts), SshOptions(connect_timeout=5, command_timeout=120,
+                                                known_hosts=hosts.known_hosts))
+
+
+@pytest.mark.slow
+def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binaries, node_binaries, tmp_path):
+    _, hosts = host_factory(2)
+    inv = kubeadm_inventory(hosts)
     settings = kubeadm_config.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
     etc_kubernetes_before = Path("/etc/kubernetes").exists()
-    test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
-    with Hosts(test_hosts, SshOptions(connect_timeout=5, command_timeout=120, known_hosts=hosts.known_hosts)) as group:
+    test_hosts = plain_hosts(hosts)
+    with open_hosts(hosts) as group:
         with kubeadmhosts.node_hosts(list(group.remotes.values()), hosts.workdir, hosts.workdir / "hosts",
                                      binaries.directory, settings.kubernetes_version, settings.etcd_version):
             patches = {h.name: {"cgroupRoot": kubeadmhosts.cgroup_root(h.name)} for h in test_hosts}
@@ -113,12 +128,7 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
 def test_hosts_without_the_prerequisites_are_one_error_naming_each_and_nothing_starts(host_factory, binaries,
                                                                                        node_binaries, tmp_path):
     _, hosts = host_factory(2)  # plain test hosts: no containerd, forwarding off
-    inv = inventory.parse({
-        "cluster": "kda", "mode": "kubeadm", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 5, "command_timeout": 60, "remote_dir": str(hosts.workdir / "remote"),
-        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
-        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
-    }, "test-hosts")
+    inv = kubeadm_inventory(hosts, command_timeout=60)
     started = time.monotonic()
     with pytest.raises(RemoteError, match=rf"^{hosts[0].name}, {hosts[1].name}: missing prerequisites: ") as lacking:
         with KubeadmCluster(inv, cni="bridge", state_dir=tmp_path / "local"):
@@ -159,15 +169,10 @@ def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_fa
     from ...conftest import REPO
 
     _, hosts = host_factory(2)
-    inv = inventory.parse({
-        "cluster": "kda", "mode": "kubeadm", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
-        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
-        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
-    }, "test-hosts")
+    inv = kubeadm_inventory(hosts)
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inv.to_data()))
-    test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
+    test_hosts = plain_hosts(hosts)
     patches = {h.name: {"cgroupRoot": kubeadmhosts.cgroup_root(h.name)} for h in test_hosts}
     script = _OWNER.format(path=str(path), patches=patches, state=str(tmp_path / "local"))
     settings = kubeadm_config.KubeadmSettings.vanilla()
@@ -184,7 +189,7 @@ def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_fa
             assert listed.stdout.replace("/etc/kubernetes/manifests:", "").replace("/var/lib/etcd:", "").strip() == ""
             assert not Path(inv.cluster_dir(), h.name).exists()
 
-    with Hosts(test_hosts, SshOptions(connect_timeout=5, command_timeout=120, known_hosts=hosts.known_hosts)) as group:
+    with open_hosts(hosts) as group:
         with kubeadmhosts.node_hosts(list(group.remotes.values()), hosts.workdir, hosts.workdir / "hosts",
                                      binaries.directory, settings.kubernetes_version, settings.etcd_version):
             # SIGTERM while `kubeadm init` runs (its marker is written just before it starts).

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from kdlib.cluster.ssh import detached
 from kdlib.cluster.ssh.lock import ClusterLock
-from kdlib.cluster.ssh.remote import Hosts, SshOptions
+from kdlib.cluster.ssh.remote import Hosts, Remote, SshOptions
 from kdlib.errors import HostUnreachable, RemoteError, RemoteLockBusy
 
 from ... import sshhosts
@@ -146,12 +148,20 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(shared_hosts):
+@contextmanager
+def _host_with_directory(shared_hosts, index: int) -> Iterator[tuple[Hosts, Remote, str]]:
+    """Connections to the shared hosts, host ``index``'s, and its directory of the cluster made
+    (by the caller, as the cluster does: a start refuses a directory gone)."""
     inv = inventory_for(shared_hosts)
     with Hosts.of(inv) as hosts:
-        remote = hosts[shared_hosts[1].name]
+        remote = hosts[shared_hosts[index].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
-        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
+        remote.run(f"mkdir -p {directory}")
+        yield hosts, remote, directory
+
+
+def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(shared_hosts):
+    with _host_with_directory(shared_hosts, 1) as (hosts, remote, directory):
         argv = ("sleep", "3600.5")
         started = time.monotonic()
         proc = detached.start(remote, "sleeper", argv, directory)
@@ -176,11 +186,7 @@ def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(sha
 
 
 def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_log(shared_hosts):
-    inv = inventory_for(shared_hosts)
-    with Hosts.of(inv) as hosts:
-        remote = hosts[shared_hosts[0].name]
-        directory = f"{inv.cluster_dir()}/{remote.host.name}"
-        remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
+    with _host_with_directory(shared_hosts, 0) as (_, remote, directory):
         argv = ("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
         proc = detached.start(remote, "stubborn", argv, directory)
         assert detached.stop(remote, "stubborn", argv, directory, timeout=0.5) == "killed"

@@ -17,12 +17,17 @@ from ...conftest import our_processes
 pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binaries]
 
 
-def cluster_inventory(hosts, kwok_address=None, kwok_nodes=3):
+def cluster_inventory(hosts, kwok_address=None, kwok_nodes: int | tuple[int, ...] = 3):
+    """The control plane on ``hosts[0]``, kwok on ``hosts[1]`` (a tuple: on ``hosts[1]``, ``hosts[2]``, ...,
+    with that many fake nodes each); ``kwok_address`` replaces the first kwok worker's address."""
+    counts = (kwok_nodes,) if isinstance(kwok_nodes, int) else kwok_nodes
+    workers = [{"name": hosts[i].name, "address": hosts[i].address, "kwok_nodes": n} for i, n in enumerate(counts, 1)]
+    workers[0]["address"] = kwok_address or workers[0]["address"]
     return inventory.parse({
         "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
         "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
         "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
-        "workers": [{"name": hosts[1].name, "address": kwok_address or hosts[1].address, "kwok_nodes": kwok_nodes}],
+        "workers": workers,
     }, "test-hosts")
 
 

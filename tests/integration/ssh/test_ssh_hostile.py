@@ -29,6 +29,17 @@ def _components(cluster_dir: Path) -> list[str]:
     return sorted(found)
 
 
+def _inventory_file(inv: inventory.Inventory, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """``inv`` written where ``kdlib ssh`` reads it, and the environment that keeps its state in ``tmp_path``."""
+    import os
+
+    import yaml
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv.to_data()))
+    return path, {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+
+
 pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binaries]
 
 
@@ -53,17 +64,11 @@ def test_a_second_run_refused_by_the_lock_leaves_the_running_cluster_alone(host_
 
 
 def test_ssh_up_twice_refuses_the_second_and_keeps_the_first(host_factory, binaries, tmp_path):
-    import os
-
-    import yaml
-
     from ...conftest import run_kdlib
 
     _, hosts = host_factory(2)
     inv = cluster_inventory(hosts, kwok_nodes=1)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(inv.to_data()))
-    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    path, env = _inventory_file(inv, tmp_path)
     try:
         first = run_kdlib("ssh", "up", str(path), env=env)
         assert first.returncode == 0, first.stderr
@@ -85,20 +90,15 @@ def test_ssh_up_twice_refuses_the_second_and_keeps_the_first(host_factory, binar
 
 @pytest.mark.destructive
 def test_sigterm_to_ssh_up_while_it_provisions_cleans_every_host(host_factory, binaries, tmp_path):
-    import os
     import signal
     import subprocess
     import sys
-
-    import yaml
 
     from ...conftest import REPO
 
     _, hosts = host_factory(2)
     inv = cluster_inventory(hosts, kwok_nodes=1)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(inv.to_data()))
-    env = {**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")}
+    path, env = _inventory_file(inv, tmp_path)
     up = subprocess.Popen([sys.executable, "-m", "kdlib", "ssh", "up", str(path)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     etcd_pid = Path(inv.cluster_dir(), hosts[0].name, "run", "etcd.pid")
@@ -123,6 +123,13 @@ def _kubelet_inventory(hosts, **worker):
         "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
         "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True, **worker}],
     }, "test-hosts")
+
+
+def _kubelet_hosts(host_factory, **worker):
+    """Two test hosts as a control plane and one kubelet worker (skipped where a kubelet cannot run)."""
+    _skip_without_real_nodes()
+    _, hosts = host_factory(2)
+    return hosts, _kubelet_inventory(hosts, **worker)
 
 
 def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
@@ -193,9 +200,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
     from kdlib.cluster.ssh import running
     from kdlib.errors import ComponentError
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     sysctls_before = hostnet.read_sysctls()
     with SshCluster(inv, state_dir=tmp_path / "local") as cluster:
         pod = _real_pod(cluster.api_client())
@@ -239,9 +244,7 @@ def test_an_interrupted_owner_of_a_kubelet_worker_leaves_nothing(host_factory, b
 
     from ...conftest import REPO, run_kdlib
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inv.to_data()))
     sysctls_before = hostnet.read_sysctls()
@@ -277,9 +280,7 @@ def test_a_kdcni0_of_someone_else_on_the_kubelet_host_is_refused_before_anything
     from kdlib.cluster.local import hostnet
     from kdlib.errors import RemoteError
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     subprocess.run(["ip", "-n", hosts[1].netns, "link", "add", "kdcni0", "type", "bridge"], check=True)
     sysctls_before = hostnet.read_sysctls()
     with pytest.raises(RemoteError) as caught:
@@ -305,13 +306,7 @@ def test_two_kwok_workers_share_the_nodes_through_resizes(host_factory, binaries
     from kdlib.cluster import kwok
 
     _, hosts = host_factory(3)
-    inv = inventory.parse({
-        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
-        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
-        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kwok_nodes": 2},
-                    {"name": hosts[2].name, "address": hosts[2].address, "kwok_nodes": 1}],
-    }, "test-hosts")
+    inv = cluster_inventory(hosts, kwok_nodes=(2, 1))
     with SshCluster(inv, state_dir=tmp_path / "local") as cluster:
         core = client.CoreV1Api(cluster.api_client())
         for count in (3, 7, 1, 4):
@@ -344,9 +339,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     from kdlib.experiments.microbench.spec import SuiteParams
     from kdlib.experiments.microbench.suite import run_suite
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts)
+    hosts, inv = _kubelet_hosts(host_factory)
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inv.to_data()))
     sysctls_before = hostnet.read_sysctls()
@@ -429,10 +422,7 @@ def test_ctrl_c_pressed_again_while_it_cleans_up_still_leaves_nothing(host_facto
 @pytest.mark.real_nodes
 def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_down_finishes_it(
         host_factory, binaries, tmp_path):
-    import os
     import subprocess
-
-    import yaml
 
     from kdlib.cluster.local import hostnet
     from kdlib.cluster.ssh.kubelets import Worker
@@ -440,9 +430,7 @@ def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_dow
 
     from ...conftest import run_kdlib
 
-    _skip_without_real_nodes()
-    _, hosts = host_factory(2)
-    inv = _kubelet_inventory(hosts, kwok_nodes=1)  # kwok beside the kubelet
+    hosts, inv = _kubelet_hosts(host_factory, kwok_nodes=1)  # kwok beside the kubelet
     worker = Worker(inv.host(hosts[1].name), 0, inv.cluster_dir())
     busy = Path(str(worker.root), "busy")
     cluster = SshCluster(inv, state_dir=tmp_path / "local")
@@ -460,9 +448,8 @@ def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_dow
         assert Path(inv.cluster_dir(), hosts[1].name).exists()  # kept: `down` finishes from its files
     finally:
         subprocess.run([*in_host, "umount", str(busy)], capture_output=True)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(inv.to_data()))
-    down = run_kdlib("ssh", "down", str(path), env={**os.environ, "KDLIB_STATE_DIR": str(tmp_path / "state")})
+    path, env = _inventory_file(inv, tmp_path)
+    down = run_kdlib("ssh", "down", str(path), env=env)
     assert down.returncode == 0, down.stderr
     assert not Path(inv.cluster_dir(), hosts[1].name).exists()
     _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)

@@ -25,6 +25,7 @@ from kdlib.experiments.microbench import logs as results
 from kdlib.publish import book
 
 from ...helpers import REPO, assert_sysctls_back, our_processes
+from .test_ssh_cluster import cluster_inventory
 
 REASON = hostnet.why_not_real_nodes()  # the same needs as a local real node: containerd, runc, CNI, cgroups
 pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.real_nodes, pytest.mark.needs_binaries,
@@ -112,12 +113,7 @@ def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, bina
     from kdlib.experiments.trace import logs as trace_logs, params as trace_params, run as trace_run, schedule
 
     _, hosts = host_factory(2)
-    inv = inventory.parse({
-        "cluster": "kdt", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
-        "connect_timeout": 5, "command_timeout": 120, "remote_dir": str(hosts.workdir / "remote"),
-        "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
-        "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kwok_nodes": 2}],
-    }, "test-hosts")
+    inv = cluster_inventory(hosts, kwok_nodes=2)
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inv.to_data()))
     root = tmp_path / "results"
