@@ -48,3 +48,64 @@ def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: int = 
         "control_plane": {"name": cp.name, "address": cp.address},
         "workers": workers,
     }, "vm-lab")
+
+
+# What `down` must leave as it found it on a VM. Left out, because they change by themselves
+# or belong to the SSH session taking the snapshot: login sessions and the user manager,
+# counters and random values in /proc/sys, the journal, and kdlib's `remote_dir` (binaries are
+# cached there on purpose; the cluster's lock file stays, see README).
+_SNAPSHOT = r"""
+echo '== units'
+systemctl list-units --all --plain --no-legend --no-pager | awk '$3 != "inactive" {{print $1, $3, $4}}' \
+  | grep -v -e '^session-[0-9]*\.scope' | sort
+echo '== unit files'
+find /etc/systemd /run/systemd/system /run/systemd/transient /run/systemd/system.control 2>/dev/null | sort
+echo '== cgroups'
+find /sys/fs/cgroup -type d | grep -v -e '^/sys/fs/cgroup/user.slice/' | sort
+echo '== controllers'
+cat /sys/fs/cgroup/cgroup.subtree_control
+echo '== mounts'
+awk '{{print $5, $(NF-2)}}' /proc/1/mountinfo | grep -v -e '^/run/user/' | sort
+echo '== links'
+ip -o link show | awk -F': ' '{{print $2}}' | sort
+echo '== addresses'
+ip -o addr show | awk '{{print $2, $4}}' | sort
+echo '== routes'
+ip route show table all | sort
+echo '== files'
+find /etc /opt /usr/local /root /tmp /var/lib /var/log /run -xdev 2>/dev/null \
+  | grep -v -e '^/var/log/journal' -e '^/run/log/journal' -e '^/run/user' -e '^/run/systemd/sessions' \
+            -e '^/run/systemd/users' -e '^/run/systemd/units' -e '^/run/systemd/journal/streams' \
+            -e '^/var/lib/systemd/' -e '^/root/.ssh' -e '^{remote_dir}' | sort
+echo '== sysctls'
+sysctl -a 2>/dev/null | grep -v -e '^fs\.dentry-state' -e '^fs\.file-nr' -e '^fs\.inode-' -e '^kernel\.random\.' \
+  -e '^kernel\.ns_last_pid' -e '^kernel\.pty\.nr' -e 'nf_conntrack_count' -e '^fs\.quota\.' | sort
+echo '== iptables'
+for t in filter nat mangle raw; do iptables-save -t $t 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'; done
+"""
+
+
+def vm_snapshot(remote, remote_dir: str) -> dict[str, list[str]]:  # noqa: ANN001 (a kdlib Remote)
+    """The VM's units, unit files, cgroups, mounts, links, addresses, routes, files, sysctls and
+    iptables rules, by section."""
+    import shlex
+
+    out = remote.run("sh -c " + shlex.quote(_SNAPSHOT.format(remote_dir=remote_dir)), timeout=300).stdout
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in out.splitlines():
+        if line.startswith("== "):
+            current = sections.setdefault(line[3:], [])
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def snapshot_difference(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, dict[str, list]]:
+    """Per section: what appeared and what disappeared (empty when the VM is as it was)."""
+    changes = {}
+    for section in before.keys() | after.keys():
+        old, new = set(before.get(section, [])), set(after.get(section, []))
+        if old != new:
+            changes[section] = {"appeared": sorted(new - old)[:40], "disappeared": sorted(old - new)[:40]}
+    return changes
