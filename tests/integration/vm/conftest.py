@@ -36,16 +36,16 @@ def vm_lab_factory():
         assert not any(remains.values()), f"VM lab left behind: {remains}"
 
 
-def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: int = 0, mode: str = "binaries",
-                 command_timeout: float = 300, cluster: str = "kdv"):
-    """An inventory of the lab: the control plane on namespace host ``control_plane``."""
+def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict | None = None,
+                 mode: str = "binaries", command_timeout: float = 300, cluster: str = "kdv"):
+    """An inventory of the lab: the control plane on the first namespace host unless given."""
     from kdlib.cluster.ssh import inventory
 
-    cp = lab.hosts[control_plane]
+    cp = control_plane or {"name": lab.hosts[0].name, "address": lab.hosts[0].address}
     return inventory.parse({
         "cluster": cluster, "mode": mode, "key": str(lab.key), "known_hosts": str(lab.known_hosts),
         "connect_timeout": 20, "command_timeout": command_timeout, "remote_dir": str(lab.hosts.workdir / "remote"),
-        "control_plane": {"name": cp.name, "address": cp.address},
+        "control_plane": cp,
         "workers": workers,
     }, "vm-lab")
 
