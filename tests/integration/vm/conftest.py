@@ -55,6 +55,7 @@ def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict |
 # counters and random values in /proc/sys, the journal, and kdlib's `remote_dir` (binaries are
 # cached there on purpose; the cluster's lock file stays, see README).
 _SNAPSHOT = r"""
+mkdir -p {remote_dir}  # the user's choice, made before: what kdlib keeps there is left out below
 echo '== units'
 systemctl list-units --all --plain --no-legend --no-pager | awk '$3 != "inactive" {{print $1, $3, $4}}' \
   | grep -v -e '^session-[0-9]*\.scope' | sort
