@@ -228,6 +228,7 @@ class VmLab:
                        check=True, capture_output=True, timeout=20)
         append = " ".join([
             "root=/dev/vda", "rw", "console=ttyS0", "panic=-1", "net.ifnames=0", "systemd.unified_cgroup_hierarchy=1",
+            "systemd.firstboot=off",  # an empty machine-id is a first boot: never wait for answers on the console
             f"systemd.hostname={name}", f"ip={address}::{gateway}:255.255.255.0::eth0:none",
             f"kdlib.authorized_key={_b64(hosts.key.with_suffix('.pub'))}", f"kdlib.host_key={_b64(host_key)}",
         ])
