@@ -185,6 +185,15 @@ else
     if [ -f "$h/cpuset.cpus" ]; then cat "$h/cpuset.cpus" > "$h${{CG#/}}/cpuset.cpus"; cat "$h/cpuset.mems" > "$h${{CG#/}}/cpuset.mems"; fi
   done
 fi
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  # The kubelet refuses a v2 cgroup root that lacks one of these: enable the missing at the top (undone at the end).
+  for c in cpu cpuset memory hugetlb pids; do
+    grep -qw $c /sys/fs/cgroup/cgroup.controllers || continue
+    grep -qw $c /sys/fs/cgroup/cgroup.subtree_control && continue
+    echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control
+    echo $c >> "$HD/controllers.ours"
+  done
+fi
 touch "$HD/bridge.ours"
 """
 
@@ -323,6 +332,11 @@ for d in $dirs; do
   i=0; while [ $i -lt 30 ] && [ -d $d ]; do find $d -depth -type d -exec rmdir {{}} + 2>/dev/null; [ -d $d ] && sleep 0.1; i=$((i+1)); done
   [ -d $d ] && problems="$problems cgroup:$d"
 done
+if [ -f "$HD/controllers.ours" ]; then
+  # Best effort: a controller someone else has come to use since stays on (the write fails).
+  for c in $(cat "$HD/controllers.ours"); do echo "-$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; done
+  rm -f "$HD/controllers.ours"
+fi
 if [ -f "$HD/sysctls.before" ]; then
   # Written back only while it still holds the kubelet's value: a later change is someone else's.
   while read n v k; do
