@@ -53,6 +53,23 @@ def test_kubelet_config_points_at_its_own_containerd_cgroup_and_ca(node, tmp_pat
     assert config["healthzBindAddress"] == node.address and config["readOnlyPort"] == 0
 
 
+def test_a_systemd_host_gets_the_systemd_cgroup_driver_in_containerd_and_the_kubelet_alike(node, tmp_path):
+    config = tomllib.loads(realnode._toml(realnode.containerd_config(node, systemd_cgroup=True)))
+    runc = config["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]["options"]
+    assert runc["SystemdCgroup"] is True
+    assert realnode.kubelet_config(node, tmp_path / "ca.crt", "systemd")["cgroupDriver"] == "systemd"
+
+
+def test_the_sockets_of_systemd_stay_the_hosts_under_the_overlays(node, tmp_path):
+    plain = realnode.containerd_script(node, tmp_path / "c.toml")
+    assert "--move" not in plain and plain.endswith(f"exec containerd --config {tmp_path / 'c.toml'}")
+    steps = realnode.containerd_script(node, tmp_path / "c.toml", ("/run/dbus",)).split(" && ")
+    aside = str(node.root / "shared" / "run-dbus")
+    bind = steps.index(f"mount --bind /run/dbus {aside}")
+    overlay = next(i for i, step in enumerate(steps) if step.endswith(" /run"))
+    assert bind < overlay < steps.index(f"mount --move {aside} /run/dbus")
+
+
 def test_image_archive_holds_the_program_under_both_tags(tmp_path):
     program = tmp_path / "sleeper"
     program.write_bytes(b"\x7fELF not really")

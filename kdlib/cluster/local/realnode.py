@@ -123,9 +123,12 @@ def _toml(table: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
-def containerd_config(node: RealNode, cni_dir: PurePosixPath | Path = hostnet.CNI_DIR) -> dict[str, Any]:
+def containerd_config(node: RealNode, cni_dir: PurePosixPath | Path = hostnet.CNI_DIR, *,
+                      systemd_cgroup: bool = False) -> dict[str, Any]:
     """containerd's configuration. ``node`` may be any object with the paths of a
-    :class:`RealNode` (the SSH backend's workers use these builders too)."""
+    :class:`RealNode` (the SSH backend's workers use these builders too). ``systemd_cgroup``:
+    runc makes each container a systemd scope (a host whose PID 1 is systemd; the kubelet's
+    cgroup driver must agree)."""
     d = node.root
     return {
         "version": 2,
@@ -152,7 +155,7 @@ def containerd_config(node: RealNode, cni_dir: PurePosixPath | Path = hostnet.CN
                     "default_runtime_name": "runc",
                     "runtimes": {"runc": {
                         "runtime_type": "io.containerd.runc.v2",
-                        "options": {"SystemdCgroup": False, "Root": str(d / "runc"), "BinaryName": "runc"},
+                        "options": {"SystemdCgroup": systemd_cgroup, "Root": str(d / "runc"), "BinaryName": "runc"},
                     }},
                 },
                 "cni": {"bin_dir": str(cni_dir), "conf_dir": str(d / "cni" / "net.d"), "max_conf_num": 1},
@@ -176,7 +179,9 @@ def cni_conflist(node: RealNode) -> dict[str, Any]:
     }
 
 
-def kubelet_config(node: RealNode, ca: Path) -> dict[str, Any]:
+def kubelet_config(node: RealNode, ca: Path | PurePosixPath, cgroup_driver: str = "cgroupfs") -> dict[str, Any]:
+    """The kubelet's configuration; ``cgroup_driver`` "systemd" where systemd is PID 1 (containerd's must agree):
+    ``node.cgroup`` then names the slice the kubelet puts its pods under (``/a-b`` is ``a_b.slice``)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -190,7 +195,7 @@ def kubelet_config(node: RealNode, ca: Path) -> dict[str, Any]:
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
         "imageServiceEndpoint": f"unix://{node.containerd_socket}",
-        "cgroupDriver": "cgroupfs",
+        "cgroupDriver": cgroup_driver,
         "cgroupRoot": node.cgroup,
         "failCgroupV1": False,  # this machine has cgroup v1 only
         "failSwapOn": False,
@@ -227,15 +232,25 @@ def write_files(node: RealNode, ca: Path, kubeconfig: Path) -> dict[str, Path]:
 
 # -- processes ---------------------------------------------------------------------------
 
-def containerd_script(node: RealNode, config: Path | PurePosixPath) -> str:
+def containerd_script(node: RealNode, config: Path | PurePosixPath, shared: tuple[str, ...] = ()) -> str:
     """The shell line run in a new private mount namespace: the overlays over the fixed
-    paths, then containerd (which shows as ``containerd --config CONFIG``)."""
+    paths, then containerd (which shows as ``containerd --config CONFIG``).
+
+    ``shared``: directories under the overlaid paths that stay the host's own, e.g. the
+    sockets of D-Bus and systemd (``/run/dbus``, ``/run/systemd``) that runc and the kubelet
+    talk to with the systemd cgroup driver: a unix socket cannot be reached through an
+    overlay (connect() finds the overlay's inode, not the one the socket is bound to).
+    Each is bound aside before the overlays and moved back on top of them."""
+    aside = [(path, node.root / "shared" / path.strip("/").replace("/", "-")) for path in shared]
+    keep = [f"mkdir -p {shlex.quote(str(spot))} && mount --bind {shlex.quote(path)} {shlex.quote(str(spot))}"
+            for path, spot in aside]
     mounts = []
     for path in PRIVATE_PATHS:
         layer = node.root / "overlay" / path.strip("/").replace("/", "-")
         mounts.append(f"mount -t overlay kdlib-node -o lowerdir={path},upperdir={layer}/upper,"
                       f"workdir={layer}/work {path}")
-    return " && ".join([*mounts, f"exec containerd --config {shlex.quote(str(config))}"])
+    back = [f"mount --move {shlex.quote(str(spot))} {shlex.quote(path)}" for path, spot in aside]
+    return " && ".join([*keep, *mounts, *back, f"exec containerd --config {shlex.quote(str(config))}"])
 
 
 def containerd_component(node: RealNode, config: Path) -> Component:

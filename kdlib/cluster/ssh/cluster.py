@@ -134,8 +134,8 @@ class SshCluster(Cluster):
             self.lock = lock  # from here on the hosts are ours to clean (before: another run's)
             self._clear_remains()
             self._timings["remains_cleared"] = time.monotonic() - started
-            cni_dirs = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
-            return self._boot(binaries, node_binaries, cni_dirs, started)
+            facts = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
+            return self._boot(binaries, node_binaries, facts, started)
         except BaseException:
             log.warning("start-up of the ssh cluster failed; stopping what was started")
             try:
@@ -164,8 +164,8 @@ class SshCluster(Cluster):
             raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "(remains of an earlier run)",
                               "could not be cleaned: " + "; ".join(failures))
 
-    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None, cni_dirs: dict[str, str],
-              started: float) -> ClusterInfo:
+    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None,
+              facts: dict[str, kubelets.HostFacts], started: float) -> ClusterInfo:
         cp_host = self.inventory.control_plane
         # The local copy of the state (PKI, kubeconfigs) stays while the cluster runs:
         # the admin kubeconfig in it is how this machine reaches the cluster.
@@ -203,7 +203,7 @@ class SshCluster(Cluster):
         server = f"https://{cp_host.address}:{PORTS['kube-apiserver']}"
         ca = pki.KeyPair(layout.pem("ca.crt"), layout.pem("ca.key"))
         trees = {name: kubelets.stage(worker, staging / "workers" / name, ca=ca, server=server,
-                                      cni_dir=cni_dirs[name], sleeper=Path(node_binaries["sleeper"]))
+                                      facts=facts[name], sleeper=Path(node_binaries["sleeper"]))
                  for name, worker in self.workers.items()}
         kwok_hosts = [w.name for w in self.inventory.kwok_workers]
         shipped = self.hosts.each(lambda r: r.put_tree(layout.state_dir if r is cp else kwok_files,
@@ -227,7 +227,7 @@ class SshCluster(Cluster):
                                                  self.host_dir(r.host.name)), hosts=kwok_hosts).check()
         if self.workers:
             self.hosts.each(lambda r: kubelets.start(r, self.workers[r.host.name], trees[r.host.name],
-                                                     remote_bins[(r.host.name, "kubelet")]),
+                                                     remote_bins[(r.host.name, "kubelet")], facts[r.host.name]),
                             hosts=list(self.workers)).check()
             self._timings["kubelets_started"] = time.monotonic() - started
 
