@@ -29,7 +29,7 @@ from functools import reduce
 from pathlib import Path
 
 from ... import paths
-from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
+from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, HostUnreachable, RemoteError
 from .. import kwok
 from ..base import Cluster, ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
@@ -276,6 +276,8 @@ class SshCluster(Cluster):
                     raise ComponentError(name, f"exited on {host}", self._log_tail(remote, name))
 
     def check(self) -> None:
+        if self._watcher is not None and self._watcher.unreachable is not None:
+            raise self._watcher.unreachable
         if self._watcher is not None and self._watcher.dead is not None:
             host, name = self._watcher.dead
             raise ComponentError(name, f"exited on {host}", self._log_tail(self.hosts[host], name))
@@ -472,19 +474,25 @@ def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
 
 
 class _Watcher(threading.Thread):
-    """Looks at every host's processes every few seconds; remembers the first one found dead."""
+    """Looks at every host's processes every few seconds; remembers the first one found dead,
+    or the first host that could not be reached (powered off, network gone: its components
+    are as good as dead; a connection that merely dropped was already retried by :class:`Remote`)."""
 
     def __init__(self, inventory: Inventory, hosts: Hosts) -> None:
         super().__init__(name="kdlib-ssh-watcher", daemon=True)
         self.inventory = inventory
         self.hosts = hosts
         self.dead: tuple[str, str] | None = None  # (host, component)
+        self.unreachable: HostUnreachable | None = None
         self._stopping = threading.Event()
 
     def run(self) -> None:
         while not self._stopping.wait(WATCH_INTERVAL) and self.dead is None:
             found = host_statuses(self.inventory, self.hosts)
             for host, value in found.items():
+                if isinstance(value, HostUnreachable) and not self._stopping.is_set():
+                    self.unreachable = value
+                    return
                 if isinstance(value, RemoteError):
                     if not self._stopping.is_set():
                         log.warning("%s: could not look at its processes: %s", host, value.reason)
