@@ -211,6 +211,10 @@ mkdir -p "$HD" {root}
   f=/proc/sys/$(echo $n | tr . /); if [ -r $f ]; then echo "$n $(cat $f) $k"; fi; done > "$HD/sysctls.before" <<EOF
 {sysctls}
 EOF
+# cgroup v2: the controllers on at the top, as found (runc and the kubelet turn on every one they can).
+if [ -f /sys/fs/cgroup/cgroup.controllers ] && [ ! -f "$HD/controllers.before" ]; then
+  cat /sys/fs/cgroup/cgroup.subtree_control > "$HD/controllers.before"
+fi
 if [ {systemd} = 1 ]; then
   touch "$HD/slice.ours"
   # Accounting and AllowedCPUs: systemd then keeps on the controllers the kubelet checks (cpu, memory, pids, cpuset).
@@ -232,7 +236,6 @@ if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     grep -qw $c /sys/fs/cgroup/cgroup.controllers || continue
     grep -qw $c /sys/fs/cgroup/cgroup.subtree_control && continue
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control
-    echo $c >> "$HD/controllers.ours"
   done
 fi
 touch "$HD/bridge.ours"
@@ -384,10 +387,13 @@ if [ -f "$HD/slice.ours" ]; then
   rm -f /run/systemd/system/$SLICE && systemctl daemon-reload || problems="$problems unit:$SLICE"
   rm -f "$HD/slice.ours"
 fi
-if [ -f "$HD/controllers.ours" ]; then
-  # Best effort: a controller someone else has come to use since stays on (the write fails).
-  for c in $(cat "$HD/controllers.ours"); do echo "-$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; done
-  rm -f "$HD/controllers.ours"
+if [ -f "$HD/controllers.before" ]; then
+  # Off again at the top: what was not on before (ours, runc's, the kubelet's). Best effort: one
+  # someone else has come to use since stays on (the write fails while a child cgroup uses it).
+  for c in $(cat /sys/fs/cgroup/cgroup.subtree_control); do
+    grep -qw $c "$HD/controllers.before" || echo "-$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+  done
+  rm -f "$HD/controllers.before"
 fi
 if [ -f "$HD/sysctls.before" ]; then
   # Written back only while it still holds the kubelet's value: a later change is someone else's.
