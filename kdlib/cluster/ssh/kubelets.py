@@ -54,11 +54,13 @@ log = logging.getLogger(__name__)
 REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "nsenter", "unshare", "mount", "ip")
 CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
 CNI_BRIDGE = "kdcni0"  # cni_conflist's bridge name
-# What the kubelet writes at start (its container manager's kernel tunables); recorded as
-# they were before, and written back at the end while they still hold these values.
+# What the kubelet writes at start (its container manager's kernel tunables), and the CNI
+# bridge plugin with the first pod (isGateway turns forwarding on: on a host of its own, not
+# a namespace, that outlives the worker); recorded as they were before, and written back at
+# the end while they still hold these values.
 KUBELET_SETS = {"vm.overcommit_memory": "1", "vm.panic_on_oom": "0", "kernel.panic": "10",
                 "kernel.panic_on_oops": "1", "kernel.keys.root_maxkeys": "1000000",
-                "kernel.keys.root_maxbytes": "25000000"}
+                "kernel.keys.root_maxbytes": "25000000", "net.ipv4.ip_forward": "1"}
 INSTALL_HINT = "Debian/Ubuntu: apt-get install containerd runc containernetworking-plugins"
 # Under an overlaid /run, the sockets runc and the kubelet reach systemd by (systemd cgroup driver).
 SYSTEMD_SOCKETS = ("/run/dbus", "/run/systemd")
