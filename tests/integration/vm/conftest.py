@@ -52,10 +52,11 @@ def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict |
 
 # What `down` must leave as it found it on a VM. Left out, because they change by themselves
 # or belong to the SSH session taking the snapshot: login sessions and the user manager,
-# counters and random values in /proc/sys, the journal, and kdlib's `remote_dir` (binaries are
+# counters and random values in /proc/sys, the journal, udev's runtime database, and kdlib's `remote_dir` (binaries are
 # cached there on purpose; the cluster's lock file stays, see README).
 _SNAPSHOT = r"""
 mkdir -p {remote_dir}  # the user's choice, made before: what kdlib keeps there is left out below
+ls /proc/sys/fs/binfmt_misc >/dev/null 2>&1  # sysctl -a below mounts it (an automount): mounted in both looks
 echo '== units'
 systemctl list-units --all --plain --no-legend --no-pager | awk '$3 != "inactive" {{print $1, $3, $4}}' \
   | grep -v -e '^session-[0-9]*\.scope' | sort
@@ -75,7 +76,7 @@ echo '== routes'
 ip route show table all | sort
 echo '== files'
 find /etc /opt /usr/local /root /tmp /var/lib /var/log /run -xdev 2>/dev/null \
-  | grep -v -e '^/var/log/journal' -e '^/run/log/journal' -e '^/run/user' -e '^/run/systemd/sessions' \
+  | grep -v -e '^/var/log/journal' -e '^/run/log/journal' -e '^/run/user' -e '^/run/udev/' -e '^/run/systemd/sessions' \
             -e '^/run/systemd/users' -e '^/run/systemd/units' -e '^/run/systemd/journal/streams' \
             -e '^/var/lib/systemd/' -e '^/root/.ssh' -e '^{remote_dir}' | sort
 echo '== sysctls'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
@@ -44,4 +46,5 @@ def test_a_host_with_its_own_kubelet_service_enabled_is_refused_and_left_as_it_w
         finally:
             remote.run("systemctl disable --now --quiet kubelet.service; rm -f /etc/systemd/system/kubelet.service; "
                        "systemctl daemon-reload", check=False)
-    assert snapshot_difference(before, after) == {}
+    changes = snapshot_difference(before, after)
+    assert not changes, json.dumps(changes, indent=1)

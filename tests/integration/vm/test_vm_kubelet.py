@@ -5,6 +5,7 @@ processes sit in cgroup v2 slices and scopes, their start times are read from th
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -65,7 +66,8 @@ def test_a_kubelet_worker_on_a_systemd_cgroup_v2_vm_and_down_leaves_it_as_it_was
         down = time.monotonic() - started - up - ready
         after = vm_snapshot(remote, inv.remote_dir)
     print(f"\nkubelet worker on a VM: up {up:.1f} s, a pod Ready {ready:.1f} s later, down {down:.1f} s")
-    assert snapshot_difference(before, after) == {}
+    changes = snapshot_difference(before, after)
+    assert not changes, json.dumps(changes, indent=1)
 
 
 def test_a_worker_vm_powered_off_mid_run_is_named_by_the_liveness_check_and_the_rest_is_cleaned(
