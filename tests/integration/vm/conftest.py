@@ -38,13 +38,15 @@ def vm_lab_factory():
 
 def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict | None = None,
                  mode: str = "binaries", command_timeout: float = 300, cluster: str = "kdv"):
-    """An inventory of the lab: the control plane on the first namespace host unless given."""
+    """An inventory of the lab: the control plane on the first namespace host unless given.
+    A long connect timeout: on a busy 2-core machine an emulated VM's SSH handshake (and a
+    namespace host's login shell) took 25 s."""
     from kdlib.cluster.ssh import inventory
 
     cp = control_plane or {"name": lab.hosts[0].name, "address": lab.hosts[0].address}
     return inventory.parse({
         "cluster": cluster, "mode": mode, "key": str(lab.key), "known_hosts": str(lab.known_hosts),
-        "connect_timeout": 20, "command_timeout": command_timeout, "remote_dir": str(lab.hosts.workdir / "remote"),
+        "connect_timeout": 60, "command_timeout": command_timeout, "remote_dir": str(lab.hosts.workdir / "remote"),
         "control_plane": cp,
         "workers": workers,
     }, "vm-lab")
