@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from kdlib.experiments import pages as book_pages  # noqa: E402
 from kdlib.publish import book, render  # noqa: E402
 
 CHECKED_PAGES = ("book/fig9", "book/fig10", "book/fig11", "book/generated/microbench")
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--run-id")
     args = parser.parse_args()
     started = time.monotonic()
-    html = book.build_book(run_id=args.run_id, out_dir=REPO / "_build")
+    html = book.build_book(book_pages.contents(), run_id=args.run_id, out_dir=REPO / "_build")
     seconds = time.monotonic() - started
     files = [p for p in html.rglob("*") if p.is_file()]
     pages = [p for p in files if p.suffix == ".html"]

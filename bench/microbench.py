@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()
 
-    params = SuiteParams.from_notebook(run_id=args.run_id, baselines=("k8s+",), repeats=args.repeats)
+    params = SuiteParams(run_id=args.run_id, baselines=("k8s+",), repeats=args.repeats)
     started = time.monotonic()
     outcome = run_suite(params, root=args.root, progress=False)
     wall = time.monotonic() - started

@@ -7,13 +7,27 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import KdlibError
+from .options import add_options, from_options
 
 
 class _Parser(argparse.ArgumentParser):
-    """Errors on one line, naming the help to read."""
+    """Errors on one line, naming the help to read. ``options`` adds a command's options when it
+    is used: the experiments' come from their parameter models, which import the analysis
+    (pandas, altair), and ``kdlib local status`` should not wait for that."""
+
+    def __init__(self, *args: Any, options: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._options = options
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._options is not None:
+            add, self._options = self._options, None
+            add(self)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
@@ -43,31 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build the control-plane binaries into the cache (if missing)")
     build.add_argument("--force", action="store_true", help="rebuild even when cached")
 
-    run = commands.add_parser("run", help="run the microbenchmarks of Figures 9-11 (resumes a run_id)")
-    run.add_argument("--run-id", required=True, help="names results/<bench>/<run_id>/")
-    run.add_argument("--backend", default="local", help="cluster backend: local (default) or ssh")
-    run.add_argument("--inventory", type=Path, help="the ssh backend's hosts (YAML; see `kdlib ssh check`)")
-    run.add_argument("--bench", action="append", dest="benches", metavar="BENCH",
-                     help="scale-pods, scale-funcs or scale-nodes (repeatable; default: all)")
-    scales = run.add_mutually_exclusive_group()
-    scales.add_argument("--scales", action="append", default=[], metavar="BENCH=S1,S2",
-                        help="scales of one bench, e.g. scale-pods=50,100 (repeatable)")
-    scales.add_argument("--artifact-scales", action="store_true", help="the original artifact's scales")
-    run.add_argument("--baseline", action="append", dest="baselines", metavar="NAME",
-                     help="k8s, k8s+, k8s+u (k8s+ unthrottled), kd or kd+ (repeatable; default: all)")
-    run.add_argument("--nodes", type=_positive_int, default=20, help="kwok nodes for Figures 9 and 10")
-    run.add_argument("--repeats", type=_positive_int, default=1)
-    run.add_argument("--kd-bin-dir", type=Path, help="directory of Kubedirect binaries (enables kd+)")
-    run.add_argument("--real-nodes", type=int, default=0, metavar="K",
-                     help="real nodes for k8s and kd (local backend; default 0: those are not measured)")
-    run.add_argument("--settle", type=float, default=2.0, help="seconds to wait once the cluster is quiet")
-    run.add_argument("--quiet-idle-pct", type=float, default=80.0,
-                     help="before each run, wait until the CPUs were idle at least this %% over a window")
-    run.add_argument("--quiet-window", type=float, default=5.0, help="seconds of that window")
-    run.add_argument("--quiet-max-wait", type=float, default=300.0,
-                     help="wait at most this long for a quiet machine; a run without one is marked busy")
-    run.add_argument("--run-timeout", type=float, default=None,
-                     help="seconds before a run counts as failed (default: 60 s + 0.1 s per pod)")
+    commands.add_parser("run", help="run the microbenchmarks of Figures 9-11 (resumes a run_id); the options are "
+                        "the notebook's parameters", options=_run_options)
 
     book = commands.add_parser("book", help="build the Jupyter Book from an executed run into _build/html")
     book.add_argument("--run-id", help="the run to show (default: the one named in results/reference.txt)")
@@ -117,11 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--seed", type=int, default=42, help="the loader's seed (default 42, as the original)")
     plan.add_argument("--exact", action="store_true", help="the trace's exact counts: leave out the original "
                       "loader's extra invocation on each active minute's end")
+    trace_commands.add_parser("run", help="replay the trace (resumes a run_id); the options are the notebook's "
+                              "parameters", options=_trace_run_options)
 
     from .cluster.ssh.cli import add_parser as add_ssh_parser
 
     add_ssh_parser(commands, _Parser)
     return parser
+
+
+def _run_options(run: argparse.ArgumentParser) -> None:
+    from .experiments.microbench.spec import SuiteParams
+
+    add_options(run, SuiteParams)
+    run.add_argument("--scales", action="append", default=[], metavar="BENCH=S1,S2",
+                     help="shorthand: --scales scale-pods=50,100 is --scale-pods 50,100 (repeatable)")
+
+
+def _trace_run_options(replay: argparse.ArgumentParser) -> None:
+    from .experiments.trace.params import TraceParams
+
+    add_options(replay, TraceParams)
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -184,34 +191,26 @@ def _kd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scales(args: argparse.Namespace) -> dict[str, Any]:
-    """``--scales scale-pods=50,100`` as the notebook's ``scale_pods=[50, 100]``."""
+def _scales(args: argparse.Namespace) -> None:
+    """``--scales scale-pods=50,100`` as ``--scale-pods 50,100``."""
     from .errors import ConfigError
 
-    found = {}
     for text in args.scales:
         bench, _, values = text.partition("=")
+        name = bench.replace("-", "_")
+        if name not in ("scale_pods", "scale_funcs", "scale_nodes"):
+            raise ConfigError(f"--scales {text!r}: unknown bench {bench!r} (scale-pods, scale-funcs, scale-nodes)")
         try:
-            found[bench.replace("-", "_")] = [int(v) for v in values.split(",") if v]
+            setattr(args, name, [int(v) for v in values.split(",") if v])
         except ValueError:
             raise ConfigError(f"--scales {text!r}: expected BENCH=S1,S2 with integer scales") from None
-    unknown = set(found) - {"scale_pods", "scale_funcs", "scale_nodes"}
-    if unknown:
-        raise ConfigError(f"--scales: unknown bench {', '.join(sorted(unknown))} (scale-pods, scale-funcs, scale-nodes)")
-    return found
 
 
 def _run(args: argparse.Namespace) -> int:
     from .experiments import microbench
-    from .experiments.baselines import BASELINES
 
-    params = microbench.SuiteParams.from_notebook(
-        run_id=args.run_id, backend=args.backend, benches=args.benches or tuple(microbench.BENCHES),
-        artifact_scales=args.artifact_scales, baselines=args.baselines or tuple(BASELINES),
-        nodes=args.nodes, repeats=args.repeats, kd_bin_dir=args.kd_bin_dir, real_nodes=args.real_nodes,
-        settle_s=args.settle, run_timeout_s=args.run_timeout, inventory=args.inventory,
-        quiet_idle_pct=args.quiet_idle_pct, quiet_window_s=args.quiet_window, quiet_max_wait_s=args.quiet_max_wait,
-        **_scales(args))
+    _scales(args)
+    params = from_options(microbench.SuiteParams, args)
     params, note = microbench.with_fetched_kd(params)
     if note:
         print(note, file=sys.stderr)
@@ -224,7 +223,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if outcome.count("failed") == 0 else 1
 
 
+def _trace_run(args: argparse.Namespace) -> int:
+    from .experiments.trace import params as trace_params, run as trace_run
+
+    outcome = trace_run.run_trace(from_options(trace_params.TraceParams, args))
+    print(outcome)
+    for system, reason in outcome.not_measured.items():
+        print(f"not measured: {system}: {reason}")
+    print(f"report: python -c \"from kdlib.experiments.trace import report; report.trace_report({args.run_id!r})\"",
+          file=sys.stderr)
+    return 0 if not outcome.failed else 1
+
+
 def _trace(args: argparse.Namespace) -> int:
+    if args.action == "run":
+        return _trace_run(args)
     from .experiments.trace import data, schedule
 
     trace = data.subset(data.load(args.trace or data.SHIPPED), args.functions, args.minutes, args.seed,
@@ -265,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "trace":
             return _trace(args)
         if args.command == "book":
+            from .experiments import pages
             from .publish.book import build_book
 
-            print(build_book(args.run_id) / "index.html")
+            print(build_book(pages.contents(), args.run_id) / "index.html")
             return 0
     except KdlibError as error:
         print(f"kdlib: error: {error}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
     KdlibError
     ├── ConfigError            bad parameters, found before anything is provisioned
+    │   ├── ParametersError    an experiment's parameters (every problem names the field's path)
     │   ├── InventoryError     a bad SSH inventory (every problem names the host and the field)
     │   └── TraceDataError     a trace directory misses a file or column, holds a non-number, or is too short
     ├── BinaryError            a binary is missing, not executable, or failed to build
@@ -40,6 +41,14 @@ class KdlibError(Exception):
 
 class ConfigError(KdlibError):
     """Invalid parameters; raised before anything is provisioned."""
+
+
+class ParametersError(ConfigError):
+    """Parameters with problems; ``problems`` lists each as "<field path>: <what>", one line each."""
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"invalid {what}:\n  " + "\n  ".join(self.problems))
 
 
 class InventoryError(ConfigError):

@@ -14,7 +14,6 @@ A run that finds no quiet machine within the bound still runs, and its record sa
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -37,21 +36,6 @@ class QuietPolicy:
     idle_pct: float = 80.0  # of all CPUs' time over the window (the cluster's own idle work included)
     window_s: float = 5.0
     max_wait_s: float = 300.0
-
-    def problems(self) -> list[str]:
-        numbers = {name: getattr(self, name) for name in ("idle_pct", "window_s", "max_wait_s")}
-        wrong = [f"quiet_{name}: {value!r} must be a finite number" for name, value in numbers.items()
-                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)]
-        if wrong:
-            return wrong
-        found = []
-        if not 0 <= self.idle_pct <= 100:
-            found.append(f"quiet_idle_pct must be in [0, 100], got {self.idle_pct}")
-        if not self.window_s > 0:
-            found.append(f"quiet_window_s must be > 0, got {self.window_s}")
-        if not self.max_wait_s >= 0:
-            found.append(f"quiet_max_wait_s must be ≥ 0, got {self.max_wait_s}")
-        return found
 
     def effective(self) -> "QuietPolicy":
         """This policy with the tests' override of the bound (``$KDLIB_QUIET_MAX_WAIT_S``) applied."""

@@ -80,8 +80,8 @@ def collect() -> dict[str, Any]:
 #: records the digest of these files; the book refuses one whose digest is not the current
 #: code's, so that no page shows the output of older code.
 ANALYSIS_CODE = (
-    "kdlib/stats.py", "kdlib/store.py", "kdlib/machine.py", "kdlib/publish/render.py",
-    *(f"kdlib/experiments/{m}.py" for m in ("baselines", "verdict", "loads", "usage")),
+    "kdlib/stats.py", "kdlib/store.py", "kdlib/machine.py", "kdlib/baselines.py", "kdlib/publish/render.py",
+    *(f"kdlib/experiments/{m}.py" for m in ("verdict", "loads", "usage")),
     *(f"kdlib/experiments/microbench/{m}.py"
       for m in ("analysis", "bottleneck", "comparison", "logs", "plots", "report", "spec")),
     *(f"kdlib/experiments/trace/{m}.py" for m in ("analysis", "logs", "params", "plots", "reference", "report")),

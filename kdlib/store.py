@@ -34,23 +34,24 @@ class DamagedFile(ValueError):
 
 
 def run_id_problem(run_id: Any) -> str | None:
-    """Why ``run_id`` cannot name a run's directories (one rule for every experiment), or None.
+    """Why ``run_id`` cannot name a run's directories (one rule for every experiment), or None
+    (:data:`kdlib.params.run_id` checks every experiment's ``run_id`` parameter with it).
 
     The whole id must match (``fullmatch``: Python's ``$`` would let a trailing newline
     through), start with a letter or digit (so never ``.`` or ``..``) and be short enough
     for a file name.
     """
     if run_id is None or run_id == "":
-        return "run_id: required (e.g. -p run_id my-first-run); it names results/<experiment>/<run_id>/"
+        return "required (e.g. -p run_id my-first-run); it names results/<experiment>/<run_id>/"
     if isinstance(run_id, (int, float)) and not isinstance(run_id, bool):
-        return (f"run_id: {run_id!r} is a number (papermill's -p reads digits as one); give it as text "
+        return (f"{run_id!r} is a number (papermill's -p reads digits as one); give it as text "
                 f"with -r run_id {run_id}, or start it with a letter")
     if not isinstance(run_id, str):
-        return f"run_id: {run_id!r} is a {type(run_id).__name__}, not text"
+        return f"{run_id!r} is a {type(run_id).__name__}, not text"
     if len(run_id) > MAX_RUN_ID:
-        return f"run_id: {len(run_id)} characters; at most {MAX_RUN_ID} (it names files and directories)"
+        return f"{len(run_id)} characters; at most {MAX_RUN_ID} (it names files and directories)"
     if not _RUN_ID.fullmatch(run_id):
-        return (f"run_id: {run_id!r} must be letters, digits, '.', '_' or '-' (no '/', spaces or newlines), "
+        return (f"{run_id!r} must be letters, digits, '.', '_' or '-' (no '/', spaces or newlines), "
                 "starting with a letter or digit")
     return None
 
@@ -82,7 +83,7 @@ def root(given: Path | None = None) -> Path:
 def run_dir(experiment: str, run_id: str, results_root: Path | None = None) -> Path:
     problem = run_id_problem(run_id)
     if problem:  # a last guard: callers validate parameters before this
-        raise ValueError(problem)
+        raise ValueError(f"run_id: {problem}")
     return root(results_root) / experiment / run_id
 
 

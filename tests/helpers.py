@@ -5,9 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
+#: The caller's ``KDLIB_*`` variables, as pytest found them (conftest drops them from the environment).
+INHERITED: dict[str, str] = {}
+
+
+def reference_results() -> Path:
+    """The results folder the read-only tests (the book's) read: the one ``$KDLIB_RESULTS_DIR``
+    named when pytest started, else the checkout's ``results/``. Whatever a test writes goes
+    to a temporary folder (the session's ``$KDLIB_RESULTS_DIR``, or the test's own)."""
+    given = INHERITED.get("KDLIB_RESULTS_DIR")
+    return Path(given).expanduser() if given else REPO / "results"
 
 
 def our_processes(state_dir: Path) -> list[int]:
@@ -54,6 +68,19 @@ def run_kdlib(*args: str, timeout: float = 300, **kwargs) -> subprocess.Complete
                           text=True, timeout=timeout, **kwargs)
 
 
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """``predicate()``'s first true value, looked at every ``interval`` s; fails naming ``what``
+    after ``timeout`` s. The tests wait for a condition, not for a time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
 def read_stderr_until(proc: subprocess.Popen, marker: str) -> str:
     """What ``proc`` wrote to stderr up to and including ``marker`` (one character at a time:
     tqdm redraws its line with \\r); fails if the process ends first."""
@@ -63,3 +90,39 @@ def read_stderr_until(proc: subprocess.Popen, marker: str) -> str:
         assert chunk, f"the process ended before printing {marker!r}: {buffer[-2000:]}"
         buffer += chunk
     return buffer
+
+
+def running_kubelets() -> list[int]:
+    """Pids of every kubelet running on this machine (whoever started it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "kubelet":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def assert_sysctls_back(before: dict[str, str]) -> None:
+    """The machine-wide sysctls a kubelet changes are as ``before``; call it once the test's
+    own kubelets are gone.
+
+    They are one kernel's: a kubelet someone else runs (another suite beside this one, a real
+    run) sets them too, and its owner writes the machine's values back when it ends. So a
+    value that differs passes only with that explanation: now, another kubelet runs and the
+    value is the one a kubelet sets; or, before, the value was a kubelet's (someone else's
+    kubelet ran then) and it is now back to another (the machine's own, restored by its owner).
+    With no kubelet on the machine before or after, every value must be back exactly."""
+    from kdlib.cluster.local import hostnet
+    from kdlib.cluster.ssh.kubelets import KUBELET_SETS
+
+    now = hostnet.read_sysctls(tuple(before))
+    differ = {name: (was, now.get(name)) for name, was in before.items() if now.get(name) != was}
+    if not differ:
+        return
+    others = running_kubelets()
+    unexplained = {name: (was, value) for name, (was, value) in differ.items()
+                   if not (others and value == KUBELET_SETS.get(name)) and was != KUBELET_SETS.get(name)}
+    assert not unexplained, (f"sysctls not written back (before, now): {unexplained}; "
+                             f"other kubelets running: {others or 'none'}")

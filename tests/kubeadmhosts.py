@@ -77,7 +77,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kdlib.cluster.local import hostnet, images
+from kdlib.cluster.local import hostnet
+from kdlib.cluster.node import images
 from kdlib.cluster.ssh import detached
 from kdlib.cluster.ssh.remote import Remote
 

@@ -30,7 +30,7 @@ from kubernetes import client, config
 from ..errors import ClusterStateError, api_errors
 
 if TYPE_CHECKING:
-    from ..experiments.baselines import Baseline
+    from ..baselines import Baseline
 
 
 class State(enum.Enum):

@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from ..errors import ClusterError
 from ..k8s.calls import parallel
+from .node import ready
 from .settings import (
     CUSTOM_LIFECYCLE,
     KWOK_ALLOCATABLE,
@@ -190,29 +191,10 @@ def ensure_nodes(api: client.ApiClient, count: int, shards: tuple[str, ...] = ()
     return wanted
 
 
-def ready_nodes(api: client.ApiClient) -> list[str]:
-    """The kwok nodes whose Ready condition is True, read as raw JSON (2,000 model objects
-    would take seconds to deserialize on every poll)."""
-    response = client.CoreV1Api(api).list_node(label_selector=KWOK_NODE_SELECTOR, _preload_content=False)
-    ready = []
-    for node in json.loads(response.data)["items"]:
-        conditions = node.get("status", {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-            ready.append(node["metadata"]["name"])
-    return sorted(ready)
-
-
 def wait_nodes_ready(api: client.ApiClient, names: list[str], timeout: float) -> None:
-    """Poll until every named node is Ready and no other kwok node exists."""
-    deadline = time.monotonic() + timeout
-    wanted = sorted(names)
-    while True:
-        ready = ready_nodes(api)
-        if ready == wanted:
-            return
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"only {len(set(ready) & set(wanted))} of {len(wanted)} kwok nodes became Ready "
-                f"within {timeout:.0f} s; is kwok running? (see its log)"
-            )
-        time.sleep(0.2)
+    """Poll until every named node is Ready and no other kwok node is."""
+    wanted = len(set(names))
+    ready.wait_ready(api, names, selector=KWOK_NODE_SELECTOR, exactly=True, deadline=time.monotonic() + timeout,
+                     error=lambda missing: ClusterError(
+                         f"only {wanted - len(missing)} of {wanted} kwok nodes became Ready "
+                         f"within {timeout:.0f} s; is kwok running? (see its log)"))

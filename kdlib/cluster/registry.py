@@ -104,7 +104,7 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
     if hosts.mode == "kubeadm":  # the original's way: kubeadm init/join; real kubelets only
         from .ssh.kubeadm_cluster import KubeadmCluster
 
-        from .ssh.kubeadm import KubeadmSettings
+        from .ssh.kubeadm_config import KubeadmSettings
 
         settings = (KubeadmSettings.kd if kd else KubeadmSettings.vanilla)(unthrottled=unthrottled)
         return KubeadmCluster(hosts, settings=settings, kd=kd, bin_dir=bin_dir if kd else None, cni="bridge")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cluster.node import identity as real_node
 from ..cluster.settings import CUSTOM_LIFECYCLE, KD_MANAGED_LABEL, KWOK_NODE_LABELS, KWOK_TOLERATION, LIFECYCLE_LABEL
 
 WORKLOAD_LABEL = "kdlib/workload"  # every object kdlib creates carries it, for clean-up
 WORKLOAD_SELECTOR = f"{WORKLOAD_LABEL}=true"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # never pulled on kwok nodes
-REAL_NODE_SELECTOR = {"kdlib/real-node": "true"}  # kdlib.cluster.local.realnode labels and taints real nodes so
-REAL_NODE_TOLERATION = {"key": "kdlib/real-node", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
-REAL_NODE_IMAGE = "kdlib.local/sleeper:v1"  # imported into every real node's containerd; never pulled
 
 
 def namespace(name: str) -> dict[str, Any]:
@@ -49,9 +47,9 @@ def deployment(
         "automountServiceAccountToken": False,
     }
     if on_real_nodes:
-        pod_spec["containers"][0].update(image=REAL_NODE_IMAGE, imagePullPolicy="Never")
-        pod_spec["nodeSelector"] = dict(REAL_NODE_SELECTOR)
-        pod_spec["tolerations"] = [dict(REAL_NODE_TOLERATION)]
+        pod_spec["containers"][0].update(image=real_node.WORKLOAD_IMAGE, imagePullPolicy="Never")
+        pod_spec["nodeSelector"] = dict(real_node.LABEL)
+        pod_spec["tolerations"] = [dict(real_node.TOLERATION)]
         # N/nodes per node, as the original spreads its pods over its workers.
         pod_spec["topologySpreadConstraints"] = [{
             "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",

@@ -1,16 +1,20 @@
 """Build the Jupyter Book from an executed run: ``python -m kdlib book [--run-id X]``.
 
 The book (``_config.yml``, ``_toc.yml`` and ``book/`` at the repository root) shows the
-executed microbenchmark notebook of ONE run; it never executes a notebook. :func:`build_book`
+executed notebooks of ONE run; it never executes a notebook. It imports no experiment: each
+experiment declares what its notebook gives the pages (a :class:`Part`: the notebook, the
+glue keys its pages paste, its charts, how to tell that the run's files changed since it was
+executed), and the composition hands them over (:func:`kdlib.experiments.pages.contents`,
+which ``python -m kdlib book`` passes). :func:`build_book`
 
-1. finds the run's executed notebook, ``results/executed/<run_id>/microbench.ipynb``
+1. finds the run's executed root notebook, ``results/executed/<run_id>/microbench.ipynb``
    (default run: the one named in ``results/reference.txt``) and checks that it glued every
-   key the pages paste (:data:`GLUE_KEYS`), that the run's files are those it was executed on,
-   and that each executed notebook was made by the analysis code of this checkout
+   key the pages paste, that the run's files are those it was executed on, and that each
+   executed notebook was made by the analysis code of this checkout
    (:func:`kdlib.provenance.analysis_digest`): a notebook executed by older code is refused,
    with the papermill command that executes it again (it resumes: it measures nothing);
-2. copies it to ``book/generated/microbench.ipynb``, where ``_toc.yml`` expects it (and the
-   run's executed re-analysis notebook, ``reanalysis.ipynb``, beside it), and
+2. copies each part's notebook to ``book/generated/``, where ``_toc.yml`` expects it (and the
+   run's executed re-analysis notebook, ``reanalysis.ipynb``, beside them), and
    renders each glued chart's Vega-Lite spec to ``book/generated/figures/<key>.svg``, the
    static copy for print that the figure pages link to;
 3. writes the one shared Vega bundle and its loader to ``_static/`` (:mod:`kdlib.publish.render`);
@@ -29,34 +33,54 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 from .. import paths, provenance, store
 from ..errors import BookBuildError, ConfigError
-from ..experiments.microbench.report import CHART_KEYS, GLUE_KEYS
 from ..log import get as get_logger
 from . import render
 
 log = get_logger(__name__)
 
-#: Where the toc expects the executed notebook (relative to the repository root).
+#: Where the toc expects the executed notebooks (relative to the repository root).
 GENERATED = Path("book") / "generated"
-NOTEBOOK = "microbench.ipynb"
-#: The trace notebook (Figures 12–13), executed under the same run id; its pages paste these keys.
-TRACE_NOTEBOOK = "trace.ipynb"
-TRACE_GLUE_KEYS = ("fig12", "fig13", "trace_summary", "trace_replay", "trace_findings", "trace_not_measured",
-                   "trace_provenance", "trace_run_id", "fig12_verdict", "fig13_verdict", "trace_verdicts",
-                   "analysis_code")
-TRACE_CHART_KEYS = ("fig12", "fig13")
 #: The executed notebooks/reanalysis.ipynb of the same run; it glues the run it opened.
 REANALYSIS, REANALYSIS_KEY = "reanalysis.ipynb", "reanalysis_run_id"
 #: The digest of the analysis code an executed notebook was made with (every notebook glues it).
 CODE_KEY = "analysis_code"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one experiment's executed notebook gives the book; the experiment declares it."""
+
+    notebook: str  # its file name, in results/executed/<run_id>/ and in book/generated/
+    glue_keys: tuple[str, ...]  # every key its pages paste
+    chart_keys: tuple[str, ...]  # glued Altair charts, also rendered to book/generated/figures/<key>.svg
+    #: (run_id, its executed notebook, results root) → why the run's files cannot be shown with it
+    #: (changed since it was executed, or damaged); the notebook may not exist.
+    check_files: Callable[[str, Path, Path], list[str]]
+    #: The toc page that shows it (required when the toc lists that page); None: the root notebook.
+    page: str | None = None
+    #: (glued outputs, notebook name) → markdown files its pages include, by file name.
+    includes: Callable[[dict[str, dict], str], dict[str, str]] | None = None
+
+
+@dataclass(frozen=True)
+class Contents:
+    """Everything a book shows of a run: the root notebook (the microbenchmarks'), the other
+    experiments' notebooks, and pages made from the run's files, (run_id, results root) →
+    markdown by file name (the machine load of every run)."""
+
+    root: Part
+    parts: tuple[Part, ...] = ()
+    pages: Callable[[str, Path], dict[str, str]] = field(default=lambda run_id, results_root: {})
 
 
 @dataclass(frozen=True)
@@ -94,10 +118,10 @@ def glued_outputs(notebook: Path) -> dict[str, dict]:
     return found
 
 
-def _problems(notebook: Path, glued: dict[str, dict]) -> list[str]:
-    """What keeps ``notebook`` from making the book: missing keys, charts not made offline."""
-    problems = [f"no glue key {key!r}" for key in GLUE_KEYS if key not in glued]
-    for key in CHART_KEYS:
+def _problems(part: Part, glued: dict[str, dict]) -> list[str]:
+    """What keeps ``part``'s notebook from making the book: missing keys, charts not made offline."""
+    problems = [f"no glue key {key!r}" for key in part.glue_keys if key not in glued]
+    for key in part.chart_keys:
         bundle = glued.get(key)
         if bundle is None:
             continue
@@ -106,18 +130,6 @@ def _problems(notebook: Path, glued: dict[str, dict]) -> list[str]:
             problems.append(f"{key!r} is not an Altair chart rendered by kdlib.render (call "
                             f"kdlib.render.enable() in the notebook's first cell)")
     return problems
-
-
-def _stale(run_id: str, notebook: Path, glued: dict[str, dict], results_root: Path) -> list[str]:
-    """The run's files must be the ones the notebook was executed on."""
-    from ..experiments.microbench import BENCHES, logs
-
-    recorded = "".join(glued["results_digest"].get("text/plain", "")).strip("'\"")
-    benches = [b for b in BENCHES if (results_root / b / run_id).is_dir()]
-    if recorded != logs.digest(run_id, benches, results_root):
-        return [f"the files under {results_root}/<bench>/{run_id}/ changed since {notebook.name} was executed: "
-                "execute the notebook again (it resumes, re-running nothing finished) before building the book"]
-    return []
 
 
 def _text(glued: dict[str, dict], key: str) -> str:
@@ -147,42 +159,33 @@ def code_problems(notebooks: list[Path], current: str | None = None) -> list[str
     return problems
 
 
-def _damaged_trace(run_id: str, results_root: Path) -> list[str]:
-    """The run's trace logs must pass the integrity checks (checksum, counts, every line)."""
-    from ..experiments.trace import run as trace_run
-
-    if not (results_root / trace_run.BENCH / run_id).is_dir():
-        return []
-    return [f"{why}: run the trace notebook again under this run id (it redoes a damaged system)"
-            for why in trace_run.damaged_files(run_id, results_root)]
-
-
-def find_source(run_id: str | None = None, results_root: Path | None = None) -> BookSource:
-    """The executed notebook of ``run_id`` (default: the reference run), checked for the glue keys."""
+def find_source(contents: Contents, run_id: str | None = None, results_root: Path | None = None) -> BookSource:
+    """The executed root notebook of ``run_id`` (default: the reference run), checked for the glue
+    keys, with the run's files and every part's notebook checked too."""
     results_root = store.root(results_root)
     run_id = run_id or reference_run(results_root)
-    notebook = results_root / "executed" / run_id / NOTEBOOK
+    root = contents.root
+    notebook = results_root / "executed" / run_id / root.notebook
     if not notebook.is_file():
         executed = results_root / "executed"
-        known = sorted(p.parent.name for p in executed.glob(f"*/{NOTEBOOK}")) if executed.is_dir() else []
+        known = sorted(p.parent.name for p in executed.glob(f"*/{root.notebook}")) if executed.is_dir() else []
         raise ConfigError(f"run {run_id!r} has no executed notebook at {notebook}; "
                           f"runs with one: {', '.join(known) or 'none'} (execute "
-                          f"notebooks/{NOTEBOOK} with papermill first, see the README)")
+                          f"notebooks/{root.notebook} with papermill first, see the README)")
     glued = glued_outputs(notebook)
     # Older code's notebook: executing it again is the remedy for everything else it lacks.
-    problems = code_problems([notebook]) or _problems(notebook, glued)
-    if not problems:
-        problems = _stale(run_id, notebook, glued, results_root)
-    if not problems:
-        problems = _damaged_trace(run_id, results_root)
+    problems = code_problems([notebook]) or _problems(root, glued)
+    for part in (root, *contents.parts):
+        if not problems:
+            problems = part.check_files(run_id, notebook.with_name(part.notebook), results_root)
     reanalysis = notebook.with_name(REANALYSIS)
     if not problems:
         problems = _reanalysis_problems(run_id, reanalysis)
     if not problems:
-        trace = notebook.with_name(TRACE_NOTEBOOK)
-        problems = code_problems([reanalysis, *([trace] if trace.is_file() else [])])
+        others = [notebook.with_name(part.notebook) for part in contents.parts]
+        problems = code_problems([reanalysis, *(other for other in others if other.is_file())])
     if problems:
-        raise ConfigError(f"{notebook} cannot make the book (the pages paste {', '.join(GLUE_KEYS)}):\n  "
+        raise ConfigError(f"{notebook} cannot make the book (the pages paste {', '.join(root.glue_keys)}):\n  "
                           + "\n  ".join(problems))
     return BookSource(run_id, notebook, reanalysis)
 
@@ -218,86 +221,42 @@ def toc_files(book_root: Path | None = None) -> list[str]:
     return found
 
 
-def place_sources(source: BookSource, book_root: Path | None = None) -> Path:
-    """Copy the executed notebook to ``book/generated/``, render its charts' SVGs next to it,
-    and write the bundle to ``_static/``; returns the copied notebook."""
+def place_sources(contents: Contents, source: BookSource, book_root: Path | None = None) -> Path:
+    """Copy the executed notebooks to ``book/generated/``, render their charts' SVGs next to them,
+    write the run's pages and the bundle to ``_static/``; returns the copied root notebook."""
     book_root = book_root or paths.repo_root()
     generated = book_root / GENERATED
     if generated.exists():
         shutil.rmtree(generated)
     generated.mkdir(parents=True)
-    shutil.copyfile(source.notebook, generated / NOTEBOOK)
     if source.reanalysis is not None:
         shutil.copyfile(source.reanalysis, generated / REANALYSIS)
-    glued = glued_outputs(source.notebook)
-    for key in CHART_KEYS:
-        render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
-    _place_trace(source.notebook.parent / TRACE_NOTEBOOK, generated,
-                 "book/generated/trace" in toc_files(book_root))
-    (generated / MACHINE_LOAD).write_text(machine_load_markdown(source.run_id, source.notebook.parents[2]),
-                                          encoding="utf-8")
+    toc = toc_files(book_root)
+    for part in (contents.root, *contents.parts):
+        _place(part, source.notebook.with_name(part.notebook), generated,
+               required=part.page is None or part.page in toc)
+    for name, text in contents.pages(source.run_id, source.notebook.parents[2]).items():
+        (generated / name).write_text(text, encoding="utf-8")
     render.write_book_bundle(book_root / "_static")
-    return generated / NOTEBOOK
+    return generated / contents.root.notebook
 
 
-#: The reproducibility page includes this file: every run's machine load, from the run's metadata.
-MACHINE_LOAD = "machine_load.md"
-#: Figure 13's page includes this file: the two Dr/K8s+ configurations side by side, when the run has them.
-KPA_COMPARISON, KPA_COMPARISON_KEY = "fig13_kpa.md", "trace_kpa_comparison"
-
-
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return str(value).replace("|", "\\|")
-
-
-def machine_load_markdown(run_id: str, results_root: Path) -> str:
-    """The ranges and the per-run table of how busy the machine was (for the reproducibility page)."""
-    from ..experiments import loads
-
-    frame, left_out = loads.run_loads(run_id, results_root)
-    ranges = loads.summary(frame)
-    lines = ["| over every run of the shown run id | |", "|---|---|"]
-    lines += [f"| {key} | {_cell(value)} |" for key, value in ranges.items()]
-    if left_out:
-        lines.append(f"| metadata left out (unreadable) | {_cell(', '.join(left_out))} |")
-    lines += ["", "| experiment | system | scale | repeat | started | machine | CPU idle before (%) | load before "
-              "| CPU busy during, mean / max (%) | load during | load at the end |", "|" + "---|" * 11]
-    for row in frame.to_dict("records"):
-        state = "not recorded" if row["busy"] is None else ("**BUSY**" if row["busy"] else "quiet")
-        during = ("" if row["cpu_busy_during_pct"] != row["cpu_busy_during_pct"]
-                  else f"{row['cpu_busy_during_pct']:g} / {row['cpu_busy_during_max_pct']:g}")
-        load_during = ("" if row["load_during_min"] != row["load_during_min"]
-                       else f"{row['load_during_min']:g}–{row['load_during_max']:g}")
-        scale = "" if row["scale"] != row["scale"] else int(row["scale"])
-        lines.append(f"| {row['experiment']} | {_cell(row['system'])} | {scale} | {row['repeat']} | "
-                     f"{_cell(row['start_time'])} | {state} | {_cell(row['cpu_idle_before_pct'])} | "
-                     f"{_cell(row['load_before'])} | {during} | {load_during} | {_cell(row['load_at_end'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def _place_trace(notebook: Path, generated: Path, required: bool) -> None:
-    """Copy the run's executed trace notebook (Figures 12–13) beside the microbenchmarks' one."""
+def _place(part: Part, notebook: Path, generated: Path, required: bool) -> None:
+    """Copy one part's executed notebook, render its charts, and write the files its pages include."""
     if not notebook.is_file():
         if required:
-            raise ConfigError(f"the table of contents shows Figures 12–13, but {notebook} does not exist "
-                              f"(execute notebooks/{TRACE_NOTEBOOK} with papermill under the same run id)")
+            raise ConfigError(f"the table of contents shows {part.page}, but {notebook} does not exist "
+                              f"(execute notebooks/{part.notebook} with papermill under the same run id)")
         return
     glued = glued_outputs(notebook)
-    missing = [key for key in TRACE_GLUE_KEYS if key not in glued]
-    if missing:
-        raise ConfigError(f"{notebook} cannot make the book: no glue key(s) {', '.join(missing)}")
-    shutil.copyfile(notebook, generated / TRACE_NOTEBOOK)
-    for key in TRACE_CHART_KEYS:
+    problems = _problems(part, glued)
+    if problems:
+        raise ConfigError(f"{notebook} cannot make the book: " + "; ".join(problems))
+    shutil.copyfile(notebook, generated / part.notebook)
+    for key in part.chart_keys:
         render.save_svg(glued[key][render.mime_type()], generated / "figures" / f"{key}.svg")
-    if KPA_COMPARISON_KEY in glued:
-        comparison = f"```{{glue}} {KPA_COMPARISON_KEY}\n:doc: generated/{TRACE_NOTEBOOK}\n```\n"
-    else:  # an executed notebook made before both configurations were systems of the trace
-        comparison = ("*The run shown predates the side-by-side comparison: its trace notebook was executed "
-                      "before both `Dr/K8s+` configurations were systems of every trace run. Run the trace again "
-                      "(it resumes, and measures the configuration it lacks).*\n")
-    (generated / KPA_COMPARISON).write_text(comparison, encoding="utf-8")
+    for name, text in (part.includes(glued, part.notebook) if part.includes else {}).items():
+        (generated / name).write_text(text, encoding="utf-8")
 
 
 _RUNNER = """
@@ -362,9 +321,9 @@ def check_pages(html_dir: Path, pages: list[str]) -> list[Path]:
     return found
 
 
-def build_book(run_id: str | None = None, results_root: Path | None = None,
+def build_book(contents: Contents, run_id: str | None = None, results_root: Path | None = None,
                out_dir: Path = Path("_build")) -> Path:
-    """Build the book from ``run_id`` (default: the reference run); returns ``out_dir/html``.
+    """Build the book of ``contents`` from ``run_id`` (default: the reference run); returns ``out_dir/html``.
 
     ``results_root`` defaults to ``$KDLIB_RESULTS_DIR``, else the repository's ``results/``;
     relative paths are taken from the repository root. Raises :class:`ConfigError` when the
@@ -374,8 +333,8 @@ def build_book(run_id: str | None = None, results_root: Path | None = None,
     repo = paths.repo_root()
     results_root = _absolute(store.root(results_root))
     out_dir = _absolute(out_dir)
-    source = find_source(run_id, results_root)
-    place_sources(source, repo)
+    source = find_source(contents, run_id, results_root)
+    place_sources(contents, source, repo)
     log.info("book: building run %r from %s", source.run_id, source.notebook)
     started = time.monotonic()
     run_jupyter_book(repo, out_dir)

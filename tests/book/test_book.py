@@ -27,14 +27,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from kdlib.experiments import pages as book_pages
 from kdlib.publish import book
 
 from .browser import Chromium, StaticServer, find_chromium
 
-REPO = Path(__file__).resolve().parents[2]
-from kdlib import store  # noqa: E402
+from ..helpers import REPO, reference_results
 
-RESULTS = store.root()
+RESULTS = reference_results()
 BUILD = REPO / "_build"
 FIGURES = {"book/fig9": "scale-pods", "book/fig10": "scale-funcs", "book/fig11": "scale-nodes"}
 # Pages opened in Chromium, with how many charts each must draw (None: at least one).
@@ -112,7 +112,7 @@ def reference() -> str:
 @pytest.fixture(scope="module")
 def html_dir(reference: str) -> Path:
     started = time.monotonic()
-    built = book.build_book(results_root=RESULTS, out_dir=BUILD)
+    built = book.build_book(book_pages.contents(), results_root=RESULTS, out_dir=BUILD)
     print(f"book built in {time.monotonic() - started:.1f} s")
     return built
 
@@ -425,10 +425,10 @@ def test_building_without_a_usable_run_is_a_clear_config_error(offline_renderer,
     from kdlib.errors import ConfigError
 
     with pytest.raises(ConfigError, match="reference.txt does not exist"):
-        book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
+        book.build_book(book_pages.contents(), results_root=tmp_path, out_dir=tmp_path / "_build")
     (tmp_path / "reference.txt").write_text("r1\n")
     with pytest.raises(ConfigError, match="'r1' has no executed notebook"):
-        book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
+        book.build_book(book_pages.contents(), results_root=tmp_path, out_dir=tmp_path / "_build")
     executed = tmp_path / "executed" / "r1" / "microbench.ipynb"
     executed.parent.mkdir(parents=True)
     import altair as alt
@@ -440,7 +440,7 @@ def test_building_without_a_usable_run_is_a_clear_config_error(offline_renderer,
                _glued("analysis_code", provenance.analysis_digest())]
     nbformat.write(_notebook_with(outputs), executed)
     with pytest.raises(ConfigError) as error:
-        book.build_book(results_root=tmp_path, out_dir=tmp_path / "_build")
+        book.build_book(book_pages.contents(), results_root=tmp_path, out_dir=tmp_path / "_build")
     assert "no glue key 'fig10_e2e'" in str(error.value) and "no glue key 'provenance'" in str(error.value)
     assert "'fig9_e2e' is not an Altair chart rendered by kdlib.render" in str(error.value)
     assert not (tmp_path / "_build").exists(), "nothing is built from a notebook that cannot make the book"

@@ -178,6 +178,7 @@ def test_a_failure_midway_leaves_the_previous_fetch_intact(images, crane, tmp_pa
     assert _leftovers(dest) == []
 
 
+@pytest.mark.destructive
 def test_ctrl_c_during_the_download_leaves_nothing(images, tmp_path):
     dest = tmp_path / "kd"
     fetch = subprocess.Popen([sys.executable, "-m", "kdlib", "kd", "fetch", "--registry", images, "--dest", str(dest)],
@@ -192,6 +193,7 @@ def test_ctrl_c_during_the_download_leaves_nothing(images, tmp_path):
     assert not dest.exists() and _leftovers(dest) == []
 
 
+@pytest.mark.slow
 def test_kd_plus_beside_k8s_plus_with_fetched_binaries(images, binaries, tmp_path):
     """`kd fetch` into the default place, then the notebook (no kd_bin_dir) measures kd+ with them."""
     cache = tmp_path / "cache"

@@ -7,7 +7,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 
 import pytest
 from kubernetes import client
@@ -18,7 +17,7 @@ from kdlib.cluster.local import status
 from kdlib.errors import ClusterBusyError
 from kdlib.experiments.microbench.timeline import Timeline
 
-from ..helpers import REPO, assert_clean, our_processes, run_kdlib
+from ..helpers import REPO, assert_clean, our_processes, run_kdlib, wait_until
 
 NODES = 20
 WATCH_JITTER_S = 0.020
@@ -97,6 +96,7 @@ def test_cli_up_status_down(binaries, state_dir):
     assert_clean(state_dir, found["ports"])
 
 
+@pytest.mark.destructive
 def test_down_clears_a_cluster_whose_owner_was_killed(binaries, state_dir):
     """A context-managed cluster whose Python process dies by SIGKILL: `down` clears it."""
     owner = subprocess.Popen(
@@ -120,6 +120,7 @@ with LocalCluster(nodes=2, state_dir={state_dir!r}):
 """
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_a_context_managed_cluster_cleans_up(binaries, state_dir, sig):
     owner = subprocess.Popen(
@@ -132,6 +133,7 @@ def test_signal_to_a_context_managed_cluster_cleans_up(binaries, state_dir, sig)
     assert_clean(state_dir, ports)
 
 
+@pytest.mark.destructive
 def test_sigint_during_cli_up_cleans_up(binaries, state_dir):
     up = subprocess.Popen([sys.executable, "-m", "kdlib", "local", "up", "--nodes", "2",
                            "--state-dir", str(state_dir)],
@@ -142,27 +144,46 @@ def test_sigint_during_cli_up_cleans_up(binaries, state_dir):
     ports = status(state_dir)["ports"]
     up.send_signal(signal.SIGINT)
     assert up.wait(timeout=30) == 130
-    time.sleep(0.2)
+    wait_until(lambda: not our_processes(state_dir) and not state_dir.exists(), 10, "the cluster to be gone")
     assert_clean(state_dir, ports)
 
 
-def test_etcd_serves_only_clients_with_a_certificate_of_its_own_ca(cluster):
+def _refusal(request) -> BaseException:
+    """The error of ``request`` to a port that is open: the server's refusal, never a closed
+    port, a timeout, or this client refusing the server's certificate."""
+    import socket
     import ssl
-    import urllib.error
+
+    with pytest.raises(OSError) as raised:  # urllib's URLError, ssl.SSLError, a reset: all OSErrors
+        request()
+    reason = getattr(raised.value, "reason", raised.value)  # urllib wraps the socket's error
+    assert not isinstance(reason, (ConnectionRefusedError, TimeoutError, socket.timeout,
+                                   ssl.SSLCertVerificationError)), repr(raised.value)
+    return reason
+
+
+def test_etcd_serves_only_clients_with_a_certificate_of_its_own_ca(cluster):
+    import socket
+    import ssl
     import urllib.request
 
     port = status(cluster.state_dir)["ports"]["etcd"]
+    etcd_pid = status(cluster.state_dir)["processes"]["etcd"]
+    socket.create_connection(("127.0.0.1", port), timeout=3).close()  # it listens: a refusal below is etcd's
     pem = cluster.layout.pem
-    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):  # plain http to a TLS port
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3)
+    plain = _refusal(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3).read())
+    assert not isinstance(plain, ssl.SSLError), repr(plain)  # plain HTTP: no TLS on this side at all
     no_cert = ssl.create_default_context(cafile=str(pem("etcd-ca.crt")))
-    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError, OSError)):
-        urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/keys", timeout=3, context=no_cert).read()
+    refused = _refusal(lambda: urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/keys", timeout=3,
+                                                      context=no_cert).read())
+    assert isinstance(refused, (ssl.SSLError, ConnectionResetError)), repr(refused)  # the handshake, refused
     cluster_ca_cert = ssl.create_default_context(cafile=str(pem("etcd-ca.crt")))
     cluster_ca_cert.load_cert_chain(str(pem("kwok-client.crt")), str(pem("kwok-client.key")))
-    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError, OSError)):
-        urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=3, context=cluster_ca_cert).read()
-    assert cluster.processes is not None
+    refused = _refusal(lambda: urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=3,
+                                                      context=cluster_ca_cert).read())
+    assert isinstance(refused, (ssl.SSLError, ConnectionResetError)), repr(refused)
+    cluster.check()  # the refused clients harmed nothing: every component runs, etcd the same process
+    assert status(cluster.state_dir)["processes"]["etcd"] == etcd_pid
     good = ssl.create_default_context(cafile=str(pem("etcd-ca.crt")))
     good.load_cert_chain(str(pem("etcd-healthcheck-client.crt")), str(pem("etcd-healthcheck-client.key")))
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=3, context=good) as response:

@@ -48,6 +48,7 @@ def _run_until(env: dict[str, str], line: str, *args: str) -> subprocess.Popen:
     return run
 
 
+@pytest.mark.slow
 def test_notebook_measures_and_resumes(binaries, sandbox):
     root, env = sandbox
     first = _papermill(root / "first.ipynb", env, "-p", "run_id", "tiny", "-y", TINY)
@@ -110,10 +111,11 @@ def test_notebook_without_run_id_fails_before_provisioning(sandbox):
     root, env = sandbox
     result = _papermill(root / "norun.ipynb", env, "-y", "{scale_pods: [0]}")
     assert result.returncode != 0
-    assert "run_id: required" in result.stderr and "scale-pods" in result.stderr
+    assert "run_id: required" in result.stderr and "scale_pods[0]: 0 is not a positive integer" in result.stderr
     assert not (root / "state").exists() or our_processes(root / "state") == []
 
 
+@pytest.mark.destructive
 def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     root, env = sandbox
     run = _run_until(
@@ -131,6 +133,7 @@ def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     assert_clean(state / "suite", ports)
 
 
+@pytest.mark.slow
 def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandbox):
     """The kd+ code path, fed our vanilla binaries as if they were Kd's (a test of the path only)."""
     root, env = sandbox
@@ -150,6 +153,7 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
         assert json.loads(results.meta_path(directory, key).read_text())["kd"] is kd
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("component", ["kwok", "kube-apiserver"])
 def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, sandbox, component):
     root, env = sandbox
@@ -175,6 +179,7 @@ def test_a_component_that_dies_mid_run_is_named_and_ends_the_suite(binaries, san
     assert_clean(state, ports)
 
 
+@pytest.mark.destructive
 def test_a_sigkilled_suite_is_seen_by_local_status_and_cleared_by_down(binaries, sandbox):
     root, env = sandbox
     run = _run_until(

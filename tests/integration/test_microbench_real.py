@@ -23,6 +23,7 @@ PARAMS = ("{benches: [scale-pods, scale-funcs], scale_pods: [6], scale_funcs: [3
           "baselines: [k8s, k8s+], real_nodes: 2}")
 
 
+@pytest.mark.slow
 def test_notebook_measures_real_and_simulated_sandboxes(binaries, tmp_path):
     env = {**os.environ, "KDLIB_RESULTS_DIR": str(tmp_path / "results"),
            "KDLIB_STATE_DIR": str(tmp_path / "state")}

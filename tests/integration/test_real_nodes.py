@@ -1,6 +1,6 @@
 """Real nodes (real kubelet, containerd, runc containers) beside kwok nodes, and a
 clean machine afterwards: no process, mount, cgroup, namespace, bridge or veth of ours,
-the sysctls as before, the ports free."""
+the sysctls as before (beside another kubelet: see assert_sysctls_back), the ports free."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,9 @@ from kubernetes import client
 from kdlib import LocalCluster
 from kdlib.k8s import objects as workloads
 from kdlib.cluster.local import hostnet, status
-from kdlib.cluster.local.realnode import REAL_NODE_LABEL
+from kdlib.cluster.node.identity import LABEL as REAL_NODE_LABEL
 
-from ..helpers import REPO, assert_clean, our_processes, run_kdlib
+from ..helpers import REPO, assert_clean, assert_sysctls_back, our_processes, run_kdlib, wait_until
 
 REASON = hostnet.why_not_real_nodes()
 pytestmark = [pytest.mark.integration, pytest.mark.real_nodes,
@@ -80,7 +79,7 @@ def assert_machine_clean(state_dir: Path, ports: dict | None, sysctls_before: di
     assert not any((h / f"{tag}-n0").exists() for h in hostnet.CGROUP_ROOT.iterdir()), "cgroups left"
     assert _mounts_under(state_dir) == [], "mounts under the state directory are left"
     assert hostnet.leftovers(tag) == [], "namespaces, bridges or veths are left"
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
 
 
 @pytest.fixture(scope="module")
@@ -94,17 +93,6 @@ def cluster(binaries, node_binaries, tmp_path_factory):
 
 def _ready(pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_real_nodes_join_labelled_and_tainted(cluster):
@@ -129,7 +117,7 @@ def test_real_pods_run_real_containers_spread_over_the_real_nodes(cluster):
         ready = [p for p in core.list_namespaced_pod("it-real").items if _ready(p)]
         return ready if len(ready) == PODS else None
 
-    pods = _wait(all_ready, 120, f"{PODS} Ready pods")
+    pods = wait_until(all_ready, 120, f"{PODS} Ready pods")
     per_node = {name: sum(p.spec.node_name == name for p in pods) for name in cluster.info.real_node_names}
     assert per_node == {name: PODS // REAL for name in cluster.info.real_node_names}
     # Each pod's container is a process in its pod's cgroup under its node's cgroup root.
@@ -143,8 +131,8 @@ def test_real_pods_run_real_containers_spread_over_the_real_nodes(cluster):
         assert pod.status.container_statuses[0].state.running is not None
 
     apps.patch_namespaced_deployment_scale("real", "it-real", {"spec": {"replicas": 0}})
-    _wait(lambda: not core.list_namespaced_pod("it-real").items, 120, "the pods to leave the API")
-    _wait(lambda: not _cgroup_pids(tag), 60, "the container processes to exit")
+    wait_until(lambda: not core.list_namespaced_pod("it-real").items, 120, "the pods to leave the API")
+    wait_until(lambda: not _cgroup_pids(tag), 60, "the container processes to exit")
 
 
 _OWNER = """
@@ -162,6 +150,7 @@ with LocalCluster(nodes=2, real_nodes=2, state_dir={state_dir!r}) as cluster:
 """
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL-then-down"])
 def test_interrupted_run_leaves_nothing(binaries, node_binaries, state_dir, how):
     before = hostnet.read_sysctls()
@@ -171,7 +160,7 @@ def test_interrupted_run_leaves_nothing(binaries, node_binaries, state_dir, how)
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert owner.stdout.readline().strip() == "ready", log.read_text()[-3000:]
     ports = status(state_dir)["ports"]
-    _wait(lambda: len(_cgroup_pids(hostnet.cluster_tag(state_dir))) >= 10, 60, "containers to start")
+    wait_until(lambda: len(_cgroup_pids(hostnet.cluster_tag(state_dir))) >= 10, 60, "containers to start")
     if how == "SIGINT":
         owner.send_signal(signal.SIGINT)
         owner.wait(timeout=60)
@@ -184,6 +173,7 @@ def test_interrupted_run_leaves_nothing(binaries, node_binaries, state_dir, how)
     assert_machine_clean(state_dir, ports, before)
 
 
+@pytest.mark.destructive
 def test_sigint_while_real_nodes_start_leaves_nothing(binaries, node_binaries, state_dir):
     before = hostnet.read_sysctls()
     up = subprocess.Popen([sys.executable, "-m", "kdlib", "local", "up", "--nodes", "2", "--real-nodes", "2",
@@ -192,7 +182,7 @@ def test_sigint_while_real_nodes_start_leaves_nothing(binaries, node_binaries, s
     for line in up.stderr:  # the real nodes start right after the kwok nodes are Ready
         if "kwok nodes Ready" in line:
             break
-    _wait(lambda: any(n.endswith("-containerd") for n in status(state_dir)["processes"]), 30, "a containerd")
+    wait_until(lambda: any(n.endswith("-containerd") for n in status(state_dir)["processes"]), 30, "a containerd")
     ports = status(state_dir)["ports"]
     up.send_signal(signal.SIGINT)
     assert up.wait(timeout=60) == 130

@@ -65,6 +65,7 @@ def _text(notebook: nbformat.NotebookNode) -> str:
                      for o in _outputs(notebook))
 
 
+@pytest.mark.slow
 def test_papermill_opens_the_reference_run_by_default(tiny_run, tmp_path: Path) -> None:
     root, env = tiny_run
     notebook = _papermill(tmp_path / "reanalysis.ipynb", env)

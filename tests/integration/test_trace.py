@@ -16,9 +16,14 @@ from kdlib.experiments.trace import logs, params as trace_params, run as trace_r
 from ..helpers import REPO, assert_clean, our_processes, read_stderr_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_binaries]
-TINY = ("{functions: 20, minutes: 2, warmup_minutes: 1, nodes: 2, "
-        "systems: [Kn/K8s, Kn/Kd, Dirigent, Dr/K8s+, Dr/K8s+ (as shipped), Dr/Kd+]}")
 AS_SHIPPED = trace_params.AS_SHIPPED
+# One minute of 20 functions (~460 invocations), every one replayed and checked; no warm-up to
+# drop; at 4 trace seconds per second (time_scale: 15 s per system). The dispatch timeout is
+# 60 s of trace instead of the original's 300: an invocation that gets no pod fails then (it
+# is still accounted for), so the replay's tail is not 5 minutes.
+TINY_PARAMS = {"functions": 20, "minutes": 1, "warmup_minutes": 0, "nodes": 2,
+               "timeouts": {"Dr/K8s+": 60, AS_SHIPPED: 60}, "time_scale": 4}
+TINY = json.dumps({**TINY_PARAMS, "systems": ["Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", AS_SHIPPED, "Dr/Kd+"]})
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +34,7 @@ def sandbox(tmp_path_factory):
     return root, env
 
 
+@pytest.mark.slow
 def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox):
     root, env = sandbox
     output = root / "executed.ipynb"
@@ -38,7 +44,7 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
     assert done.returncode == 0, done.stderr[-3000:]
     directory = trace_run.run_dir("tiny", root / "results")
     meta = json.loads(trace_run.meta_path(directory, "Dr/K8s+").read_text())
-    p = trace_params.TraceParams(run_id="tiny", functions=20, minutes=2, warmup_minutes=1)
+    p = trace_params.TraceParams(run_id="tiny", **TINY_PARAMS)
     planned = schedule.build(trace_run.load_trace(p))
     # Every scheduled invocation is accounted for: success + failure = scheduled.
     assert meta["invocations"] == len(planned) == meta["success"] + meta["failed"]
@@ -58,6 +64,9 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
     shipped = json.loads(trace_run.meta_path(directory, AS_SHIPPED).read_text())
     assert (meta["kpa"]["target_concurrency"], meta["kpa"]["scale_from_zero_at_once"]) == (1.0, True)
     assert (shipped["kpa"]["target_concurrency"], shipped["kpa"]["scale_from_zero_at_once"]) == (100.0, False)
+    assert meta["dispatch_timeout_s"] == shipped["dispatch_timeout_s"] == 60  # the test's, recorded
+    assert meta["time_scale"] == shipped["time_scale"] == 4 == meta["parameters"]["time_scale"]
+    assert meta["replay_wall_s"] < 60, "one minute of trace at time_scale 4 is 15 s plus the tail"
     assert "knative.yaml as shipped" in shipped["kpa_config"] and shipped["invocations"] == len(planned)
     # The machine before and during each replay (the tests do not wait: one short look).
     for m in (meta, shipped):
@@ -76,8 +85,7 @@ def test_notebook_replays_every_invocation_and_leaves_nothing(binaries, sandbox)
     assert our_processes(state) == [] and not (state / "suite").exists()
     # Resume: a second run skips the finished system.
     before = trace_run.log_path(directory, "Dr/K8s+").stat().st_mtime_ns
-    outcome = trace_run.run_trace(trace_params.TraceParams(run_id="tiny", functions=20, minutes=2, warmup_minutes=1,
-                                                           nodes=2, systems=("Dr/K8s+",)),
+    outcome = trace_run.run_trace(trace_params.TraceParams(run_id="tiny", **TINY_PARAMS, systems=("Dr/K8s+",)),
                                   root=root / "results", progress=False)
     assert outcome.resumed == ["Dr/K8s+"] and outcome.measured == []
     assert trace_run.log_path(directory, "Dr/K8s+").stat().st_mtime_ns == before
@@ -97,6 +105,7 @@ run.run_trace(params.TraceParams(run_id="interrupted", functions=20, minutes=3, 
 """
 
 
+@pytest.mark.destructive
 def test_sigint_mid_replay_leaves_a_clean_cluster_and_no_log(binaries, sandbox):
     root, env = sandbox
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root / "results")], cwd=REPO, env=env,

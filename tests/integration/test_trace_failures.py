@@ -16,7 +16,7 @@ import pytest
 
 from kdlib.experiments.trace import run as trace_run
 
-from ..helpers import REPO, assert_clean, our_processes, read_stderr_until, run_kdlib
+from ..helpers import REPO, assert_clean, our_processes, read_stderr_until, run_kdlib, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_binaries]
 
@@ -43,6 +43,7 @@ def _replaying(root: Path, env: dict, run_id: str) -> tuple[subprocess.Popen, li
     return proc, [read_stderr_until(proc, "replaying")]
 
 
+@pytest.mark.destructive
 def test_a_dead_etcd_is_named_within_seconds_and_the_run_fails(binaries, sandbox):
     """D8: the replay went on with 504s for 753 s and the run was recorded finished."""
     root, env = sandbox
@@ -76,6 +77,7 @@ def _files_holding(content: bytes, where: Path) -> list[Path]:
     return found
 
 
+@pytest.mark.destructive
 def test_kill_9_mid_replay_reads_as_killed_and_leaves_no_credential_in_tmp(binaries, sandbox):
     """D6: run.json said `running` forever; D7: the CA, admin cert and admin key stayed in /tmp."""
     root, env = sandbox
@@ -94,6 +96,14 @@ def test_kill_9_mid_replay_reads_as_killed_and_leaves_no_credential_in_tmp(binar
     assert our_processes(state) == [] and not state.exists()
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.destructive
 def test_a_cluster_elsewhere_is_found_and_a_dead_etcd_is_reported(binaries, tmp_path):
     """D13: a --state-dir cluster outside the state root was invisible to --all and the refusal named
     the wrong command; D14: `status` said running after etcd died; `down --all` stopped a suite's cluster."""
@@ -106,8 +116,9 @@ def test_a_cluster_elsewhere_is_found_and_a_dead_etcd_is_reported(binaries, tmp_
         assert [c["state_dir"] for c in json.loads(listed.stdout)] == [str(elsewhere)]
         again = run_kdlib("local", "up", "--nodes", "2", "--state-dir", str(elsewhere), env=env)
         assert again.returncode == 1 and f"python -m kdlib local down --state-dir {elsewhere}" in again.stderr
-        os.kill(int((elsewhere / "run" / "etcd.pid").read_text()), signal.SIGKILL)
-        time.sleep(1)
+        etcd_pid = int((elsewhere / "run" / "etcd.pid").read_text())
+        os.kill(etcd_pid, signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{etcd_pid}").exists() or _zombie(etcd_pid), 10, "etcd to die")
         status = run_kdlib("local", "status", "--state-dir", str(elsewhere), env=env)
         found = json.loads(status.stdout)
         assert status.returncode == 1 and found["running"] is False and found["dead"] == ["etcd"]

@@ -17,6 +17,7 @@ PORTS = {"etcd": 1001, "etcd-peer": 1002, "kube-apiserver": 1003,
 def plane(tmp_path):
     layout = Layout(tmp_path)
     layout.config.mkdir()
+    components.write_config(layout)
     binaries = BinarySet(tmp_path / "bin", {c: tmp_path / "bin" / c for c in COMPONENTS})
     return {c.name: c for c in components.control_plane(binaries, layout, Endpoints("127.0.0.1", PORTS))}
 
@@ -79,6 +80,7 @@ def test_the_artifacts_control_plane_keeps_the_default_client_limits(plane, tmp_
 def test_the_unthrottled_control_plane_raises_both_client_limits(tmp_path):
     layout = Layout(tmp_path)
     layout.config.mkdir()
+    components.write_config(layout, unthrottled=True)
     binaries = BinarySet(tmp_path / "bin", {c: tmp_path / "bin" / c for c in COMPONENTS})
     plane = {c.name: c for c in components.control_plane(binaries, layout, Endpoints("127.0.0.1", PORTS),
                                                            unthrottled=True)}
@@ -143,3 +145,21 @@ def test_pinned_versions_come_from_go_mod():
     assert versions.kubernetes.startswith("v1.32.")
     assert versions.etcd.startswith("v3.5.")
     assert versions.kwok.startswith("v0.7.")
+
+
+def test_a_layout_rooted_on_a_remote_host_names_only_that_hosts_paths(tmp_path):
+    from pathlib import PurePosixPath
+
+    remote = Layout(PurePosixPath("/srv/kdlib/c1/cp"))
+    binaries = {c: f"/srv/kdlib/bin/0123/{c}" for c in COMPONENTS}
+    plane = components.control_plane(binaries, remote, Endpoints("127.0.0.1", PORTS, api_address="10.1.1.1"))
+    for component in plane:
+        assert component.argv[0] == binaries[component.name]
+        paths = [a.split("=", 1)[1] for a in component.argv if "=/" in a]
+        assert paths and all(p.startswith("/srv/kdlib/c1/cp/") for p in paths), component.name
+    staging = tmp_path / "staging"
+    (staging / "config").mkdir(parents=True)
+    components.write_config(remote, into=staging)  # written here, naming the host's paths
+    client = yaml.safe_load((staging / "config" / "scheduler.yaml").read_text())["clientConnection"]
+    assert client["kubeconfig"] == "/srv/kdlib/c1/cp/config/scheduler.kubeconfig"
+    assert (staging / "config" / "kwok.yaml").read_text() == kwok.config_yaml()

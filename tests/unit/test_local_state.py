@@ -15,7 +15,8 @@ import pytest
 
 from kdlib import cli
 from kdlib.cluster import local
-from kdlib.cluster.local.cluster import LocalCluster, down_command
+from kdlib.cluster.local.cluster import LocalCluster
+from kdlib.cluster.local.state import down_command
 from kdlib.errors import ClusterBusyError
 from kdlib.experiments import runner
 

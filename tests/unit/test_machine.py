@@ -123,5 +123,5 @@ def test_the_trace_and_the_microbenchmarks_share_the_lock(tmp_path, monkeypatch)
                                                          systems=("Dirigent",)), root=tmp_path, progress=False)
         monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "another"))
         with pytest.raises(SuiteBusyError, match="holder"):
-            suite.run_suite(SuiteParams(run_id="m", benches=("scale-pods",), scales={"scale-pods": (5,)},
+            suite.run_suite(SuiteParams(run_id="m", benches=("scale-pods",), scale_pods=(5,),
                                         baselines=("k8s+",)), root=tmp_path, progress=False)

@@ -9,9 +9,8 @@ import json
 import pandas as pd
 
 from kdlib import store
-from kdlib.experiments import loads
+from kdlib.experiments import loads, pages
 from kdlib.experiments.microbench import logs, suite
-from kdlib.publish import book
 
 # The package exports the report *function* under the module's name.
 microbench_report = importlib.import_module("kdlib.experiments.microbench.report")
@@ -58,7 +57,7 @@ def test_every_finished_run_with_its_machine_state(tmp_path):
     assert ranges["measured on a busy machine"] == "1" and ranges["with a machine record"] == "3"
     assert ranges["1-minute load before"] == "0.5–7.25" and ranges["1-minute load during"] == "0.5–9.25"
     assert ranges["CPU idle before (last window)"] == "20–95 %"
-    page = book.machine_load_markdown("r", tmp_path)
+    page = pages.machine_load_markdown("r", tmp_path)
     assert "| measured on a busy machine | 1 |" in page and "| metadata left out (unreadable) |" in page
     assert "| scale-pods | k8s+ | 50 | 1 | t1 | **BUSY** | 20.0 | 7.25 | 60 / 99 | 7.25–9.25 | 4.0 |" in page
     assert "| scale-pods | k8s | 50 | 0 | t2 | not recorded |" in page

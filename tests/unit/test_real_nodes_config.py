@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from kdlib.k8s import objects as workloads
-from kdlib.cluster.local import hostnet, images, realnode
+from kdlib.cluster.local import hostnet, realnode
+from kdlib.cluster.node import config as node_config
+from kdlib.cluster.node import identity, images
 from kdlib.cluster.local.hostnet import HostNetwork
 from kdlib.cluster.local import LocalCluster
 from kdlib.experiments import BASELINES
 from kdlib.experiments.microbench import SuiteParams, plan
+from kdlib.params import problems_of
 from kdlib.experiments.runtime import PodRuntime, medians
 
 
@@ -34,7 +37,7 @@ def test_names_fit_the_kernel_and_addresses_stay_on_the_bridge(node):
 
 
 def test_containerd_config_is_valid_toml_with_the_settings_this_machine_needs(node):
-    config = tomllib.loads(realnode._toml(realnode.containerd_config(node)))
+    config = tomllib.loads(node_config.toml(node_config.containerd_config(node.layout, hostnet.CNI_DIR)))
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert config["version"] == 2 and config["grpc"]["address"] == str(node.containerd_socket)
     assert cri["restrict_oom_score_adj"] is True and cri["disable_apparmor"] is True
@@ -45,29 +48,61 @@ def test_containerd_config_is_valid_toml_with_the_settings_this_machine_needs(no
 
 
 def test_kubelet_config_points_at_its_own_containerd_cgroup_and_ca(node, tmp_path):
-    config = realnode.kubelet_config(node, tmp_path / "ca.crt")
+    config = node_config.kubelet_config(node.layout, tmp_path / "ca.crt")
     assert config["containerRuntimeEndpoint"] == f"unix://{node.containerd_socket}"
     assert config["cgroupRoot"] == node.cgroup and config["cgroupDriver"] == "cgroupfs"
     assert config["authentication"]["x509"]["clientCAFile"] == str(tmp_path / "ca.crt")
-    assert config["registerWithTaints"] == [realnode.REAL_NODE_TAINT]
+    assert config["registerWithTaints"] == [identity.TAINT]
     assert config["healthzBindAddress"] == node.address and config["readOnlyPort"] == 0
 
 
+def test_a_local_node_and_an_ssh_worker_get_the_same_files_each_naming_its_own_root(node, tmp_path):
+    from pathlib import PurePosixPath
+
+    from kdlib.cluster.ssh.inventory import Host
+    from kdlib.cluster.ssh.kubelets import Worker
+
+    worker = Worker(Host(name="w1", address=node.address), 1, "/srv/kdlib/c")
+    local, remote = node.layout, worker.layout
+    assert isinstance(remote.root, PurePosixPath) and str(remote.root).startswith("/tmp/kdlib-")
+    ca = PurePosixPath("/ca.crt")
+    here, there = node_config.files(local, ca, "/cni"), node_config.files(remote, ca, "/cni")
+    assert set(here) == set(there) == {"containerd.toml", "kubelet.yaml", "cni/net.d/10-kdlib.conflist"}
+    for name in here:
+        assert str(remote.root) not in here[name] and str(local.root) not in there[name]
+        assert here[name].replace(str(local.runtime), "R").replace(str(local.root), "R").replace(local.cgroup, "C") == \
+            there[name].replace(str(remote.root), "R").replace(remote.cgroup, "C"), name
+    staged = tmp_path / "tree"
+    node_config.write_tree(staged, remote, ca, "/cni")
+    assert (staged / "overlay" / "var-lib" / "upper").is_dir() and (staged / "cni" / "ipam").is_dir()
+    assert f"conf_dir = \"{remote.root}/cni/net.d\"" in (staged / "containerd.toml").read_text()
+
+
 def test_a_systemd_host_gets_the_systemd_cgroup_driver_in_containerd_and_the_kubelet_alike(node, tmp_path):
-    config = tomllib.loads(realnode._toml(realnode.containerd_config(node, systemd_cgroup=True)))
-    runc = config["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]["options"]
-    assert runc["SystemdCgroup"] is True
-    assert realnode.kubelet_config(node, tmp_path / "ca.crt", "systemd")["cgroupDriver"] == "systemd"
+    files = node_config.files(node.layout, tmp_path / "ca.crt", hostnet.CNI_DIR, systemd=True)
+    runc = tomllib.loads(files[node_config.CONTAINERD_TOML])["plugins"]["io.containerd.grpc.v1.cri"]
+    assert runc["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert "cgroupDriver: systemd" in files[node_config.KUBELET_YAML]
 
 
 def test_the_sockets_of_systemd_stay_the_hosts_under_the_overlays(node, tmp_path):
-    plain = realnode.containerd_script(node, tmp_path / "c.toml")
+    plain = node_config.containerd_script(node.layout, tmp_path / "c.toml")
     assert "--move" not in plain and plain.endswith(f"exec containerd --config {tmp_path / 'c.toml'}")
-    steps = realnode.containerd_script(node, tmp_path / "c.toml", ("/run/dbus",)).split(" && ")
-    aside = str(node.root / "shared" / "run-dbus")
+    steps = node_config.containerd_script(node.layout, tmp_path / "c.toml", ("/run/dbus",)).split(" && ")
+    aside = str(node.layout.root / "shared" / "run-dbus")
     bind = steps.index(f"mount --bind /run/dbus {aside}")
     overlay = next(i for i, step in enumerate(steps) if step.endswith(" /run"))
     assert bind < overlay < steps.index(f"mount --move {aside} /run/dbus")
+
+
+def test_kubeadm_mode_keeps_its_own_bridge_and_portmap():
+    from kdlib.cluster.ssh.kubeadm_cluster import bridge_conflist
+
+    assert bridge_conflist("10.244.3.0/24") == {
+        "cniVersion": "0.4.0", "name": "kdlib",
+        "plugins": [{"type": "bridge", "bridge": "kdlib-cni0", "isGateway": True, "ipMasq": False,
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.3.0/24"}]]}},
+                    {"type": "portmap", "capabilities": {"portMappings": True}}]}
 
 
 def test_image_archive_holds_the_program_under_both_tags(tmp_path):
@@ -89,8 +124,8 @@ def test_image_archive_holds_the_program_under_both_tags(tmp_path):
 def test_real_pods_go_only_to_real_nodes_with_the_local_image():
     pod = workloads.deployment("f", "ns", simulated_sandbox=False, on_real_nodes=True)["spec"]["template"]
     spec_ = pod["spec"]
-    assert spec_["nodeSelector"] == realnode.REAL_NODE_LABEL
-    assert spec_["tolerations"] == [realnode.REAL_NODE_TOLERATION]
+    assert spec_["nodeSelector"] == identity.LABEL
+    assert spec_["tolerations"] == [identity.TOLERATION]
     assert spec_["containers"][0] | {} == {"name": "app", "image": images.WORKLOAD_IMAGE, "imagePullPolicy": "Never"}
     assert spec_["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
     assert "kubedirect/pod-lifecycle" not in pod["metadata"]["labels"]
@@ -110,10 +145,10 @@ def test_real_baselines_are_measured_only_with_real_nodes_the_machine_can_run(mo
 
 
 def test_real_pods_must_fit_the_kubelets():
-    problems = SuiteParams(run_id="x", real_nodes=1, scales={"scale-pods": (200,)}).problems()
+    problems = problems_of(SuiteParams, run_id="x", real_nodes=1, scale_pods=(200,))
     assert any("200 real pods do not fit 1 real nodes" in p for p in problems)
-    assert not SuiteParams(run_id="x", real_nodes=2, scales={"scale-pods": (200,)}).problems()
-    assert SuiteParams(run_id="x", real_nodes=-1).problems()
+    assert not problems_of(SuiteParams, run_id="x", real_nodes=2, scale_pods=(200,))
+    assert problems_of(SuiteParams, run_id="x", real_nodes=-1)
 
 
 def test_runtime_medians_over_pods_that_reached_each_stage():

@@ -4,7 +4,7 @@ from html import unescape
 
 import pandas as pd
 
-from kdlib.experiments.baselines import KD_WITHOUT_BINARIES
+from kdlib.baselines import KD_WITHOUT_BINARIES
 from kdlib.experiments.microbench import analysis, comparison
 from kdlib.experiments.microbench.report import MicrobenchReport, compact_table, figure_verdict, findings
 

@@ -27,9 +27,9 @@ def test_both_experiments_refuse_the_same_run_ids(run_id):
     expected = BAD[run_id]
     assert expected in store.run_id_problem(run_id)
     with pytest.raises(ConfigError, match=expected):
-        TraceParams(run_id=run_id).validate()
+        TraceParams(run_id=run_id)
     with pytest.raises(ConfigError, match=expected):
-        SuiteParams.from_notebook(run_id=run_id)
+        SuiteParams(run_id=run_id)
 
 
 def test_a_number_is_told_how_to_pass_it_as_text():
@@ -39,7 +39,8 @@ def test_a_number_is_told_how_to_pass_it_as_text():
 @pytest.mark.parametrize("run_id", ["my-run", "r1.2_x", "2024", "A" * 100])
 def test_good_run_ids(run_id):
     assert store.run_id_problem(run_id) is None
-    TraceParams(run_id=run_id).validate()
+    TraceParams(run_id=run_id)
+    SuiteParams(run_id=run_id)
 
 
 def test_the_store_never_makes_a_directory_for_a_bad_run_id(tmp_path):

@@ -38,7 +38,7 @@ def _problems(**given) -> str:
     from kdlib.experiments.microbench.spec import SuiteParams
 
     with pytest.raises(ConfigError) as caught:
-        SuiteParams.from_notebook(run_id="x", **given)
+        SuiteParams(run_id="x", **given)
     return str(caught.value)
 
 
@@ -49,14 +49,14 @@ def test_an_inventory_that_is_no_path_is_named(value):
 
 def test_an_unreadable_inventory_names_its_file(tmp_path):
     missing = tmp_path / "nowhere.yaml"
-    assert f"inventory: {missing}: top: (file): cannot read it" in _problems(backend="ssh", inventory=str(missing))
+    assert f"inventory: {missing}: (file): cannot read it" in _problems(backend="ssh", inventory=str(missing))
 
 
 def test_an_inventory_without_kwok_workers_runs_k8s_and_names_why_not_k8s_plus(tmp_path):
     from kdlib.experiments.microbench import suite
     from kdlib.experiments.microbench.spec import SuiteParams
 
-    params = SuiteParams.from_notebook(run_id="x", backend="ssh", inventory=_write_inventory(tmp_path, kubelet=True),
+    params = SuiteParams(run_id="x", backend="ssh", inventory=_write_inventory(tmp_path, kubelet=True),
                                        baselines=["k8s", "k8s+"], benches=["scale-pods"], scale_pods=[3])
     items, not_measured = suite.plan(params)  # opens no connection
     assert [(i.baseline, i.scale) for i in items] == [("k8s", 3)]
@@ -67,14 +67,14 @@ def test_the_ssh_backends_open_the_unthrottled_control_plane_for_k8s_plus_u(tmp_
     from kdlib.experiments.microbench import suite
     from kdlib.experiments.microbench.spec import SuiteParams
 
-    params = SuiteParams.from_notebook(run_id="x", backend="ssh", inventory=_write_inventory(tmp_path, kwok_nodes=5),
+    params = SuiteParams(run_id="x", backend="ssh", inventory=_write_inventory(tmp_path, kwok_nodes=5),
                                        baselines=["k8s+", "k8s+u"], benches=["scale-pods"], scale_pods=[3])
     clusters = suite._clusters(params)  # opens no connection
     assert {p: c.unthrottled for p, c in clusters.items()} == {"vanilla": False, "vanilla-unthrottled": True}
     inventory = _write_inventory(tmp_path, kubelet=True)
     kubeadm_mode = tmp_path / "kubeadm.yaml"
     kubeadm_mode.write_text(Path(inventory).read_text() + "mode: kubeadm\n")
-    params = SuiteParams.from_notebook(run_id="x", backend="ssh", inventory=str(kubeadm_mode),
+    params = SuiteParams(run_id="x", backend="ssh", inventory=str(kubeadm_mode),
                                        baselines=["k8s", "k8s+u"], benches=["scale-pods"], scale_pods=[3])
     clusters = suite._clusters(params)
     assert clusters["vanilla-unthrottled"].settings.unthrottled is True

@@ -47,8 +47,8 @@ def test_a_second_suite_is_refused_at_once():
 
 
 def test_finished_runs_are_resumed_without_a_cluster(tmp_path, monkeypatch):
-    params = SuiteParams(run_id="done", benches=("scale-pods",), scales={"scale-pods": (5, 10)},
-                         baselines=("k8s", "k8s+", "kd", "kd+"))
+    params = SuiteParams(run_id="done", benches=("scale-pods",), scale_pods=(5, 10),
+                         baselines=("k8s", "k8s+", "kd", "kd+"), real_nodes=0)
     for scale in (5, 10):
         key = RunKey("scale-pods", "k8s+", scale)
         results.write_run(results.run_dir("scale-pods", "done", tmp_path), key, scale * 1000,
@@ -94,12 +94,12 @@ def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
 
 def test_resuming_with_other_parameters_is_refused_naming_them(tmp_path, monkeypatch):
     """Issue 19: a result's parameters are part of its identity (the microbenchmarks too)."""
-    params = SuiteParams(run_id="made", benches=("scale-pods",), baselines=("k8s+",), scales={"scale-pods": (5,)})
+    params = SuiteParams(run_id="made", benches=("scale-pods",), baselines=("k8s+",), scale_pods=(5,))
     key = RunKey("scale-pods", "k8s+", 5)
     meta = {"backend": "local", "nodes": 20, "settle_s": 2.0, "timeout_s": params.timeout_for(
         suite.BENCHES["scale-pods"].workload(5))}
     results.write_run(results.run_dir("scale-pods", "made", tmp_path), key, 5000, pd.DataFrame(), meta, {})
-    other = SuiteParams(run_id="made", benches=("scale-pods",), baselines=("k8s+",), scales={"scale-pods": (5,)},
+    other = SuiteParams(run_id="made", benches=("scale-pods",), baselines=("k8s+",), scale_pods=(5,),
                         nodes=7, settle_s=0.0)
     with pytest.raises(suite.ConfigError, match=r"nodes: 20 → 7; settle_s: 2\.0 → 0\.0.*new run_id"):
         suite.run_suite(other, root=tmp_path, progress=False)

@@ -1,8 +1,10 @@
-"""What runs: the control plane's command lines, from a layout on disk, an address and ports.
+"""What runs: the control plane's command lines and config files, from a layout, an address and ports.
 
 Nothing here knows how or where a process is started (local processes, or a host over
-SSH): the backend gives the address every component listens on and the ports, and
-starts the :class:`Component` values it gets back. TLS and RBAC are as in a kubeadm
+SSH): the backend gives the address every component listens on, the ports, the root of
+the files (a :class:`Layout` on this machine, or on the host that runs the components) and
+the binaries' paths there, and starts the :class:`Component` values it gets back after
+writing :func:`config_files` wherever that root's files are made. TLS and RBAC are as in a kubeadm
 cluster: the apiserver has no insecure port and authorises with Node,RBAC; the
 controller manager and the scheduler authenticate with their own certificates. The
 artifact's flags come from :mod:`kdlib.cluster.settings`.
@@ -14,12 +16,16 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Mapping, Union
 
 import yaml
 
 from .. import kwok, settings
 from ..binaries import BinarySet
+
+#: Each component's binary: a :class:`BinarySet` here, or their paths on the host that runs them.
+Binaries = Union[BinarySet, Mapping[str, Union[PurePath, str]]]
 
 PORT_NAMES = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -78,7 +84,9 @@ class Endpoints:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a local cluster keeps its files, under its state directory."""
+    """Where a cluster keeps its files, under its state directory: a :class:`~pathlib.Path` on
+    this machine, or a :class:`~pathlib.PurePosixPath` on the SSH host that runs the components
+    (the paths the command lines name are then that host's)."""
 
     state_dir: Path
 
@@ -104,12 +112,20 @@ class Layout:
     def pem(self, name: str) -> Path:
         return self.pki / name
 
+    @property
+    def scheduler_config(self) -> Path:
+        return self.config / "scheduler.yaml"
+
+    @property
+    def kwok_config(self) -> Path:
+        return self.config / "kwok.yaml"
+
 
 def _flags(values: dict[str, str]) -> list[str]:
     return [f"--{name}={value}" for name, value in values.items()]
 
 
-def etcd(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+def etcd(binaries: Binaries, layout: Layout, at: Endpoints) -> Component:
     """etcd over mutual TLS, as kubeadm runs it: clients and peers need a certificate of the etcd CA."""
     pem = layout.pem
     client_url = at.url("etcd")
@@ -139,7 +155,7 @@ def etcd(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
     return Component("etcd", tuple(argv), probe)
 
 
-def apiserver(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
+def apiserver(binaries: Binaries, layout: Layout, at: Endpoints) -> Component:
     pem = layout.pem
     argv = [
         str(binaries["kube-apiserver"]),
@@ -187,7 +203,7 @@ def _secure_serving(layout: Layout, name: str, address: str, port: int, user: st
     ]
 
 
-def controller_manager(binaries: BinarySet, layout: Layout, at: Endpoints, unthrottled: bool = False) -> Component:
+def controller_manager(binaries: Binaries, layout: Layout, at: Endpoints, unthrottled: bool = False) -> Component:
     """``unthrottled``: the client limits raised (settings.UNTHROTTLED_CONTROLLER_MANAGER_FLAGS)."""
     port = at.ports["kube-controller-manager"]
     argv = [
@@ -208,47 +224,62 @@ def controller_manager(binaries: BinarySet, layout: Layout, at: Endpoints, unthr
     return Component("kube-controller-manager", tuple(argv), probe)
 
 
-def scheduler_config(layout: Layout, unthrottled: bool = False) -> Path:
+def scheduler_config(layout: Layout, unthrottled: bool = False) -> dict:
+    """The KubeSchedulerConfiguration (it names the scheduler's kubeconfig in ``layout``)."""
     client = {"kubeconfig": str(layout.kubeconfig("scheduler")),
               **(settings.UNTHROTTLED_SCHEDULER_CLIENT if unthrottled else {})}
-    config = {
+    return {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
         "clientConnection": client,
         "leaderElection": {"leaderElect": False},
         **settings.SCHEDULER_CONFIG,
     }
-    path = layout.config / "scheduler.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
-def scheduler(binaries: BinarySet, layout: Layout, at: Endpoints, unthrottled: bool = False) -> Component:
+def config_files(layout: Layout, unthrottled: bool = False) -> dict[str, str]:
+    """The components' config files by their path under ``layout``'s state directory."""
+    root = layout.state_dir
+    return {str(layout.scheduler_config.relative_to(root)): yaml.safe_dump(scheduler_config(layout, unthrottled),
+                                                                            sort_keys=False),
+            str(layout.kwok_config.relative_to(root)): kwok.config_yaml()}
+
+
+def write_config(layout: Layout, unthrottled: bool = False, into: Path | None = None) -> None:
+    """Write :func:`config_files` under ``into``: the state directory itself (default, a local
+    cluster), or a staging copy of a remote one."""
+    target = Path(into if into is not None else layout.state_dir)
+    for name, text in config_files(layout, unthrottled).items():
+        (target / name).write_text(text)
+
+
+def scheduler(binaries: Binaries, layout: Layout, at: Endpoints, unthrottled: bool = False) -> Component:
     port = at.ports["kube-scheduler"]
     serving = [f for f in _secure_serving(layout, "scheduler", at.address, port, "scheduler")
                if not f.startswith(("--kubeconfig", "--leader-elect"))]  # both are in the config file
-    argv = [str(binaries["kube-scheduler"]), f"--config={scheduler_config(layout, unthrottled)}", *serving]
+    argv = [str(binaries["kube-scheduler"]), f"--config={layout.scheduler_config}", *serving]
     probe = HealthProbe(f"{at.url('kube-scheduler')}/healthz", ca=layout.pem("ca.crt"))
     return Component("kube-scheduler", tuple(argv), probe)
 
 
-def kwok_controller(binaries: BinarySet, layout: Layout, at: Endpoints) -> Component:
-    config = layout.config / "kwok.yaml"
-    config.write_text(kwok.config_yaml())
+def kwok_controller(binaries: Binaries, layout: Layout, at: Endpoints,
+                    selector: str = settings.KWOK_NODE_SELECTOR) -> Component:
+    """kwok, managing the nodes ``selector`` picks (on SSH: one worker's share of them)."""
     argv = [
         str(binaries["kwok"]),
         f"--kubeconfig={layout.kubeconfig('kwok')}",
-        f"--config={config}",
-        f"--manage-nodes-with-label-selector={settings.KWOK_NODE_SELECTOR}",
+        f"--config={layout.kwok_config}",
+        f"--manage-nodes-with-label-selector={selector}",
         f"--node-lease-duration-seconds={settings.KWOK_NODE_LEASE_SECONDS}",
         f"--server-address={at.address}:{at.ports['kwok']}",
     ]
     return Component("kwok", tuple(argv), HealthProbe(f"{at.url('kwok', 'http')}/healthz"))
 
 
-def control_plane(binaries: BinarySet, layout: Layout, at: Endpoints, unthrottled: bool = False) -> list[Component]:
+def control_plane(binaries: Binaries, layout: Layout, at: Endpoints, unthrottled: bool = False) -> list[Component]:
     """The components in start order (stop in reverse); ``unthrottled``: the controller
-    manager's and the scheduler's client limits raised (:func:`settings.client_limits`)."""
+    manager's and the scheduler's client limits raised (:func:`settings.client_limits`).
+    Their config files are :func:`write_config`'s."""
     return [
         etcd(binaries, layout, at),
         apiserver(binaries, layout, at),

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from ...wait import wait_until
 from .hostnet import CGROUP_ROOT
 
 
@@ -77,9 +78,10 @@ def cpu_seconds(cgroup: str) -> float:
 
 def remove(cgroup: str, timeout: float = 10.0) -> list[str]:
     """rmdir ``cgroup`` and its children, deepest first, in every hierarchy; returns those left."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
+    left: list[str] = []
+
+    def removed() -> bool:
+        left.clear()
         for hierarchy in _hierarchies():
             top = hierarchy / cgroup.lstrip("/")
             if not top.is_dir():
@@ -91,6 +93,10 @@ def remove(cgroup: str, timeout: float = 10.0) -> list[str]:
                     pass
                 except OSError:
                     left.append(directory)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
+        return not left
+
+    try:
+        wait_until(removed, timeout=timeout, interval=0.2)
+    except TimeoutError:
+        pass
+    return left

@@ -9,41 +9,17 @@ so a recycled pid is never signalled.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import ComponentError
+from ...wait import wait_until
 from ..controlplane.components import Component
+from ..signals import signals_deferred
 
 LOG_TAIL_LINES = 25
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done, then deliver them.
-
-    Python-level handlers rather than a signal mask: a mask would be inherited by the
-    child, which might then ignore our SIGTERM.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in pending:
-            signal.raise_signal(sig)
 
 
 class Processes:
@@ -68,7 +44,7 @@ class Processes:
     def start(self, component: Component) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with _signals_deferred():  # a Ctrl-C in here would leave a child nobody records
+        with signals_deferred():  # a Ctrl-C in here would leave a child nobody records
             with open(self.log_path(component.name), "ab") as log:
                 process = subprocess.Popen(
                     component.argv,
@@ -85,18 +61,15 @@ class Processes:
     def wait_healthy(self, component: Component, deadline: float) -> None:
         """Poll the health endpoint until it answers or the deadline passes."""
         pid = self.pid(component.name)
-        while True:
+
+        def healthy() -> bool:
             if pid is None or not self.alive(pid):
                 raise ComponentError(component.name, "exited during start-up", self.log_tail(component.name))
-            if component.probe.ok():
-                return
-            if time.monotonic() > deadline:
-                raise ComponentError(
-                    component.name,
-                    f"not healthy at {component.probe.url} before the start-up deadline",
-                    self.log_tail(component.name),
-                )
-            time.sleep(0.1)
+            return component.probe.ok()
+
+        wait_until(healthy, deadline=deadline, interval=0.1, error=lambda: ComponentError(
+            component.name, f"not healthy at {component.probe.url} before the start-up deadline",
+            self.log_tail(component.name)))
 
     def pid(self, name: str) -> int | None:
         try:
@@ -172,15 +145,12 @@ class Processes:
             pass
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
         child = self._children.get(pid)
-        while time.monotonic() < deadline:
-            if child is not None and child.poll() is not None:
-                return True
-            if not self.alive(pid):
-                return True
-            time.sleep(0.05)
-        return False
+        try:
+            return wait_until(lambda: (child is not None and child.poll() is not None) or not self.alive(pid),
+                              timeout=timeout, interval=0.05)
+        except TimeoutError:
+            return False
 
 
 def process_cpu_seconds(pid: int) -> float | None:

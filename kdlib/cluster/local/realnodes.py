@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from kubernetes import client
 
 from ...errors import ClusterError
 from ..controlplane import pki
-from . import cgroups, hostnet, images, realnode
+from ..node import identity, images, ready
+from . import cgroups, hostnet, realnode
 from .hostnet import HostNetwork
 from .processes import Processes, process_cpu_seconds
 from .realnode import RealNode
@@ -135,19 +135,9 @@ def cpu_seconds(state_dir: Path) -> dict[int, float]:
 
 def wait_ready(api: client.ApiClient, names: list[str], deadline: float) -> None:
     """Poll until every named real node reports Ready."""
-    core = client.CoreV1Api(api)
-    while True:
-        ready = set()
-        for node in core.list_node(label_selector="kdlib/real-node=true").items:
-            if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
-                ready.add(node.metadata.name)
-        if set(names) <= ready:
-            return
-        if time.monotonic() > deadline:
-            missing = sorted(set(names) - ready)
-            raise ClusterError(f"real nodes {', '.join(missing)} did not become Ready before the start-up "
-                               "deadline (see logs/<node>-kubelet.log)")
-        time.sleep(0.2)
+    ready.wait_ready(api, names, selector=identity.SELECTOR, deadline=deadline, error=lambda missing: ClusterError(
+        f"real nodes {', '.join(missing)} did not become Ready before the start-up deadline "
+        "(see logs/<node>-kubelet.log)"))
 
 
 def teardown(state_dir: Path, processes: Processes, timeout: float = 10.0) -> dict[str, Any]:

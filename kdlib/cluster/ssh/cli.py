@@ -22,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction, parser_class: type[argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import cluster, inventory
+    from . import cluster, inventory, running
 
     inv = inventory.load(args.inventory)  # validated before any connection
     if args.action == "check":
@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
         print(info.kubeconfig)  # left running: `down` stops it
         return 0
     if args.action == "status":
-        found = cluster.status(inv)
+        found = running.status(inv)
         print(json.dumps(found, indent=2))
         return 0 if found["running"] else 1
     if args.action == "down":
-        cluster.down(inv)
+        running.down(inv)
         return 0
     raise AssertionError(args.action)

@@ -7,14 +7,16 @@ each ``kubelet: true`` worker (:mod:`.kubelets`); each as a detached process wit
 file in a per-host directory (``<remote_dir>/<cluster>/<host>/``).
 The command lines are the local backend's (:mod:`kdlib.cluster.controlplane.components`),
 built for the host's address (the API server binds to and advertises it; etcd and the
-health ports stay on the host's loopback) against a local staging copy of the state
-directory, whose path then becomes the remote one, and the binary directory the shipped one. TLS and RBAC are as locally; the API
-server's certificate also names the host's address.
+health ports stay on the host's loopback), the host's directory as their layout's root and
+the shipped binaries; their files are written into a local staging copy of that directory,
+shipped whole. TLS and RBAC are as locally; the API server's certificate also names the
+host's address.
 
 Binaries are shipped content-addressed to ``<remote_dir>/bin/<sha256[:16]>/`` (skipped
 when already there). The cluster's lock on the control-plane host is held from start to
-stop. A thread watches every host's processes every few seconds, so that :meth:`check`
-names a component that died without an SSH round trip of its own.
+stop (:mod:`.base`, shared with kubeadm mode). A thread watches every host's processes
+every few seconds, so that :meth:`check` names a component that died without an SSH round
+trip of its own.
 """
 
 from __future__ import annotations
@@ -23,37 +25,36 @@ import logging
 import math
 import shlex
 import shutil
-import threading
 import time
 from functools import reduce
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from ... import paths
-from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, HostUnreachable, RemoteError
+from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
+from ...wait import wait_until
 from .. import kwok
-from ..base import Cluster, ClusterInfo
+from ..base import ClusterInfo
 from ..binaries import BinarySet, build_node_binaries, component_versions, default_bin_dir, ensure_binaries
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
-from ..local.cluster import MARKER, is_ours  # one marker for every directory kdlib makes
-from ..local.processes import _signals_deferred
+from ..marker import MARKER, is_ours
 from ..settings import KWOK_NODE_SELECTOR, client_limits
 from . import detached, kubelets
-from .inventory import Inventory
-from .lock import ClusterLock
-from .remote import GroupResult, Hosts, Remote, sha256_file
+from .base import SshClusterBase
+from .inventory import Host, Inventory
+from .remote import Remote
+from .running import HostWatcher, clean_host, host_statuses
+from .shipping import ship_binaries
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-WATCH_INTERVAL = 5.0  # seconds between two looks at every host's processes
 
 PORTS = {"etcd": 2379, "etcd-peer": 2380, "kube-apiserver": 6443, "kube-controller-manager": 10257,
          "kube-scheduler": 10259, "kwok": 10247}
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-class SshCluster(Cluster):
+class SshCluster(SshClusterBase):
     """A cluster on the hosts of ``inventory`` (mode ``binaries``).
 
     ``nodes`` is the number of kwok nodes (default: the inventory's total), shared among
@@ -62,18 +63,15 @@ class SshCluster(Cluster):
     the remains of a killed run are stopped).
     """
 
-    backend = "ssh"
-
     def __init__(self, inventory: Inventory, *, nodes: int | None = None, bin_dir: Path | str | None = None,
                  kd: bool = False, timeout: float = 180.0, state_dir: Path | str | None = None,
                  take_over: bool = False, unthrottled: bool = False) -> None:
-        super().__init__()
+        super().__init__(inventory, state_dir)
         if inventory.mode != "binaries":
             raise ConfigError(f"inventory {inventory.source}: mode {inventory.mode!r} is not SshCluster's "
                               "(mode binaries); kubeadm mode is kdlib.cluster.ssh.kubeadm_cluster.KubeadmCluster")
         if kd and bin_dir is None:
             raise ConfigError("kd=True needs bin_dir: the directory holding the Kd binaries")
-        self.inventory = inventory
         self.nodes = inventory.kwok_node_count if nodes is None else nodes
         if self.nodes and not inventory.kwok_workers:
             raise ConfigError(f"inventory {inventory.source}: workers: {self.nodes} kwok nodes wanted but no "
@@ -83,23 +81,17 @@ class SshCluster(Cluster):
         self.unthrottled = unthrottled  # the client limits raised (settings.client_limits)
         self.timeout = timeout
         self.take_over = take_over
-        self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
         self.kwok_shards = kwok_shards(inventory)
         self.workers = kubelets.workers(inventory)
-        self.hosts: Hosts | None = None
-        self.lock: ClusterLock | None = None
-        self._staging: Path | None = None
         self._argv: dict[tuple[str, str], tuple[str, ...]] = {}  # (host, component) → remote command line
-        self._watcher: _Watcher | None = None
+        self._watcher: HostWatcher | None = None
 
-    # -- paths --------------------------------------------------------------------------
+    @staticmethod
+    def hosts_of(inventory: Inventory) -> tuple[Host, ...]:
+        return inventory.hosts
 
-    def host_dir(self, host_name: str) -> str:
-        return f"{self.inventory.cluster_dir()}/{host_name}"
-
-    @property
-    def timings(self) -> dict[str, float]:
-        return dict(getattr(self, "_timings", {}))
+    def clean_host(self, remote: Remote) -> str:
+        return clean_host(self.inventory, remote)
 
     def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
         if baseline.simulated and not self.inventory.kwok_workers:
@@ -117,15 +109,11 @@ class SshCluster(Cluster):
             node_binaries = build_node_binaries(default_bin_dir())
             if self.bin_dir is not None and (self.bin_dir / "kubelet").is_file():
                 node_binaries["kubelet"] = self.bin_dir / "kubelet"
-        self._timings: dict[str, float] = {}
         started = time.monotonic()
-        self.hosts = Hosts.of(self.inventory)
         try:
-            self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()  # all reachable, or nothing starts
+            self._connect()
             self._timings["reach"] = time.monotonic() - started
-            cp = self.hosts[self.inventory.control_plane.name]
-            lock = ClusterLock(cp, self.inventory.cluster_dir())
-            lock.acquire()
+            lock = self._acquire_lock()
             try:
                 self._refuse_if_running()
             except BaseException:
@@ -157,15 +145,8 @@ class SshCluster(Cluster):
             raise ClusterBusyError(f"cluster {self.inventory.cluster} is already running ({where}): use it, "
                                    f"or stop it with `python -m kdlib ssh down {self.inventory.source}`")
 
-    def _clear_remains(self) -> None:
-        """Stop what a previous run of this cluster left (we hold the lock: it is not running)."""
-        failures = _clean_hosts(self.inventory, self.hosts)
-        if failures:
-            raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), "(remains of an earlier run)",
-                              "could not be cleaned: " + "; ".join(failures))
-
-    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None,
-              facts: dict[str, kubelets.HostFacts], started: float) -> ClusterInfo:
+    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None, facts: dict[str, kubelets.HostFacts],
+              started: float) -> ClusterInfo:
         cp_host = self.inventory.control_plane
         # The local copy of the state (PKI, kubeconfigs) stays while the cluster runs:
         # the admin kubeconfig in it is how this machine reaches the cluster.
@@ -175,24 +156,25 @@ class SshCluster(Cluster):
             shutil.rmtree(self.state_dir)  # we hold the lock: it is a stopped cluster's
         self.state_dir.mkdir(parents=True)
         (self.state_dir / MARKER).write_text("made by kdlib's ssh backend\n")
-        staging = self._staging = self.state_dir
-        layout = Layout(staging / "state")
+        staging = self.state_dir
+        layout = Layout(staging / "state")  # this machine's copy: the PKI and the admin kubeconfig
         self._write_pki(layout, cp_host.address)
         remote_bins = self._ship_binaries({**binaries.paths, **(node_binaries or {})})
         self._timings["ship_binaries"] = time.monotonic() - started
 
         at = Endpoints(LOOPBACK, PORTS, api_address=cp_host.address)
-        comps = {c.name: c for c in components.control_plane(binaries, layout, at, self.unthrottled)}
-        for name in CONTROL_PLANE:
-            self._argv[(cp_host.name, name)] = self._remote_argv(comps[name].argv, layout, cp_host.name,
-                                                                 remote_bins[(cp_host.name, name)])
+        on_cp = Layout(PurePosixPath(self.host_dir(cp_host.name)))  # the same files, on the control-plane host
+        components.write_config(on_cp, self.unthrottled, into=layout.state_dir)
+        cp_bins = {name: remote_bins[(cp_host.name, name)] for name in CONTROL_PLANE}
+        for component in (components.etcd(cp_bins, on_cp, at), components.apiserver(cp_bins, on_cp, at),
+                          components.controller_manager(cp_bins, on_cp, at, self.unthrottled),
+                          components.scheduler(cp_bins, on_cp, at, self.unthrottled)):
+            self._argv[(cp_host.name, component.name)] = component.argv
         for worker in self.inventory.kwok_workers:
-            argv = [f"--manage-nodes-with-label-selector={KWOK_NODE_SELECTOR},{kwok.SHARD_LABEL}={worker.name}"
-                    if a.startswith("--manage-nodes-with-label-selector=") else a for a in comps["kwok"].argv]
-            self._argv[(worker.name, "kwok")] = self._remote_argv(argv, layout, worker.name,
-                                                                  remote_bins[(worker.name, "kwok")])
-        for path in layout.config.glob("*.yaml"):  # the scheduler's config names its kubeconfig
-            path.write_text(path.read_text().replace(str(layout.state_dir), self.host_dir(cp_host.name)))
+            kwok_controller = components.kwok_controller(
+                {"kwok": remote_bins[(worker.name, "kwok")]}, Layout(PurePosixPath(self.host_dir(worker.name))), at,
+                selector=f"{KWOK_NODE_SELECTOR},{kwok.SHARD_LABEL}={worker.name}")
+            self._argv[(worker.name, "kwok")] = kwok_controller.argv
 
         # The state directory goes whole to the control plane; kwok needs only its kubeconfig and config.
         cp = self.hosts[cp_host.name]
@@ -247,7 +229,7 @@ class SshCluster(Cluster):
         self._timings["nodes_ready"] = time.monotonic() - started
         log.info("%d kwok nodes and %d real nodes Ready after %.1f s", len(names), len(self.workers),
                  time.monotonic() - started)
-        self._watcher = _Watcher(self.inventory, self.hosts)
+        self._watcher = HostWatcher(self.inventory, self.hosts)
         self._watcher.start()
         versions = component_versions(binaries)
         return ClusterInfo("ssh", layout.admin_kubeconfig, tuple(names), self.kd, versions,
@@ -258,13 +240,6 @@ class SshCluster(Cluster):
         if not self.inventory.kwok_workers:  # real nodes only: no kwok node to make (why_not keeps kwok systems off)
             return self.info.node_names
         return super().resize_kwok_nodes(count, timeout)
-
-    def _remote_argv(self, argv: tuple[str, ...] | list[str], layout: Layout, host: str,
-                     binary: str) -> tuple[str, ...]:
-        """A local component command line made remote: the host's state paths and binary."""
-        remote = [a.replace(str(layout.state_dir), self.host_dir(host)) for a in argv]
-        remote[0] = binary
-        return tuple(remote)
 
     def _raise_if_dead(self) -> None:
         """Raise :class:`ComponentError` naming the first component that no longer runs."""
@@ -314,112 +289,36 @@ class SshCluster(Cluster):
                                     hosts=(LOOPBACK, "localhost", address, self.inventory.control_plane.name))
 
     def _ship_binaries(self, binaries: dict[str, Path]) -> dict[tuple[str, str], str]:
-        """Put each host's binaries on it under bin/<sha256[:16]>/; identical files (the
-        multi-call kube binary) travel once and are hard-linked under their names.
-        Returns (host, component) → the remote path."""
+        """Each host's binaries on it (:func:`.shipping.ship_binaries`); returns (host, component) → the remote path."""
         wanted: dict[str, list[str]] = {self.inventory.control_plane.name: list(CONTROL_PLANE)}
         for worker in self.inventory.kwok_workers:
             wanted.setdefault(worker.name, []).append("kwok")
         for name in self.workers:
             wanted.setdefault(name, []).append("kubelet")
-        paths: dict[tuple[str, str], str] = {}
-        plan: dict[str, list[tuple[str, Path, str]]] = {}
-        digests: dict[Path, str] = {}
-        for host, names in wanted.items():
-            for name in names:
-                local = Path(binaries[name]).resolve()
-                digest = digests.setdefault(local, sha256_file(local))
-                target = f"{self.inventory.remote_dir}/bin/{digest[:16]}/{name}"
-                paths[(host, name)] = target
-                plan.setdefault(host, []).append((name, local, target))
-
-        def ship(remote: Remote) -> None:
-            first_of: dict[str, str] = {}
-            for _name, local, target in plan[remote.host.name]:
-                digest = digests[local]
-                if digest in first_of:
-                    remote.run(f"ln -f {shlex.quote(first_of[digest])} {shlex.quote(target)}")
-                else:
-                    result = remote.put(local, target, addressed=True)
-                    log.info("%s: %s %s", remote.host.name, "kept" if result.skipped else "shipped", target)
-                    first_of[digest] = target
-
-        self.hosts.each(ship, hosts=list(plan)).check()
-        return paths
+        return ship_binaries(self.hosts, wanted, binaries, self.inventory.remote_dir)
 
     def _wait(self, remote: Remote, name: str, ready, deadline: float) -> None:
         directory = self.host_dir(remote.host.name)
-        while not ready():
+
+        def up() -> bool:
+            if ready():
+                return True
             if detached.status(remote, name, self._argv[(remote.host.name, name)], directory) is None:
                 raise ComponentError(name, f"exited on {remote.host.name}", self._log_tail(remote, name))
-            if time.monotonic() > deadline:
-                raise ComponentError(name, f"not ready on {remote.host.name} before the start-up deadline",
-                                     self._log_tail(remote, name))
-            time.sleep(0.2)
+            return False
+
+        wait_until(up, deadline=deadline, interval=0.2, error=lambda: ComponentError(
+            name, f"not ready on {remote.host.name} before the start-up deadline", self._log_tail(remote, name)))
 
     def _log_tail(self, remote: Remote, name: str) -> str:
-        _, log_file = detached.paths(self.host_dir(remote.host.name), name)
-        try:
-            return remote.run(f"tail -n 25 {shlex.quote(log_file)}", check=False, timeout=10).stdout
-        except RemoteError as error:
-            return f"(log unavailable: {error.reason})"
+        return detached.log_tail(remote, self.host_dir(remote.host.name), name)
 
     # -- stop ----------------------------------------------------------------------------
 
-    def _stop(self) -> None:
-        """Stop every process by PID on every reachable host, remove the cluster's
-        directories there, release the lock. Unreachable hosts are reported, not skipped silently.
-        A Ctrl-C or SIGTERM meanwhile waits until it is done (every step has a timeout)."""
-        with _signals_deferred():
-            self._stop_now()
-
-    def _stop_now(self) -> None:
-        failures: list[str] = []
+    def _before_stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-        if self.hosts is not None and self.lock is not None:  # never without the lock: a live run's
-            failures = _clean_hosts(self.inventory, self.hosts)
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-        if self.hosts is not None:
-            self.hosts.close()
-            self.hosts = None
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        raise_if_incomplete(failures, "stop")
-
-
-def raise_if_incomplete(failures: list[str], command: str) -> None:
-    """One error naming every host that could not be cleaned (``failures``: "host: why" lines)."""
-    if failures:
-        raise RemoteError(", ".join(f.split(":", 1)[0] for f in failures), command,
-                          "clean-up incomplete: " + "; ".join(failures))
-
-
-def local_state_dir(inventory: Inventory) -> Path:
-    """Where this machine keeps a cluster's kubeconfig and PKI: beside the local backend's state."""
-    return paths.state_root() / "ssh" / inventory.cluster
-
-
-def status(inventory: Inventory) -> dict:
-    """What runs on each host (by pid file and recorded command line), and the kubeconfig."""
-    hosts_status: dict[str, object] = {}
-    with Hosts.of(inventory) as hosts:
-        found = host_statuses(inventory, hosts)
-        for host, value in found.items():
-            hosts_status[host] = f"unreachable: {value.reason}" if isinstance(value, RemoteError) else value
-    kubeconfig = local_state_dir(inventory) / "state" / "config" / "admin.kubeconfig"
-    running = any(isinstance(v, dict) and any(v.values()) for v in hosts_status.values())
-    return {"cluster": inventory.cluster, "running": running, "hosts": hosts_status,
-            "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
-
-
-def host_statuses(inventory: Inventory, hosts: Hosts) -> GroupResult:
-    """Every host's processes of this cluster (:func:`detached.statuses`), one round trip each."""
-    return hosts.each(lambda r: detached.statuses(r, f"{inventory.cluster_dir()}/{r.host.name}"))
 
 
 def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
@@ -436,93 +335,3 @@ def kwok_shards(inventory: Inventory) -> tuple[str, ...]:
     slots = sorted(((k + 0.5) / count, name) for name, count in counts.items() for k in range(count))
     assert len(slots) == total
     return tuple(name for _, name in slots)
-
-
-def _clean_host(inventory: Inventory, remote: Remote) -> str:
-    """Stop our processes and remove our directory on one host; returns what was stopped."""
-    name = remote.host.name
-    directory = f"{inventory.cluster_dir()}/{name}"
-    started = time.monotonic()
-    # Everything of ours on a host is made after its directory and removed before it.
-    if remote.run(f"test -d {shlex.quote(directory)}", check=False).exit_code != 0:
-        return "nothing there"
-    detached.close(remote, directory)  # a start still going there ends first; none begins after
-    stopped: dict[str, str] = {}
-    unfinished: RemoteError | None = None
-    if remote.host.kubelet:  # the kubelet, its containers and containerd first, in that order
-        try:
-            stopped.update(kubelets.teardown(remote, kubelets.workers(inventory)[name]))
-        except RemoteError as error:  # stop the rest all the same; the directory stays for `down`
-            unfinished = error
-    stopped.update(stop_all(remote, directory))
-    if unfinished is not None:
-        raise unfinished
-    remote.run(f"rm -rf {shlex.quote(directory)}", timeout=60)
-    done = ", ".join(f"{k} {v}" for k, v in stopped.items() if v != "absent") or "nothing ran"
-    log.info("%s: cleaned in %.1f s (%s)", name, time.monotonic() - started, done)
-    return done
-
-
-def _clean_hosts(inventory: Inventory, hosts: Hosts) -> list[str]:
-    """Clean every host: the workers at once, then the control plane.
-    Returns one line per host that could not be cleaned."""
-    results = hosts.each(lambda r: _clean_host(inventory, r), hosts=[w.name for w in inventory.workers])
-    results.update(hosts.each(lambda r: _clean_host(inventory, r), hosts=[inventory.control_plane.name]))
-    for name in results.failed:
-        log.warning("%s: not cleaned", name)
-    return [str(error).splitlines()[0] for error in results.failed.values()]
-
-
-class _Watcher(threading.Thread):
-    """Looks at every host's processes every few seconds; remembers the first one found dead,
-    or the first host that could not be reached (powered off, network gone: its components
-    are as good as dead; a connection that merely dropped was already retried by :class:`Remote`)."""
-
-    def __init__(self, inventory: Inventory, hosts: Hosts) -> None:
-        super().__init__(name="kdlib-ssh-watcher", daemon=True)
-        self.inventory = inventory
-        self.hosts = hosts
-        self.dead: tuple[str, str] | None = None  # (host, component)
-        self.unreachable: HostUnreachable | None = None
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self._stopping.wait(WATCH_INTERVAL) and self.dead is None:
-            found = host_statuses(self.inventory, self.hosts)
-            for host, value in found.items():
-                if isinstance(value, HostUnreachable) and not self._stopping.is_set():
-                    self.unreachable = value
-                    return
-                if isinstance(value, RemoteError):
-                    if not self._stopping.is_set():
-                        log.warning("%s: could not look at its processes: %s", host, value.reason)
-                    continue
-                dead = [name for name, pid in value.items() if pid is None]
-                if dead and not self._stopping.is_set():
-                    self.dead = (host, dead[0])
-                    return
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=30)
-
-
-def down(inventory: Inventory) -> None:
-    """Stop a cluster of ``inventory`` from the hosts' files alone (e.g. after its owner
-    was killed): takes the lock (so never under a live run), stops every recorded
-    process by PID after checking its recorded command line, removes the directories."""
-    with Hosts.of(inventory) as hosts:
-        with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
-            failures = _clean_hosts(inventory, hosts)
-    shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
-    raise_if_incomplete(failures, "down")
-
-
-def stop_all(remote: Remote, directory: str, timeout: float = 10.0) -> dict[str, str]:
-    """Stop every process with a pid file under ``directory`` on ``remote``, in reverse
-    start order, each by PID after checking its recorded command line."""
-    listing = remote.run(f"ls -t {shlex.quote(directory)}/run/ 2>/dev/null | sed -n 's/\\.pid$//p'",
-                         check=False).stdout.split()
-    order = [n for n in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd") if n in listing]
-    order += [n for n in listing if n not in order]
-    return {name: detached.stop(remote, name, None, directory, timeout=timeout) for name in order}

@@ -86,6 +86,15 @@ def paths(directory: str, name: str) -> tuple[str, str]:
     return f"{directory}/run/{name}.pid", f"{directory}/logs/{name}.log"
 
 
+def log_tail(remote: Remote, directory: str, name: str, lines: int = 25) -> str:
+    """The last ``lines`` of a process's log (what an error about it shows), or why it cannot be read."""
+    _, log_file = paths(directory, name)
+    try:
+        return remote.run(f"tail -n {lines} {shlex.quote(log_file)}", check=False, timeout=10).stdout
+    except RemoteError as error:
+        return f"(log unavailable: {error.reason})"
+
+
 def start(remote: Remote, name: str, argv: tuple[str, ...] | list[str], directory: str, *,
           cwd: str | None = None, env: dict[str, str] | None = None, wait: float = 5.0,
           shows: tuple[str, ...] | None = None) -> Detached:

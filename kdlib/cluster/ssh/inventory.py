@@ -1,7 +1,7 @@
 """The SSH inventory: which hosts make the cluster and how to log in to them.
 
-A YAML file, validated as a whole before any connection; every problem names the host
-and the field::
+A YAML file, validated as a whole before any connection (declared once, as the pydantic
+model :class:`InventoryFile`); every problem names the field's path (``workers[2].port``)::
 
     cluster: kd-ae                 # names the cluster's lock and directories on the hosts
     mode: binaries                 # binaries | kubeadm
@@ -31,19 +31,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from ...errors import InventoryError
+from ...params import check, problems
 
 MODES = ("binaries", "kubeadm")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
-_HOST_FIELDS = {"name", "address", "user", "port", "key"}
-_WORKER_FIELDS = _HOST_FIELDS | {"kwok_nodes", "kubelet"}
-_TOP_FIELDS = {"cluster", "mode", "user", "port", "key", "known_hosts", "use_ssh_config",
-               "connect_timeout", "command_timeout", "remote_dir", "control_plane", "workers"}
 
 
 @dataclass(frozen=True)
@@ -129,149 +127,158 @@ class Inventory:
         return yaml.safe_dump(self.to_data(), sort_keys=False)
 
 
-class _Problems:
-    """Collects every problem, each as "<where>: <field>: <what>"."""
+# -- the file as declared: one pydantic model per level; every check names the field's path --------
 
-    def __init__(self) -> None:
-        self.items: list[str] = []
+def _int_in(low: int, high: int, *, none: bool = False) -> Any:
+    """An integer in ``low..high`` (or None, the top's, with ``none``)."""
+    return check(lambda v: None if (none and v is None) or (isinstance(v, int) and not isinstance(v, bool)
+                                                            and low <= v <= high)
+                 else f"must be an integer in {low}..{high}, not {v!r}")
 
-    def add(self, where: str, name: str, what: str) -> None:
-        self.items.append(f"{where}: {name}: {what}")
+
+def _true_or_false(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
 
 
-def _path(value: Any, where: str, name: str, problems: _Problems, *, must_exist: bool) -> Path | None:
+def _file(value: Any) -> Path | None:
+    """A file this machine reads (a key, known_hosts); ``~`` expanded."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        problems.add(where, name, f"must be a file path, not {value!r}")
-        return None
+        raise ValueError(f"must be a file path, not {value!r}")
     path = Path(os.path.expanduser(value))
-    if must_exist and not path.is_file():
-        problems.add(where, name, f"no such file: {path}")
-    elif must_exist and not os.access(path, os.R_OK):
-        problems.add(where, name, f"not readable: {path}")
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"not readable: {path}")
     return path
 
 
-def _int(value: Any, where: str, name: str, problems: _Problems, low: int, high: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        problems.add(where, name, f"must be an integer in {low}..{high}, not {value!r}")
+def _name(value: Any) -> str | None:
+    if isinstance(value, str) and _DNS1123.match(value) and len(value) <= 63:
         return None
-    return value
+    return f"required: a lowercase DNS-1123 name (a-z, 0-9, '-', '.'), not {value!r}"
 
 
-def _address(value: Any, where: str, problems: _Problems) -> str | None:
+def _address(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
-        problems.add(where, "address", f"required: an IP address or a DNS name, not {value!r}")
-        return None
+        return f"required: an IP address or a DNS name, not {value!r}"
     try:
         ipaddress.ip_address(value)
     except ValueError:
         if not _HOSTNAME.match(value) or len(value) > 253:
-            problems.add(where, "address", f"not an IP address or a DNS name: {value!r}")
-            return None
-    return value
+            return f"not an IP address or a DNS name: {value!r}"
+    return None
 
 
-def _host(data: Any, where: str, defaults: dict[str, Any], problems: _Problems, *, worker: bool) -> Host | None:
-    if not isinstance(data, dict):
-        problems.add(where, "(entry)", f"must be a mapping with name and address, not {data!r}")
+def _user(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and re.match(r"^[a-z_][a-z0-9_.-]*$", value)):
         return None
-    name = data.get("name")
-    if isinstance(name, str) and _DNS1123.match(name) and len(name) <= 63:
-        where = f"{where} ({name})"
-    else:
-        problems.add(where, "name", f"required: a lowercase DNS-1123 name (a-z, 0-9, '-', '.'), not {name!r}")
-        name = None
-    allowed = _WORKER_FIELDS if worker else _HOST_FIELDS
-    for unknown in sorted(set(data) - allowed, key=str):
-        hint = " (only workers run kwok or kubelets)" if unknown in _WORKER_FIELDS else ""
-        problems.add(where, str(unknown), f"unknown field{hint}; known: {', '.join(sorted(allowed))}")
-    address = _address(data.get("address"), where, problems)
-    user = data.get("user", defaults["user"])
-    if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_.-]*$", user):
-        problems.add(where, "user", f"must be a user name, not {user!r}")
-    port = _int(data.get("port", defaults["port"]), where, "port", problems, 1, 65535)
-    key = _path(data.get("key", defaults["key"]), where, "key", problems, must_exist=True)
-    if key is None and not defaults["use_ssh_config"] and "key" not in data:
-        problems.add(where, "key", "required (here or at the top) unless use_ssh_config is true")
-    kwok_nodes, kubelet = 0, False
-    if worker:
-        kwok_nodes = _int(data.get("kwok_nodes", 0), where, "kwok_nodes", problems, 0, 100_000) or 0
-        kubelet = data.get("kubelet", False)
-        if not isinstance(kubelet, bool):
-            problems.add(where, "kubelet", f"must be true or false, not {kubelet!r}")
-            kubelet = False
-        if kwok_nodes == 0 and not kubelet and "kwok_nodes" not in data and "kubelet" not in data:
-            problems.add(where, "kwok_nodes", "this worker has no role: set kwok_nodes: N or kubelet: true")
-    if name is None or address is None or port is None or not isinstance(user, str):
-        return None
-    return Host(name, address, user, port, key, kwok_nodes, kubelet)
+    return f"must be a user name, not {value!r}"
+
+
+KeyFile = Annotated[Path | None, BeforeValidator(_file)]
+
+
+class HostEntry(BaseModel):
+    """A host as the file gives it; ``user``, ``port`` and ``key`` default to the top's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    UNKNOWN_FIELD_HINTS: ClassVar[dict[str, str]] = {"kwok_nodes": "only workers run kwok or kubelets",
+                                                     "kubelet": "only workers run kwok or kubelets"}
+
+    name: Annotated[str | None, check(_name)] = None  # None is refused: required
+    address: Annotated[str | None, check(_address)] = None  # None is refused: required
+    user: Annotated[str | None, check(_user)] = None
+    port: Annotated[int | None, _int_in(1, 65535, none=True)] = None
+    key: KeyFile = None
+
+
+class WorkerEntry(HostEntry):
+    """A worker: kwok with ``kwok_nodes`` fake nodes, a real kubelet, or both."""
+
+    UNKNOWN_FIELD_HINTS: ClassVar[dict[str, str]] = {}
+
+    kwok_nodes: Annotated[int, _int_in(0, 100_000)] = 0
+    kubelet: Annotated[bool, check(_true_or_false)] = False
+
+    @model_validator(mode="after")
+    def _has_a_role(self) -> "WorkerEntry":
+        if not self.kwok_nodes and not self.kubelet and not {"kwok_nodes", "kubelet"} & self.model_fields_set:
+            raise ValueError("kwok_nodes: this worker has no role: set kwok_nodes: N or kubelet: true")
+        return self
+
+
+class InventoryFile(BaseModel):
+    """The inventory file as declared; :func:`parse` makes the :class:`Inventory` from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    cluster: Annotated[str, check(lambda v: None if isinstance(v, str) and re.match(r"^[a-z0-9][-a-z0-9]{0,39}$", v)
+                                  else f"must be 1-40 of a-z, 0-9, '-', not {v!r}")] = "kdlib"
+    mode: Annotated[str, check(lambda v: None if v in MODES else f"must be one of {', '.join(MODES)}, not {v!r}")] = \
+        "binaries"
+    user: Annotated[str, check(lambda v: _user(v) if v is not None else "must be a user name, not None")] = "root"
+    port: Annotated[int, _int_in(1, 65535)] = 22
+    key: KeyFile = None
+    known_hosts: KeyFile = None
+    use_ssh_config: Annotated[bool, check(_true_or_false)] = False
+    connect_timeout: Annotated[int, _int_in(1, 600)] = 10
+    command_timeout: Annotated[float, check(
+        lambda v: None if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+        else f"must be a positive number of seconds, not {v!r}")] = 300.0
+    remote_dir: Annotated[str, check(
+        lambda v: None if isinstance(v, str) and v.startswith("/") and re.match(r"^[A-Za-z0-9_./-]+$", v)
+        else f"must be an absolute path of [A-Za-z0-9_./-], not {v!r}")] = "/var/lib/kdlib"
+    control_plane: Annotated[HostEntry | None, check(
+        lambda v: "required: the host of etcd and the API server" if v is None else None)] = None
+    workers: Annotated[list[WorkerEntry] | None, check(
+        lambda v: None if isinstance(v, list) and v else "required: a list of at least one worker")] = None
+
+    @model_validator(mode="after")
+    def _hosts_together(self) -> "InventoryFile":
+        """What only the hosts together tell: keys, duplicate names and addresses, kubeadm's kubelets."""
+        found = []
+        entries = [("control_plane", self.control_plane), *((f"workers[{i}]", w) for i, w in enumerate(self.workers))]
+        if self.key is None and not self.use_ssh_config:
+            found += [f"{where}.key: required (here or at the top) unless use_ssh_config is true"
+                      for where, entry in entries if entry.key is None]
+        names: dict[str, str] = {}
+        targets: dict[tuple[str, int], str] = {}
+        for where, entry in entries:
+            if entry.name in names:
+                found.append(f"{where}.name: also the name of {names[entry.name]}")
+            names.setdefault(entry.name, where)
+            target = (entry.address, entry.port or self.port)
+            if target in targets:
+                found.append(f"{where}.address: {target[0]}:{target[1]} is also {targets[target]}")
+            targets.setdefault(target, entry.name)
+        if (self.mode == "kubeadm" and any(w.kwok_nodes for w in self.workers)
+                and not any(w.kubelet for w in self.workers)):
+            found.append("workers: kubeadm mode needs at least one worker with kubelet: true (kwok runs as a pod)")
+        if found:
+            raise ValueError("\n".join(found))
+        return self
+
+    def host(self, entry: HostEntry) -> Host:
+        """The host ``entry`` names, with the top's defaults filled in."""
+        worker = isinstance(entry, WorkerEntry)
+        return Host(entry.name, entry.address, entry.user or self.user, entry.port or self.port,
+                    entry.key or self.key, entry.kwok_nodes if worker else 0, entry.kubelet if worker else False)
 
 
 def parse(data: Any, source: str = "<inventory>") -> Inventory:
     """Validate inventory data (as read from YAML); raises one :class:`InventoryError`
-    listing every problem."""
-    problems = _Problems()
+    listing every problem, each naming the field's path (``workers[2].port``)."""
     if not isinstance(data, dict):
-        raise InventoryError(source, [f"top: (file): must be a mapping, not {type(data).__name__}"])
-    for unknown in sorted(set(data) - _TOP_FIELDS, key=str):
-        problems.add("top", str(unknown), f"unknown field; known: {', '.join(sorted(_TOP_FIELDS))}")
-    cluster = data.get("cluster", "kdlib")
-    if not isinstance(cluster, str) or not re.match(r"^[a-z0-9][-a-z0-9]{0,39}$", cluster):
-        problems.add("top", "cluster", f"must be 1-40 of a-z, 0-9, '-', not {cluster!r}")
-    mode = data.get("mode", "binaries")
-    if mode not in MODES:
-        problems.add("top", "mode", f"must be one of {', '.join(MODES)}, not {mode!r}")
-    use_ssh_config = data.get("use_ssh_config", False)
-    if not isinstance(use_ssh_config, bool):
-        problems.add("top", "use_ssh_config", f"must be true or false, not {use_ssh_config!r}")
-        use_ssh_config = False
-    connect_timeout = _int(data.get("connect_timeout", 10), "top", "connect_timeout", problems, 1, 600)
-    command_timeout = data.get("command_timeout", 300)
-    if isinstance(command_timeout, bool) or not isinstance(command_timeout, (int, float)) or command_timeout <= 0:
-        problems.add("top", "command_timeout", f"must be a positive number of seconds, not {command_timeout!r}")
-    remote_dir = data.get("remote_dir", "/var/lib/kdlib")
-    if not isinstance(remote_dir, str) or not remote_dir.startswith("/") or not re.match(r"^[A-Za-z0-9_./-]+$", remote_dir):
-        problems.add("top", "remote_dir", f"must be an absolute path of [A-Za-z0-9_./-], not {remote_dir!r}")
-    known_hosts = _path(data.get("known_hosts"), "top", "known_hosts", problems, must_exist=True)
-    defaults = {"user": data.get("user", "root"), "port": data.get("port", 22), "key": data.get("key"),
-                "use_ssh_config": use_ssh_config}
-
-    control_plane = None
-    if "control_plane" not in data:
-        problems.add("top", "control_plane", "required: the host of etcd and the API server")
-    else:
-        control_plane = _host(data["control_plane"], "control_plane", defaults, problems, worker=False)
-    workers_data = data.get("workers")
-    workers: list[Host] = []
-    if not isinstance(workers_data, list) or not workers_data:
-        problems.add("top", "workers", "required: a list of at least one worker")
-    else:
-        for i, entry in enumerate(workers_data):
-            host = _host(entry, f"workers[{i}]", defaults, problems, worker=True)
-            if host is not None:
-                workers.append(host)
-
-    seen_names: dict[str, str] = {}
-    seen_targets: dict[tuple[str, int], str] = {}
-    for where, host in [("control_plane", control_plane), *((f"workers[{i}]", w) for i, w in enumerate(workers))]:
-        if host is None:
-            continue
-        if host.name in seen_names:
-            problems.add(f"{where} ({host.name})", "name", f"also the name of {seen_names[host.name]}")
-        seen_names.setdefault(host.name, where)
-        if (host.address, host.port) in seen_targets:
-            problems.add(f"{where} ({host.name})", "address",
-                         f"{host.address}:{host.port} is also {seen_targets[(host.address, host.port)]}")
-        seen_targets.setdefault((host.address, host.port), host.name)
-    if mode == "kubeadm" and any(w.kwok_nodes for w in workers) and not any(w.kubelet for w in workers):
-        problems.add("top", "workers", "kubeadm mode needs at least one worker with kubelet: true (kwok runs as a pod)")
-    if problems.items:
-        raise InventoryError(source, problems.items)
-    assert control_plane is not None and connect_timeout is not None  # guaranteed when no problem was found
-    return Inventory(cluster, mode, control_plane, tuple(workers), known_hosts, use_ssh_config,
-                     connect_timeout, float(command_timeout), remote_dir.rstrip("/") or "/", source)
+        raise InventoryError(source, [f"(file): must be a mapping, not {type(data).__name__}"])
+    try:
+        given = InventoryFile.model_validate(data)
+    except ValidationError as error:
+        raise InventoryError(source, problems(error, InventoryFile)) from None
+    return Inventory(given.cluster, given.mode, given.host(given.control_plane),
+                     tuple(given.host(w) for w in given.workers), given.known_hosts, given.use_ssh_config,
+                     given.connect_timeout, float(given.command_timeout), given.remote_dir.rstrip("/") or "/", source)
 
 
 def load(path: Path | str) -> Inventory:
@@ -280,9 +287,9 @@ def load(path: Path | str) -> Inventory:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as error:
-        raise InventoryError(str(path), [f"top: (file): cannot read it: {error.strerror}"]) from None
+        raise InventoryError(str(path), [f"(file): cannot read it: {error.strerror}"]) from None
     except yaml.YAMLError as error:
-        raise InventoryError(str(path), [f"top: (file): not valid YAML: {str(error).splitlines()[0]}"]) from None
+        raise InventoryError(str(path), [f"(file): not valid YAML: {str(error).splitlines()[0]}"]) from None
     return parse(data, str(path))
 
 
@@ -325,11 +332,11 @@ def from_hosts_file(
     entries = hosts_file_entries(text, exclude)
     names = [name for name, _ in entries]
     if control_plane not in names:
-        raise InventoryError(source, [f"top: control_plane: {control_plane!r} is not a host in {source} "
+        raise InventoryError(source, [f"control_plane: {control_plane!r} is not a host in {source} "
                                       f"(hosts: {', '.join(names) or 'none'})"])
     chosen = [(n, a) for n, a in entries if n != control_plane][:workers]
     if kwok_nodes and not 1 <= kwok_workers <= len(chosen):
-        raise InventoryError(source, [f"top: kwok_workers: must be in 1..{len(chosen)}, not {kwok_workers}"])
+        raise InventoryError(source, [f"kwok_workers: must be in 1..{len(chosen)}, not {kwok_workers}"])
     per_worker = [kwok_nodes // kwok_workers + (1 if i < kwok_nodes % kwok_workers else 0)
                   for i in range(kwok_workers)] if kwok_nodes else []
     worker_data = []

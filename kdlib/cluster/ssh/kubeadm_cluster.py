@@ -39,7 +39,6 @@ import hashlib
 import json
 import logging
 import shlex
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -49,22 +48,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ...errors import ClusterError, ConfigError, RemoteError
-from ..base import Cluster, ClusterInfo
+from ...wait import wait_until
+from ..base import ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
-from ..local import images
-from ..local.cluster import MARKER as OURS, is_ours  # one marker for every directory kdlib makes
-from ..local.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT
+from ..marker import MARKER as OURS, is_ours
+from ..node import config as node_config
+from ..node import identity, images
 from ..settings import client_limits
-from . import detached, kubeadm, prerequisites
-from .cluster import local_state_dir, raise_if_incomplete
+from . import base, detached, kubeadm, kubeadm_config, prerequisites
+from .base import SshClusterBase, local_state_dir
 from .inventory import Host, Inventory
-from .lock import ClusterLock
 from .remote import Hosts, Remote, SshOptions
 
 log = logging.getLogger(__name__)
 
 MARKER = "kubeadm.json"  # in the host's directory: kdlib ran init/join there (so reset is ours to run)
 CNI_CONFIG = "/etc/cni/net.d/10-kdlib.conflist"
+KUBEADM_CNI_BRIDGE = "kdlib-cni0"
 RESET_ATTEMPTS = 3
 # kubeadm's systemd drop-in as one restart loop (one line: detached processes are). On SIGTERM
 # the loop kills its kubelet and waits for it: a kubelet that outlived its stop (measured:
@@ -86,19 +86,17 @@ CNI_PLUGINS = prerequisites.Prerequisite(
     "the CNI plugins bridge, host-local, portmap in /opt/cni/bin or /usr/lib/cni (containernetworking-plugins)")
 
 
-class KubeadmCluster(Cluster):
+class KubeadmCluster(SshClusterBase):
     """A kubeadm cluster on the hosts of ``inventory`` (mode ``kubeadm``): the control
     plane and every ``kubelet: true`` worker are nodes."""
 
-    backend = "ssh"
-
-    def __init__(self, inventory: Inventory, *, settings: kubeadm.KubeadmSettings | None = None,
+    def __init__(self, inventory: Inventory, *, settings: kubeadm_config.KubeadmSettings | None = None,
                  bin_dir: Path | str | None = None, kd: bool = False, cni: str | None = None,
                  kubelet_patches: dict[str, dict[str, Any]] | None = None,
                  preflight_ignored: tuple[str, ...] = (), timeout: float = 600.0,
                  state_dir: Path | str | None = None) -> None:
-        super().__init__()
-        self.settings = settings or (kubeadm.KubeadmSettings.kd() if kd else kubeadm.KubeadmSettings.vanilla())
+        super().__init__(inventory, state_dir)
+        self.settings = settings or (kubeadm_config.KubeadmSettings.kd() if kd else kubeadm_config.KubeadmSettings.vanilla())
         problems = [f"settings: {p}" for p in self.settings.problems()]
         if inventory.mode != "kubeadm":
             problems.append(f"inventory {inventory.source}: mode is {inventory.mode!r}, not 'kubeadm'")
@@ -112,28 +110,23 @@ class KubeadmCluster(Cluster):
             problems.append(f"kubelet_patches: no such host: {', '.join(unknown)}")
         if problems:
             raise ConfigError("; ".join(problems))
-        self.inventory = inventory
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.kd = kd or self.settings.kd_images
         self.cni = cni
         self.kubelet_patches = dict(kubelet_patches or {})
         self.preflight_ignored = tuple(preflight_ignored)
         self.timeout = timeout
-        self.state_dir = Path(state_dir).expanduser() if state_dir else local_state_dir(inventory)
-        self.hosts: Hosts | None = None
-        self.lock: ClusterLock | None = None
-        self._timings: dict[str, float] = {}
+
+    @staticmethod
+    def hosts_of(inventory: Inventory) -> tuple[Host, ...]:
+        return (inventory.control_plane, *inventory.kubelet_workers)
 
     @property
     def nodes(self) -> tuple[Host, ...]:
-        return (self.inventory.control_plane, *self.inventory.kubelet_workers)
+        return self.hosts_of(self.inventory)
 
-    @property
-    def timings(self) -> dict[str, float]:
-        return dict(self._timings)
-
-    def host_dir(self, name: str) -> str:
-        return f"{self.inventory.cluster_dir()}/{name}"
+    def clean_host(self, remote: Remote) -> None:
+        clean_host(remote, self.host_dir(remote.host.name), self.settings.cri_socket)
 
     def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
         if baseline.simulated:
@@ -151,16 +144,14 @@ class KubeadmCluster(Cluster):
         built = build_node_binaries(default_bin_dir(), names=("kubelet", "sleeper"))
         local["kubelet"] = own if own and own.is_file() else built["kubelet"]
         self._sleeper = built["sleeper"]
-        self.hosts = Hosts(self.nodes, SshOptions.of(self.inventory))
         try:
-            self.hosts.run("true", timeout=self.inventory.connect_timeout + 5).check()
-            self.lock = ClusterLock(self.hosts[self.inventory.control_plane.name], self.inventory.cluster_dir())
-            self.lock.acquire()
+            self._connect()
+            self.lock = self._acquire_lock()
             checks = (*prerequisites.prerequisites(self.settings.cri_socket), NO_KUBELET_SERVICE, CTR,
                       *((CNI_PLUGINS,) if self.cni == "bridge" else ()))
             prerequisites.check_hosts(self.hosts, [h.name for h in self.nodes], checks)
             self._timings["checked"] = time.monotonic() - started
-            self._clean_hosts(collect=False)  # what a previous run of ours left
+            self._clear_remains()  # what a previous run of ours left
             tools = self.hosts.each(lambda r: kubeadm.install(r, local, self.inventory.remote_dir,
                                                               self.host_dir(r.host.name)))
             tools.check()
@@ -176,11 +167,11 @@ class KubeadmCluster(Cluster):
 
     def _boot(self, tools: dict[str, kubeadm.HostTools], started: float) -> ClusterInfo:
         cp = self.inventory.control_plane
-        token = kubeadm.new_token()
+        token = kubeadm_config.new_token()
         cp_tools = tools[cp.name]
-        kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm.scheduler_configuration(self.settings.unthrottled), sort_keys=False),
-                         kubeadm.SCHEDULER_CONFIG, mode=0o644)
-        config = self._config(cp_tools, kubeadm.init_yaml(self.settings, cp, token, self._patches(cp_tools)))
+        kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm_config.scheduler_configuration(self.settings.unthrottled), sort_keys=False),
+                         kubeadm_config.SCHEDULER_CONFIG, mode=0o644)
+        config = self._config(cp_tools, kubeadm_config.init_yaml(self.settings, cp, token, self._patches(cp_tools)))
         self._start_kubelet(cp_tools)
         self._mark(cp_tools, "init")
         kubeadm.init(cp_tools, config, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -199,8 +190,8 @@ class KubeadmCluster(Cluster):
         def join(r: Remote) -> None:
             t = tools[r.host.name]
             self._import_image(t, archive)
-            path = self._config(t, kubeadm.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
-                                                     REAL_NODE_LABEL, [REAL_NODE_TAINT]))
+            path = self._config(t, kubeadm_config.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
+                                                     identity.LABEL, [identity.TAINT]))
             self._start_kubelet(t)
             self._mark(t, "join")
             kubeadm.join(t, path, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -254,80 +245,36 @@ class KubeadmCluster(Cluster):
         api = info.api_client()
         try:
             deadline = time.monotonic() + 60
+            core = client.CoreV1Api(api)
             for host in self.nodes:
-                while not (cidr := _pod_cidr(client.CoreV1Api(api), host.name)):
-                    if time.monotonic() > deadline:
-                        raise RemoteError(host.name, "bridge CNI", "the node has no pod CIDR after 60 s")
-                    time.sleep(0.5)
+                cidr = _wait_pod_cidr(core, host.name, deadline)
                 kubeadm.put_text(self.hosts[host.name], json.dumps(bridge_conflist(cidr), indent=2), CNI_CONFIG,
                                  mode=0o644)
         finally:
             api.close()
 
-    # -- stop ----------------------------------------------------------------------------
-
-    def _clean_hosts(self, collect: bool = True) -> list[str]:
-        """Workers first; with ``collect`` a host's failure is listed and the others are
-        still cleaned, without it raised at once."""
-        failures = []
-        for host in [*self.inventory.kubelet_workers, self.inventory.control_plane]:
-            try:
-                clean_host(self.hosts[host.name], self.host_dir(host.name), self.settings.cri_socket)
-            except RemoteError as error:
-                if not collect:
-                    raise
-                failures.append(str(error).splitlines()[0])
-        return failures
-
-    def _stop(self) -> None:
-        failures = self._clean_hosts() if self.hosts is not None else []
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-        if self.hosts is not None:
-            self.hosts.close()
-            self.hosts = None
-        if is_ours(self.state_dir):
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-        raise_if_incomplete(failures, "stop")
-
 
 def _nodes(inventory: Inventory) -> Hosts:
-    return Hosts((inventory.control_plane, *inventory.kubelet_workers), SshOptions.of(inventory))
+    return Hosts(KubeadmCluster.hosts_of(inventory), SshOptions.of(inventory))
 
 
 def status(inventory: Inventory) -> dict:
     """Per node: whether kdlib ran init/join there and the PID of its kubelet; the kubeconfig."""
-    found: dict[str, Any] = {}
-    with _nodes(inventory) as hosts:
-        for name, remote in hosts.remotes.items():
-            directory = f"{inventory.cluster_dir()}/{name}"
-            try:
-                marker = remote.run(f"cat {shlex.quote(directory)}/{MARKER} 2>/dev/null", check=False).stdout
-                found[name] = {"kubeadm": json.loads(marker)["kubeadm"] if marker.strip() else None,
-                               "kubelet": detached.status(remote, "kubelet", None, directory)}
-            except RemoteError as error:
-                found[name] = f"unreachable: {error.reason}"
-    kubeconfig = local_state_dir(inventory) / "admin.kubeconfig"
-    running = any(isinstance(v, dict) and v["kubelet"] for v in found.values())
-    return {"cluster": inventory.cluster, "mode": "kubeadm", "running": running, "hosts": found,
-            "kubeconfig": str(kubeconfig) if kubeconfig.exists() else None}
+
+    def of_host(remote: Remote) -> dict[str, Any]:
+        directory = base.host_dir(inventory, remote.host.name)
+        marker = remote.run(f"cat {shlex.quote(directory)}/{MARKER} 2>/dev/null", check=False).stdout
+        return {"kubeadm": json.loads(marker)["kubeadm"] if marker.strip() else None,
+                "kubelet": detached.status(remote, "kubelet", None, directory)}
+
+    return base.status(inventory, _nodes(inventory), of_host, running=lambda node: bool(node["kubelet"]),
+                       kubeconfig=local_state_dir(inventory) / "admin.kubeconfig", mode="kubeadm")
 
 
 def down(inventory: Inventory) -> None:
     """Clean every node from the hosts' files alone (after a killed owner, too): under the
     cluster's lock, workers first."""
-    failures = []
-    with _nodes(inventory) as hosts:
-        with ClusterLock(hosts[inventory.control_plane.name], inventory.cluster_dir()):
-            for host in [*inventory.kubelet_workers, inventory.control_plane]:
-                try:
-                    clean_host(hosts[host.name], f"{inventory.cluster_dir()}/{host.name}")
-                except RemoteError as error:
-                    failures.append(str(error).splitlines()[0])
-    if is_ours(local_state_dir(inventory)):
-        shutil.rmtree(local_state_dir(inventory), ignore_errors=True)
-    raise_if_incomplete(failures, "down")
+    base.down(inventory, _nodes(inventory), lambda remote: clean_host(remote, base.host_dir(inventory, remote.host.name)))
 
 
 def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namespace)
@@ -344,7 +291,7 @@ def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namesp
     return 0
 
 
-def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm.CONTAINERD_SOCKET) -> None:
+def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm_config.CONTAINERD_SOCKET) -> None:
     """Stop our kubelet by PID, ``kubeadm reset -f`` when kdlib ran init/join here,
     remove kdlib's files in /etc and the host's directory."""
     q = shlex.quote
@@ -366,7 +313,7 @@ def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm.CONTAIN
                 raise RemoteError(remote.host.name, tools.command("reset"),
                                   f"kubeadm reset left containers after {attempt} attempts", failed[0])
             time.sleep(2)
-    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm.SCHEDULER_CONFIG)} && rm -rf {q(directory)}", timeout=60)
+    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm_config.SCHEDULER_CONFIG)} && rm -rf {q(directory)}", timeout=60)
     log.info("%s: cleaned in %.1f s", remote.host.name, time.monotonic() - started)
 
 
@@ -378,11 +325,14 @@ def ca_cert_hash(pem: bytes) -> str:
 
 
 def bridge_conflist(pod_cidr: str) -> dict[str, Any]:
-    """A node-local pod network on ``pod_cidr`` (the CNI bridge and host-local plugins)."""
-    return {"cniVersion": "0.4.0", "name": "kdlib",
-            "plugins": [{"type": "bridge", "bridge": "kdlib-cni0", "isGateway": True, "ipMasq": False,
-                         "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]]}},
-                        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    """A node-local pod network on ``pod_cidr``: a real node's, with kubeadm's portmap and a bridge
+    of its own name (the node's network is the host's here)."""
+    return node_config.cni_conflist(pod_cidr, bridge=KUBEADM_CNI_BRIDGE, port_map=True)
+
+
+def _wait_pod_cidr(core, name: str, deadline: float) -> str:  # noqa: ANN001 (CoreV1Api)
+    return wait_until(lambda: _pod_cidr(core, name), deadline=deadline, interval=0.5,
+                      error=lambda: RemoteError(name, "bridge CNI", "the node has no pod CIDR after 60 s"))
 
 
 def _pod_cidr(core, name: str) -> str | None:  # noqa: ANN001 (CoreV1Api)

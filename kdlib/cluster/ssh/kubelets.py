@@ -1,7 +1,7 @@
 """Real kubelets on SSH workers: containerd and a kubelet on each ``kubelet: true`` host.
 
 A worker is set up as the local backend's real nodes are, with the same configuration
-built as data (:mod:`kdlib.cluster.local.realnode`), but on the host itself:
+built as data (:mod:`kdlib.cluster.node`), but on the host itself:
 
 * files: the node's configuration, containerd's root and the overlays' upper layers live
   in ``/tmp/kdlib-<id>/`` (``<id>``: a hash of the cluster directory and the host name;
@@ -26,12 +26,15 @@ The host needs root, containerd, runc, ctr, the CNI plugins bridge/host-local/lo
 nsenter, unshare and the overlay filesystem; :func:`check` names what is missing.
 Tested on cgroup v1 hosts without systemd (namespace test hosts) and on systemd + cgroup v2
 hosts (Debian 12 VMs, ``tests/integration/vm/``); systemd with cgroup v1 is not tested.
+
+Long because the host-side steps (prepare, wait for containerd, read process starts, kill,
+remove) are shell scripts kept beside the Python that runs them, each covering cgroup v1 and
+v2 and both cgroup drivers; split, each script would lose the one place that reads its output.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shlex
 import shutil
@@ -39,12 +42,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import yaml
 from kubernetes import client
 
 from ...errors import ComponentError, RemoteError
 from ..controlplane import pki
-from ..local import images, realnode
+from ..node import config, identity, images, ready
+from ..node.layout import NodeLayout
 from . import detached
 from .inventory import Host, Inventory
 from .remote import Remote
@@ -53,7 +56,7 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "nsenter", "unshare", "mount", "ip")
 CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
-CNI_BRIDGE = "kdcni0"  # cni_conflist's bridge name
+CNI_BRIDGE = config.CNI_BRIDGE
 # What the kubelet writes at start (its container manager's kernel tunables), and the CNI
 # bridge plugin with the first pod (isGateway turns forwarding on: on a host of its own, not
 # a namespace, that outlives the worker); recorded as they were before, and written back at
@@ -81,7 +84,7 @@ class HostFacts:
 
 @dataclass(frozen=True)
 class Worker:
-    """A kubelet host's names and paths (the attributes the local node builders read)."""
+    """A kubelet host's names and paths."""
 
     host: Host
     index: int
@@ -104,20 +107,13 @@ class Worker:
         return PurePosixPath(f"/tmp/kdlib-{self.ident}")
 
     @property
-    def runtime(self) -> PurePosixPath:
-        return self.root
-
-    @property
-    def containerd_socket(self) -> PurePosixPath:
-        return self.root / "containerd.sock"
-
-    @property
-    def pod_cidr(self) -> str:
-        return f"10.244.{self.index}.0/24"
-
-    @property
     def cgroup(self) -> str:
         return f"/kdlib-{self.ident}"
+
+    @property
+    def layout(self) -> NodeLayout:
+        """The node's paths on its host: its root holds its sockets and the kubelet's root too."""
+        return NodeLayout(self.name, self.address, self.index, self.root, self.root, self.cgroup)
 
     @property
     def host_dir(self) -> str:
@@ -176,19 +172,13 @@ def stage(worker: Worker, staging: Path, *, ca: pki.KeyPair, server: str, facts:
     keys = staging / "keys"
     tree = staging / "tree"
     keys.mkdir(parents=True, exist_ok=True)
-    for sub in ("containerd", "runc", "cni/net.d", "cni/ipam", "pod-logs", "volume-plugins", "certs", "kubelet",
-                *(f"overlay/{p.strip('/').replace('/', '-')}/{x}" for p in realnode.PRIVATE_PATHS
-                  for x in ("upper", "work"))):
-        (tree / sub).mkdir(parents=True, exist_ok=True)
+    node = worker.layout
+    config.write_tree(tree, node, worker.root / "ca.crt", facts.cni_dir,
+                      extra_directories=(str(node.kubelet_root.relative_to(node.root)),), systemd=facts.systemd)
     pair = pki.issue(ca, keys, f"{worker.name}-client", f"system:node:{worker.name}",
                      organizations=("system:nodes",))
     pki.write_kubeconfig(tree / "kubelet.kubeconfig", server, ca, pair, f"system:node:{worker.name}")
     shutil.copy(ca.cert, tree / "ca.crt")
-    (tree / "containerd.toml").write_text(realnode._toml(realnode.containerd_config(
-        worker, facts.cni_dir, systemd_cgroup=facts.systemd)) + "\n")
-    (tree / "cni" / "net.d" / "10-kdlib.conflist").write_text(json.dumps(realnode.cni_conflist(worker), indent=2))
-    (tree / "kubelet.yaml").write_text(yaml.safe_dump(realnode.kubelet_config(
-        worker, worker.root / "ca.crt", facts.cgroup_driver), sort_keys=False))
     images.build_archive(sleeper, tree / "sleeper.tar")
     return tree
 
@@ -262,56 +252,51 @@ def start(remote: Remote, worker: Worker, tree: Path, kubelet: str, facts: HostF
     the image and start the kubelet. Raises naming the host; the caller cleans up."""
     q = shlex.quote
     remote.run("sh -c " + q(_PREPARE.format(host_dir=q(worker.host_dir), cgroup=q(worker.cgroup),
-                                            systemd=int(facts.systemd),
-                                            root=q(str(worker.root)),
+                                            systemd=int(facts.systemd), root=q(str(worker.root)),
                                             sysctls="\n".join(f"{n} {v}" for n, v in KUBELET_SETS.items()))))
     remote.put_tree(tree, str(worker.root))
-    config = worker.root / "containerd.toml"
-    script = realnode.containerd_script(worker, config, SYSTEMD_SOCKETS if facts.systemd else ())
+    node = worker.layout
+    containerd_toml = worker.root / config.CONTAINERD_TOML
+    script = config.containerd_script(node, containerd_toml, SYSTEMD_SOCKETS if facts.systemd else ())
     containerd = detached.start(remote, "containerd", ("unshare", "--mount", "--propagation", "private", "--",
                                                         "sh", "-c", script), worker.host_dir,
-                                shows=("containerd", "--config", str(config)), wait=10)
+                                shows=("containerd", "--config", str(containerd_toml)), wait=10)
     result = remote.run("sh -c " + q(_WAIT_CONTAINERD.format(
-        pid=containerd.pid, socket=q(str(worker.containerd_socket)), tenths=int(wait * 10),
+        pid=containerd.pid, socket=q(str(node.containerd_socket)), tenths=int(wait * 10),
         host_dir=q(worker.host_dir), archive=q(str(worker.root / "sleeper.tar")))), check=False,
         timeout=wait + 60)
     if not result.ok:
         raise ComponentError("containerd", f"on {worker.name}: {result.stdout.strip() or 'start-up failed'}",
                              tail(remote, worker, "containerd"))
-    argv = realnode.kubelet_argv(worker, kubelet, worker.root / "kubelet.yaml", worker.root / "kubelet.kubeconfig")
+    argv = config.kubelet_argv(node, kubelet, worker.root / config.KUBELET_YAML, worker.root / "kubelet.kubeconfig")
     detached.start(remote, "kubelet", ("nsenter", f"--mount=/proc/{containerd.pid}/ns/mnt", "--", *argv),
                    worker.host_dir, shows=argv, wait=10)
 
 
 def wait_ready(api: client.ApiClient, workers: dict[str, tuple[Remote, Worker]], deadline: float) -> None:
     """Poll until every worker's Node is Ready; a kubelet or containerd that died is named."""
-    core = client.CoreV1Api(api)
-    last_check = time.monotonic()
-    while True:
-        ready = {n.metadata.name for n in core.list_node(label_selector="kdlib/real-node=true").items
-                 if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
-        if set(workers) <= ready:
+    last_check = [time.monotonic()]
+
+    def alive() -> None:
+        if time.monotonic() - last_check[0] <= 2:  # one SSH round trip per host every 2 s, not every poll
             return
-        if time.monotonic() - last_check > 2:  # one SSH round trip per host every 2 s, not every poll
-            last_check = time.monotonic()
-            for remote, worker in workers.values():
-                for name in ("containerd", "kubelet"):
-                    if detached.status(remote, name, None, worker.host_dir) is None:
-                        raise ComponentError(name, f"exited on {worker.name}", tail(remote, worker, name))
-        if time.monotonic() > deadline:
-            missing = sorted(set(workers) - ready)
-            remote, worker = workers[missing[0]]
-            raise ComponentError("kubelet", f"node {', '.join(missing)} not Ready before the start-up deadline",
-                                 tail(remote, worker, "kubelet"))
-        time.sleep(0.3)
+        last_check[0] = time.monotonic()
+        for remote, worker in workers.values():
+            for name in ("containerd", "kubelet"):
+                if detached.status(remote, name, None, worker.host_dir) is None:
+                    raise ComponentError(name, f"exited on {worker.name}", tail(remote, worker, name))
+
+    def late(missing: list[str]) -> ComponentError:
+        remote, worker = workers[missing[0]]
+        return ComponentError("kubelet", f"node {', '.join(missing)} not Ready before the start-up deadline",
+                              tail(remote, worker, "kubelet"))
+
+    ready.wait_ready(api, workers, selector=identity.SELECTOR, deadline=deadline, interval=0.3, check=alive,
+                     error=late)
 
 
-def tail(remote: Remote, worker: Worker, name: str, lines: int = 20) -> str:
-    _, log_file = detached.paths(worker.host_dir, name)
-    try:
-        return remote.run(f"tail -n {lines} {shlex.quote(log_file)}", check=False, timeout=10).stdout
-    except RemoteError as error:
-        return f"(log unavailable: {error.reason})"
+def tail(remote: Remote, worker: Worker, name: str) -> str:
+    return detached.log_tail(remote, worker.host_dir, name, lines=20)
 
 
 # -- measurement ------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import getpass
 import os
 import shlex
 import socket
-import time
 
 import paramiko
 
 from ...errors import RemoteError, RemoteLockBusy
+from ...wait import wait_until
 from .remote import HANDSHAKE_TIMEOUT, Remote, map_error
 
 BUSY = 75  # flock -E: the lock is held elsewhere
@@ -71,10 +71,8 @@ class ClusterLock:
             return
         try:
             channel.shutdown_write()
-            deadline = time.monotonic() + 5
-            while not channel.exit_status_ready() and time.monotonic() < deadline:
-                time.sleep(0.02)
-        except (OSError, EOFError, paramiko.SSHException):
+            wait_until(channel.exit_status_ready, timeout=5, interval=0.02)
+        except (OSError, EOFError, paramiko.SSHException, TimeoutError):
             pass  # the connection is gone, and with it the lock
         finally:
             channel.close()

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 from ...errors import RemoteError
-from .kubeadm import CONTAINERD_SOCKET
+from .kubeadm_config import CONTAINERD_SOCKET
 from .remote import Hosts, Remote
 
 

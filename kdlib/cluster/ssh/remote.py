@@ -16,6 +16,11 @@ that follows never races a start still going on a host.
 Nothing of the user's ``~/.ssh`` is read or written unless the inventory says
 ``use_ssh_config: true``: no ssh_config, no agent, no default keys, host keys kept in
 memory only (verified against the inventory's ``known_hosts`` when it names one).
+
+Long because it is the whole fabric layer, one idea: :class:`Hosts` runs through each
+:class:`Remote`'s connection, result mapping (``_result``, :func:`map_error`) and
+interruption state (``_each``), so that every SSH call in kdlib shares one set of timeouts,
+errors and Ctrl-C rules; split, each half would reach into the other's internals.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from fabric.exceptions import GroupException
 from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
 from ...errors import HostUnreachable, RemoteError
-from ..local.processes import _signals_deferred
+from ..signals import signals_deferred
 from .inventory import Host, Inventory
 
 log = logging.getLogger(__name__)
@@ -398,7 +403,7 @@ class Hosts:
             values = [future.result() for future in futures]
         except BaseException:
             cancelled.set()
-            with _signals_deferred():
+            with signals_deferred():
                 pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)

@@ -1,7 +1,7 @@
 """The microbenchmarks of Figures 9–11: specification, measurement, suite runner, analysis.
 
 >>> from kdlib.experiments import microbench                       # doctest: +SKIP
->>> params = microbench.SuiteParams.from_notebook(run_id="my-run")
+>>> params = microbench.SuiteParams(run_id="my-run")  # or .from_notebook(globals())
 >>> microbench.run_suite(params)
 >>> microbench.load("scale-pods", "my-run")       # one row per log; total_s is the p90 time
 """

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ...cluster.settings import SIMULATED_READY_AFTER_MS, client_limits
-from ..baselines import UNTHROTTLED, display
+from ...baselines import UNTHROTTLED, display
 from .spec import BENCHES
 
 THROTTLED = "k8s+"

@@ -21,7 +21,7 @@ from ...k8s import objects
 from ...k8s.calls import parallel
 from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled  # noqa: F401 (the suite's too)
 from ...stats import original_percentile, percentile
-from ..baselines import Baseline
+from ...baselines import Baseline
 from .analysis import POD_STAGES
 from .spec import Workload
 from .timeline import Timeline

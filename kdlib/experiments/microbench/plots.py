@@ -12,7 +12,7 @@ from typing import Sequence
 import altair as alt
 import pandas as pd
 
-from ..baselines import display
+from ...baselines import display
 from .analysis import STAGE_LABELS, STAGE_ORDER
 from .spec import BENCHES
 

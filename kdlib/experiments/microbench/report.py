@@ -21,7 +21,7 @@ from ... import store
 from ...cluster.settings import SIMULATED_READY_AFTER_MS
 from ...publish import render
 from .. import loads, runner, verdict
-from ..baselines import BASELINES, KD_WITHOUT_BINARIES, display
+from ...baselines import BASELINES, KD_WITHOUT_BINARIES, display
 from . import analysis, bottleneck, comparison, logs, plots
 from .spec import BENCHES
 

@@ -1,26 +1,28 @@
 """The microbenchmarks as data: the benches of Figures 9–11 and a suite's parameters.
 
 Everything a figure needs to be drawn and described — its number, what is swept, the
-axis title, the scales, which systems the paper ran — lives once, in :data:`BENCHES`.
-Validation reports every problem at once, before anything is provisioned.
+axis title, the scales, which systems the paper ran — lives once, in :data:`BENCHES`; a
+suite's parameters once, in :class:`SuiteParams` (the notebook's parameters cell and the
+CLI's options are made from it). Validation reports every problem at once, before anything
+is provisioned.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ... import store
-from ...cluster import registry
-from ...errors import ConfigError
+from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
+
 from ...machine import QuietPolicy
-from ..baselines import BASELINES
+from ...baselines import BASELINES
+from ...params import Params, RunId, check, directory, flag, names, number, one_of, one_or_more, param, whole
+from ..backend import backend_problem, inventory_path
 
 PODS_PER_NODE = 5
 MAX_PODS = 20_000  # 2 cores: ~20 pods/s under the controller manager's client limit; 20,000 ≈ 17 min
 MAX_NODES = 5_000  # kwok's own benchmark size; see kdlib.cluster.local.MAX_NODES
-MAX_RUN_ID = store.MAX_RUN_ID
 
 
 @dataclass(frozen=True)
@@ -77,61 +79,111 @@ BENCHES = {
 }
 
 
-def _as_tuple(value: Any) -> tuple:
-    """One value where a list is expected counts as a list of one (``-p benches scale-pods``)."""
-    if value is None:
-        return ()
-    if isinstance(value, (str, int, float)):
-        return (value,)
-    return tuple(value)
+def _scale(bench: str) -> Any:
+    """A scale of ``bench``: a positive integer whose workload this machine can hold."""
+    def why_not(scale: Any) -> str | None:
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale <= 0:
+            return f"{scale!r} is not a positive integer"
+        if bench == "scale-nodes" and scale > MAX_NODES:
+            return f"{scale} nodes; at most {MAX_NODES} (kwok's own benchmark size)"
+        pods = BENCHES[bench].workload(scale).pods
+        if pods > MAX_PODS:
+            return (f"{scale} means {pods} pods; at most {MAX_PODS} (~20 pods/s under the controller manager's "
+                    "client limit)")
+        return None
+    return check(why_not)
 
 
-@dataclass(frozen=True)
-class SuiteParams:
-    """Everything a microbenchmark suite needs; :meth:`validate` checks it all."""
+def _scales_doc(bench: str) -> str:
+    spec = BENCHES[bench]
+    return (f"Figure {spec.figure}: {spec.swept} (default {', '.join(map(str, spec.default_scales))})")
 
-    run_id: str | None
-    backend: str = "local"
-    benches: tuple[str, ...] = tuple(BENCHES)
-    scales: dict[str, tuple[int, ...]] = field(default_factory=dict)  # bench -> scales; default per bench
-    baselines: tuple[str, ...] = tuple(BASELINES)
-    nodes: int = 20
-    repeats: int = 1
-    kd_bin_dir: Path | None = None
-    real_nodes: int = 0  # local backend: real kubelets for k8s and kd (0: those are not measured)
-    settle_s: float = 2.0
-    run_timeout_s: float | None = None  # None: timeout_for(workload)
-    inventory: Path | None = None  # ssh backend: the hosts (its kubelet workers are the real nodes)
-    # Before each run, wait (at most quiet_max_wait_s) until the CPUs were idle ≥ quiet_idle_pct %
-    # over a window of quiet_window_s (kdlib.machine); a run that gets no quiet machine is marked busy.
-    quiet_idle_pct: float = 80.0
-    quiet_window_s: float = 5.0
-    quiet_max_wait_s: float = 300.0
 
+def _artifact_scales_doc() -> str:
+    return ("True: the original artifact's scales (" + "; ".join(
+        f"{b.symbol}: {', '.join(map(str, b.artifact_scales))}" for b in BENCHES.values()) + "); not with the three above")
+
+
+def _scales(bench: str) -> Any:
+    """The type of a bench's scales parameter: None (its default scales), or its scales (one counts as a list)."""
+    return Annotated[tuple[Annotated[int, _scale(bench)], ...] | None, BeforeValidator(one_or_more)]
+
+
+ScalePods, ScaleFuncs, ScaleNodes = _scales("scale-pods"), _scales("scale-funcs"), _scales("scale-nodes")
+
+
+class SuiteParams(Params):
+    """Everything a microbenchmark suite needs: the notebook's parameters and ``kdlib run``'s
+    options, declared once (:mod:`kdlib.params`); an instance is always valid."""
+
+    run_id: RunId = param(None, "required: names results/<bench>/<run_id>/ (letters, digits, '.', '_', '-')")
+    backend: Annotated[str, check(backend_problem)] = param(
+        "local", '"local": a real control plane on this machine with kwok fake nodes; "ssh": on the hosts of '
+        "`inventory`")
+    benches: Annotated[tuple[Annotated[str, one_of(BENCHES, "bench")], ...], names(BENCHES, one_is_a_list=True)] = \
+        param(tuple(BENCHES), ", ".join(f"Figure {b.figure}: {b.name}" for b in BENCHES.values()), cli=("--bench",))
+    scale_pods: ScalePods = param(None, _scales_doc("scale-pods"))
+    scale_funcs: ScaleFuncs = param(None, _scales_doc("scale-funcs"))
+    scale_nodes: ScaleNodes = param(None, _scales_doc("scale-nodes"))
+    artifact_scales: Annotated[bool, check(flag)] = param(False, _artifact_scales_doc())
+    baselines: Annotated[tuple[Annotated[str, one_of(BASELINES, "baseline")], ...],
+                         names(BASELINES, one_is_a_list=True)] = param(
+        ("k8s", "k8s+", "k8s+u", "kd", "kd+"), "systems under test (k8s+u: k8s+ unthrottled, a control experiment); those that cannot run "
+        "here are listed as not measured", cli=("--baseline",))
+    nodes: Annotated[int, whole(1, MAX_NODES, beyond=" (kwok's own benchmark size)")] = param(
+        20, "kwok nodes for Figures 9 and 10")
+    repeats: Annotated[int, whole(1, 100)] = param(
+        1, "runs per (bench, baseline, scale); figures show the median and the range")
+    kd_bin_dir: Annotated[Path | None, BeforeValidator(directory)] = param(
+        None, "Kubedirect's binaries (some of the same file names; ours fill in the rest); enables kd+; unset: "
+        "those `python -m kdlib kd fetch` stored, if any")
+    real_nodes: Annotated[int, whole(0, 8, beyond=" on one machine (each is a kubelet and a containerd)")] = param(
+        2, "local backend: real kubelets and containers for k8s and kd (0 turns them off; not measured, with the "
+        "reason, where this machine cannot run them)")
+    settle_s: Annotated[float, number(0)] = param(
+        2.0, "seconds to wait once the cluster is quiet, between runs", cli=("--settle",))
+    quiet_idle_pct: Annotated[float, number(0, high=100)] = param(
+        80.0, "before each run, wait until the CPUs were idle at least this % over quiet_window_s")
+    quiet_window_s: Annotated[float, number(0, above=True)] = param(
+        5.0, "the window over which idleness is judged (/proc/stat; not the slow 1-minute load average)",
+        cli=("--quiet-window",))
+    quiet_max_wait_s: Annotated[float, number(0)] = param(
+        300.0, "wait at most this long; a run measured without a quiet machine is marked busy",
+        cli=("--quiet-max-wait",))
+    run_timeout_s: Annotated[float | None, number(0, above=True, none="automatic")] = param(
+        None, "a run whose pods are not all Ready by then is recorded as failed (None: 60 s + 0.1 s per pod)",
+        cli=("--run-timeout",))
+    inventory: Path | None = param(
+        None, 'backend "ssh": the YAML file naming the hosts (README: "A real cluster over SSH"); its kubelet '
+        "workers are the real nodes")
+
+    @field_validator("artifact_scales")
     @classmethod
-    def from_notebook(cls, *, run_id: Any, backend: Any = "local", benches: Any = tuple(BENCHES),
-                      scale_pods: Any = None, scale_funcs: Any = None, scale_nodes: Any = None,
-                      artifact_scales: bool = False, baselines: Any = tuple(BASELINES), nodes: Any = 20,
-                      repeats: Any = 1, kd_bin_dir: Any = None, real_nodes: Any = 0, settle_s: Any = 2.0,
-                      run_timeout_s: Any = None, inventory: Any = None, quiet_idle_pct: Any = 80.0,
-                      quiet_window_s: Any = 5.0, quiet_max_wait_s: Any = 300.0) -> "SuiteParams":
-        """The notebook's (and CLI's) parameters, checked. ``artifact_scales`` replaces every
-        bench's scales by the original artifact's; giving both is refused."""
-        given = {"scale-pods": scale_pods, "scale-funcs": scale_funcs, "scale-nodes": scale_nodes}
-        if artifact_scales:
-            if any(v is not None for v in given.values()):
-                raise ConfigError("invalid parameters:\n  scales: give either artifact_scales or per-bench "
-                                  "scales, not both")
-            scales = {name: bench.artifact_scales for name, bench in BENCHES.items()}
-        else:
-            scales = {name: _as_tuple(v) for name, v in given.items() if v is not None}
-        return cls(run_id=run_id, backend=backend, benches=_as_tuple(benches), scales=scales,
-                   baselines=_as_tuple(baselines), nodes=nodes, repeats=repeats,
-                   kd_bin_dir=Path(kd_bin_dir).expanduser() if kd_bin_dir else None,
-                   real_nodes=real_nodes, settle_s=settle_s, run_timeout_s=run_timeout_s,
-                   inventory=Path(inventory).expanduser() if isinstance(inventory, (str, Path)) and str(inventory)
-                   else inventory or None, quiet_idle_pct=quiet_idle_pct, quiet_window_s=quiet_window_s,
-                   quiet_max_wait_s=quiet_max_wait_s).validate()  # anything else is named by validate()
+    def _not_both(cls, artifact_scales: bool, info: ValidationInfo) -> bool:
+        if artifact_scales and any(info.data.get(f"scale_{b}") is not None for b in ("pods", "funcs", "nodes")):
+            raise ValueError("give either artifact_scales or per-bench scales (scale_pods, scale_funcs, "
+                             "scale_nodes), not both")
+        return artifact_scales
+
+    @field_validator("inventory", mode="before")
+    @classmethod
+    def _inventory(cls, inventory: Any, info: ValidationInfo) -> Any:
+        return inventory_path(inventory, info)
+
+    @model_validator(mode="after")
+    def _real_pods_fit(self) -> "SuiteParams":
+        found = _real_node_problems(self)
+        if found:
+            raise ValueError("\n".join(found))
+        return self
+
+    @property
+    def scales(self) -> dict[str, tuple[int, ...]]:
+        """bench → its scales, for the benches given scales (the others take their default)."""
+        if self.artifact_scales:
+            return {name: bench.artifact_scales for name, bench in BENCHES.items()}
+        given = {"scale-pods": self.scale_pods, "scale-funcs": self.scale_funcs, "scale-nodes": self.scale_nodes}
+        return {name: scales for name, scales in given.items() if scales is not None}
 
     def timeout_for(self, workload: Workload) -> float:
         """``run_timeout_s``, else 60 s plus 0.1 s per pod: twice what the controller manager's
@@ -147,55 +199,6 @@ class SuiteParams:
     def scales_for(self, bench: str) -> tuple[int, ...]:
         return tuple(self.scales.get(bench) or BENCHES[bench].default_scales)
 
-    def problems(self) -> list[str]:
-        found = []
-        if problem := store.run_id_problem(self.run_id):
-            found.append(problem)
-        found += registry.backend_problems(self.backend, self.inventory)
-        for bench in self.benches:
-            if bench not in BENCHES:
-                found.append(f"benches: unknown bench {bench!r} (known: {', '.join(BENCHES)})")
-        if not self.benches:
-            found.append("benches: empty; name at least one of " + ", ".join(BENCHES))
-        for bench, scales in self.scales.items():
-            if bench not in BENCHES:
-                found.append(f"scales: unknown bench {bench!r}")
-                continue
-            for scale in scales or ():
-                if not isinstance(scale, int) or isinstance(scale, bool) or scale <= 0:
-                    found.append(f"scales[{bench}]: {scale!r} is not a positive integer")
-                elif bench == "scale-nodes" and scale > MAX_NODES:
-                    found.append(f"scales[{bench}]: {scale} nodes; at most {MAX_NODES} (kwok's own benchmark size)")
-                elif BENCHES[bench].workload(scale).pods > MAX_PODS:
-                    found.append(f"scales[{bench}]: {scale} means {BENCHES[bench].workload(scale).pods} pods; "
-                                 f"at most {MAX_PODS} (~20 pods/s under the controller manager's client limit)")
-        for baseline in self.baselines:
-            if baseline not in BASELINES:
-                found.append(f"baselines: unknown baseline {baseline!r} (known: {', '.join(BASELINES)})")
-        if not self.baselines:
-            found.append("baselines: empty; name at least one of " + ", ".join(BASELINES))
-        for name, value, limit in (("nodes", self.nodes, MAX_NODES), ("repeats", self.repeats, 100)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                found.append(f"{name}: {value!r} is not a positive integer")
-            elif value > limit:
-                found.append(f"{name}: {value} is more than {limit}")
-        if not isinstance(self.settle_s, (int, float)) or self.settle_s < 0:
-            found.append(f"settle_s: {self.settle_s!r} must be a number >= 0")
-        if self.run_timeout_s is not None and (not isinstance(self.run_timeout_s, (int, float))
-                                               or self.run_timeout_s <= 0):
-            found.append(f"run_timeout_s: {self.run_timeout_s!r} must be a number > 0 (or None: automatic)")
-        found += _real_node_problems(self)
-        found += self.quiet.problems()
-        if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).expanduser().is_dir():
-            found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
-        return found
-
-    def validate(self) -> "SuiteParams":
-        found = self.problems()
-        if found:
-            raise ConfigError("invalid parameters:\n  " + "\n  ".join(found))
-        return self
-
 
 def real_node_count(params: SuiteParams) -> int:
     """The real nodes k8s and kd run on: ``real_nodes`` here, the kubelet workers over SSH."""
@@ -210,22 +213,15 @@ def _real_node_problems(params: SuiteParams) -> list[str]:
     """Real pods must fit the real nodes' kubelets (110 pods each); Figure 11 stays on kwok."""
     from ...cluster.local.realnode import MAX_PODS
 
-    if not isinstance(params.real_nodes, int) or isinstance(params.real_nodes, bool) or params.real_nodes < 0:
-        return [f"real_nodes: {params.real_nodes!r} is not an integer >= 0"]
-    if params.real_nodes > 8:
-        return [f"real_nodes: {params.real_nodes}; at most 8 on one machine (each is a kubelet and a containerd)"]
-    try:
-        count = real_node_count(params)
-    except Exception:  # noqa: BLE001 - an invalid inventory is reported by _inventory_problems
-        return []
-    if not count or all(BASELINES[b].simulated for b in params.baselines if b in BASELINES):
+    count = real_node_count(params)
+    if not count or all(BASELINES[b].simulated for b in params.baselines):
         return []
     found = []
-    for bench in ("scale-pods", "scale-funcs"):
+    for bench, field in (("scale-pods", "scale_pods"), ("scale-funcs", "scale_funcs")):
         if bench in params.benches:
             for scale in params.scales_for(bench):
-                if isinstance(scale, int) and -(-scale // count) > MAX_PODS:
-                    found.append(f"scales[{bench}]: {scale} real pods do not fit {count} real nodes "
+                if -(-scale // count) > MAX_PODS:
+                    found.append(f"{field}: {scale} real pods do not fit {count} real nodes "
                                  f"of {MAX_PODS} pods each; add real nodes or lower the scale")
     return found
 
@@ -258,4 +254,4 @@ def with_fetched_kd(params: SuiteParams) -> tuple[SuiteParams, str | None]:
     digests = ", ".join(f"{name}@{b.manifest_digest}" for name, b in found.binaries.items())
     note = (f"kd_bin_dir not given: using the Kubedirect binaries that `kd fetch` stored in {found.directory} "
             f"(from {found.binaries['kube-apiserver'].image.rsplit(':', 1)[0].rsplit('/', 1)[0]}, {digests})")
-    return replace(params, kd_bin_dir=found.directory), note
+    return params.replaced(kd_bin_dir=found.directory), note

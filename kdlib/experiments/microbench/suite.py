@@ -29,7 +29,7 @@ from ...cluster.binaries import ensure_binaries
 from ...errors import ConfigError, ExperimentError, KdlibError, api_errors
 from ...log import get as get_logger
 from .. import usage
-from ..baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
+from ...baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
 from ..runner import SuiteRecord, suite_lock
 from . import logs, measure
 from .spec import BENCHES, RunItem, SuiteParams
@@ -117,14 +117,13 @@ def _key(item: RunItem) -> logs.RunKey:
 
 
 def _parameters(params: SuiteParams) -> dict[str, Any]:
-    return {**asdict(params), "kd_bin_dir": str(params.kd_bin_dir) if params.kd_bin_dir else None,
+    return {**params.model_dump(), "kd_bin_dir": str(params.kd_bin_dir) if params.kd_bin_dir else None,
             "inventory": str(params.inventory) if params.inventory else None,
             "scales": {b: list(params.scales_for(b)) for b in params.benches}}
 
 
 def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool = True) -> SuiteOutcome:
     """Run every (bench, baseline, scale, repeat) of ``params`` not already finished."""
-    params.validate()
     if params.kd_bin_dir is not None and any(BASELINES[b].kd for b in params.baselines):
         ensure_binaries(params.kd_bin_dir)  # before the first vanilla run, not after them
     clusters = _clusters(params)

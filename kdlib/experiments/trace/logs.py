@@ -9,8 +9,8 @@ One line per invocation, as the original's trace client writes it::
 (one line in the file). Stamps after ``CSendReq`` are ms since the client sent it; a stamp
 that never happened is ``N/A`` (a failed dispatch has ``GSendReq``, ``GRecvRes`` and
 ``Delay`` N/A). The file ends with ``Summary: total N success S fail F``. :func:`parse`
-reads logs of the original and of kdlib alike, vectorised: a few whole-text replacements
-turn the lines into plain CSV for pandas' C parser (no per-line Python).
+reads logs of the original and of kdlib alike, vectorised: polars' CSV reader splits the
+lines into their tokens on all cores and its string kernels cut the units (no per-line Python).
 
 **The namespace token.** The original's client ran in the ``default`` namespace, and its
 plot script matches exactly ``ID: default/trace-…``. kdlib's Deployments live in their
@@ -33,13 +33,13 @@ invocation count its metadata recorded (:mod:`kdlib.store`'s integrity model) an
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from ... import store
 from ...errors import LogFormatError
@@ -49,10 +49,6 @@ from .gateway import FAIL_DISPATCH, SUCCESS, Invocation
 ID_NAMESPACE = "default"
 
 _SUMMARY = re.compile(r"^Summary: total (\d+) success (\d+) fail (\d+)\s*$", re.M)
-COLUMNS = ["ns", "id_name", "id_index", "func_ns", "func", "status", "ts_s", "csend_s", "grecv_req_ms",
-           "gsend_req_ms", "grecv_res_ms", "crecv_res_ms", "delay_ms", "runtime_ms", "requested_ms"]
-_KEYS = (", Func: ", ", Status: ", ", TS: ", ", CSendReq: ", ", GRecvReq: ", ", GSendReq: ", ", GRecvRes: ",
-         ", CRecvRes: ", ", Delay: ", ", Runtime: ")
 
 
 def _ms(value: float | None, base: float) -> str:
@@ -79,13 +75,15 @@ def summary_line(statuses: Iterable[str]) -> str:
     return f"Summary: total {len(statuses)} success {ok} fail {len(statuses) - ok}\n"
 
 
-# Deleting these bytes and turning "/" into a space leaves 26 whitespace-separated tokens per
-# line ("ID default trace-7-0 3 Func default trace-7 Statu SUCCESS TS 12.345 …"): the keys'
-# lower-case m/s go too, which only shortens the key tokens, skipped below.
-_DELETE = b"+,:ms"
-_SLASH_TO_SPACE = bytes.maketrans(b"/", b" ")
-_TOKENS = {6: "func", 8: "status", 10: "ts_s", 12: "csend_s", 14: "grecv_req_ms", 16: "gsend_req_ms",
-           18: "grecv_res_ms", 20: "crecv_res_ms", 22: "delay_ms", 24: "runtime_ms", 25: "requested_ms"}
+# A line is 22 space-separated tokens, keys and values in turn: "ID:" "default/trace-7-0/3,"
+# "Func:" "default/trace-7," "Status:" "SUCCESS," "TS:" "12.345s," … "Runtime:" "101.180/101ms".
+# polars' multi-threaded CSV reader splits them (a header line names them, so that a short
+# first line cannot fix the width); the values keep their units and commas, cut off below.
+_VALUES = ("id", "func", "status", "ts_s", "csend_s", "grecv_req_ms", "gsend_req_ms", "grecv_res_ms",
+           "crecv_res_ms", "delay_ms", "runtime")
+_HEADER = " ".join(f"key{i} {name}" for i, name in enumerate(_VALUES)).encode() + b"\n"
+_UNITS = {"ts_s": "s,", "csend_s": "s,", **{name: "ms," for name in _VALUES[5:10]}}
+_REQUIRED = ("ts_s", "csend_s", "runtime_ms", "requested_ms")
 
 
 def _last_summary(data: bytes) -> dict | None:
@@ -98,40 +96,55 @@ def _last_summary(data: bytes) -> dict | None:
     return {"total": int(match[1]), "success": int(match[2]), "fail": int(match[3])} if match else None
 
 
+def _number(name: str, unit: str) -> pl.Expr:
+    return pl.col(name).str.strip_chars_end(unit).str.strip_chars_start("+").cast(pl.Float64, strict=False)
+
+
+def _categorical(column: pl.Series) -> pd.Categorical:
+    values = column.unique().sort()
+    codes = column.cast(pl.Enum(values)).to_physical().to_numpy()
+    return pd.Categorical.from_codes(codes, values.to_list())
+
+
 def parse_bytes(data: bytes, source: str = "log") -> tuple[pd.DataFrame, dict | None]:
     """Parse a trace log: one row per invocation, and the summary line's counts (or None).
 
-    Summary lines have fewer tokens: pandas fills their missing columns with NaN and
-    they are dropped by the missing ``Runtime``; no copy of the text is made to cut them.
+    Lines without TS and Runtime (the Summary, a cut line) are left out; :func:`damage`
+    counts them. A value that is neither a number nor ``N/A`` is counted per column in
+    ``frame.attrs["garbled"]``, also for :func:`damage`.
     """
     summary = _last_summary(data)
-    body = data.replace(b"N/A", b"NaN").translate(_SLASH_TO_SPACE, _DELETE)
     try:
-        frame = pd.read_csv(io.BytesIO(body), sep=" ", header=None, engine="c", usecols=list(_TOKENS),
-                            dtype={6: "category", 8: "category"}, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame(columns=list(_TOKENS))
-    except (ValueError, pd.errors.ParserError) as error:
+        raw = pl.read_csv(_HEADER + data, separator=" ", has_header=True, infer_schema=False, quote_char=None,
+                          truncate_ragged_lines=True, columns=list(_VALUES[1:]))
+    except pl.exceptions.NoDataError:
+        raw = pl.DataFrame(schema={name: pl.String for name in _VALUES[1:]})
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as error:
         raise LogFormatError(f"{source}: not a trace log in the original's line format "
                              f"({str(error).splitlines()[0]})") from None
-    frame.columns = [_TOKENS[c] for c in frame.columns]
-    requested = frame["requested_ms"]
-    if requested.dtype.kind == "f":  # NaN: summary lines (they have fewer tokens) or broken lines
-        missing = requested.isna() & frame["ts_s"].isna()
-        if missing.any():
-            frame = frame[~missing.to_numpy()].reset_index(drop=True)
-    for column in ("ts_s", "csend_s", "runtime_ms", "requested_ms"):
-        if frame[column].dtype.kind not in "fi" or frame[column].isna().any():
-            raise LogFormatError(f"{source}: a line lacks or garbles TS, CSendReq or Runtime")
-    frame["requested_ms"] = frame["requested_ms"].astype(np.int64)
-    for column in ("func", "status"):
-        if frame[column].dtype != "category":
-            frame[column] = frame[column].astype("category")
-        frame[column] = frame[column].cat.remove_unused_categories()
+    runtime = pl.col("runtime").str.strip_chars_end("ms").str.split_exact("/", 1)
+    parsed = raw.select(
+        pl.col("func").str.strip_chars_end(",").str.replace(r"^[^/]*/", ""),
+        pl.col("status").str.strip_chars_end(","),
+        *(_number(name, unit) for name, unit in _UNITS.items()),
+        runtime.struct.field("field_0").cast(pl.Float64, strict=False).alias("runtime_ms"),
+        runtime.struct.field("field_1").cast(pl.Int64, strict=False).alias("requested_ms"),
+        *((pl.col(name).is_not_null() & (pl.col(name) != "N/A,") & _number(name, unit).is_null()).alias(f"bad_{name}")
+          for name, unit in _UNITS.items()),
+    ).filter(pl.col("ts_s").is_not_null() | pl.col("requested_ms").is_not_null())
+    if not len(parsed) and summary is None and data.strip():
+        raise LogFormatError(f"{source}: not a trace log in the original's line format (no invocation line)")
+    if parsed.select(pl.any_horizontal(pl.col(name).is_null() for name in _REQUIRED).any()).item():
+        raise LogFormatError(f"{source}: a line lacks or garbles TS, CSendReq or Runtime")
+    frame = pd.DataFrame({"func": _categorical(parsed["func"]), "status": _categorical(parsed["status"]),
+                          **{name: parsed[name].to_numpy() for name in (*_UNITS, "runtime_ms", "requested_ms")}})
     frame["function"] = frame["func"]
     rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce").to_numpy()
     frame["row"] = pd.array(rows[frame["func"].cat.codes.to_numpy()], dtype="Int64")
     frame["failed"] = (frame["status"] != SUCCESS).to_numpy()
+    frame.attrs["garbled"] = {name: count for name, count in
+                              parsed.select(pl.col(f"bad_{name}").sum().alias(name) for name in _UNITS).row(0, named=True).items()
+                              if count}
     return frame, summary
 
 
@@ -180,11 +193,11 @@ def damage(data: bytes, frame: pd.DataFrame, summary: dict | None) -> list[str]:
     unknown = sorted(set(map(str, statuses)) - set(STATUSES))
     if unknown:
         found.append(f"unknown status {', '.join(unknown[:3])} (known: {', '.join(STATUSES)})")
+    garbled = frame.attrs.get("garbled", {})
     for column in ("ts_s", "csend_s", "runtime_ms", "requested_ms", *_STAMPS):
-        values = frame[column] if frame[column].dtype.kind in "fi" else pd.to_numeric(frame[column], errors="coerce")
-        garbled = values.isna() & frame[column].notna()
-        if garbled.any():
-            found.append(f"{int(garbled.sum())} line(s) have a non-number in {column}")
+        if garbled.get(column):
+            found.append(f"{garbled[column]} line(s) have a non-number in {column}")
+        values = frame[column]
         bad = values.notna() & ~(np.isfinite(values) & (values >= 0))
         if bad.any():
             found.append(f"{int(bad.sum())} line(s) have a negative or infinite {column}")

@@ -1,15 +1,17 @@
-"""The trace replay's systems and parameters, validated before anything is provisioned."""
+"""The trace replay's systems and parameters (declared once: :class:`TraceParams`),
+validated before anything is provisioned."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from ... import store
-from ...errors import ConfigError
+from pydantic import BeforeValidator, ValidationInfo, field_validator
+
 from ...machine import QuietPolicy
+from ...params import Params, RunId, check, directory, flag, names, number, one_of, param, whole
+from ..backend import backend_problem, inventory_path
 from .data import SUBSET_RULES
 from .kpa import KPAConfig
 
@@ -55,129 +57,142 @@ FILE_KEYS = {"Kn/K8s": "kn-k8s", "Kn/Kd": "kn-kd", "Dirigent": "dirigent", "Dr/K
 #: Systems shown from the original's reference CSVs when the run names one: system → parameter.
 REFERENCE_DATA = {"Kn/K8s": "kn_k8s_csv", "Dirigent": "dirigent_csv"}
 MAX_NODES = 5_000  # kwok's own benchmark size; see kdlib.cluster.local.MAX_NODES
+#: The run id of the repository's reference runs (results/*/reference/): always at the original's pace.
+REFERENCE_RUN_ID = "reference"
 
 
-def _whole(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+def _trace_dir(value: Any) -> Path | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, Path)):
+        raise ValueError(f"must be the path of a directory, not {value!r}")
+    found = Path(value).expanduser()
+    if found.exists() and not found.is_dir():
+        raise ValueError(f"{found} is a file; give the directory holding invocations.csv and durations.csv "
+                         "(Azure 2019 format)")
+    if not found.exists():
+        raise ValueError(f"directory {found} does not exist")
+    return found
 
 
-def _number(value: Any, low: float, strict: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    return value > low if strict else value >= low
+def _reference_csv(value: Any) -> Path | None:
+    """A reference CSV parameter: a file with the columns of invitro's per-invocation CSV (its header is read)."""
+    from .reference import missing_columns
+
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, Path)):
+        raise ValueError(f"must be the path of a CSV file, not {value!r}")
+    found = Path(value).expanduser()
+    if not found.is_file():
+        raise ValueError(f"{found} is not a file")
+    missing = missing_columns(found)
+    if missing:
+        raise ValueError(f"{found} lacks the column(s) {', '.join(missing)} of invitro's per-invocation CSV")
+    return found
 
 
+def _timeouts(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} must be a dict of system → seconds")
+    unknown = [name for name in value if name not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+    return value
 
 
-@dataclass(frozen=True)
-class TraceParams:
-    """Everything a trace run depends on (the notebook's parameters)."""
+ReferenceCsv = Annotated[Path | None, BeforeValidator(_reference_csv)]
 
-    run_id: str
-    trace: Path | None = None  # None: the shipped azure_500
-    functions: int | None = None  # None: every function of the trace
-    subset: str = "first"  # which `functions`: the first of the file (as the original) or "random" (with seed)
-    minutes: int = 30
-    warmup_minutes: int = 10
-    systems: tuple[str, ...] = ("Kn/K8s", "Kn/Kd", "Dirigent", "Dr/K8s+", AS_SHIPPED, "Dr/Kd+")
-    target_concurrency: float = 1.0  # the Dirigent configuration's (Dr/K8s+, Dr/Kd+); AS_SHIPPED keeps its 100
-    kd_bin_dir: Path | None = None
-    dirigent_csv: Path | None = None
-    kn_k8s_csv: Path | None = None  # the original's Kn/K8s result (its k8s.500.csv), from the paper's cluster
-    seed: int = 42  # the loader's generators (and a random subset's)
-    original_extra: bool = True  # the loader's n+1 invocations per active minute
-    timeouts: dict = field(default_factory=dict)  # system → dispatch timeout (s), overriding the original's
-    nodes: int = 20
-    drain_s: float = 15.0  # after the last send, as the original's client waits before it stops
-    backend: str = "local"  # or "ssh": the cluster on the hosts of ``inventory``
-    inventory: Path | None = None
-    # Before each replay, wait (at most quiet_max_wait_s) until the CPUs were idle ≥ quiet_idle_pct %
-    # over quiet_window_s (kdlib.machine); a replay that gets no quiet machine is marked busy.
-    quiet_idle_pct: float = 80.0
-    quiet_window_s: float = 5.0
-    quiet_max_wait_s: float = 300.0
+
+class TraceParams(Params):
+    """Everything a trace run depends on: the notebook's parameters and ``kdlib trace run``'s
+    options, declared once (:mod:`kdlib.params`); an instance is always valid."""
+
+    WHAT: ClassVar[str] = "trace parameters"
+
+    run_id: RunId = param(None, "required: names results/trace/<run_id>/ (letters, digits, '.', '_', '-')")
+    trace: Annotated[Path | None, BeforeValidator(_trace_dir)] = param(
+        None, "a directory in the Azure 2019 format; None: the shipped data/azure_500 (checksums verified)")
+    functions: Annotated[int | None, whole(1, none="all")] = param(
+        None, "replay the first N functions of the trace (as the original); None: all of them")
+    subset: Annotated[str, one_of(SUBSET_RULES, "subset")] = param(
+        "first", '"random": the N functions chosen at random with `seed` instead')
+    minutes: Annotated[int, whole(1)] = param(30, "the first minutes of the trace (the original: 30)")
+    warmup_minutes: Annotated[int, whole(0)] = param(10, "dropped from the analysis (the original: the first 10)")
+    systems: Annotated[tuple[Annotated[str, one_of(SYSTEMS, "system")], ...], names(SYSTEMS, one_is_a_list=False)] = \
+        param(tuple(SYSTEMS), "those that cannot run here are listed with the reason", cli=("--system",))
+    target_concurrency: Annotated[float, number(0, above=True)] = param(
+        1.0, f'KPA target per pod of the Dirigent configuration (Dr/K8s+, Dr/Kd+); "{AS_SHIPPED}" keeps the '
+        "original's Knative configuration (target 100)")
+    kd_bin_dir: Annotated[Path | None, BeforeValidator(directory)] = param(
+        None, "directory holding Kubedirect's binaries (same file names); enables Dr/Kd+")
+    dirigent_csv: ReferenceCsv = param(
+        None, "Dirigent's per-invocation CSV (invitro format): shown as reference data")
+    kn_k8s_csv: ReferenceCsv = param(
+        None, "the original's Kn/K8s result (its k8s.500.csv, invitro format): Figure 12's curve of the paper's "
+        "cluster")
+    seed: Annotated[int, whole(0)] = param(
+        42, "the original loader's generators (Go's math/rand), and a random subset's")
+    original_extra: Annotated[bool, check(flag)] = param(
+        True, "the original loader's n+1 invocations per active minute; False: the trace's exact counts")
+    timeouts: Annotated[dict[str, Annotated[float, number(0, above=True, what="number of seconds")]],
+                        BeforeValidator(_timeouts)] = param(
+        {}, "dispatch timeout (s) per system, overriding the original's (300 s k8s+, 30 s kd+)")
+    nodes: Annotated[int, whole(1, MAX_NODES, beyond=" (the kwok nodes a cluster here holds: kwok's own benchmark "
+                                                      "size)")] = param(20, "kwok nodes")
+    backend: Annotated[str, check(backend_problem)] = param(
+        "local", '"local": a real control plane on this machine; "ssh": on the hosts of `inventory` (its kwok '
+        "workers)")
+    inventory: Path | None = param(
+        None, 'backend "ssh": the YAML file naming the hosts (README: "A real cluster over SSH")')
+    quiet_idle_pct: Annotated[float, number(0, high=100)] = param(
+        80.0, "before each replay, wait until the CPUs were idle at least this % over quiet_window_s")
+    quiet_window_s: Annotated[float, number(0, above=True)] = param(
+        5.0, "the window over which idleness is judged (/proc/stat)", cli=("--quiet-window",))
+    quiet_max_wait_s: Annotated[float, number(0)] = param(
+        300.0, "wait at most this long; a replay measured without a quiet machine is marked busy",
+        cli=("--quiet-max-wait",))
+    drain_s: Annotated[float, number(0)] = param(
+        15.0, "seconds after the last send before a replay stops, as the original's client waits")
+    time_scale: Annotated[float, number(1)] = param(
+        1.0, "trace seconds per second: > 1 replays faster than the original, for the tests (the cluster's own "
+        f"latencies do not shrink); a {REFERENCE_RUN_ID!r} run is made at 1")
+    knative_timeout_ms: Annotated[float | None, number(0, above=True, none="keep them")] = param(
+        8000.0, "the analysis: the original's filter, Kn/Kd only: a delay above this is a timeout, dropped; "
+        "None keeps them", notebook_only=True)
+
+    @field_validator("warmup_minutes")
+    @classmethod
+    def _warmup_within(cls, warmup: int, info: ValidationInfo) -> int:
+        minutes = info.data.get("minutes")
+        if minutes is not None and not warmup < minutes:
+            raise ValueError(f"{warmup} must be less than minutes ({minutes})")
+        return warmup
+
+    @field_validator("inventory", mode="before")
+    @classmethod
+    def _kwok_hosts(cls, inventory: Any, info: ValidationInfo) -> Any:
+        inventory = inventory_path(inventory, info)
+        if inventory is not None and info.data.get("backend") == "ssh":  # the replayed systems run on kwok nodes
+            from ...cluster.ssh import inventory as inventories
+
+            hosts = inventories.load(inventory)
+            if hosts.mode != "binaries" or not hosts.kwok_workers:
+                raise ValueError(f"{inventory}: the trace runs on kwok nodes: it needs mode binaries and a worker "
+                                 "with kwok_nodes")
+        return inventory
+
+    @field_validator("time_scale")
+    @classmethod
+    def _reference_pace(cls, time_scale: float, info: ValidationInfo) -> float:
+        if time_scale != 1 and info.data.get("run_id") == REFERENCE_RUN_ID:
+            raise ValueError(f"{time_scale:g} is refused for run_id {REFERENCE_RUN_ID!r}: a reference run replays "
+                             "the trace at the original's pace (1)")
+        return time_scale
 
     @property
     def quiet(self) -> QuietPolicy:
         return QuietPolicy(self.quiet_idle_pct, self.quiet_window_s, self.quiet_max_wait_s)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.systems, list):  # the notebook's list; a string stays one and is refused
-            object.__setattr__(self, "systems", tuple(self.systems))
-
-    def problems(self) -> list[str]:
-        """Every problem, one line each naming the parameter, before anything is provisioned."""
-        found = []
-        if problem := store.run_id_problem(self.run_id):
-            found.append(problem)
-        if isinstance(self.systems, str) or not isinstance(self.systems, (tuple, list)):
-            found.append(f"systems: give a list, e.g. [{self.systems!r}], not {type(self.systems).__name__} "
-                         f"{self.systems!r}")
-        else:
-            unknown = [s for s in self.systems if s not in SYSTEMS]
-            if unknown:
-                found.append(f"systems: unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
-            if not self.systems:
-                found.append("systems: empty; name at least one of " + ", ".join(SYSTEMS))
-        if self.trace is not None and Path(self.trace).exists() and not Path(self.trace).is_dir():
-            found.append(f"trace: {self.trace} is a file; give the directory holding invocations.csv and "
-                         "durations.csv (Azure 2019 format)")
-        elif self.trace is not None and not Path(self.trace).exists():
-            found.append(f"trace: directory {self.trace} does not exist")
-        if self.functions is not None and not _whole(self.functions, 1):
-            found.append(f"functions: {self.functions!r} must be a whole number ≥ 1 (or None: all)")
-        if self.subset not in SUBSET_RULES:
-            found.append(f"subset must be one of {SUBSET_RULES}, got {self.subset!r}")
-        if not _whole(self.minutes, 1):
-            found.append(f"minutes: {self.minutes!r} must be a whole number ≥ 1")
-        if not _whole(self.warmup_minutes, 0):
-            found.append(f"warmup_minutes: {self.warmup_minutes!r} must be a whole number ≥ 0")
-        elif _whole(self.minutes, 1) and not self.warmup_minutes < self.minutes:
-            found.append(f"warmup_minutes must be in [0, minutes), got {self.warmup_minutes} of {self.minutes}")
-        if not _number(self.target_concurrency, 0, strict=True):
-            found.append(f"target_concurrency: {self.target_concurrency!r} must be a finite number > 0")
-        found += self.quiet.problems()
-        if self.kd_bin_dir is not None and not Path(self.kd_bin_dir).is_dir():
-            found.append(f"kd_bin_dir: {self.kd_bin_dir} is not a directory")
-        for name in REFERENCE_DATA.values():
-            found += _reference_csv_problems(name, getattr(self, name))
-        if not _whole(self.seed, 0):
-            found.append(f"seed: {self.seed!r} must be a whole number ≥ 0")
-        if not isinstance(self.original_extra, bool):
-            found.append(f"original_extra: {self.original_extra!r} must be True or False")
-        if not isinstance(self.timeouts, dict):
-            found.append(f"timeouts: {self.timeouts!r} must be a dict of system → seconds")
-        else:
-            for name, value in self.timeouts.items():
-                if name not in SYSTEMS:
-                    found.append(f"timeouts: unknown system {name!r}")
-                elif not _number(value, 0, strict=True):
-                    found.append(f"timeouts[{name!r}]: {value!r} must be a finite number of seconds > 0")
-        if not _whole(self.nodes, 1):
-            found.append(f"nodes: {self.nodes!r} must be a whole number ≥ 1")
-        elif self.nodes > MAX_NODES:
-            found.append(f"nodes: {self.nodes} is more than a cluster here holds ({MAX_NODES} kwok nodes, kwok's "
-                         "own benchmark size)")
-        if not _number(self.drain_s, 0):
-            found.append(f"drain_s: {self.drain_s!r} must be a finite number ≥ 0")
-        from ...cluster.registry import backend_problems
-
-        backend = backend_problems(self.backend, self.inventory)
-        found += backend
-        if not backend and self.backend == "ssh":  # the replayed systems run on kwok nodes
-            from ...cluster.ssh import inventory
-
-            hosts = inventory.load(self.inventory)
-            if hosts.mode != "binaries" or not hosts.kwok_workers:
-                found.append(f"inventory: {self.inventory}: the trace runs on kwok nodes: it needs mode binaries "
-                             "and a worker with kwok_nodes")
-        return found
-
-    def validate(self) -> "TraceParams":
-        problems = self.problems()
-        if problems:
-            raise ConfigError("invalid trace parameters:\n  " + "\n  ".join(problems))
-        return self
 
     def timeout_for(self, system: str) -> float:
         return float(self.timeouts.get(system, SYSTEMS[system].dispatch_timeout_s))
@@ -203,22 +218,8 @@ def with_fetched_kd(params: TraceParams) -> tuple[TraceParams, str | None]:
     if found is None:
         return params, None
     digests = ", ".join(f"{name}@{b.manifest_digest}" for name, b in found.binaries.items())
-    return replace(params, kd_bin_dir=found.directory), (
+    return params.replaced(kd_bin_dir=found.directory), (
         f"kd_bin_dir not given: using the Kubedirect binaries that `kd fetch` stored in {found.directory} ({digests})")
-
-
-def _reference_csv_problems(name: str, path: Path | None) -> list[str]:
-    """One line per problem of a reference CSV parameter: not a file, or a column missing."""
-    from .reference import missing_columns
-
-    if path is None:
-        return []
-    if not Path(path).is_file():
-        return [f"{name} {path} is not a file"]
-    missing = missing_columns(path)
-    if missing:
-        return [f"{name} {path} lacks the column(s) {', '.join(missing)} of invitro's per-invocation CSV"]
-    return []
 
 
 def plan(params: TraceParams) -> tuple[list[str], dict[str, str], list[str]]:

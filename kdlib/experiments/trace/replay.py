@@ -12,6 +12,13 @@ Lateness = when an invocation was handed to the gateway − its scheduled time.
 ``health`` (the cluster's ``check``) is called every :data:`HEALTH_EVERY_S` seconds in a
 thread: when a component died it raises, and the replay stops with that error instead of
 going on against a dead API server.
+
+**Time scale.** The gateway, the KPA and every stamp run on the *trace clock*, which is the
+loop's clock × ``time_scale`` (1: real time, the original's). With ``time_scale`` 4 a
+minute of trace is replayed in 15 s: sends, runtimes, dispatch timeouts, the KPA's ticks and
+windows and the drain all shrink together, the cluster's own latencies (scheduling, a pod
+turning Ready) do not, so they weigh ``time_scale`` times more in the trace's terms. For the
+tests; a run records it (``time_scale``), and a reference run must be made at 1.
 """
 
 from __future__ import annotations
@@ -69,11 +76,14 @@ def _is_ready(pod: dict[str, Any]) -> bool:
 class Replay:
     """One replay of ``schedule`` on the Deployments ``names`` (function i → ``names[i]``)."""
 
+    time_scale: float = 1.0  # trace seconds per second of the loop's clock (see the module's docstring)
+
     def __init__(self, api: client.ApiClient, namespace: str, names: list[str], schedule: pd.DataFrame,
                  kpa: KPAConfig, timeout_s: float, drain_s: float = 15.0, label_selector: str = "",
                  progress: Callable[[float], None] | None = None,
-                 health: Callable[[], None] = lambda: None) -> None:
+                 health: Callable[[], None] = lambda: None, time_scale: float = 1.0) -> None:
         self.api, self.namespace, self.names = api, namespace, names
+        self.time_scale = time_scale
         self.health = health
         self.index = {name: i for i, name in enumerate(names)}
         self.schedule = schedule
@@ -81,6 +91,18 @@ class Replay:
         self.label_selector = label_selector
         self.progress = progress or (lambda t: None)
         self.apps = client.AppsV1Api(api)
+
+    # ------------------------------------------------------------------ the trace clock
+    def clock(self) -> float:
+        """Now on the trace clock (seconds)."""
+        return self.loop.time() * self.time_scale
+
+    def _call_at(self, when: float, callback: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
+        """``callback(*args)`` at trace time ``when``."""
+        return self.loop.call_at(when / self.time_scale, callback, *args)
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay / self.time_scale, callback)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> ReplayResult:
@@ -125,7 +147,7 @@ class Replay:
         self._start_decisions()
         self.scale_writes: list[tuple[float, int, int]] = []
         self.scale_errors: list[str] = []
-        self.gateway = Gateway(n, self.timeout_s, loop.time, loop.call_later, self._arrive, self._leave)
+        self.gateway = Gateway(n, self.timeout_s, self.clock, self._call_later, self._arrive, self._leave)
         self.pool = concurrent.futures.ThreadPoolExecutor(SCALERS, thread_name_prefix="kdlib-trace-scaler")
         core = client.CoreV1Api(self.api)
         watcher = _Watcher(core.list_namespaced_pod, self.namespace, self.label_selector, self._on_pod_thread)
@@ -134,7 +156,7 @@ class Replay:
         timers: list[asyncio.TimerHandle] = []
         finished = False
         self.invocations: list[Invocation] = []
-        self.start = loop.time() + START_LEAD_S
+        self.start = self.clock() + START_LEAD_S * self.time_scale
         guard = asyncio.ensure_future(self._watch_health())
         work = asyncio.ensure_future(self._work(watcher, timers))
         try:
@@ -153,7 +175,8 @@ class Replay:
             self.pool.shutdown(wait=True, cancel_futures=True)
             watcher.join(5)
         invocations = self.invocations
-        lateness = np.array([inv.client_send - (self.start + inv.scheduled_s) for inv in invocations])
+        # In seconds of the loop's clock: how late this client was, whatever the trace's pace.
+        lateness = np.array([inv.client_send - (self.start + inv.scheduled_s) for inv in invocations]) / self.time_scale
         return ReplayResult(invocations, self.start, lateness, self.scale_writes, self.scale_errors,
                             self.max_ready, time.monotonic() - wall0, time.process_time() - cpu0, finished)
 
@@ -162,16 +185,16 @@ class Replay:
         await loop.run_in_executor(None, watcher.synced.wait, 30)
         if watcher.error is not None:
             raise watcher.error
-        self.start = loop.time() + START_LEAD_S
-        timers.append(loop.call_at(self.start, self._collect_tick))
-        timers.append(loop.call_at(self.start, self._expire_tick))
+        self.start = self.clock() + START_LEAD_S * self.time_scale
+        timers.append(self._call_at(self.start, self._collect_tick))
+        timers.append(self._call_at(self.start, self._expire_tick))
         await self._send_all()
         # Wait for every answer (the longest: dispatch timeout + 60 s runtime), then drain.
         while self.gateway.in_flight:
             if watcher.error is not None:
                 raise watcher.error
             await asyncio.sleep(0.2)
-        await asyncio.sleep(self.drain_s)
+        await asyncio.sleep(self.drain_s / self.time_scale)
         return True
 
     async def _watch_health(self) -> None:
@@ -182,7 +205,6 @@ class Replay:
             await loop.run_in_executor(None, self.health)
 
     async def _send_all(self) -> list[Invocation]:
-        loop = self.loop
         t = self.schedule["t_s"].to_numpy()
         functions = self.schedule["function"].to_numpy()
         runtimes = self.schedule["runtime_ms"].to_numpy()
@@ -192,10 +214,10 @@ class Replay:
         next_progress = 0.0
         for inv in invocations:
             target = self.start + inv.scheduled_s
-            now = loop.time()
+            now = self.clock()
             if now < target:
-                await asyncio.sleep(target - now)
-                now = loop.time()
+                await asyncio.sleep((target - now) / self.time_scale)
+                now = self.clock()
             inv.client_send = now
             submit(inv)
             if inv.scheduled_s >= next_progress:
@@ -209,7 +231,7 @@ class Replay:
         decider.concurrency.arrive(now)
         if not self.active[f]:
             self.active[f] = True
-            self.loop.call_at(now + self.kpa.tick_s, self._decide_tick, f)
+            self._call_at(now + self.kpa.tick_s, self._decide_tick, f)
         if self.kpa.scale_from_zero_at_once and decider.desired == 0 and f not in self._queued_at_once:
             self._queued_at_once.add(f)
             self._at_once.append(f)
@@ -219,11 +241,11 @@ class Replay:
         self.deciders[f].concurrency.leave(now)
 
     def _collect_tick(self) -> None:
-        now = self.loop.time()
+        now = self.clock()
         for f, decider in enumerate(self.deciders):
             if self.active[f]:
                 decider.collect(now)
-        self.loop.call_at(now + self.kpa.bucket_s - (now - self.start) % self.kpa.bucket_s, self._collect_tick)
+        self._call_at(now + self.kpa.bucket_s - (now - self.start) % self.kpa.bucket_s, self._collect_tick)
 
     def _start_decisions(self) -> None:
         self._at_once: deque[int] = deque()  # functions to decide for: an arrival at zero, first
@@ -247,12 +269,12 @@ class Replay:
             if self._at_once:
                 f = self._at_once.popleft()
                 self._queued_at_once.discard(f)
-                self._decide(f, self.loop.time())
+                self._decide(f, self.clock())
             elif self._ticked:
                 f = self._ticked.popleft()
-                now = self.loop.time()
+                now = self.clock()
                 self._decide(f, now)
-                self.loop.call_at(now + self.kpa.tick_s, self._decide_tick, f)
+                self._call_at(now + self.kpa.tick_s, self._decide_tick, f)
             else:
                 break
         if self._at_once or self._ticked:
@@ -287,7 +309,7 @@ class Replay:
         self.writing[f] = False
         if error is None:
             self.written[f] = replicas
-            self.scale_writes.append((self.loop.time() - self.start, f, replicas))
+            self.scale_writes.append((self.clock() - self.start, f, replicas))
         else:
             self.scale_errors.append(error)
             log.warning(error)

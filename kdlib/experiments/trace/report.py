@@ -3,9 +3,13 @@
 ``trace_report(run_id)`` parses each finished system's log (and the original's reference
 CSVs, ``Kn/K8s`` and ``Dirigent``, when the run names them), computes the per-function
 numbers, draws Figures 12 and 13, and saves each chart as SVG and HTML beside the results.
+``report.glue_run()`` glues its outputs under the keys the book pastes (:data:`GLUE_KEYS`,
+the one list of them).
 """
 
 from __future__ import annotations
+
+import html
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +27,15 @@ from ..microbench.report import provenance_table
 from . import analysis, plots, reference
 from .params import AS_SHIPPED, KD_REASON_START, REFERENCE_DATA, SYSTEMS
 from .run import load_run, log_path, read_system, run_dir
+
+#: The myst-nb glue keys the book pastes from the trace notebook (:meth:`TraceReport.glue_run` glues them).
+GLUE_KEYS = ("fig12", "fig13", "trace_summary", "trace_replay", "trace_findings", "trace_not_measured",
+             "trace_provenance", "trace_run_id", "fig12_verdict", "fig13_verdict", "trace_verdicts",
+             "analysis_code")
+CHART_KEYS = ("fig12", "fig13")
+#: Glued too: the two Dr/K8s+ configurations side by side (not required: a notebook executed before both
+#: were systems of every trace run lacks it, and its page says so).
+KPA_COMPARISON_KEY = "trace_kpa_comparison"
 
 
 @dataclass
@@ -61,6 +74,10 @@ class TraceReport:
                 text += (f" The replay {kept} the schedule (lateness p50 {late['p50_ms']} ms, p99 "
                          f"{late['p99_ms']} ms); the autoscaler wrote {meta['scale_writes']} scale updates "
                          f"({meta['scale_writes_per_s']}/s).")
+                if meta.get("time_scale", 1) != 1:
+                    text += (f" Replayed at time_scale {meta['time_scale']} (the trace {meta['time_scale']}× faster "
+                             "than the original; the cluster's latencies did not shrink with it): not a measurement "
+                             "of the paper's setting.")
                 if machine.is_busy(meta):
                     before = meta["machine"]["before"]
                     text += (f" Measured on a BUSY machine: after waiting {before['waited_s']} s the CPUs were "
@@ -77,6 +94,31 @@ class TraceReport:
 
     def verdicts(self) -> pd.DataFrame:
         return pd.DataFrame([self.verdict(f).row() for f in (12, 13)], columns=["figure", "verdict", "because"])
+
+    def glue_run(self) -> None:
+        """Glue every output the book pastes (:data:`GLUE_KEYS`), displaying none."""
+        from IPython.display import HTML
+        from myst_nb import glue
+
+        from ... import provenance as code_provenance
+
+        glue("trace_run_id", self.run_id, display=False)
+        glue("trace_not_measured", styled(self.not_measured), display=False)
+        glue("trace_provenance", styled(self.provenance), display=False)
+        glue("trace_replay", styled(self.replay), display=False)
+        for figure in (12, 13):  # the verdict at the top of each figure's page
+            glue(f"fig{figure}_verdict", HTML(self.verdict(figure).html()), display=False)
+        glue("trace_verdicts", styled(self.verdicts()), display=False)
+        # The book refuses this notebook once the code that made these outputs has changed.
+        glue("analysis_code", code_provenance.analysis_digest(), display=False)
+        # A paragraph, not pasted text (myst-nb sets pasted text in bold)
+        glue("trace_findings", HTML(f'<p class="kdlib-findings">{html.escape(self.findings())}</p>'), display=False)
+        for key in CHART_KEYS:
+            glue(key, self.charts[key], display=False)
+        glue("trace_summary", styled(self.summary), display=False)
+        glue(KPA_COMPARISON_KEY, styled(self.kpa_comparison) if not self.kpa_comparison.empty else
+             "This run does not have both Dr/K8s+ configurations, so there is no side-by-side comparison.",
+             display=False)
 
 
 #: What each figure's claim is tested on: the per-function median of this summary column
@@ -201,7 +243,7 @@ def _replay_table(metas: dict[str, dict]) -> pd.DataFrame:
                      "replay_cpu_percent": m["replay_cpu_percent"],
                      "target_concurrency": m["kpa"]["target_concurrency"],
                      "scale_from_zero_at_once": m["kpa"].get("scale_from_zero_at_once"),
-                     "dispatch_timeout_s": m["dispatch_timeout_s"],
+                     "dispatch_timeout_s": m["dispatch_timeout_s"], "time_scale": m.get("time_scale", 1),
                      "machine": _machine_cell(m), "cpu_idle_before_pct": before.get("cpu_idle_pct", np.nan),
                      "load_before": before.get("load_1m", np.nan),
                      "cpu_busy_during_pct": during.get("cpu_busy_pct_mean", np.nan),

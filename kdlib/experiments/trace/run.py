@@ -97,9 +97,9 @@ def load_trace(params: TraceParams) -> data.Trace:
 #: Parameters that do not change what a finished system's files hold: resuming with other
 #: values is allowed (another selection of systems, another ssh inventory file naming the same
 #: hosts, reference CSVs shown beside the measured systems, how long to wait for a quiet machine:
-#: each system's metadata records the machine it got).
+#: each system's metadata records the machine it got; the analysis's filter).
 _NOT_IDENTITY = ("systems", "inventory", "dirigent_csv", "kn_k8s_csv", "quiet_idle_pct", "quiet_window_s",
-                 "quiet_max_wait_s")
+                 "quiet_max_wait_s", "knative_timeout_ms")
 #: Parameters that may be given on a resume when the run was made without them (Kd's binaries
 #: add Dr/Kd+; the systems measured without them do not depend on them).
 _MAY_BE_ADDED = ("kd_bin_dir",)
@@ -107,7 +107,7 @@ _MAY_BE_ADDED = ("kd_bin_dir",)
 
 def parameters(params: TraceParams) -> dict[str, Any]:
     """``params`` as recorded (JSON values); the shipped trace is named, not its path on this machine."""
-    recorded = json.loads(json.dumps(asdict(params), default=str))
+    recorded = json.loads(json.dumps(params.model_dump(), default=str))
     shipped = params.trace is None or Path(params.trace).resolve() == data.SHIPPED.resolve()
     recorded["trace"] = "azure_500 (shipped)" if shipped else str(params.trace)
     return recorded
@@ -208,7 +208,10 @@ def _run_record(params: TraceParams, outcome: TraceOutcome, attempt: dict[str, A
 
 def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool = True) -> TraceOutcome:
     """Replay the trace for every system of ``params`` that runs here and has not finished."""
-    params.validate()
+    named = store.root(root) / "reference.txt"  # the book's reference run, whatever its id
+    if params.time_scale != 1 and named.is_file() and named.read_text().strip() == params.run_id:
+        raise ConfigError(f"time_scale: {params.time_scale} is refused for {params.run_id!r}, the reference run "
+                          f"that {named} names: a reference run replays the trace at the original's pace (1)")
     params, kd_note = with_fetched_kd(params)  # kd fetch's binaries when kd_bin_dir is unset
     if kd_note:
         log.info("trace: %s", kd_note)
@@ -262,6 +265,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
         "original_extra": params.original_extra, "seed": params.seed,
         "kpa": asdict(kpa), "kpa_config": KPA_CONFIGS[spec.kpa], "dispatch_timeout_s": timeout_s,
         "warmup_minutes": params.warmup_minutes, "nodes": params.nodes, "namespace": NAMESPACE,
+        "time_scale": params.time_scale,  # trace seconds per second: 1 is the original's pace
         "id_namespace": logs.ID_NAMESPACE,
         "backend": f"{params.backend} (kwok nodes, simulated sandbox: Ready 200 ms after binding; fake backend: "
                    "an invocation holds its pod for its requested runtime)",
@@ -287,7 +291,8 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
                     bar.update(max(0, int(t) - bar.n))
 
                 replay = Replay(api, NAMESPACE, names, schedule, kpa, timeout_s, params.drain_s,
-                                f"{workloads.WORKLOAD_LABEL}=true", advance, health=cluster.check)
+                                f"{workloads.WORKLOAD_LABEL}=true", advance, health=cluster.check,
+                                time_scale=params.time_scale)
                 bar.set_description_str(f"{system}: waiting until the machine is quiet")
                 before = machine.wait(params.quiet)
                 if not before["quiet"]:

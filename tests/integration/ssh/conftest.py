@@ -7,8 +7,7 @@ import pytest
 from ... import sshhosts
 
 
-@pytest.fixture
-def host_factory():
+def _host_factory():
     """A factory for SSH test hosts; whatever it made is removed, and checked gone, at the end."""
     reason = sshhosts.unavailable_reason()
     if reason:
@@ -32,9 +31,28 @@ def host_factory():
 
 
 @pytest.fixture
+def host_factory():
+    """Hosts of the test's own: for a test that changes them (kills an sshd, starts a cluster, closes a directory)."""
+    yield from _host_factory()
+
+
+@pytest.fixture(scope="module")
+def module_host_factory():
+    """Hosts shared by a module's tests."""
+    yield from _host_factory()
+
+
+@pytest.fixture
 def ssh_hosts(host_factory) -> sshhosts.TestHosts:
-    """Three SSH hosts on this machine (root login with an ephemeral key)."""
+    """Three SSH hosts of the test's own (root login with an ephemeral key)."""
     return host_factory(3)[1]
+
+
+@pytest.fixture(scope="module")
+def shared_hosts(module_host_factory) -> sshhosts.TestHosts:
+    """Three SSH hosts made once per module, for its tests that only run commands on them or
+    work in paths of their own there (each host costs a namespace, an sshd and keys)."""
+    return module_host_factory(3)[1]
 
 
 def inventory_for(hosts: sshhosts.TestHosts, *, kwok_nodes: int = 2, connect_timeout: int = 5,

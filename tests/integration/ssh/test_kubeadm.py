@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdlib.cluster.ssh import kubeadm, prerequisites
+from kdlib.cluster.ssh import kubeadm, kubeadm_config, prerequisites
 from kdlib.cluster.ssh.inventory import Host
 from kdlib.cluster.ssh.remote import Hosts, SshOptions
 from kdlib.errors import RemoteError
@@ -26,9 +26,11 @@ def kubeadm_binaries(binaries) -> dict[str, Path]:
     return build_node_binaries(binaries.directory, names=("kubeadm", "kubelet"))
 
 
-@pytest.fixture
-def host(host_factory, kubeadm_binaries):
-    _, hosts = host_factory(1)
+@pytest.fixture(scope="module")
+def host(module_host_factory, kubeadm_binaries):
+    """One test host with kubeadm installed, shared by the module: its tests validate and dry-run
+    configurations of their own and read what the host lacks; none of them changes the host."""
+    _, hosts = module_host_factory(1)
     test_host = Host(hosts[0].name, hosts[0].address, key=hosts.key)
     with Hosts([test_host], SshOptions(connect_timeout=5, command_timeout=60, known_hosts=hosts.known_hosts)) as group:
         remote = group[test_host.name]
@@ -41,11 +43,11 @@ def test_validate_and_dry_run_of_our_configuration_on_a_test_host(host):
     test_host, _, tools = host
     etc_kubernetes_before = Path("/etc/kubernetes").exists()
     started = time.monotonic()
-    for settings in (kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs"), kubeadm.KubeadmSettings.kd()):
+    for settings in (kubeadm_config.KubeadmSettings.vanilla(cgroup_driver="cgroupfs"), kubeadm_config.KubeadmSettings.kd()):
         config = f"{tools.work_dir}/kubeadm-init.yaml"
-        kubeadm.put_text(tools.remote, kubeadm.init_yaml(settings, test_host, kubeadm.new_token()), config)
+        kubeadm.put_text(tools.remote, kubeadm_config.init_yaml(settings, test_host, kubeadm_config.new_token()), config)
         kubeadm.validate(tools, config)
-        output = kubeadm.dry_run(tools, config, ignored=tuple(kubeadm.TEST_HOST_PREFLIGHT_IGNORED))
+        output = kubeadm.dry_run(tools, config, ignored=tuple(kubeadm_config.TEST_HOST_PREFLIGHT_IGNORED))
         assert "Your Kubernetes control-plane has initialized successfully!" in output
         # What kubeadm would run: the artifact's flags and the chosen images, read back from its manifests.
         dry = Path(tools.work_dir, "dryrun")  # the test host shares this machine's filesystem
@@ -57,7 +59,7 @@ def test_validate_and_dry_run_of_our_configuration_on_a_test_host(host):
         manager = yaml.safe_load((dry / "kube-controller-manager.yaml").read_text())["spec"]["containers"][0]
         assert "--concurrent-replicaset-syncs=100" in manager["command"]
         scheduler = yaml.safe_load((dry / "kube-scheduler.yaml").read_text())["spec"]["containers"][0]
-        assert f"--config={kubeadm.SCHEDULER_CONFIG}" in scheduler["command"]
+        assert f"--config={kubeadm_config.SCHEDULER_CONFIG}" in scheduler["command"]
         etcd = yaml.safe_load((dry / "etcd.yaml").read_text())["spec"]["containers"][0]
         assert "--quota-backend-bytes=4294967296" in etcd["command"]
         assert etcd["image"] == f"registry.k8s.io/etcd:{settings.etcd_version.lstrip('v')}-0"
@@ -69,12 +71,12 @@ def test_validate_and_dry_run_of_our_configuration_on_a_test_host(host):
 
 def test_a_wrong_configuration_is_refused_with_an_error_naming_the_host(host):
     test_host, _, tools = host
-    documents = [kubeadm.init_configuration(kubeadm.KubeadmSettings.vanilla(), test_host),
-                 kubeadm.cluster_configuration(kubeadm.KubeadmSettings.vanilla(), test_host)]
+    documents = [kubeadm_config.init_configuration(kubeadm_config.KubeadmSettings.vanilla(), test_host),
+                 kubeadm_config.cluster_configuration(kubeadm_config.KubeadmSettings.vanilla(), test_host)]
     # v1beta3's shape (a map of flags) where v1beta4 wants a list of {name, value}.
     documents[1]["apiServer"]["extraArgs"] = {"max-requests-inflight": "200000"}
     config = f"{tools.work_dir}/wrong.yaml"
-    kubeadm.put_text(tools.remote, kubeadm.render(*documents), config)
+    kubeadm.put_text(tools.remote, kubeadm_config.render(*documents), config)
     refusal = rf"^{test_host.name}: kubeadm config validate refused the configuration \(exit 1\): "
     with pytest.raises(RemoteError, match=refusal) as refused:
         kubeadm.validate(tools, config)
@@ -85,7 +87,7 @@ def test_a_wrong_configuration_is_refused_with_an_error_naming_the_host(host):
 def test_the_dry_run_keeps_every_preflight_check_not_ignored_by_name(host):
     test_host, _, tools = host
     config = f"{tools.work_dir}/kubeadm-init.yaml"
-    kubeadm.put_text(tools.remote, kubeadm.init_yaml(kubeadm.KubeadmSettings.vanilla(), test_host), config)
+    kubeadm.put_text(tools.remote, kubeadm_config.init_yaml(kubeadm_config.KubeadmSettings.vanilla(), test_host), config)
     with pytest.raises(RemoteError, match=rf"^{test_host.name}: kubeadm init --dry-run failed") as failed:
         kubeadm.dry_run(tools, config)
     assert "[ERROR FileContent--proc-sys-net-ipv4-ip_forward]" in failed.value.output

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from kdlib.cluster.ssh import inventory, kubeadm, kubeadm_cluster
+from kdlib.cluster.ssh import inventory, kubeadm_cluster, kubeadm_config
 from kdlib.k8s import objects
 from kdlib.cluster.ssh.inventory import Host
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
@@ -23,6 +23,7 @@ from kdlib.cluster.ssh.remote import Hosts, SshOptions
 from kdlib.errors import RemoteError
 
 from ... import kubeadmhosts
+from ...helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binaries, pytest.mark.real_nodes]
 
@@ -43,14 +44,7 @@ def netns_commands(netns: str) -> list[str]:
     return sorted({Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}").exists()})
 
 
-def wait(what: str, condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout} s")
-        time.sleep(1)
-
-
+@pytest.mark.slow
 def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binaries, node_binaries, tmp_path):
     _, hosts = host_factory(2)
     inv = inventory.parse({
@@ -59,7 +53,7 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
         "control_plane": {"name": hosts[0].name, "address": hosts[0].address},
         "workers": [{"name": hosts[1].name, "address": hosts[1].address, "kubelet": True}],
     }, "test-hosts")
-    settings = kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
+    settings = kubeadm_config.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
     etc_kubernetes_before = Path("/etc/kubernetes").exists()
     test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
     with Hosts(test_hosts, SshOptions(connect_timeout=5, command_timeout=120, known_hosts=hosts.known_hosts)) as group:
@@ -77,7 +71,7 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
                     return sorted(n.metadata.name for n in nodes) == sorted(h.name for h in test_hosts) and all(
                         any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
 
-                wait("both nodes Ready", ready, 120)
+                wait_until(ready, 120, "both nodes Ready", interval=1)
                 apiserver = core.read_namespaced_pod(f"kube-apiserver-{hosts[0].name}", "kube-system")
                 command = apiserver.spec.containers[0].command
                 assert "--max-requests-inflight=200000" in command
@@ -95,7 +89,7 @@ def test_kubeadm_init_join_ready_nodes_a_container_and_reset(host_factory, binar
                     return len(pods) == 2 and all(p.status.phase == "Running" and p.spec.node_name == hosts[1].name
                                                   for p in pods)
 
-                wait("2 pods Running on the worker", running, 90)
+                wait_until(running, 90, "2 pods Running on the worker", interval=1)
                 print(f"kubeadm cluster up in {up:.1f} s; timings {cluster.timings}")
                 found = kubeadm_cluster.status(inv)  # from the hosts' files, as `kdlib ssh status`
                 assert found["running"] and found["mode"] == "kubeadm"
@@ -143,9 +137,9 @@ def test_hosts_without_the_prerequisites_are_one_error_naming_each_and_nothing_s
 _OWNER = """
 import logging, time
 logging.basicConfig(level=logging.INFO, format="%(relativeCreated)6.0f %(name)s %(message)s")
-from kdlib.cluster.ssh import inventory, kubeadm
+from kdlib.cluster.ssh import inventory, kubeadm_config
 from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
-settings = kubeadm.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
+settings = kubeadm_config.KubeadmSettings.vanilla(cgroup_driver="cgroupfs", kube_proxy=False, coredns=False)
 with KubeadmCluster(inventory.load({path!r}), settings=settings, cni="bridge", kubelet_patches={patches!r},
                     state_dir={state!r}):
     print("ready", flush=True)
@@ -153,6 +147,8 @@ with KubeadmCluster(inventory.load({path!r}), settings=settings, cni="bridge", k
 """
 
 
+@pytest.mark.destructive
+@pytest.mark.slow
 def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_factory, binaries, node_binaries,
                                                                           tmp_path):
     import signal
@@ -174,7 +170,7 @@ def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_fa
     test_hosts = [Host(h.name, h.address, key=hosts.key) for h in hosts.hosts]
     patches = {h.name: {"cgroupRoot": kubeadmhosts.cgroup_root(h.name)} for h in test_hosts}
     script = _OWNER.format(path=str(path), patches=patches, state=str(tmp_path / "local"))
-    settings = kubeadm.KubeadmSettings.vanilla()
+    settings = kubeadm_config.KubeadmSettings.vanilla()
 
     def owner() -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
@@ -194,9 +190,12 @@ def test_sigterm_during_init_and_down_after_a_killed_owner_leave_nothing(host_fa
             # SIGTERM while `kubeadm init` runs (its marker is written just before it starts).
             first = owner()
             marker = Path(inv.cluster_dir(), hosts[0].name, "kubeadm.json")
-            wait("kubeadm init to start", lambda: marker.exists() or first.poll() is not None, 120)
+            wait_until(lambda: marker.exists() or first.poll() is not None, 120, "kubeadm init to start")
             assert first.poll() is None, first.stderr.read()
-            time.sleep(3)  # inside init: certificates, manifests, the kubelet starting the static pods
+            # Inside init: certificates and manifests written (in the host's /etc overlay), the kubelet next.
+            manifest = hosts.workdir / f"node-{hosts[0].name}" / "overlay-etc" / "upper" / "kubernetes" / "manifests"
+            wait_until(lambda: (manifest / "kube-scheduler.yaml").exists() or first.poll() is not None, 120,
+                       "kubeadm init to write the control plane's manifests")
             first.send_signal(signal.SIGTERM)
             interrupted = time.monotonic()
             first.wait(timeout=120)

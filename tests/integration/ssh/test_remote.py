@@ -13,41 +13,43 @@ from kdlib.cluster.ssh.lock import ClusterLock
 from kdlib.cluster.ssh.remote import Hosts, SshOptions
 from kdlib.errors import HostUnreachable, RemoteError, RemoteLockBusy
 
+from ... import sshhosts
+from ...helpers import wait_until
 from .conftest import inventory_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.ssh]
 
 
-def test_a_command_runs_on_three_hosts_as_a_group(ssh_hosts):
-    inv = inventory_for(ssh_hosts)
+def test_a_command_runs_on_three_hosts_as_a_group(shared_hosts):
+    inv = inventory_for(shared_hosts)
     with Hosts.of(inv) as hosts:
         results = hosts.run("hostname; echo err >&2").check()
-        assert {name: r.stdout.strip() for name, r in results.items()} == {h.name: h.name for h in ssh_hosts.hosts}
+        assert {name: r.stdout.strip() for name, r in results.items()} == {h.name: h.name for h in shared_hosts.hosts}
         assert all(r.ok and r.stderr.strip() == "err" for r in results.values())
-        failing = hosts.run("test $(hostname) != " + ssh_hosts[1].name)
-        assert set(failing.failed) == {ssh_hosts[1].name}
-        with pytest.raises(RemoteError, match=rf"^{ssh_hosts[1].name}: exit code 1: test"):
+        failing = hosts.run("test $(hostname) != " + shared_hosts[1].name)
+        assert set(failing.failed) == {shared_hosts[1].name}
+        with pytest.raises(RemoteError, match=rf"^{shared_hosts[1].name}: exit code 1: test"):
             failing.check()
 
 
-def test_a_failed_command_names_host_command_and_output_tail(ssh_hosts):
-    with Hosts.of(inventory_for(ssh_hosts)) as hosts:
+def test_a_failed_command_names_host_command_and_output_tail(shared_hosts):
+    with Hosts.of(inventory_for(shared_hosts)) as hosts:
         with pytest.raises(RemoteError) as caught:
-            hosts[ssh_hosts[0].name].run("seq 1 100; echo broken >&2; exit 7")
+            hosts[shared_hosts[0].name].run("seq 1 100; echo broken >&2; exit 7")
     message = str(caught.value)
-    assert message.splitlines()[0] == f"{ssh_hosts[0].name}: exit code 7: seq 1 100; echo broken >&2; exit 7"
+    assert message.splitlines()[0] == f"{shared_hosts[0].name}: exit code 7: seq 1 100; echo broken >&2; exit 7"
     assert message.splitlines()[-1] == "broken" and "100" in message and "\n80\n" not in message
 
 
-def test_a_command_timeout_is_an_error_not_a_hang(ssh_hosts):
-    with Hosts.of(inventory_for(ssh_hosts)) as hosts:
+def test_a_command_timeout_is_an_error_not_a_hang(shared_hosts):
+    with Hosts.of(inventory_for(shared_hosts)) as hosts:
         started = time.monotonic()
         with pytest.raises(RemoteError, match="no exit after the 1 s command timeout"):
-            hosts[ssh_hosts[0].name].run("sleep 30", timeout=1)
+            hosts[shared_hosts[0].name].run("sleep 30", timeout=1)
         assert time.monotonic() - started < 5
 
 
-def test_a_timeout_is_named_even_when_the_timer_thread_is_still_closing(ssh_hosts, monkeypatch):
+def test_a_timeout_is_named_even_when_the_timer_thread_is_still_closing(shared_hosts, monkeypatch):
     """invoke checks its timer before the timer's thread has ended (seen in CI): the
     channel is closed but no CommandTimedOut is raised. Held open here, every time."""
     import fabric.runners
@@ -57,17 +59,17 @@ def test_a_timeout_is_named_even_when_the_timer_thread_is_still_closing(ssh_host
         time.sleep(0.5)  # the timer thread is still alive when run() looks at it
 
     monkeypatch.setattr(fabric.runners.Remote, "kill", slow_kill)
-    with Hosts.of(inventory_for(ssh_hosts)) as hosts:
+    with Hosts.of(inventory_for(shared_hosts)) as hosts:
         with pytest.raises(RemoteError, match="no exit after the 1 s command timeout"):
-            hosts[ssh_hosts[0].name].run("sleep 30", timeout=1)
+            hosts[shared_hosts[0].name].run("sleep 30", timeout=1)
         results = hosts.run("sleep 30", timeout=1)
         assert all("no exit after the 1 s command timeout" in str(e) for e in results.failed.values())
-        assert len(results.failed) == len(ssh_hosts)
+        assert len(results.failed) == len(shared_hosts)
 
 
-def test_an_unreachable_host_is_one_error_naming_it_within_the_timeout(ssh_hosts):
-    ghost = {"name": "ghost", "address": ssh_hosts.bridge_address.rsplit(".", 1)[0] + ".200", "kubelet": True}
-    inv = inventory_for(ssh_hosts, connect_timeout=1, extra_workers=(ghost,))
+def test_an_unreachable_host_is_one_error_naming_it_within_the_timeout(shared_hosts):
+    ghost = {"name": "ghost", "address": shared_hosts.bridge_address.rsplit(".", 1)[0] + ".200", "kubelet": True}
+    inv = inventory_for(shared_hosts, connect_timeout=1, extra_workers=(ghost,))
     with Hosts.of(inv) as hosts:
         started = time.monotonic()
         results = hosts.run("true")
@@ -79,15 +81,16 @@ def test_an_unreachable_host_is_one_error_naming_it_within_the_timeout(ssh_hosts
     assert elapsed < 4, f"the group waited {elapsed:.1f} s for an unreachable host"
 
 
-def test_a_host_key_not_in_known_hosts_is_refused(ssh_hosts, tmp_path):
+def test_a_host_key_not_in_known_hosts_is_refused(shared_hosts, tmp_path):
     known = tmp_path / "known_hosts"
-    known.write_text(ssh_hosts.known_hosts.read_text().splitlines()[1] + "\n")  # only host 2's key
-    inv = inventory_for(ssh_hosts)
+    known.write_text(shared_hosts.known_hosts.read_text().splitlines()[1] + "\n")  # only host 2's key
+    inv = inventory_for(shared_hosts)
     with Hosts(inv.hosts[:1], SshOptions(2, 10, known)) as hosts:
-        with pytest.raises(HostUnreachable, match=rf"^{ssh_hosts[0].name}: SSH failure .*not found in known_hosts"):
-            hosts[ssh_hosts[0].name].run("true")
+        with pytest.raises(HostUnreachable, match=rf"^{shared_hosts[0].name}: SSH failure .*not found in known_hosts"):
+            hosts[shared_hosts[0].name].run("true")
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("sessions", [False, True], ids=["listener-killed", "listener-and-sessions-killed"])
 def test_sshd_killed_mid_run_is_a_clear_error_naming_the_host(host_factory, sessions):
     factory, test_hosts = host_factory(3)
@@ -102,7 +105,8 @@ def test_sshd_killed_mid_run_is_a_clear_error_naming_the_host(host_factory, sess
             runner = threading.Thread(target=lambda: outcome.update(r=hosts.run(
                 f"[ $(hostname) = {victim} ] && sleep 20; hostname", timeout=30)))
             runner.start()
-            time.sleep(1.0)
+            wait_until(lambda: any(sshhosts._comm(pid) == "sleep" for pid in sshhosts._netns_pids(test_hosts[2].netns)),
+                       10, f"the long command to run on {victim}", interval=0.05)
             factory.kill_sshd(2, sessions=True)
             runner.join(timeout=15)
             assert not runner.is_alive(), "the group run still waits for the dead host"
@@ -116,10 +120,10 @@ def test_sshd_killed_mid_run_is_a_clear_error_naming_the_host(host_factory, sess
             results.check()
 
 
-def test_put_ships_a_file_once_and_skips_the_same_file(ssh_hosts, tmp_path):
+def test_put_ships_a_file_once_and_skips_the_same_file(shared_hosts, tmp_path):
     local = tmp_path / "tool"
     local.write_bytes(os.urandom(3 << 20))
-    inv = inventory_for(ssh_hosts)
+    inv = inventory_for(shared_hosts)
     with Hosts.of(inv) as hosts:
         target = lambda r: f"{inv.cluster_dir()}/{r.host.name}/bin/tool"  # noqa: E731
         first = hosts.each(lambda r: r.put(local, target(r))).check()
@@ -127,11 +131,11 @@ def test_put_ships_a_file_once_and_skips_the_same_file(ssh_hosts, tmp_path):
         again = hosts.each(lambda r: r.put(local, target(r))).check()
         assert all(p.skipped for p in again.values())
         local.write_bytes(b"changed")
-        changed = hosts[ssh_hosts[0].name].put(local, target(hosts[ssh_hosts[0].name]))
+        changed = hosts[shared_hosts[0].name].put(local, target(hosts[shared_hosts[0].name]))
         assert not changed.skipped
     # The hosts share this machine's filesystem: check the files directly.
-    assert Path(target(hosts[ssh_hosts[0].name])).read_bytes() == b"changed"
-    assert os.access(target(hosts[ssh_hosts[1].name]), os.X_OK)
+    assert Path(target(hosts[shared_hosts[0].name])).read_bytes() == b"changed"
+    assert os.access(target(hosts[shared_hosts[1].name]), os.X_OK)
     assert not list(Path(inv.cluster_dir()).rglob("*.part-*"))
 
 
@@ -142,10 +146,10 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(ssh_hosts):
-    inv = inventory_for(ssh_hosts)
+def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(shared_hosts):
+    inv = inventory_for(shared_hosts)
     with Hosts.of(inv) as hosts:
-        remote = hosts[ssh_hosts[1].name]
+        remote = hosts[shared_hosts[1].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
         remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
         argv = ("sleep", "3600.5")
@@ -171,10 +175,10 @@ def test_a_detached_process_starts_and_stops_by_pid_with_its_cmdline_checked(ssh
         assert detached.stop(remote, "sleeper", argv, directory) == "absent"
 
 
-def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_log(ssh_hosts):
-    inv = inventory_for(ssh_hosts)
+def test_a_process_that_ignores_sigterm_is_killed_and_a_failing_start_shows_its_log(shared_hosts):
+    inv = inventory_for(shared_hosts)
     with Hosts.of(inv) as hosts:
-        remote = hosts[ssh_hosts[0].name]
+        remote = hosts[shared_hosts[0].name]
         directory = f"{inv.cluster_dir()}/{remote.host.name}"
         remote.run(f"mkdir -p {directory}")  # made by the caller: a start refuses a directory gone
         argv = ("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
@@ -273,11 +277,12 @@ def test_a_clean_up_waits_for_a_start_in_progress_and_no_start_begins_after_it(s
         assert _running(marker) == []
 
 
-def test_an_interrupted_each_waits_for_its_calls_and_refuses_their_next_commands(ssh_hosts, tmp_path):
+@pytest.mark.destructive
+def test_an_interrupted_each_waits_for_its_calls_and_refuses_their_next_commands(shared_hosts, tmp_path):
     import signal
     import threading
 
-    inv = inventory_for(ssh_hosts)
+    inv = inventory_for(shared_hosts)
     first, second = tmp_path / "first", tmp_path / "second"
 
     def steps(remote):
@@ -291,7 +296,7 @@ def test_an_interrupted_each_waits_for_its_calls_and_refuses_their_next_commands
         with pytest.raises(KeyboardInterrupt):
             hosts.each(steps)
         assert time.monotonic() - started >= 1.5  # it waited for the commands in flight
-        names = [h.name for h in ssh_hosts.hosts]
+        names = [h.name for h in shared_hosts.hosts]
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"first-{n}" for n in names)
         time.sleep(0.5)
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"first-{n}" for n in names)

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from kdlib.cluster.ssh import inventory
 from kdlib.cluster.ssh.cluster import SshCluster
-from kdlib.errors import ConfigError, HostUnreachable, RemoteError
+from kdlib.errors import HostUnreachable, RemoteError
 
 from ...conftest import our_processes
 
@@ -60,20 +60,7 @@ def test_an_unreachable_kwok_host_at_start_is_one_error_and_nothing_starts(ssh_h
     assert not Path(inv.cluster_dir(), ssh_hosts[0].name, "run").exists()
 
 
-def test_unsupported_inventories_are_refused_before_any_connection(ssh_hosts):
-    inv = cluster_inventory(ssh_hosts)
-    with pytest.raises(ConfigError, match="mode 'kubeadm' is not SshCluster's"):
-        SshCluster(inventory.parse({**inv.to_data(), "mode": "kubeadm", "workers": [
-            *inv.to_data()["workers"], {"name": "w3", "address": "10.255.255.3", "kubelet": True,
-                                        "key": str(ssh_hosts.key)}]}))
-    with pytest.raises(ConfigError, match="kd=True needs bin_dir"):
-        SshCluster(inv, kd=True)
-    kubelet_only = inventory.parse({**inv.to_data(), "workers": [
-        {"name": "w3", "address": "10.255.255.3", "kubelet": True, "key": str(ssh_hosts.key)}]})
-    with pytest.raises(ConfigError, match="3 kwok nodes wanted but no worker has kwok_nodes"):
-        SshCluster(kubelet_only, nodes=3)
-
-
+@pytest.mark.destructive
 def test_sshd_killed_mid_run_fails_naming_the_host_and_the_others_are_cleaned(host_factory, binaries, tmp_path):
     factory, hosts = host_factory(2)
     inv = cluster_inventory(hosts, kwok_nodes=1)

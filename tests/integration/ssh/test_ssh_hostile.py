@@ -12,6 +12,7 @@ from kdlib.cluster.ssh import inventory
 from kdlib.errors import HostUnreachable, RemoteLockBusy
 
 from ...conftest import our_processes
+from ...helpers import assert_sysctls_back
 from .test_ssh_cluster import cluster_inventory
 
 
@@ -82,6 +83,7 @@ def test_ssh_up_twice_refuses_the_second_and_keeps_the_first(host_factory, binar
     assert our_processes(Path(inv.cluster_dir())) == []
 
 
+@pytest.mark.destructive
 def test_sigterm_to_ssh_up_while_it_provisions_cleans_every_host(host_factory, binaries, tmp_path):
     import os
     import signal
@@ -126,7 +128,6 @@ def _kubelet_inventory(hosts, **worker):
 def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
     import subprocess
 
-    from kdlib.cluster.local import hostnet
     from kdlib.cluster.ssh.kubelets import Worker
 
     worker = Worker(inv.host(host.name), 0, inv.cluster_dir())
@@ -136,7 +137,7 @@ def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
     bridge = subprocess.run(["ip", "-n", host.netns, "link", "show", "kdcni0"], capture_output=True)
     assert bridge.returncode != 0, "kdcni0 left on the worker"
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
 
 
 def _real_pod(api, timeout: float = 90.0):
@@ -180,6 +181,7 @@ def _skip_without_real_nodes():
         pytest.skip(f"cannot run a kubelet here: {reason}")
 
 
+@pytest.mark.destructive
 @pytest.mark.real_nodes
 @pytest.mark.parametrize("component", ["kubelet", "containerd"])
 def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(host_factory, binaries, tmp_path,
@@ -188,7 +190,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
     import signal
 
     from kdlib.cluster.local import hostnet
-    from kdlib.cluster.ssh import cluster as ssh_cluster
+    from kdlib.cluster.ssh import running
     from kdlib.errors import ComponentError
 
     _skip_without_real_nodes()
@@ -202,7 +204,7 @@ def test_a_worker_component_killed_mid_run_is_named_by_check_and_all_is_cleaned(
         assert starts[pod.metadata.uid] == pytest.approx(_local_starts(pod.metadata.uid), abs=0.05)
         pid = int(Path(inv.cluster_dir(), hosts[1].name, "run", f"{component}.pid").read_text())
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 3 * ssh_cluster.WATCH_INTERVAL
+        deadline = time.monotonic() + 3 * running.WATCH_INTERVAL
         with pytest.raises(ComponentError, match=rf"^{component}: exited on {hosts[1].name}\n"):
             while time.monotonic() < deadline:
                 cluster.check()
@@ -222,6 +224,7 @@ with SshCluster(inventory.load({path!r}), state_dir={state!r}) as cluster:
 """
 
 
+@pytest.mark.destructive
 @pytest.mark.real_nodes
 @pytest.mark.parametrize("how", ["sigint-as-containerd-starts", "sigint-as-the-kubelet-starts", "sigkill-then-down"])
 def test_an_interrupted_owner_of_a_kubelet_worker_leaves_nothing(host_factory, binaries, tmp_path, how):
@@ -292,7 +295,7 @@ def test_a_kdcni0_of_someone_else_on_the_kubelet_host_is_refused_before_anything
     worker = Worker(inv.host(hosts[1].name), 0, inv.cluster_dir())
     assert not Path(str(worker.root)).exists()
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
     assert not (tmp_path / "local").exists()
 
 
@@ -323,6 +326,8 @@ def test_two_kwok_workers_share_the_nodes_through_resizes(host_factory, binaries
     assert our_processes(Path(inv.cluster_dir())) == []
 
 
+@pytest.mark.destructive
+@pytest.mark.slow
 @pytest.mark.real_nodes
 def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kubelet_dies(host_factory, binaries,
                                                                                          tmp_path):
@@ -346,7 +351,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     path.write_text(yaml.safe_dump(inv.to_data()))
     sysctls_before = hostnet.read_sysctls()
     root = tmp_path / "results"
-    params = SuiteParams.from_notebook(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
+    params = SuiteParams(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
                                        benches=["scale-pods"], scale_pods=[2, 3], settle_s=0.5)
     kubelet_pid = Path(inv.cluster_dir(), hosts[1].name, "run", "kubelet.pid")
     done = threading.Event()
@@ -375,6 +380,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
 
 
+@pytest.mark.destructive
 @pytest.mark.parametrize("moment", ["kube-apiserver", pytest.param("containerd", marks=pytest.mark.real_nodes)])
 def test_ctrl_c_pressed_again_while_it_cleans_up_still_leaves_nothing(host_factory, binaries, tmp_path, moment):
     import signal
@@ -419,6 +425,7 @@ def test_ctrl_c_pressed_again_while_it_cleans_up_still_leaves_nothing(host_facto
     assert not (tmp_path / "local").exists()
 
 
+@pytest.mark.destructive
 @pytest.mark.real_nodes
 def test_a_kubelet_teardown_that_cannot_finish_still_stops_every_process_and_down_finishes_it(
         host_factory, binaries, tmp_path):

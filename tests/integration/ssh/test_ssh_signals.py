@@ -41,6 +41,7 @@ def _assert_clean(cluster_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "local").exists()
 
 
+@pytest.mark.destructive
 def test_sigterm_to_a_running_cluster_cleans_every_host(ssh_hosts, binaries, tmp_path):
     owner, cluster_dir, _ = _owner(tmp_path, ssh_hosts)
     assert owner.stdout.readline().strip() == "ready", owner.stderr.read()
@@ -50,6 +51,7 @@ def test_sigterm_to_a_running_cluster_cleans_every_host(ssh_hosts, binaries, tmp
     _assert_clean(cluster_dir, tmp_path)
 
 
+@pytest.mark.destructive
 def test_ctrl_c_during_provisioning_cleans_every_host(ssh_hosts, binaries, tmp_path):
     owner, cluster_dir, cp = _owner(tmp_path, ssh_hosts)
     etcd_pid = cluster_dir / cp / "run" / "etcd.pid"

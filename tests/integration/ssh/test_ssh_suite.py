@@ -20,11 +20,11 @@ import yaml
 from kdlib.cluster.local import hostnet
 from kdlib.cluster.ssh import inventory
 from kdlib.cluster.ssh.kubelets import Worker
-from kdlib.experiments import runner
+from kdlib.experiments import pages, runner
 from kdlib.experiments.microbench import logs as results
 from kdlib.publish import book
 
-from ...helpers import REPO, our_processes
+from ...helpers import REPO, assert_sysctls_back, our_processes
 
 REASON = hostnet.why_not_real_nodes()  # the same needs as a local real node: containerd, runc, CNI, cgroups
 pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.real_nodes, pytest.mark.needs_binaries,
@@ -41,6 +41,7 @@ def _inventory(hosts) -> inventory.Inventory:
     }, "test-hosts")
 
 
+@pytest.mark.slow
 def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kwok(ssh_hosts, binaries, tmp_path):
     inv = _inventory(ssh_hosts)
     path = tmp_path / "inventory.yaml"
@@ -91,7 +92,7 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
          str(executed.with_name("reanalysis.ipynb")), "--cwd", str(REPO), "-p", "run_id", "tiny-ssh"],
         env=env, capture_output=True, text=True, timeout=300)
     assert reanalysis.returncode == 0, reanalysis.stderr[-3000:]
-    source = book.find_source("tiny-ssh", root)
+    source = book.find_source(pages.contents(), "tiny-ssh", root)
     assert source.notebook == executed
 
     # Nothing left: processes, the worker's files and cgroups, its bridge; the sysctls as before.
@@ -103,9 +104,10 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
     bridge = subprocess.run(["ip", "netns", "exec", ssh_hosts[2].netns, "ip", "link", "show", "kdcni0"],
                             capture_output=True)
     assert bridge.returncode != 0
-    assert hostnet.read_sysctls() == sysctls_before
+    assert_sysctls_back(sysctls_before)
 
 
+@pytest.mark.slow
 def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, binaries, tmp_path):
     from kdlib.experiments.trace import logs as trace_logs, params as trace_params, run as trace_run, schedule
 
@@ -120,16 +122,18 @@ def test_trace_notebook_on_ssh_hosts_replays_every_invocation(host_factory, bina
     path.write_text(yaml.safe_dump(inv.to_data()))
     root = tmp_path / "results"
     env = {**os.environ, "KDLIB_RESULTS_DIR": str(root), "KDLIB_STATE_DIR": str(tmp_path / "state")}
-    tiny = f"{{functions: 10, minutes: 2, warmup_minutes: 1, nodes: 2, systems: [Dr/K8s+], backend: ssh, inventory: {path}}}"
+    # One minute at time_scale 4, no warm-up, a 60-s dispatch timeout: as tests/integration/test_trace.py.
+    tiny = (f"{{functions: 10, minutes: 1, warmup_minutes: 0, nodes: 2, timeouts: {{Dr/K8s+: 60}}, time_scale: 4, "
+            f"systems: [Dr/K8s+], backend: ssh, inventory: {path}}}")
     done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "trace.ipynb"),
                            str(tmp_path / "trace.ipynb"), "--cwd", str(REPO), "-p", "run_id", "tiny-ssh", "-y", tiny],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     directory = trace_run.run_dir("tiny-ssh", root)
     meta = json.loads(trace_run.meta_path(directory, "Dr/K8s+").read_text())
-    assert meta["backend"].startswith("ssh ")
-    planned = schedule.build(trace_run.load_trace(trace_params.TraceParams(run_id="x", functions=10, minutes=2,
-                                                                           warmup_minutes=1)))
+    assert meta["backend"].startswith("ssh ") and meta["time_scale"] == 4
+    planned = schedule.build(trace_run.load_trace(trace_params.TraceParams(run_id="x", functions=10, minutes=1,
+                                                                           warmup_minutes=0)))
     assert meta["invocations"] == len(planned) == meta["success"] + meta["failed"]
     frame, summary = trace_logs.parse(trace_run.log_path(directory, "Dr/K8s+"))
     assert summary["total"] == len(planned) and meta["peak_ready_pods"] > 0

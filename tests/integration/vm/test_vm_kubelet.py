@@ -72,7 +72,7 @@ def test_a_kubelet_worker_on_a_systemd_cgroup_v2_vm_and_down_leaves_it_as_it_was
 
 def test_a_worker_vm_powered_off_mid_run_is_named_by_the_liveness_check_and_the_rest_is_cleaned(
         vm_lab, lab, binaries, tmp_path):
-    from kdlib.cluster.ssh import cluster as ssh_cluster
+    from kdlib.cluster.ssh import running
     from kdlib.errors import HostUnreachable, RemoteError
 
     from ...helpers import our_processes
@@ -86,7 +86,7 @@ def test_a_worker_vm_powered_off_mid_run_is_named_by_the_liveness_check_and_the_
         vm_lab[0].power_off(vm)
         off = time.monotonic()
         with pytest.raises(HostUnreachable, match=rf"^{vm.name}: "):
-            while time.monotonic() - off < 3 * ssh_cluster.WATCH_INTERVAL + 2 * inv.connect_timeout + 30:
+            while time.monotonic() - off < 3 * running.WATCH_INTERVAL + 2 * inv.connect_timeout + 30:
                 cluster.check()
                 time.sleep(0.5)
         named = time.monotonic() - off

@@ -15,20 +15,20 @@ from .test_data import HEADER, good_durations, write
 
 def refused(match: str, **given) -> None:
     with pytest.raises(ConfigError, match=match):
-        TraceParams(run_id="x", **given).validate()
+        TraceParams(run_id="x", **given)
 
 
 def test_a_file_that_is_not_the_dirigent_csv_is_refused_by_its_header(tmp_path):
     """D9: /etc/passwd passed, provisioned, replayed 2.5 minutes, then failed as 'not a trace log'."""
-    refused(r"dirigent_csv /etc/passwd lacks the column\(s\) invocationID", dirigent_csv="/etc/passwd")
-    refused(r"kn_k8s_csv /etc/passwd lacks the column\(s\) invocationID", kn_k8s_csv="/etc/passwd")
-    refused("dirigent_csv .* is not a file", dirigent_csv=tmp_path)
+    refused(r"dirigent_csv: /etc/passwd lacks the column\(s\) invocationID", dirigent_csv="/etc/passwd")
+    refused(r"kn_k8s_csv: /etc/passwd lacks the column\(s\) invocationID", kn_k8s_csv="/etc/passwd")
+    refused("dirigent_csv: .* is not a file", dirigent_csv=tmp_path)
 
 
 def test_systems_given_as_a_string_is_refused():
     """D11: the string was split into characters."""
     refused(r"systems: give a list, e\.g\. \['Dr/K8s\+'\]", systems="Dr/K8s+")
-    assert TraceParams(run_id="x", systems=["Dr/K8s+"]).validate().systems == ("Dr/K8s+",)
+    assert TraceParams(run_id="x", systems=["Dr/K8s+"]).systems == ("Dr/K8s+",)
 
 
 def test_a_file_given_for_the_trace_directory(tmp_path):
@@ -55,7 +55,7 @@ def test_bad_numbers_are_named(given, match):
 
 
 def params_for(directory) -> TraceParams:
-    return TraceParams(run_id="x", trace=directory, minutes=1, warmup_minutes=0).validate()
+    return TraceParams(run_id="x", trace=directory, minutes=1, warmup_minutes=0)
 
 
 def test_an_all_zero_trace_is_refused_before_provisioning(tmp_path):

@@ -16,7 +16,8 @@ import pytest
 
 from kdlib import store
 from kdlib.errors import ConfigError
-from kdlib.experiments.trace import logs, params as trace_params, report, run as trace_run
+from kdlib.experiments.trace import logs, pages as trace_pages, params as trace_params, report, run as trace_run
+from kdlib.experiments import pages
 from kdlib.publish import book
 
 REFERENCE = Path(__file__).resolve().parents[3] / "results" / "trace" / "reference"
@@ -99,7 +100,7 @@ def test_damage_is_seen_by_analysis_resume_and_book(tmp_path, damage):
     # resume: the system counts as not finished, so it is redone
     assert not trace_run.finished(directory, SYSTEM)
     # the book refuses to build from it
-    assert book._damaged_trace("sealed", tmp_path)
+    assert trace_pages.damaged("sealed", tmp_path / "executed" / "sealed" / "trace.ipynb", tmp_path)
 
 
 def test_every_line_is_checked_without_a_seal(tmp_path):
@@ -159,14 +160,17 @@ def test_resume_with_other_parameters_is_refused_naming_them(tmp_path, monkeypat
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before  # nothing relabelled
 
 
-def test_the_reference_run_resumes_with_its_own_parameters():
+def test_the_reference_run_resumes_with_its_own_parameters(tmp_path):
     """The recorded trace path of another checkout is the same shipped trace; other systems are allowed."""
+    from .test_reference import write_csv
+
     recorded = trace_run.load_run("reference", REFERENCE.parents[1])["parameters"]
     same = trace_params.TraceParams(run_id="reference", systems=("Dr/K8s+", "Dr/Kd+"))
     assert trace_run.parameter_differences(recorded, same) == []
     other = trace_params.TraceParams(run_id="reference", seed=7)
     assert trace_run.parameter_differences(recorded, other) == ["seed: 42 → 7"]
-    added = trace_params.TraceParams(run_id="reference", kd_bin_dir=REFERENCE, dirigent_csv=REFERENCE / "run.json")
+    added = trace_params.TraceParams(run_id="reference", kd_bin_dir=REFERENCE,
+                                     dirigent_csv=write_csv(tmp_path / "dirigent.csv"))
     assert trace_run.parameter_differences(recorded, added) == []  # Kd's binaries and reference data may come later
     recorded = {**recorded, "kd_bin_dir": "/kd/one"}
     assert trace_run.parameter_differences(recorded, added) == [f"kd_bin_dir: '/kd/one' → {str(REFERENCE)!r}"]
@@ -201,9 +205,9 @@ def test_the_book_refuses_a_damaged_reference_trace_log(tmp_path):
                  "trace/reference"):
         if (results / part).is_dir():
             shutil.copytree(results / part, tmp_path / part)
-    assert book.find_source("reference", tmp_path).run_id == "reference"
+    assert book.find_source(pages.contents(), "reference", tmp_path).run_id == "reference"
     log = trace_run.log_path(tmp_path / "trace" / "reference", SYSTEM)
     data = log.read_bytes()
     log.write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="trace.dr-k8s\\+.log: .*run the trace notebook again"):
-        book.find_source("reference", tmp_path)
+        book.find_source(pages.contents(), "reference", tmp_path)

@@ -6,12 +6,13 @@ import pytest
 
 from kdlib.errors import ConfigError
 from kdlib.experiments.trace.params import AS_SHIPPED, FILE_KEYS, SYSTEMS, TraceParams, plan
+from kdlib.params import problems_of
 
 
 def test_every_problem_at_once():
     with pytest.raises(ConfigError) as error:
         TraceParams(run_id=None, minutes=0, systems=("Dr/X",), target_concurrency=0, quiet_idle_pct=120,
-                    quiet_max_wait_s=-1, subset="last").validate()
+                    quiet_max_wait_s=-1, subset="last")
     message = str(error.value)
     for part in ("run_id", "minutes", "unknown system", "target_concurrency", "quiet_idle_pct", "quiet_max_wait_s",
                  "subset"):
@@ -22,8 +23,9 @@ def test_plan_says_why_a_system_is_not_measured(tmp_path):
     run, skipped, reference = plan(TraceParams(run_id="x"))
     assert run == ["Dr/K8s+", AS_SHIPPED] and reference == []
     assert "Knative" in skipped["Kn/K8s"] and "kd_bin_dir" in skipped["Dr/Kd+"] and "dirigent_csv" in skipped["Dirigent"]
-    csv = tmp_path / "d.csv"
-    csv.write_text("x")
+    from .test_reference import write_csv
+
+    csv = write_csv(tmp_path / "d.csv")  # its header is checked before anything runs
     run, skipped, reference = plan(TraceParams(run_id="x", kd_bin_dir=tmp_path, dirigent_csv=csv))
     assert run == ["Dr/K8s+", AS_SHIPPED, "Dr/Kd+"] and reference == ["Dirigent"]
 
@@ -60,10 +62,10 @@ def test_ssh_backend_needs_an_inventory_with_kwok_workers(tmp_path):
                                        "workers": [{"name": "w", "address": "10.1.1.2", "kubelet": True}]}))
     kwok = tmp_path / "kwok.yaml"
     kwok.write_text(yaml.safe_dump({**hosts, "workers": [{"name": "w", "address": "10.1.1.2", "kwok_nodes": 4}]}))
-    assert TraceParams(run_id="x", backend="ssh", inventory=kwok).problems() == []
-    assert TraceParams(run_id="x", backend="ssh").problems() == [
+    assert problems_of(TraceParams, run_id="x", backend="ssh", inventory=kwok) == []
+    assert problems_of(TraceParams, run_id="x", backend="ssh") == [
         "inventory: required with backend 'ssh': the YAML file naming the hosts (see `kdlib ssh check`)"]
-    assert TraceParams(run_id="x", backend="ssh", inventory=kubeadm).problems() == [
+    assert problems_of(TraceParams, run_id="x", backend="ssh", inventory=kubeadm) == [
         f"inventory: {kubeadm}: the trace runs on kwok nodes: it needs mode binaries and a worker with kwok_nodes"]
-    assert TraceParams(run_id="x", inventory=kwok).problems() == [
+    assert problems_of(TraceParams, run_id="x", inventory=kwok) == [
         "inventory: only the 'ssh' backend uses one, not 'local'"]

@@ -13,6 +13,7 @@ from kdlib.experiments.trace import reference, report, run
 from kdlib.experiments.trace.gateway import SUCCESS, Invocation
 from kdlib.experiments.trace.logs import LogFormatError, format_line, summary_line
 from kdlib.experiments.trace.params import TraceParams, plan
+from kdlib.params import problems_of
 
 # invitro's ExecutionRecord header, as its loader writes it (times in µs; flags true/false)
 HEADER = ("phase,instance,invocationID,startTime,requestedDuration,grpcConnEstablish,responseTime,actualDuration,"
@@ -66,12 +67,12 @@ def test_a_damaged_csv_is_an_error_not_a_number(tmp_path):
 
 def test_the_header_is_checked_before_anything_runs(tmp_path):
     bad = write_csv(tmp_path / "k8s.csv", header=HEADER.replace(",actualDuration", ",actual"))
-    assert TraceParams(run_id="x", kn_k8s_csv=bad).problems() == [
-        f"kn_k8s_csv {bad} lacks the column(s) actualDuration of invitro's per-invocation CSV"]
-    with pytest.raises(ConfigError, match="dirigent_csv .* lacks the column"):
-        TraceParams(run_id="x", dirigent_csv=bad).validate()
-    assert TraceParams(run_id="x", kn_k8s_csv=tmp_path / "none.csv").problems() == [
-        f"kn_k8s_csv {tmp_path / 'none.csv'} is not a file"]
+    assert problems_of(TraceParams, run_id="x", kn_k8s_csv=bad) == [
+        f"kn_k8s_csv: {bad} lacks the column(s) actualDuration of invitro's per-invocation CSV"]
+    with pytest.raises(ConfigError, match="dirigent_csv: .* lacks the column"):
+        TraceParams(run_id="x", dirigent_csv=bad)
+    assert problems_of(TraceParams, run_id="x", kn_k8s_csv=tmp_path / "none.csv") == [
+        f"kn_k8s_csv: {tmp_path / 'none.csv'} is not a file"]
 
 
 def test_plan_shows_kn_k8s_from_its_csv(tmp_path):

@@ -1,7 +1,8 @@
 """The systems under test ("baselines"): which control plane, and whether the sandbox is simulated.
 
 Every experiment runs some of these; a cluster backend says itself which it cannot run
-(:meth:`kdlib.cluster.base.Cluster.why_not`).
+(:meth:`kdlib.cluster.base.Cluster.why_not`). Plain data below both the experiments and
+the cluster backends, so that neither imports the other for it.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ import tarfile
 from pathlib import Path
 
 from ...errors import ClusterError
+from . import identity
 
 log = logging.getLogger(__name__)
 
-SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"  # containerd's sandbox_image; never pulled
-WORKLOAD_IMAGE = "kdlib.local/sleeper:v1"  # what real pods run (imagePullPolicy: Never)
+SANDBOX_IMAGE, WORKLOAD_IMAGE = identity.SANDBOX_IMAGE, identity.WORKLOAD_IMAGE
 TAGS = (SANDBOX_IMAGE, WORKLOAD_IMAGE)
 ENTRYPOINT = "/sleeper"
 
