@@ -3,9 +3,9 @@
 Each host is a network namespace with a veth pair on a Linux bridge that carries a
 private /24 existing only inside this machine (no default route, no forwarding), and
 its own sshd (own host key, own hostname through ``unshare --uts``, own /etc/hosts
-bind-mounted in the private mount namespace that ``ip netns exec`` gives). Root logs
-in with an ephemeral key made in a temporary directory. Facts behind the recipe:
-``/work/shared/reference/ssh-test-hosts.md``.
+bind-mounted in the private mount namespace that ``ip netns exec`` gives, and an empty
+``/root/.bashrc`` there). Root logs in with an ephemeral key made in a temporary directory.
+Facts behind the recipe: ``/work/shared/reference/ssh-test-hosts.md``.
 
 Every bridge, veth and namespace is named ``<prefix><slot>...`` (prefix ``kdt`` unless
 ``$KDLIB_TEST_NET_PREFIX`` says otherwise). A run owns its slot through an flock on
@@ -37,6 +37,7 @@ SLOTS = range(1, 64)  # 10.213.<slot>.0/24
 SUBNET_BASE = "10.213"
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+ROOT_BASHRC = "/root/.bashrc"
 
 
 def _cgroup_mounts() -> str:
@@ -240,6 +241,7 @@ class HostFactory:
         hosts_file = work / "hosts"
         hosts_file.write_text("127.0.0.1 localhost\n" + "".join(
             f"{addresses[i]} {name}\n" for i, name in enumerate(names)))
+        (work / "bashrc").write_text("# the test hosts' root: no start-up files of this machine's user\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
 
         hosts = []
@@ -283,7 +285,11 @@ class HostFactory:
             f"Subsystem sftp {SFTP_SERVER}",
             "",
         ]))
-        script = (f"hostname {name} && mount --bind {hosts_file} /etc/hosts && {_cgroup_mounts()}"
+        # Every SSH command runs `bash -c`, which reads root's ~/.bashrc (Debian's bash does for sshd's
+        # commands): this machine's ran `pyenv rehash`, which serialises on a lock, so commands waited
+        # up to a minute while other sessions ran. A host has a plain root of its own instead.
+        bashrc = f"{{ [ ! -f {ROOT_BASHRC} ] || mount --bind {work / 'bashrc'} {ROOT_BASHRC}; }} && "
+        script = (f"hostname {name} && mount --bind {hosts_file} /etc/hosts && {bashrc}{_cgroup_mounts()}"
                   f"exec {SSHD} -f {config} -D -e")
         log = open(directory / "sshd.log", "wb")
         process = subprocess.Popen(

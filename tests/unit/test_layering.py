@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "kdlib"
 
@@ -58,20 +57,12 @@ def test_the_cluster_backends_do_not_import_the_experiments():
     assert offenders("cluster", "experiments") == {}
 
 
-@pytest.mark.xfail(strict=False, reason="publish imports the microbench report and logs until helper `params` "
-                                         "hands the book its pages through a contract (issue 21)")
 def test_the_book_does_not_import_the_experiments():
+    """The experiments hand the book their pages (kdlib.experiments.pages)."""
     assert offenders("publish", "experiments") == {}
 
 
 LONG = 350  # lines; a module longer than this says why in its docstring ("Long because ...")
-#: Long modules outside the cluster part of issue 21, left to the helpers rewriting them.
-PENDING = {
-    "kdlib/publish/book.py": "publish/ is rewritten by helper params (its layering, issue 21)",
-    "kdlib/experiments/microbench/report.py": "experiments/ is rewritten by helper params (issue 21)",
-    "kdlib/experiments/microbench/suite.py": "experiments/ is rewritten by helper params (issue 21)",
-    "kdlib/experiments/trace/run.py": "experiments/ is rewritten by helper params (issue 21)",
-}
 
 
 def long_without_reason() -> list[str]:
@@ -85,9 +76,5 @@ def long_without_reason() -> list[str]:
 
 
 def test_every_long_module_says_why_it_is_long():
-    assert [f for f in long_without_reason() if f not in PENDING] == []
+    assert long_without_reason() == []
 
-
-@pytest.mark.xfail(strict=False, reason="; ".join(sorted(set(PENDING.values()))))
-def test_the_pending_long_modules_are_split_or_say_why():
-    assert [f for f in long_without_reason() if f in PENDING] == []

@@ -14,6 +14,7 @@ from kdlib.experiments.microbench import logs, suite
 
 # The package exports the report *function* under the module's name.
 microbench_report = importlib.import_module("kdlib.experiments.microbench.report")
+microbench_findings = importlib.import_module("kdlib.experiments.microbench.findings")
 
 
 def machine_state(busy: bool, idle: float, load: float) -> dict:
@@ -71,8 +72,8 @@ def test_busy_runs_are_marked_in_the_table_and_the_findings(tmp_path):
     marked = microbench_report._machine_column(table, machine, "scale-pods")
     assert marked["machine"].tolist() == ["BUSY (1 of 2 runs)", "not recorded", ""]
     assert list(marked.columns)[-1] == "reason"
-    assert microbench_report._busy_runs(machine, "scale-pods") == {("k8s+", 50): (1, 2)}
-    assert microbench_report._busy_runs(machine, "scale-funcs") == {}
+    assert microbench_findings._busy_runs(machine, "scale-pods") == {("k8s+", 50): (1, 2)}
+    assert microbench_findings._busy_runs(machine, "scale-funcs") == {}
 
 
 class Cluster:

@@ -130,14 +130,3 @@ def test_the_cli_names_a_bad_option_value_before_anything_runs(capsys, tmp_path,
     err = capsys.readouterr().err
     assert "scale_pods[0]: 0 is not a positive integer" in err and "nodes: 0 must be a whole number ≥ 1" in err
     assert not any(tmp_path.iterdir())
-
-
-def test_no_module_of_the_book_imports_an_experiment():
-    """The experiments hand the book their pages (kdlib.experiments.pages); publish stays below them."""
-    for path in sorted((REPO / "kdlib" / "publish").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom):
-                module = "." * node.level + (node.module or "")
-                assert "experiments" not in module.split("."), f"{path.name} imports {module}"
-            elif isinstance(node, ast.Import):
-                assert not any(".experiments" in a.name for a in node.names), path.name

@@ -155,9 +155,8 @@ def _file(value: Any) -> Path | None:
 
 
 def _name(value: Any) -> str | None:
-    if isinstance(value, str) and _DNS1123.match(value) and len(value) <= 63:
-        return None
-    return f"required: a lowercase DNS-1123 name (a-z, 0-9, '-', '.'), not {value!r}"
+    ok = isinstance(value, str) and _DNS1123.match(value) and len(value) <= 63
+    return None if ok else f"required: a lowercase DNS-1123 name (a-z, 0-9, '-', '.'), not {value!r}"
 
 
 def _address(value: Any) -> str | None:
@@ -172,9 +171,8 @@ def _address(value: Any) -> str | None:
 
 
 def _user(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and re.match(r"^[a-z_][a-z0-9_.-]*$", value)):
-        return None
-    return f"must be a user name, not {value!r}"
+    ok = value is None or (isinstance(value, str) and re.match(r"^[a-z_][a-z0-9_.-]*$", value))
+    return None if ok else f"must be a user name, not {value!r}"
 
 
 KeyFile = Annotated[Path | None, BeforeValidator(_file)]

@@ -10,6 +10,11 @@ a cluster that cannot be cleaned up, or whose component died, ends the suite (no
 run would be trustworthy), with the component logs saved beside the results.
 Ctrl-C stops the run in progress, leaves no finished-looking file for it, and the
 cluster's context manager stops every process.
+
+Long because one run's life (quiet wait, prepare, measure, record, clean, settle) and the
+matrix around it (clusters per control plane, resume, failures that end the suite) are one
+sequence whose order is the point; the pieces that stand alone are elsewhere (measure,
+timeline, logs, runner).
 """
 
 from __future__ import annotations

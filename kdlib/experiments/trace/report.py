@@ -4,7 +4,9 @@
 CSVs, ``Kn/K8s`` and ``Dirigent``, when the run names them), computes the per-function
 numbers, draws Figures 12 and 13, and saves each chart as SVG and HTML beside the results.
 ``report.glue_run()`` glues its outputs under the keys the book pastes (:data:`GLUE_KEYS`,
-the one list of them).
+the one list of them). Long because it holds everything the trace notebook and the book show
+(tables, findings, verdicts, the glue) in one module of the analysis-code digest; a split
+would add modules to :data:`kdlib.provenance.ANALYSIS_CODE` for no gain in reading.
 """
 
 from __future__ import annotations

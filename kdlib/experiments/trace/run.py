@@ -11,6 +11,10 @@ the log (its sha256 and invocation count) and records the parameters it was made
 a damaged log is redone on resume and shown as "damaged: why", and a run id is resumed
 only with the parameters it was made with. The cluster is watched during the replay: a
 dead component is named within seconds, its logs are saved, and the run stops.
+
+Long because the run's record (run.json's attempts), its resume rules (identity
+parameters, sealed logs) and the replay's life on a cluster share the same files and
+states; splitting the record from the replay is a candidate (issue 21).
 """
 
 from __future__ import annotations
