@@ -43,6 +43,19 @@ if [ ! -x /usr/sbin/sshd ]; then
   fi
 fi
 
+# The VM test hosts (tests/vmhosts.py): QEMU boots Debian 12 VMs (systemd, cgroup v2) from a
+# base image that mmdebstrap builds on first use (tests/vmimage.py, cached under ~/.cache/kdlib/vm/).
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1 \
+   || ! command -v mmdebstrap >/dev/null 2>&1 || ! command -v mke2fs >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing qemu-system-x86, qemu-utils, mmdebstrap, e2fsprogs for the VM test hosts" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      qemu-system-x86 qemu-utils mmdebstrap e2fsprogs >/dev/null
+  else
+    echo "setup: QEMU or mmdebstrap missing: the VM tests will be skipped" >&2
+  fi
+fi
+
 if ! command -v go >/dev/null 2>&1; then
   echo "setup: Go >= 1.24 is needed to build the control plane (or pass --bin-dir with your own binaries)" >&2
   exit 1

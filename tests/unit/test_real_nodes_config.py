@@ -78,6 +78,23 @@ def test_a_local_node_and_an_ssh_worker_get_the_same_files_each_naming_its_own_r
     assert f"conf_dir = \"{remote.root}/cni/net.d\"" in (staged / "containerd.toml").read_text()
 
 
+def test_a_systemd_host_gets_the_systemd_cgroup_driver_in_containerd_and_the_kubelet_alike(node, tmp_path):
+    files = node_config.files(node.layout, tmp_path / "ca.crt", hostnet.CNI_DIR, systemd=True)
+    runc = tomllib.loads(files[node_config.CONTAINERD_TOML])["plugins"]["io.containerd.grpc.v1.cri"]
+    assert runc["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert "cgroupDriver: systemd" in files[node_config.KUBELET_YAML]
+
+
+def test_the_sockets_of_systemd_stay_the_hosts_under_the_overlays(node, tmp_path):
+    plain = node_config.containerd_script(node.layout, tmp_path / "c.toml")
+    assert "--move" not in plain and plain.endswith(f"exec containerd --config {tmp_path / 'c.toml'}")
+    steps = node_config.containerd_script(node.layout, tmp_path / "c.toml", ("/run/dbus",)).split(" && ")
+    aside = str(node.layout.root / "shared" / "run-dbus")
+    bind = steps.index(f"mount --bind /run/dbus {aside}")
+    overlay = next(i for i, step in enumerate(steps) if step.endswith(" /run"))
+    assert bind < overlay < steps.index(f"mount --move {aside} /run/dbus")
+
+
 def test_kubeadm_mode_keeps_its_own_bridge_and_portmap():
     from kdlib.cluster.ssh.kubeadm_cluster import bridge_conflist
 

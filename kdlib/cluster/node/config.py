@@ -48,8 +48,10 @@ def toml(table: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
-def containerd_config(node: NodeLayout, cni_dir: PurePath | str) -> dict[str, Any]:
-    """containerd's configuration; ``cni_dir`` holds the CNI plugins on the node's machine."""
+def containerd_config(node: NodeLayout, cni_dir: PurePath | str, *, systemd_cgroup: bool = False) -> dict[str, Any]:
+    """containerd's configuration; ``cni_dir`` holds the CNI plugins on the node's machine.
+    ``systemd_cgroup``: runc makes each container a systemd scope (a host whose PID 1 is
+    systemd; the kubelet's cgroup driver must agree)."""
     d = node.root
     return {
         "version": 2,
@@ -76,7 +78,7 @@ def containerd_config(node: NodeLayout, cni_dir: PurePath | str) -> dict[str, An
                     "default_runtime_name": "runc",
                     "runtimes": {"runc": {
                         "runtime_type": "io.containerd.runc.v2",
-                        "options": {"SystemdCgroup": False, "Root": str(d / "runc"), "BinaryName": "runc"},
+                        "options": {"SystemdCgroup": systemd_cgroup, "Root": str(d / "runc"), "BinaryName": "runc"},
                     }},
                 },
                 "cni": {"bin_dir": str(cni_dir), "conf_dir": str(d / "cni" / "net.d"), "max_conf_num": 1},
@@ -99,8 +101,10 @@ def cni_conflist(pod_cidr: str, *, bridge: str = CNI_BRIDGE, ipam_dir: PurePath 
     return {"cniVersion": "0.4.0", "name": "kdlib", "plugins": plugins}
 
 
-def kubelet_config(node: NodeLayout, ca: PurePath) -> dict[str, Any]:
-    """The KubeletConfiguration; ``ca`` is the cluster CA's certificate on the node's machine."""
+def kubelet_config(node: NodeLayout, ca: PurePath, cgroup_driver: str = "cgroupfs") -> dict[str, Any]:
+    """The KubeletConfiguration; ``ca`` is the cluster CA's certificate on the node's machine.
+    ``cgroup_driver`` "systemd" where systemd is PID 1 (containerd's must agree): ``node.cgroup``
+    then names the slice the kubelet puts its pods under (``/a-b`` is ``a_b.slice``)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -114,7 +118,7 @@ def kubelet_config(node: NodeLayout, ca: PurePath) -> dict[str, Any]:
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
         "imageServiceEndpoint": f"unix://{node.containerd_socket}",
-        "cgroupDriver": "cgroupfs",
+        "cgroupDriver": cgroup_driver,
         "cgroupRoot": node.cgroup,
         "failCgroupV1": False,  # this machine has cgroup v1 only
         "failSwapOn": False,
@@ -135,34 +139,45 @@ def kubelet_config(node: NodeLayout, ca: PurePath) -> dict[str, Any]:
     }
 
 
-def files(node: NodeLayout, ca: PurePath, cni_dir: PurePath | str) -> dict[str, str]:
-    """The node's configuration files by their path under its root."""
+def files(node: NodeLayout, ca: PurePath, cni_dir: PurePath | str, *, systemd: bool = False) -> dict[str, str]:
+    """The node's configuration files by their path under its root; ``systemd``: the systemd
+    cgroup driver in containerd and the kubelet alike."""
     return {
-        CONTAINERD_TOML: toml(containerd_config(node, cni_dir)) + "\n",
+        CONTAINERD_TOML: toml(containerd_config(node, cni_dir, systemd_cgroup=systemd)) + "\n",
         CNI_CONFLIST: json.dumps(cni_conflist(node.pod_cidr, ipam_dir=node.root / "cni" / "ipam"), indent=2),
-        KUBELET_YAML: yaml.safe_dump(kubelet_config(node, ca), sort_keys=False),
+        KUBELET_YAML: yaml.safe_dump(kubelet_config(node, ca, "systemd" if systemd else "cgroupfs"), sort_keys=False),
     }
 
 
 def write_tree(target: Path, node: NodeLayout, ca: PurePath, cni_dir: PurePath | str,
-               extra_directories: tuple[str, ...] = ()) -> None:
+               extra_directories: tuple[str, ...] = (), *, systemd: bool = False) -> None:
     """Make the node's directories and write its files under ``target``: its root itself (a
     local node), or a staging copy shipped whole to the root (an SSH worker)."""
     for sub in (*node.directories, *extra_directories):
         (target / sub).mkdir(parents=True, exist_ok=True)
-    for name, text in files(node, ca, cni_dir).items():
+    for name, text in files(node, ca, cni_dir, systemd=systemd).items():
         (target / name).write_text(text)
 
 
-def containerd_script(node: NodeLayout, config: PurePath) -> str:
+def containerd_script(node: NodeLayout, config: PurePath, shared: tuple[str, ...] = ()) -> str:
     """The shell line run in a new private mount namespace: the overlays over the fixed
-    paths, then containerd (which shows as ``containerd --config CONFIG``)."""
+    paths, then containerd (which shows as ``containerd --config CONFIG``).
+
+    ``shared``: directories under the overlaid paths that stay the host's own, e.g. the
+    sockets of D-Bus and systemd (``/run/dbus``, ``/run/systemd``) that runc and the kubelet
+    talk to with the systemd cgroup driver: a unix socket cannot be reached through an
+    overlay (measured: "Failed to connect to bus: Connection refused"). Each is bound aside
+    before the overlays and moved back on top of them."""
+    aside = [(path, node.root / "shared" / path.strip("/").replace("/", "-")) for path in shared]
+    keep = [f"mkdir -p {shlex.quote(str(spot))} && mount --bind {shlex.quote(path)} {shlex.quote(str(spot))}"
+            for path, spot in aside]
     mounts = []
     for path in PRIVATE_PATHS:
         layer = node.overlay(path)
         mounts.append(f"mount -t overlay kdlib-node -o lowerdir={path},upperdir={layer}/upper,"
                       f"workdir={layer}/work {path}")
-    return " && ".join([*mounts, f"exec containerd --config {shlex.quote(str(config))}"])
+    back = [f"mount --move {shlex.quote(str(spot))} {shlex.quote(path)}" for path, spot in aside]
+    return " && ".join([*keep, *mounts, *back, f"exec containerd --config {shlex.quote(str(config))}"])
 
 
 def kubelet_argv(node: NodeLayout, kubelet: PurePath | str, config: PurePath,

@@ -122,8 +122,8 @@ class SshCluster(SshClusterBase):
             self.lock = lock  # from here on the hosts are ours to clean (before: another run's)
             self._clear_remains()
             self._timings["remains_cleared"] = time.monotonic() - started
-            cni_dirs = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
-            return self._boot(binaries, node_binaries, cni_dirs, started)
+            facts = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
+            return self._boot(binaries, node_binaries, facts, started)
         except BaseException:
             log.warning("start-up of the ssh cluster failed; stopping what was started")
             try:
@@ -145,7 +145,7 @@ class SshCluster(SshClusterBase):
             raise ClusterBusyError(f"cluster {self.inventory.cluster} is already running ({where}): use it, "
                                    f"or stop it with `python -m kdlib ssh down {self.inventory.source}`")
 
-    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None, cni_dirs: dict[str, str],
+    def _boot(self, binaries: BinarySet, node_binaries: dict[str, Path] | None, facts: dict[str, kubelets.HostFacts],
               started: float) -> ClusterInfo:
         cp_host = self.inventory.control_plane
         # The local copy of the state (PKI, kubeconfigs) stays while the cluster runs:
@@ -185,7 +185,7 @@ class SshCluster(SshClusterBase):
         server = f"https://{cp_host.address}:{PORTS['kube-apiserver']}"
         ca = pki.KeyPair(layout.pem("ca.crt"), layout.pem("ca.key"))
         trees = {name: kubelets.stage(worker, staging / "workers" / name, ca=ca, server=server,
-                                      cni_dir=cni_dirs[name], sleeper=Path(node_binaries["sleeper"]))
+                                      facts=facts[name], sleeper=Path(node_binaries["sleeper"]))
                  for name, worker in self.workers.items()}
         kwok_hosts = [w.name for w in self.inventory.kwok_workers]
         shipped = self.hosts.each(lambda r: r.put_tree(layout.state_dir if r is cp else kwok_files,
@@ -209,7 +209,7 @@ class SshCluster(SshClusterBase):
                                                  self.host_dir(r.host.name)), hosts=kwok_hosts).check()
         if self.workers:
             self.hosts.each(lambda r: kubelets.start(r, self.workers[r.host.name], trees[r.host.name],
-                                                     remote_bins[(r.host.name, "kubelet")]),
+                                                     remote_bins[(r.host.name, "kubelet")], facts[r.host.name]),
                             hosts=list(self.workers)).check()
             self._timings["kubelets_started"] = time.monotonic() - started
 
@@ -251,6 +251,8 @@ class SshCluster(SshClusterBase):
                     raise ComponentError(name, f"exited on {host}", self._log_tail(remote, name))
 
     def check(self) -> None:
+        if self._watcher is not None and self._watcher.unreachable is not None:
+            raise self._watcher.unreachable
         if self._watcher is not None and self._watcher.dead is not None:
             host, name = self._watcher.dead
             raise ComponentError(name, f"exited on {host}", self._log_tail(self.hosts[host], name))

@@ -13,14 +13,23 @@ built as data (:mod:`kdlib.cluster.node`), but on the host itself:
 * network: the host's own; pods sit on a CNI bridge ``kdcni0`` with ``10.244.<i>.0/24``,
   which the bridge plugin creates with the first pod and the clean-up deletes;
 * cgroups: ``/kdlib-<id>`` (cgroup v1: in every hierarchy; v2: in the unified tree) is the
-  kubelet's ``cgroupRoot``; its pods and containers are found and killed there;
+  kubelet's ``cgroupRoot``; its pods and containers are found and killed there. Where systemd
+  is PID 1 (a user's node), containerd and the kubelet use the systemd cgroup driver, as
+  kubeadm recommends there: the root is the slice ``kdlib_<id>.slice`` (a unit file in
+  ``/run/systemd/system``, removed at the end), each pod a slice in it, each container a
+  scope, and the sockets of D-Bus and systemd stay visible in the private mount namespace;
 * sysctls: the kubelet changes a few (``vm.overcommit_memory``, ``kernel.panic``, ...);
   their values before are recorded in the host's directory and written back.
 
 :func:`teardown` works from the host's files alone, so ``down`` after a crash cleans up.
 The host needs root, containerd, runc, ctr, the CNI plugins bridge/host-local/loopback,
 nsenter, unshare and the overlay filesystem; :func:`check` names what is missing.
-Tested on cgroup v1 hosts (this machine); the v2 path follows the same steps unmeasured.
+Tested on cgroup v1 hosts without systemd (namespace test hosts) and on systemd + cgroup v2
+hosts (Debian 12 VMs, ``tests/integration/vm/``); systemd with cgroup v1 is not tested.
+
+Long because the host-side steps (prepare, wait for containerd, read process starts, kill,
+remove) are shell scripts kept beside the Python that runs them, each covering cgroup v1 and
+v2 and both cgroup drivers; split, each script would lose the one place that reads its output.
 """
 
 from __future__ import annotations
@@ -48,12 +57,29 @@ log = logging.getLogger(__name__)
 REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "nsenter", "unshare", "mount", "ip")
 CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
 CNI_BRIDGE = config.CNI_BRIDGE
-# What the kubelet writes at start (its container manager's kernel tunables); recorded as
-# they were before, and written back at the end while they still hold these values.
+# What the kubelet writes at start (its container manager's kernel tunables), and the CNI
+# bridge plugin with the first pod (isGateway turns forwarding on: on a host of its own, not
+# a namespace, that outlives the worker); recorded as they were before, and written back at
+# the end while they still hold these values.
 KUBELET_SETS = {"vm.overcommit_memory": "1", "vm.panic_on_oom": "0", "kernel.panic": "10",
                 "kernel.panic_on_oops": "1", "kernel.keys.root_maxkeys": "1000000",
-                "kernel.keys.root_maxbytes": "25000000"}
+                "kernel.keys.root_maxbytes": "25000000", "net.ipv4.ip_forward": "1"}
 INSTALL_HINT = "Debian/Ubuntu: apt-get install containerd runc containernetworking-plugins"
+# Under an overlaid /run, the sockets runc and the kubelet reach systemd by (systemd cgroup driver).
+SYSTEMD_SOCKETS = ("/run/dbus", "/run/systemd")
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What :func:`check` found on a kubelet worker that its configuration depends on."""
+
+    cni_dir: str
+    systemd: bool      # systemd is PID 1: the systemd cgroup driver
+    cgroup_v2: bool
+
+    @property
+    def cgroup_driver(self) -> str:
+        return "systemd" if self.systemd else "cgroupfs"
 
 
 @dataclass(frozen=True)
@@ -115,13 +141,15 @@ if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "cgroup v2"
 elif [ -d /sys/fs/cgroup/memory ]; then echo "cgroup v1"
 else missing="$missing cgroups"; fi
 ip link show {bridge} >/dev/null 2>&1 && echo "bridge-exists"
+[ -d /run/systemd/system ] && echo "systemd"
 echo "cni $cni"
 echo "missing$missing"
 """
 
 
-def check(remote: Remote) -> str:
-    """Raise naming the host and every missing prerequisite; returns the CNI plugin directory."""
+def check(remote: Remote) -> HostFacts:
+    """Raise naming the host and every missing prerequisite; returns the CNI plugin directory
+    and whether systemd is PID 1 (``/run/systemd/system``, as ``sd_booted()`` tells) and cgroup v2."""
     script = _CHECK.format(commands=" ".join(REQUIRED_COMMANDS), cni_dirs=" ".join(CNI_DIRS), bridge=CNI_BRIDGE)
     out = remote.run(f"sh -c {shlex.quote(script)}", timeout=30).stdout.splitlines()
     missing = next((line.split()[1:] for line in out if line.startswith("missing")), [])
@@ -132,20 +160,21 @@ def check(remote: Remote) -> str:
         raise RemoteError(remote.host.name, f"ip link show {CNI_BRIDGE}",
                           f"a network device {CNI_BRIDGE} exists and was not made by this run: refusing to use "
                           "or delete it (`python -m kdlib ssh down` removes one of ours)")
-    return next(line.split(maxsplit=1)[1] for line in out if line.startswith("cni "))
+    return HostFacts(next(line.split(maxsplit=1)[1] for line in out if line.startswith("cni ")),
+                     "systemd" in out, "cgroup v2" in out)
 
 
 # -- files ----------------------------------------------------------------------------------
 
-def stage(worker: Worker, staging: Path, *, ca: pki.KeyPair, server: str, cni_dir: str, sleeper: Path) -> Path:
+def stage(worker: Worker, staging: Path, *, ca: pki.KeyPair, server: str, facts: HostFacts, sleeper: Path) -> Path:
     """Write the worker's tree (shipped whole to ``worker.root``) under ``staging``; returns it.
     Its client certificate is issued here, signed by the cluster CA."""
     keys = staging / "keys"
     tree = staging / "tree"
     keys.mkdir(parents=True, exist_ok=True)
     node = worker.layout
-    config.write_tree(tree, node, worker.root / "ca.crt", cni_dir,
-                      extra_directories=(str(node.kubelet_root.relative_to(node.root)),))
+    config.write_tree(tree, node, worker.root / "ca.crt", facts.cni_dir,
+                      extra_directories=(str(node.kubelet_root.relative_to(node.root)),), systemd=facts.systemd)
     pair = pki.issue(ca, keys, f"{worker.name}-client", f"system:node:{worker.name}",
                      organizations=("system:nodes",))
     pki.write_kubeconfig(tree / "kubelet.kubeconfig", server, ca, pair, f"system:node:{worker.name}")
@@ -156,20 +185,49 @@ def stage(worker: Worker, staging: Path, *, ca: pki.KeyPair, server: str, cni_di
 
 # -- start ----------------------------------------------------------------------------------
 
-_PREPARE = r"""
+# The kubelet's cgroup root: ``/a-b`` in each cgroup v1 hierarchy or the v2 tree (cgroupfs
+# driver), or the slice ``a_b.slice`` (systemd driver: the kubelet escapes "-" as "_").
+_CGROUPS = r"""
+CG={cgroup}; SLICE=$(echo "${{CG#/}}" | tr - _).slice
+cgdirs() {{
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then ls -d /sys/fs/cgroup$CG /sys/fs/cgroup/$SLICE 2>/dev/null
+  else ls -d /sys/fs/cgroup/*$CG /sys/fs/cgroup/*/$SLICE 2>/dev/null; fi
+}}
+"""
+
+_PREPARE = _CGROUPS + r"""
 set -e
-HD={host_dir}; CG={cgroup}
+HD={host_dir}
 mkdir -p "$HD" {root}
 [ -f "$HD/sysctls.before" ] || while read n k; do
   f=/proc/sys/$(echo $n | tr . /); if [ -r $f ]; then echo "$n $(cat $f) $k"; fi; done > "$HD/sysctls.before" <<EOF
 {sysctls}
 EOF
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then mkdir -p /sys/fs/cgroup$CG
+# cgroup v2: the controllers on at the top, as found (runc and the kubelet turn on every one they can).
+if [ -f /sys/fs/cgroup/cgroup.controllers ] && [ ! -f "$HD/controllers.before" ]; then
+  cat /sys/fs/cgroup/cgroup.subtree_control > "$HD/controllers.before"
+fi
+if [ {systemd} = 1 ]; then
+  touch "$HD/slice.ours"
+  # Accounting and AllowedCPUs: systemd then keeps on the controllers the kubelet checks (cpu, memory, pids, cpuset).
+  printf '[Unit]\nDescription=kdlib: the pods of the kubelet worker in %s\n[Slice]\nCPUAccounting=yes\nMemoryAccounting=yes\nTasksAccounting=yes\nAllowedCPUs=%s\n' \
+    "$HD" "$(cat /sys/fs/cgroup/cpuset.cpus.effective 2>/dev/null || echo 0)" > /run/systemd/system/$SLICE
+  systemctl daemon-reload
+  systemctl start $SLICE
+elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then mkdir -p /sys/fs/cgroup$CG
 else
   for h in /sys/fs/cgroup/*/; do
     [ -f "$h/cgroup.procs" ] || continue
     mkdir -p "$h${{CG#/}}"
     if [ -f "$h/cpuset.cpus" ]; then cat "$h/cpuset.cpus" > "$h${{CG#/}}/cpuset.cpus"; cat "$h/cpuset.mems" > "$h${{CG#/}}/cpuset.mems"; fi
+  done
+fi
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  # The kubelet refuses a v2 cgroup root that lacks one of these: enable the missing at the top (undone at the end).
+  for c in cpu cpuset memory hugetlb pids; do
+    grep -qw $c /sys/fs/cgroup/cgroup.controllers || continue
+    grep -qw $c /sys/fs/cgroup/cgroup.subtree_control && continue
+    echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control
   done
 fi
 touch "$HD/bridge.ours"
@@ -189,17 +247,17 @@ ctr --address $SOCK --namespace k8s.io images import {archive} >/dev/null
 """
 
 
-def start(remote: Remote, worker: Worker, tree: Path, kubelet: str, *, wait: float = 60.0) -> None:
+def start(remote: Remote, worker: Worker, tree: Path, kubelet: str, facts: HostFacts, *, wait: float = 60.0) -> None:
     """Prepare the host (cgroups, recorded sysctls), ship the tree, start containerd, import
     the image and start the kubelet. Raises naming the host; the caller cleans up."""
     q = shlex.quote
     remote.run("sh -c " + q(_PREPARE.format(host_dir=q(worker.host_dir), cgroup=q(worker.cgroup),
-                                            root=q(str(worker.root)),
+                                            systemd=int(facts.systemd), root=q(str(worker.root)),
                                             sysctls="\n".join(f"{n} {v}" for n, v in KUBELET_SETS.items()))))
     remote.put_tree(tree, str(worker.root))
     node = worker.layout
     containerd_toml = worker.root / config.CONTAINERD_TOML
-    script = config.containerd_script(node, containerd_toml)
+    script = config.containerd_script(node, containerd_toml, SYSTEMD_SOCKETS if facts.systemd else ())
     containerd = detached.start(remote, "containerd", ("unshare", "--mount", "--propagation", "private", "--",
                                                         "sh", "-c", script), worker.host_dir,
                                 shows=("containerd", "--config", str(containerd_toml)), wait=10)
@@ -243,12 +301,14 @@ def tail(remote: Remote, worker: Worker, name: str) -> str:
 
 # -- measurement ------------------------------------------------------------------------------
 
-_PROCESS_STARTS = r"""
-CG={cgroup}
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then top=/sys/fs/cgroup$CG; else top=/sys/fs/cgroup/pids$CG; fi
+_PROCESS_STARTS = _CGROUPS + r"""
 echo "clock $(cat /proc/uptime | cut -d' ' -f1) $(date +%s.%N) $(getconf CLK_TCK)"
-find $top -name cgroup.procs 2>/dev/null | while read f; do
-  pod=$(echo $f | grep -o '/pod[0-9a-f][0-9a-f_-]*' | head -n1)
+for top in $(cgdirs); do
+  case $top in /sys/fs/cgroup/*/*) case $top in /sys/fs/cgroup/pids/*) ;; *) continue;; esac;; esac  # v1: one hierarchy
+  find $top -name cgroup.procs 2>/dev/null
+done | while read f; do
+  # cgroupfs: .../pod<uid>/<container>; systemd: ...-pod<uid with _ for ->.slice/cri-containerd-<id>.scope
+  pod=$(echo $f | grep -o 'pod{uid}' | head -n1)
   [ -n "$pod" ] || continue
   for pid in $(cat $f 2>/dev/null); do
     start=$(cut -d')' -f2 /proc/$pid/stat 2>/dev/null | cut -d' ' -f21)
@@ -258,12 +318,15 @@ done
 """
 
 
+_UID = r"[0-9a-f]\{8\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{12\}"  # grep's BRE
+
+
 def pod_process_starts(remote: Remote, worker: Worker) -> dict[str, list[float]]:
     """Each pod's process start times on ``worker``, by pod uid, in this machine's
     ``time.monotonic()`` seconds (sandbox first). The host's boot clock is read beside the
     start ticks and turned into wall-clock time: exact when both machines' clocks agree
     (NTP: to a few ms; the test hosts share this machine's clock)."""
-    out = remote.run("sh -c " + shlex.quote(_PROCESS_STARTS.format(cgroup=shlex.quote(worker.cgroup))),
+    out = remote.run("sh -c " + shlex.quote(_PROCESS_STARTS.format(cgroup=shlex.quote(worker.cgroup), uid=_UID)),
                      check=False, timeout=60).stdout.splitlines()
     if not out or not out[0].startswith("clock "):
         return {}
@@ -272,26 +335,27 @@ def pod_process_starts(remote: Remote, worker: Worker) -> dict[str, list[float]]
     starts: dict[str, list[float]] = {}
     for line in out[1:]:
         pod, tick = line.split()
-        uid = pod[len("/pod"):].replace("_", "-")
+        uid = pod[len("pod"):].replace("_", "-")
         starts.setdefault(uid, []).append(int(tick) / ticks + to_local)
     return {uid: sorted(times) for uid, times in starts.items()}
 
 
 # -- clean-up ---------------------------------------------------------------------------------
 
-_KILL_CONTAINERS = r"""
-CG={cgroup}
+_KILL_CONTAINERS = _CGROUPS + r"""
+HD={host_dir}
 procs() {{
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then dirs=/sys/fs/cgroup$CG; else dirs=$(ls -d /sys/fs/cgroup/*$CG 2>/dev/null); fi
-  for d in $dirs; do [ -d $d ] && find $d -name cgroup.procs -exec cat {{}} + 2>/dev/null; done | sort -u
+  for d in $(cgdirs); do [ -d $d ] && find $d -name cgroup.procs -exec cat {{}} + 2>/dev/null; done | sort -u
 }}
+# systemd: stopping the slice stops every pod slice and container scope in it, killing their processes.
+if [ -f "$HD/slice.ours" ] && [ -d /run/systemd/system ]; then systemctl stop $SLICE 2>/dev/null; fi
 i=0
 while [ $i -lt 50 ]; do p=$(procs); [ -z "$p" ] && exit 0; kill -KILL $p 2>/dev/null; sleep 0.1; i=$((i+1)); done
 echo "still running in $CG: $(procs | head -n 5 | tr '\n' ' ')"; exit 1
 """
 
-_REMOVE = r"""
-HD={host_dir}; CG={cgroup}; ROOT={root}; problems=""
+_REMOVE = _CGROUPS + r"""
+HD={host_dir}; ROOT={root}; problems=""
 if [ -f "$HD/containerd.mntns" ]; then
   ns=$(cat "$HD/containerd.mntns")
   for p in /proc/[0-9]*; do
@@ -300,12 +364,24 @@ if [ -f "$HD/containerd.mntns" ]; then
   done
   sleep 0.2
 fi
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then dirs=/sys/fs/cgroup$CG; else dirs=$(ls -d /sys/fs/cgroup/*$CG 2>/dev/null); fi
-for d in $dirs; do
+if [ -f "$HD/slice.ours" ] && [ -d /run/systemd/system ]; then systemctl stop $SLICE 2>/dev/null; fi
+for d in $(cgdirs); do
   [ -d $d ] || continue
   i=0; while [ $i -lt 30 ] && [ -d $d ]; do find $d -depth -type d -exec rmdir {{}} + 2>/dev/null; [ -d $d ] && sleep 0.1; i=$((i+1)); done
   [ -d $d ] && problems="$problems cgroup:$d"
 done
+if [ -f "$HD/slice.ours" ]; then
+  rm -f /run/systemd/system/$SLICE && systemctl daemon-reload || problems="$problems unit:$SLICE"
+  rm -f "$HD/slice.ours"
+fi
+if [ -f "$HD/controllers.before" ]; then
+  # Off again at the top: what was not on before (ours, runc's, the kubelet's). Best effort: one
+  # someone else has come to use since stays on (the write fails while a child cgroup uses it).
+  for c in $(cat /sys/fs/cgroup/cgroup.subtree_control); do
+    grep -qw $c "$HD/controllers.before" || echo "-$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+  done
+  rm -f "$HD/controllers.before"
+fi
 if [ -f "$HD/sysctls.before" ]; then
   # Written back only while it still holds the kubelet's value: a later change is someone else's.
   while read n v k; do
@@ -325,7 +401,8 @@ def teardown(remote: Remote, worker: Worker, timeout: float = 10.0) -> dict[str,
     bridge and the files; write the sysctls back. Works from the host's files alone."""
     q = shlex.quote
     stopped = {"kubelet": detached.stop(remote, "kubelet", None, worker.host_dir, timeout=timeout)}
-    killed = remote.run("sh -c " + q(_KILL_CONTAINERS.format(cgroup=q(worker.cgroup))), check=False, timeout=30)
+    killed = remote.run("sh -c " + q(_KILL_CONTAINERS.format(cgroup=q(worker.cgroup), host_dir=q(worker.host_dir))),
+                        check=False, timeout=60)
     stopped["containerd"] = detached.stop(remote, "containerd", None, worker.host_dir, timeout=timeout)
     removed = remote.run("sh -c " + q(_REMOVE.format(host_dir=q(worker.host_dir), cgroup=q(worker.cgroup),
                                                       root=q(str(worker.root)), bridge=CNI_BRIDGE)),

@@ -11,7 +11,7 @@ import shlex
 import threading
 import time
 
-from ...errors import RemoteError
+from ...errors import HostUnreachable, RemoteError
 from . import base, detached, kubelets
 from .base import local_state_dir
 from .inventory import Inventory
@@ -71,19 +71,25 @@ def stop_all(remote: Remote, directory: str, timeout: float = 10.0) -> dict[str,
 
 
 class HostWatcher(threading.Thread):
-    """Looks at every host's processes every few seconds; remembers the first one found dead."""
+    """Looks at every host's processes every few seconds; remembers the first one found dead,
+    or the first host that could not be reached (powered off, network gone: its components
+    are as good as dead; a connection that merely dropped was already retried by :class:`Remote`)."""
 
     def __init__(self, inventory: Inventory, hosts: Hosts) -> None:
         super().__init__(name="kdlib-ssh-watcher", daemon=True)
         self.inventory = inventory
         self.hosts = hosts
         self.dead: tuple[str, str] | None = None  # (host, component)
+        self.unreachable: HostUnreachable | None = None
         self._stopping = threading.Event()
 
     def run(self) -> None:
         while not self._stopping.wait(WATCH_INTERVAL) and self.dead is None:
             found = host_statuses(self.inventory, self.hosts)
             for host, value in found.items():
+                if isinstance(value, HostUnreachable) and not self._stopping.is_set():
+                    self.unreachable = value
+                    return
                 if isinstance(value, RemoteError):
                     if not self._stopping.is_set():
                         log.warning("%s: could not look at its processes: %s", host, value.reason)

@@ -1,0 +1,115 @@
+"""Fixtures for the tests on VM hosts: a lab of VMs and namespace hosts per test module."""
+
+from __future__ import annotations
+
+import pytest
+
+from ... import vmhosts, vmimage
+
+
+@pytest.fixture(scope="module")
+def vm_lab_factory():
+    """Makes labs (:class:`vmhosts.VmLab`) for one test module; whatever it made is removed,
+    and checked gone, at the end. Skips where QEMU or the image cannot be had."""
+    reason = vmhosts.unavailable_reason()
+    if reason:
+        pytest.skip(f"VM test hosts unavailable: {reason}")
+    still = vmhosts.sweep()  # the VMs of crashed runs
+    assert not still, f"VMs of a crashed run could not be killed: {still}"
+    try:
+        image = vmimage.ensure()
+    except vmimage.ImageUnavailable as error:
+        pytest.skip(f"VM image unavailable: {error}")
+    labs: list[vmhosts.VmLab] = []
+
+    def make(vms: int = 1, namespace_hosts: int = 1, **kwargs) -> tuple[vmhosts.VmLab, vmhosts.Lab]:
+        lab = vmhosts.VmLab(vms, namespace_hosts, image=image, **kwargs)
+        labs.append(lab)
+        lab_hosts = lab.create()
+        print(f"\nVM lab: {vms} VM(s) booted in {lab_hosts.boot_seconds:.1f} s "
+              f"({', '.join(f'{vm.name} {vm.boot_seconds:.1f} s' for vm in lab_hosts.vms)})")
+        return lab, lab_hosts
+
+    yield make
+    for lab in labs:
+        remains = lab.destroy()
+        assert not any(remains.values()), f"VM lab left behind: {remains}"
+
+
+def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict | None = None,
+                 mode: str = "binaries", command_timeout: float = 300, cluster: str = "kdv"):
+    """An inventory of the lab: the control plane on the first namespace host unless given.
+    A long connect timeout: on a busy 2-core machine an emulated VM's SSH handshake (and a
+    namespace host's login shell) took 25 s."""
+    from kdlib.cluster.ssh import inventory
+
+    cp = control_plane or {"name": lab.hosts[0].name, "address": lab.hosts[0].address}
+    return inventory.parse({
+        "cluster": cluster, "mode": mode, "key": str(lab.key), "known_hosts": str(lab.known_hosts),
+        "connect_timeout": 60, "command_timeout": command_timeout, "remote_dir": str(lab.hosts.workdir / "remote"),
+        "control_plane": cp,
+        "workers": workers,
+    }, "vm-lab")
+
+
+# What `down` must leave as it found it on a VM. Left out, because they change by themselves
+# or belong to the SSH session taking the snapshot: login sessions and the user manager,
+# counters and random values in /proc/sys, the journal, udev's runtime database, and kdlib's `remote_dir` (binaries are
+# cached there on purpose; the cluster's lock file stays, see README).
+_SNAPSHOT = r"""
+mkdir -p {remote_dir}  # the user's choice, made before: what kdlib keeps there is left out below
+ls /proc/sys/fs/binfmt_misc >/dev/null 2>&1  # sysctl -a below mounts it (an automount): mounted in both looks
+echo '== units'
+systemctl list-units --all --plain --no-legend --no-pager | awk '$3 != "inactive" {{print $1, $3, $4}}' \
+  | grep -v -e '^session-[0-9]*\.scope' | sort
+echo '== unit files'
+find /etc/systemd /run/systemd/system /run/systemd/transient /run/systemd/system.control 2>/dev/null | sort
+echo '== cgroups'
+find /sys/fs/cgroup -type d | grep -v -e '^/sys/fs/cgroup/user.slice/' | sort
+echo '== controllers'
+cat /sys/fs/cgroup/cgroup.subtree_control
+echo '== mounts'
+awk '{{print $5, $(NF-2)}}' /proc/1/mountinfo | grep -v -e '^/run/user/' | sort
+echo '== links'
+ip -o link show | awk -F': ' '{{print $2}}' | sort
+echo '== addresses'
+ip -o addr show | awk '{{print $2, $4}}' | sort
+echo '== routes'
+ip route show table all | sort
+echo '== files'
+find /etc /opt /usr/local /root /tmp /var/lib /var/log /run -xdev 2>/dev/null \
+  | grep -v -e '^/var/log/journal' -e '^/run/log/journal' -e '^/run/user' -e '^/run/udev/' -e '^/run/systemd/sessions' \
+            -e '^/run/systemd/users' -e '^/run/systemd/units' -e '^/run/systemd/journal/streams' \
+            -e '^/var/lib/systemd/' -e '^/root/.ssh' -e '^{remote_dir}' | sort
+echo '== sysctls'
+sysctl -a 2>/dev/null | grep -v -e '^fs\.dentry-state' -e '^fs\.file-nr' -e '^fs\.inode-' -e '^kernel\.random\.' \
+  -e '^kernel\.ns_last_pid' -e '^kernel\.pty\.nr' -e 'nf_conntrack_count' -e '^fs\.quota\.' | sort
+echo '== iptables'
+for t in filter nat mangle raw; do iptables-save -t $t 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'; done
+"""
+
+
+def vm_snapshot(remote, remote_dir: str) -> dict[str, list[str]]:  # noqa: ANN001 (a kdlib Remote)
+    """The VM's units, unit files, cgroups, mounts, links, addresses, routes, files, sysctls and
+    iptables rules, by section."""
+    import shlex
+
+    out = remote.run("sh -c " + shlex.quote(_SNAPSHOT.format(remote_dir=remote_dir)), timeout=300).stdout
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in out.splitlines():
+        if line.startswith("== "):
+            current = sections.setdefault(line[3:], [])
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def snapshot_difference(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, dict[str, list]]:
+    """Per section: what appeared and what disappeared (empty when the VM is as it was)."""
+    changes = {}
+    for section in before.keys() | after.keys():
+        old, new = set(before.get(section, [])), set(after.get(section, []))
+        if old != new:
+            changes[section] = {"appeared": sorted(new - old)[:40], "disappeared": sorted(old - new)[:40]}
+    return changes
