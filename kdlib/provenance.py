@@ -83,7 +83,7 @@ ANALYSIS_CODE = (
     "kdlib/stats.py", "kdlib/store.py", "kdlib/machine.py", "kdlib/baselines.py", "kdlib/publish/render.py",
     *(f"kdlib/experiments/{m}.py" for m in ("verdict", "loads", "usage")),
     *(f"kdlib/experiments/microbench/{m}.py"
-      for m in ("analysis", "bottleneck", "comparison", "findings", "logs", "plots", "report", "spec")),
+      for m in ("analysis", "bottleneck", "comparison", "files", "findings", "plots", "report", "spec")),
     *(f"kdlib/experiments/trace/{m}.py" for m in ("analysis", "logs", "params", "plots", "reference", "report")),
     "notebooks/microbench.ipynb", "notebooks/trace.ipynb", "notebooks/reanalysis.ipynb",
 )

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from kdlib.experiments import runner
-from kdlib.experiments.microbench import logs as results
+from kdlib.experiments.microbench import files
 
 from ..helpers import REPO, assert_clean, our_processes, read_stderr_until
 
@@ -59,23 +59,23 @@ def test_notebook_measures_and_resumes(binaries, sandbox):
     results_root = root / "results"
     expected = {"scale-pods": (6, 9), "scale-funcs": (3, 10), "scale-nodes": (2, 11)}
     for bench, (scale, figure) in expected.items():
-        directory = results.run_dir(bench, "tiny", results_root)
-        key = results.RunKey(bench, "k8s+", scale)
-        total_us = results.parse_log(results.log_path(directory, key).read_text())
-        timeline = results.load_timelines(bench, "tiny", results_root)
+        directory = files.run_dir(bench, "tiny", results_root)
+        key = files.RunKey(bench, "k8s+", scale)
+        total_us = files.parse_log(files.log_path(directory, key).read_text())
+        timeline = files.load_timelines(bench, "tiny", results_root)
         timeline = timeline[timeline["baseline"] == "k8s+"]  # k8s+u ran beside it (its own cluster)
         pods = {"scale-pods": 6, "scale-funcs": 3, "scale-nodes": 10}[bench]
         ready = sorted(timeline[timeline["stage"] == "ready"]["t"])
         assert len(ready) == pods
         assert total_us == round(ready[(90 * pods) // 100] * 1e6)  # the p90 pod of the timeline, the original's index
         assert ready[0] >= 0.2  # simulated sandbox: nothing Ready before 200 ms
-        meta = json.loads(results.meta_path(directory, key).read_text())
+        meta = json.loads(files.meta_path(directory, key).read_text())
         assert meta["versions"]["kube-apiserver"].startswith("Kubernetes v1.32")
         assert meta["provenance"]["git_revision"] and meta["pods"] == pods
         assert meta["client_limits"]["kube-controller-manager"].startswith("defaults")
         assert meta["usage"]["cpu_s"]["kube-apiserver"] > 0 and meta["usage"]["api_writes"]["POST pods"] >= pods
         # The unthrottled control ran on a control plane of its own, its flags recorded.
-        unthrottled = json.loads(results.meta_path(directory, results.RunKey(bench, "k8s+u", scale)).read_text())
+        unthrottled = json.loads(files.meta_path(directory, files.RunKey(bench, "k8s+u", scale)).read_text())
         assert unthrottled["client_limits"]["kube-controller-manager"] == "--kube-api-qps=10000 --kube-api-burst=10000"
         assert unthrottled["usage"]["cpu_s"]["kube-controller-manager"] > 0
         # The machine before (one short look: the tests do not wait) and during the run.
@@ -126,8 +126,8 @@ def test_sigint_during_an_experiment_leaves_a_clean_cluster(binaries, sandbox):
     ports = json.loads((state / "suite" / "cluster.json").read_text())["ports"]
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=120) == 130
-    directory = results.run_dir("scale-pods", "interrupted", root / "results")
-    assert results.finished_total(directory, results.RunKey("scale-pods", "k8s+", 400)) is None
+    directory = files.run_dir("scale-pods", "interrupted", root / "results")
+    assert files.finished_total(directory, files.RunKey("scale-pods", "k8s+", 400)) is None
     assert not list(directory.glob(".*.partial")) if directory.exists() else True
     record = runner.load("interrupted", root / "results")
     assert record["state"] == "interrupted" and record["attempts"][-1]["reason"] == "SIGINT"
@@ -147,11 +147,11 @@ def test_kd_plus_runs_on_its_own_cluster_when_binaries_are_given(binaries, sandb
     record = runner.load("kdpath", root / "results")
     assert set(record["clusters"]) == {"vanilla", "kd"} and record["clusters"]["kd"]["kd"] is True
     assert record["not_measured"] == {}
-    directory = results.run_dir("scale-pods", "kdpath", root / "results")
+    directory = files.run_dir("scale-pods", "kdpath", root / "results")
     for baseline, kd in (("k8s+", False), ("kd+", True)):
-        key = results.RunKey("scale-pods", baseline, 4)
-        assert results.finished_total(directory, key) is not None
-        assert json.loads(results.meta_path(directory, key).read_text())["kd"] is kd
+        key = files.RunKey("scale-pods", baseline, 4)
+        assert files.finished_total(directory, key) is not None
+        assert json.loads(files.meta_path(directory, key).read_text())["kd"] is kd
 
 
 @pytest.mark.destructive

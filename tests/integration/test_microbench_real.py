@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from kdlib.experiments import runner
-from kdlib.experiments.microbench import logs as results
+from kdlib.experiments.microbench import files
 from kdlib.cluster.local import hostnet
 
 from ..helpers import REPO
@@ -39,15 +39,15 @@ def test_notebook_measures_real_and_simulated_sandboxes(binaries, tmp_path):
     # After each real-node run the suite waited until the real nodes had removed its containers.
     assert all("teardown" in o["phases_s"] for o in suite["attempts"][-1]["outcomes"] if o["baseline"] == "k8s")
     for bench, scale in (("scale-pods", 6), ("scale-funcs", 3)):
-        directory = results.run_dir(bench, "tiny-real", tmp_path / "results")
-        real = results.parse_log(results.log_path(directory, results.RunKey(bench, "k8s", scale)).read_text())
-        simulated = results.parse_log(results.log_path(directory, results.RunKey(bench, "k8s+", scale)).read_text())
+        directory = files.run_dir(bench, "tiny-real", tmp_path / "results")
+        real = files.parse_log(files.log_path(directory, files.RunKey(bench, "k8s", scale)).read_text())
+        simulated = files.parse_log(files.log_path(directory, files.RunKey(bench, "k8s+", scale)).read_text())
         assert real > 0 and simulated > 0
-        meta = json.loads(results.meta_path(directory, results.RunKey(bench, "k8s", scale)).read_text())
+        meta = json.loads(files.meta_path(directory, files.RunKey(bench, "k8s", scale)).read_text())
         assert meta["real_nodes"] == 2
         # What the real pods cost: their nodes' processes and cgroups used CPU during the run.
         assert meta["usage"]["cpu_s"]["real nodes"] > 0 and meta["usage"]["cores"] >= 1
-        timeline = results.load_timelines(bench, "tiny-real", tmp_path / "results")
+        timeline = files.load_timelines(bench, "tiny-real", tmp_path / "results")
         nodes = set(timeline[(timeline["baseline"] == "k8s") & (timeline["stage"] == "scheduled")]["node"])
         assert nodes <= {"kdlib-real-0", "kdlib-real-1"} and nodes, nodes
         # The runtime breakdown: every real pod's sandbox and container start, in order.

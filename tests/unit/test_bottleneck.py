@@ -4,7 +4,7 @@ import pandas as pd
 
 from kdlib.experiments import usage
 from kdlib.experiments.microbench import analysis
-from kdlib.experiments.microbench.logs import RunKey
+from kdlib.experiments.microbench.files import RunKey
 from kdlib.experiments.microbench.report import MicrobenchReport, findings
 
 

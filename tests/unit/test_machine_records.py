@@ -10,7 +10,7 @@ import pandas as pd
 
 from kdlib import store
 from kdlib.experiments import loads, pages
-from kdlib.experiments.microbench import logs, suite
+from kdlib.experiments.microbench import files, suite
 
 # The package exports the report *function* under the module's name.
 microbench_report = importlib.import_module("kdlib.experiments.microbench.report")
@@ -27,16 +27,16 @@ def machine_state(busy: bool, idle: float, load: float) -> dict:
 def write_runs(root):
     """Three microbenchmark runs (quiet, busy, and one from before the guard), one failed, one trace replay."""
     directory = store.run_dir("scale-pods", "r", root)
-    runs = [(logs.RunKey("scale-pods", "k8s+", 50, 0), machine_state(False, 95.0, 0.5)),
-            (logs.RunKey("scale-pods", "k8s+", 50, 1), machine_state(True, 20.0, 7.25)),
-            (logs.RunKey("scale-pods", "k8s", 50, 0), None)]
+    runs = [(files.RunKey("scale-pods", "k8s+", 50, 0), machine_state(False, 95.0, 0.5)),
+            (files.RunKey("scale-pods", "k8s+", 50, 1), machine_state(True, 20.0, 7.25)),
+            (files.RunKey("scale-pods", "k8s", 50, 0), None)]
     for i, (key, state) in enumerate(runs):
         meta = {"baseline": key.baseline, "scale": key.scale, "repeat": key.repeat, "start_time": f"t{i}",
                 "provenance": {"machine": {"load_average_1m": 3.0 + i}}}
         if state:
             meta["machine"] = state
-        logs.write_run(directory, key, 1_000_000 * (i + 1), pd.DataFrame({"t": [1.0]}), meta, {})
-    logs.write_failed(directory, logs.RunKey("scale-pods", "k8s+", 100), pd.DataFrame(),
+        files.write_run(directory, key, 1_000_000 * (i + 1), pd.DataFrame({"t": [1.0]}), meta, {})
+    files.write_failed(directory, files.RunKey("scale-pods", "k8s+", 100), pd.DataFrame(),
                       {"baseline": "k8s+", "scale": 100, "machine": machine_state(True, 1.0, 99.0)})
     trace = store.run_dir("trace", "r", root)
     trace.mkdir(parents=True)

@@ -7,11 +7,11 @@ import time
 import pandas as pd
 import pytest
 
-from kdlib.experiments.microbench import logs as results
+from kdlib.experiments.microbench import files
 from kdlib.errors import SuiteBusyError
 from kdlib.experiments.microbench import SuiteParams, suite
 from kdlib.experiments import runner
-from kdlib.experiments.microbench.logs import RunKey
+from kdlib.experiments.microbench.files import RunKey
 
 from ..helpers import REPO
 
@@ -51,7 +51,7 @@ def test_finished_runs_are_resumed_without_a_cluster(tmp_path, monkeypatch):
                          baselines=("k8s", "k8s+", "kd", "kd+"), real_nodes=0)
     for scale in (5, 10):
         key = RunKey("scale-pods", "k8s+", scale)
-        results.write_run(results.run_dir("scale-pods", "done", tmp_path), key, scale * 1000,
+        files.write_run(files.run_dir("scale-pods", "done", tmp_path), key, scale * 1000,
                           pd.DataFrame(), {}, {})
 
     def no_cluster(*args, **kwargs):
@@ -98,7 +98,7 @@ def test_resuming_with_other_parameters_is_refused_naming_them(tmp_path, monkeyp
     key = RunKey("scale-pods", "k8s+", 5)
     meta = {"backend": "local", "nodes": 20, "settle_s": 2.0, "timeout_s": params.timeout_for(
         suite.BENCHES["scale-pods"].workload(5))}
-    results.write_run(results.run_dir("scale-pods", "made", tmp_path), key, 5000, pd.DataFrame(), meta, {})
+    files.write_run(files.run_dir("scale-pods", "made", tmp_path), key, 5000, pd.DataFrame(), meta, {})
     other = SuiteParams(run_id="made", benches=("scale-pods",), baselines=("k8s+",), scale_pods=(5,),
                         nodes=7, settle_s=0.0)
     with pytest.raises(suite.ConfigError, match=r"nodes: 20 → 7; settle_s: 2\.0 → 0\.0.*new run_id"):

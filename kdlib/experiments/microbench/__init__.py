@@ -6,7 +6,7 @@
 >>> microbench.load("scale-pods", "my-run")       # one row per log; total_s is the p90 time
 """
 
-from .logs import load, load_dir, load_timelines
+from .files import load, load_dir, load_timelines
 from .report import MicrobenchReport, microbench as report
 from .spec import BENCHES, Bench, RunItem, SuiteParams, with_fetched_kd
 from .suite import RunOutcome, SuiteOutcome, plan, run_suite

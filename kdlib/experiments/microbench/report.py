@@ -20,7 +20,7 @@ from ... import store
 from ...publish import render
 from .. import loads, runner, verdict
 from ...baselines import BASELINES, display
-from . import analysis, comparison, logs, plots
+from . import analysis, comparison, files, plots
 from .findings import figure_verdict, findings, run_cost
 from .spec import BENCHES
 
@@ -41,7 +41,7 @@ class MicrobenchReport:
     timelines: pd.DataFrame
     provenance: pd.DataFrame
     digest: str = ""  # of the run's files when the report was made (the book checks it)
-    metas: dict[logs.RunKey, dict[str, Any]] = field(default_factory=dict)  # each finished run's metadata
+    metas: dict[files.RunKey, dict[str, Any]] = field(default_factory=dict)  # each finished run's metadata
     machine: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=loads.COLUMNS))  # per run
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
@@ -196,7 +196,7 @@ RECORD_COLUMNS = ["bench", "baseline", "scale", "repeat", "git_revision", "git_d
                   "start_time", "load_average_1m"]
 
 
-def run_records(metas: dict[logs.RunKey, dict[str, Any]]) -> pd.DataFrame:
+def run_records(metas: dict[files.RunKey, dict[str, Any]]) -> pd.DataFrame:
     """What each finished run recorded about itself (its ``meta`` file): code revision, versions, start."""
     rows = []
     for key, meta in metas.items():
@@ -260,9 +260,9 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
     benches = [b for b in BENCHES if b in params["benches"]]
     baselines = list(params["baselines"])
     with_results = [b for b in benches if store.run_dir(b, run_id, root).is_dir()]
-    runs = pd.concat([logs.load(b, run_id, root) for b in with_results]
-                     or [pd.DataFrame(columns=logs.COLUMNS)], ignore_index=True)
-    timelines = pd.concat([logs.load_timelines(b, run_id, root) for b in with_results]
+    runs = pd.concat([files.load(b, run_id, root) for b in with_results]
+                     or [pd.DataFrame(columns=files.COLUMNS)], ignore_index=True)
+    timelines = pd.concat([files.load_timelines(b, run_id, root) for b in with_results]
                           or [pd.DataFrame(columns=["bench", "baseline", "scale", "repeat", "kind", "object",
                                                     "stage", "t", "node"])], ignore_index=True)
     valid = runs.dropna(subset=["total_s"])
@@ -270,10 +270,10 @@ def microbench(run_id: str, root: Path | None = None, save: bool = True) -> Micr
         columns=["bench", "baseline", "scale", "p90_s", "min_s", "max_s", "repeats"])
     stages = analysis.stage_summary(analysis.stage_percentiles(timelines)) if len(timelines) else pd.DataFrame(
         columns=["bench", "baseline", "scale", "stage", "p90_s", "min_s", "max_s", "repeats"])
-    metas = {k: m for b in with_results for k, m in logs.load_metas(b, run_id, root).items()}
+    metas = {k: m for b in with_results for k, m in files.load_metas(b, run_id, root).items()}
     machine = loads.run_loads(run_id, root)[0]
     report = MicrobenchReport(run_id, suite, runs, summary, stages, timelines, provenance_table(suite),
-                              logs.digest(run_id, benches, root), metas, machine[machine["experiment"] != "trace"])
+                              files.digest(run_id, benches, root), metas, machine[machine["experiment"] != "trace"])
     if save:
         # One shared copy of the Vega bundle for every saved chart page of every run.
         bundle = render.write_bundle(store.root(root))

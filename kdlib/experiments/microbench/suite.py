@@ -14,7 +14,7 @@ cluster's context manager stops every process.
 Long because one run's life (quiet wait, prepare, measure, record, clean, settle) and the
 matrix around it (clusters per control plane, resume, failures that end the suite) are one
 sequence whose order is the point; the pieces that stand alone are elsewhere (measure,
-timeline, logs, runner).
+timeline, files, runner).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ...log import get as get_logger
 from .. import usage
 from ...baselines import BASELINES, CONTROL_PLANES, KD_WITHOUT_BINARIES
 from ..runner import SuiteRecord, suite_lock
-from . import logs, measure
+from . import files, measure
 from .spec import BENCHES, RunItem, SuiteParams
 
 log = get_logger(__name__)
@@ -117,8 +117,8 @@ def plan(params: SuiteParams, clusters: dict[str, Cluster] | None = None) -> tup
     return items, skipped
 
 
-def _key(item: RunItem) -> logs.RunKey:
-    return logs.RunKey(item.bench, item.baseline, item.scale, item.repeat)
+def _key(item: RunItem) -> files.RunKey:
+    return files.RunKey(item.bench, item.baseline, item.scale, item.repeat)
 
 
 def _parameters(params: SuiteParams) -> dict[str, Any]:
@@ -171,10 +171,10 @@ def check_resume(params: SuiteParams, items: list[RunItem], root: Path | None = 
     they would be shown under parameters they were not made with."""
     for item in items:
         directory, key = store.run_dir(item.bench, params.run_id, root), _key(item)
-        if not logs.log_path(directory, key).is_file():
+        if not files.log_path(directory, key).is_file():
             continue
         try:
-            meta = json.loads(logs.meta_path(directory, key).read_text())
+            meta = json.loads(files.meta_path(directory, key).read_text())
         except (OSError, ValueError):
             continue  # damaged: redone anyway
         differences = [f"{name}: {meta[name]!r} → {value!r}" for name, value in _identity(params, item).items()
@@ -193,7 +193,7 @@ def _resume(params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome, ro
     pending = []
     for item in items:
         directory = store.run_dir(item.bench, params.run_id, root)
-        total_us = logs.finished_total(directory, _key(item))
+        total_us = files.finished_total(directory, _key(item))
         if total_us is not None:
             outcome.outcomes.append(RunOutcome(item, "resumed", total_us / 1e6, "finished in an earlier run"))
             bar.update(1)
@@ -388,9 +388,9 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     if not result.finished:
         # Save first: the partial timeline and why, but no log, so the run is redone next time.
         meta["error"] = result.error
-        logs.write_failed(directory, key, result.timeline, meta)
+        files.write_failed(directory, key, result.timeline, meta)
         return RunOutcome(item, "failed", None, result.error or "", phases)
-    logs.write_run(directory, key, result.total_us, result.timeline, meta, {
+    files.write_run(directory, key, result.total_us, result.timeline, meta, {
         "bench": item.bench, "baseline": item.baseline, "scale": item.scale, "repeat": item.repeat,
         "pods": result.pods_expected, "nodes": nodes, "backend": info.backend,
         "metric": f"time until the 90th-percentile pod is Ready ({P90_RULE})"})

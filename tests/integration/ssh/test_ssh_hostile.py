@@ -335,7 +335,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     from kdlib.cluster.local import hostnet
     from kdlib.errors import KdlibError
     from kdlib.experiments import runner
-    from kdlib.experiments.microbench import logs as results
+    from kdlib.experiments.microbench import files
     from kdlib.experiments.microbench.spec import SuiteParams
     from kdlib.experiments.microbench.suite import run_suite
 
@@ -350,7 +350,7 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     done = threading.Event()
 
     def kill_after_the_first_run() -> None:  # the first run measured, the second meets a dead kubelet
-        directory = results.run_dir("scale-pods", "hostile", root)
+        directory = files.run_dir("scale-pods", "hostile", root)
         while not done.is_set():
             if list(directory.glob("e2e.*.log")) and kubelet_pid.exists():
                 os.kill(int(kubelet_pid.read_text()), signal.SIGKILL)

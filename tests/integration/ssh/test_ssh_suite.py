@@ -21,7 +21,7 @@ from kdlib.cluster.local import hostnet
 from kdlib.cluster.ssh import inventory
 from kdlib.cluster.ssh.kubelets import Worker
 from kdlib.experiments import pages, runner
-from kdlib.experiments.microbench import logs as results
+from kdlib.experiments.microbench import files
 from kdlib.publish import book
 
 from ...helpers import REPO, assert_sysctls_back, our_processes
@@ -65,13 +65,13 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
     assert suite["clusters"]["vanilla"]["backend"] == "ssh"
     assert {(o["baseline"], o["status"]) for o in suite["attempts"][-1]["outcomes"]} == {("k8s", "measured"),
                                                                                 ("k8s+", "measured")}
-    directory = results.run_dir("scale-pods", "tiny-ssh", root)
+    directory = files.run_dir("scale-pods", "tiny-ssh", root)
     for baseline, real_nodes in (("k8s", 1), ("k8s+", 0)):
-        key = results.RunKey("scale-pods", baseline, 3)
-        assert results.parse_log(results.log_path(directory, key).read_text()) > 0
-        meta = json.loads(results.meta_path(directory, key).read_text())
+        key = files.RunKey("scale-pods", baseline, 3)
+        assert files.parse_log(files.log_path(directory, key).read_text()) > 0
+        meta = json.loads(files.meta_path(directory, key).read_text())
         assert meta["backend"] == "ssh" and meta["real_nodes"] == real_nodes and meta["nodes"] == 3
-    timeline = results.load_timelines("scale-pods", "tiny-ssh", root)
+    timeline = files.load_timelines("scale-pods", "tiny-ssh", root)
     scheduled = timeline[timeline["stage"] == "scheduled"]
     assert set(scheduled[scheduled["baseline"] == "k8s"]["node"]) == {ssh_hosts[2].name}
     assert set(scheduled[scheduled["baseline"] == "k8s+"]["node"]) <= {"kwok-node-0000", "kwok-node-0001",
@@ -84,7 +84,7 @@ def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kw
     assert (at["started"] <= at["ready"]).all()
 
     # Figure 11 resized the fake nodes (4, then back): every one Ready under its kwok worker.
-    nodes = results.load_timelines("scale-nodes", "tiny-ssh", root)
+    nodes = files.load_timelines("scale-nodes", "tiny-ssh", root)
     assert set(nodes[nodes["stage"] == "scheduled"]["node"]) <= {f"kwok-node-{i:04d}" for i in range(4)}
 
     # What the book takes: the executed notebooks with every glue key, of these very files.
