@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ..errors import ClusterError
-from ..k8s.calls import parallel
+from ..k8s.calls import create_all, parallel
 from .node import ready
 from .settings import (
     CUSTOM_LIFECYCLE,
@@ -172,13 +172,6 @@ def ensure_nodes(api: client.ApiClient, count: int, shards: tuple[str, ...] = ()
 
     shard_of = {name: shards[i % len(shards)] if shards else None for i, name in enumerate(wanted)}
 
-    def create(name: str) -> None:
-        try:
-            core.create_node(node_object(name, shard_of[name]), _preload_content=False)  # no model to build from the reply
-        except ApiException as error:
-            if error.status != 409:
-                raise
-
     def delete(name: str) -> None:
         try:
             core.delete_node(name, _preload_content=False)
@@ -186,7 +179,7 @@ def ensure_nodes(api: client.ApiClient, count: int, shards: tuple[str, ...] = ()
             if error.status != 404:
                 raise
 
-    parallel(create, [n for n in wanted if n not in existing], workers=32)
+    create_all(api, "/api/v1/nodes", [node_object(n, shard_of[n]) for n in wanted if n not in existing])
     parallel(delete, sorted(existing - set(wanted)), workers=32)
     return wanted
 

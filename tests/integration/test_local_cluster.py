@@ -49,6 +49,21 @@ def test_nodes_are_ready_kwok_nodes(cluster):
     assert {lease.metadata.name for lease in leases} >= set(cluster.info.node_names)
 
 
+def test_create_all_counts_what_it_made_and_names_a_refusal(cluster):
+    """The kwok nodes' bulk create: existing objects count as made; another refusal is the API's error."""
+    from kubernetes.client.rest import ApiException
+
+    from kdlib.cluster import kwok
+    from kdlib.k8s.calls import create_all
+
+    api = cluster.api_client()
+    existing = kwok.node_object(cluster.info.node_names[0])
+    assert create_all(api, "/api/v1/nodes", [existing]) == 0  # 409: already there
+    with pytest.raises(ApiException) as refused:
+        create_all(api, "/api/v1/nodes", [kwok.node_object("Not_A_Valid_Name")])
+    assert refused.value.status == 422 and "Not_A_Valid_Name" in refused.value.body.decode()
+
+
 def test_simulated_sandbox_pods_turn_ready_200ms_after_binding(cluster):
     api = cluster.api_client()
     client.CoreV1Api(api).create_namespace(workloads.namespace("it-sandbox"))
