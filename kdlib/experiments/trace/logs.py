@@ -100,10 +100,18 @@ def _number(name: str, unit: str) -> pl.Expr:
     return pl.col(name).str.strip_chars_end(unit).str.strip_chars_start("+").cast(pl.Float64, strict=False)
 
 
-def _categorical(column: pl.Series) -> pd.Categorical:
+_NAMESPACE = re.compile(r"^[^/]*/")  # Func's namespace token, not part of the function's name
+
+
+def _categorical(column: pl.Series, cut: re.Pattern | None = None) -> pd.Categorical:
+    """``column`` as a pandas categorical; ``cut`` is removed from each distinct value (a few
+    hundred functions, not a million rows)."""
     values = column.unique().sort()
     codes = column.cast(pl.Enum(values)).to_physical().to_numpy()
-    return pd.Categorical.from_codes(codes, values.to_list())
+    names = [cut.sub("", v, count=1) if cut else v for v in values.to_list()]
+    if len(set(names)) < len(names):  # one name in two namespaces: one category
+        return pd.Categorical(np.asarray(names, dtype=object)[codes])
+    return pd.Categorical.from_codes(codes, names)
 
 
 def parse_bytes(data: bytes, source: str = "log") -> tuple[pd.DataFrame, dict | None]:
@@ -114,29 +122,35 @@ def parse_bytes(data: bytes, source: str = "log") -> tuple[pd.DataFrame, dict | 
     ``frame.attrs["garbled"]``, also for :func:`damage`.
     """
     summary = _last_summary(data)
+    first_line = data[:data.find(b"\n")] if b"\n" in data else data
     try:
-        raw = pl.read_csv(_HEADER + data, separator=" ", has_header=True, infer_schema=False, quote_char=None,
-                          truncate_ragged_lines=True, columns=list(_VALUES[1:]))
+        if first_line.count(b" ") >= 2 * len(_VALUES) - 1:  # a whole first line: it fixes the width (no copy)
+            raw = pl.read_csv(data, separator=" ", has_header=False, infer_schema=False, quote_char=None,
+                              truncate_ragged_lines=True, columns=list(range(3, 2 * len(_VALUES), 2)))
+            raw.columns = list(_VALUES[1:])
+        else:
+            raw = pl.read_csv(_HEADER + data, separator=" ", has_header=True, infer_schema=False, quote_char=None,
+                              truncate_ragged_lines=True, columns=list(_VALUES[1:]))
     except pl.exceptions.NoDataError:
         raw = pl.DataFrame(schema={name: pl.String for name in _VALUES[1:]})
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as error:
         raise LogFormatError(f"{source}: not a trace log in the original's line format "
                              f"({str(error).splitlines()[0]})") from None
     runtime = pl.col("runtime").str.strip_chars_end("ms").str.split_exact("/", 1)
-    parsed = raw.select(
-        pl.col("func").str.strip_chars_end(",").str.replace(r"^[^/]*/", ""),
+    parsed = raw.lazy().select(  # lazy: each number is cut and cast once for its value and its check
+        pl.col("func").str.strip_chars_end(","),
         pl.col("status").str.strip_chars_end(","),
         *(_number(name, unit) for name, unit in _UNITS.items()),
         runtime.struct.field("field_0").cast(pl.Float64, strict=False).alias("runtime_ms"),
         runtime.struct.field("field_1").cast(pl.Int64, strict=False).alias("requested_ms"),
         *((pl.col(name).is_not_null() & (pl.col(name) != "N/A,") & _number(name, unit).is_null()).alias(f"bad_{name}")
           for name, unit in _UNITS.items()),
-    ).filter(pl.col("ts_s").is_not_null() | pl.col("requested_ms").is_not_null())
+    ).filter(pl.col("ts_s").is_not_null() | pl.col("requested_ms").is_not_null()).collect()
     if not len(parsed) and summary is None and data.strip():
         raise LogFormatError(f"{source}: not a trace log in the original's line format (no invocation line)")
     if parsed.select(pl.any_horizontal(pl.col(name).is_null() for name in _REQUIRED).any()).item():
         raise LogFormatError(f"{source}: a line lacks or garbles TS, CSendReq or Runtime")
-    frame = pd.DataFrame({"func": _categorical(parsed["func"]), "status": _categorical(parsed["status"]),
+    frame = pd.DataFrame({"func": _categorical(parsed["func"], _NAMESPACE), "status": _categorical(parsed["status"]),
                           **{name: parsed[name].to_numpy() for name in (*_UNITS, "runtime_ms", "requested_ms")}})
     frame["function"] = frame["func"]
     rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce").to_numpy()
