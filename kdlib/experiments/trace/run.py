@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ... import machine, provenance, store
 from ...cluster.registry import open_cluster
 from ...errors import ComponentError, ConfigError, TraceDataError
-from ...k8s import objects as workloads
+from ...k8s import objects
 from ...k8s.calls import parallel as _parallel
 from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled
 from ..runner import end_state, suite_lock, with_killed
@@ -286,7 +286,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
                 bar.set_description_str(f"{system}: creating {len(names)} Deployments at 0 replicas")
                 ensure_namespace(api, NAMESPACE)
                 apps = client.AppsV1Api(api)
-                _parallel(lambda n: apps.create_namespaced_deployment(NAMESPACE, workloads.deployment(
+                _parallel(lambda n: apps.create_namespaced_deployment(NAMESPACE, objects.deployment(
                     n, NAMESPACE, replicas=0, simulated_sandbox=True, kd=bool(spec.kd), on_kwok=True)), names)
                 wait_reconciled(api, NAMESPACE, len(names), timeout=300)
                 bar.set_description_str(f"{system}: replaying")
@@ -295,7 +295,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
                     bar.update(max(0, int(t) - bar.n))
 
                 replay = Replay(api, NAMESPACE, names, schedule, kpa, timeout_s, params.drain_s,
-                                f"{workloads.WORKLOAD_LABEL}=true", advance, health=cluster.check,
+                                f"{objects.WORKLOAD_LABEL}=true", advance, health=cluster.check,
                                 time_scale=params.time_scale)
                 bar.set_description_str(f"{system}: waiting until the machine is quiet")
                 before = machine.wait(params.quiet)
@@ -380,7 +380,7 @@ def scale_to_zero(api: client.ApiClient, names: list[str], timeout: float = 300)
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     started = time.monotonic()
     _parallel(lambda n: apps.patch_namespaced_deployment_scale(n, NAMESPACE, {"spec": {"replicas": 0}}), names)
-    selector = f"{workloads.WORKLOAD_LABEL}=true"
+    selector = f"{objects.WORKLOAD_LABEL}=true"
     while True:
         left = len(core.list_namespaced_pod(NAMESPACE, label_selector=selector).items)
         if not left or time.monotonic() - started > timeout:
