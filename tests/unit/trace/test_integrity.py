@@ -16,7 +16,7 @@ import pytest
 
 from kdlib import store
 from kdlib.errors import ConfigError
-from kdlib.experiments.trace import logs, pages as trace_pages, params as trace_params, report, run as trace_run
+from kdlib.experiments.trace import files as trace_files, logs, pages as trace_pages, params as trace_params, report, run as trace_run
 from kdlib.experiments import pages
 from kdlib.publish import book
 
@@ -74,14 +74,14 @@ def test_the_sealed_run_reads_back_clean(tmp_path):
     frame, meta = trace_run.read_system(directory, SYSTEM)
     assert len(frame) == LINES and meta["invocations"] == LINES
     assert trace_run.finished(directory, SYSTEM)
-    assert trace_run.damaged_files("sealed", tmp_path) == []
+    assert trace_files.damaged_files("sealed", tmp_path) == []
     found = report.trace_report("sealed", tmp_path, save=False)
     assert found.summary.iloc[0]["source"].startswith("measured here")
 
 
 def test_the_reference_log_is_sealed_and_clean():
     """The shipped reference run passes every check (its metadata records the log's checksum)."""
-    assert trace_run.damaged_files("reference", REFERENCE.parents[1]) == []
+    assert trace_files.damaged_files("reference", REFERENCE.parents[1]) == []
 
 
 @pytest.mark.parametrize("damage", ["cut mid-line", "cut at a line boundary", "cut, with a summary appended",
