@@ -89,7 +89,7 @@ for t in filter nat mangle raw; do iptables-save -t $t 2>/dev/null | grep -v '^#
 """
 
 
-def vm_snapshot(remote, remote_dir: str) -> dict[str, list[str]]:  # noqa: ANN001 (a kdlib Remote)
+def vm_snapshot(remote, remote_dir: str) -> dict[str, list[str]]:  # remote: a kdlib Remote
     """The VM's units, unit files, cgroups, mounts, links, addresses, routes, files, sysctls and
     iptables rules, by section."""
     import shlex
