@@ -127,9 +127,11 @@ def _kdlib_imports(source: str, module: str, is_package: bool, repo: Path) -> se
 
 
 def notebook_imports(notebook: Path, repo: Path) -> set[str]:
-    """The kdlib modules a notebook's code cells import."""
+    """The kdlib modules a notebook's code cells import (none when it does not exist)."""
     import json
 
+    if not notebook.is_file():
+        return set()
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     source = "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code")
     return _kdlib_imports(source, "notebook", False, repo)
@@ -161,7 +163,7 @@ def analysis_code(repo: Path | None = None) -> tuple[str, ...]:
 
 
 def analysis_digest(repo: Path | None = None) -> str:
-    """SHA-256 over :func:`analysis_code` (name and content of each file)."""
+    """SHA-256 over :func:`analysis_code` (name and content of each file; a missing notebook counts as empty)."""
     import hashlib
 
     repo = repo or paths.repo_root()
