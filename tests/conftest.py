@@ -42,8 +42,12 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     ``xdist_workers`` of pyproject.toml's pytest options. Not an ``addopts`` ``-n``, so that
     ``-p no:xdist`` (no plugin, no ``-n``) still runs the suite serially, as ``-n 0`` does.
     Whatever the worker count, the distribution keeps each ``xdist_group`` on one worker."""
-    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
-            or config.getoption("collectonly") or config.getoption("usepdb")):
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:  # a worker parses the command line again: the distribution set here is not in it
+        config.option.loadgroup = worker.get("kdlib_loadgroup", False)
+        return
+    if (not config.pluginmanager.hasplugin("xdist") or config.getoption("collectonly")
+            or config.getoption("usepdb")):
         return
     if config.option.numprocesses is None and not config.option.tx:
         config.option.numprocesses = int(config.getini("xdist_workers"))
@@ -60,6 +64,7 @@ def pytest_configure_node(node) -> None:  # noqa: ANN001 (xdist's WorkerControll
     """A worker starts from the caller's environment, as the session did (not from the one the
     session made for itself), and finds the session's folder for the locks it shares."""
     node.workerinput["kdlib_inherited"] = dict(helpers.INHERITED)
+    node.workerinput["kdlib_loadgroup"] = node.config.getoption("dist") == "loadgroup"
     node.workerinput["kdlib_session_root"] = str(node.config.stash[_SESSION_ROOT])
 
 
@@ -111,7 +116,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Markers from where a test lives and what it needs: ``-m "not integration"`` runs the fast
     ones; the tests that start a kubelet run one after the other (:data:`KUBELETS_GROUP`)."""
     for item in items:
@@ -120,10 +125,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if "binaries" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.needs_binaries)
-        if item.get_closest_marker("real_nodes") and not item.get_closest_marker(EXCLUSIVE_MARKER):
-            item.add_marker(pytest.mark.xdist_group(KUBELETS_GROUP))
         if item.get_closest_marker(EXCLUSIVE_MARKER):
             item.add_marker(pytest.mark.xdist_group(EXCLUSIVE_MARKER))
+        elif item.get_closest_marker("real_nodes"):
+            item.add_marker(pytest.mark.xdist_group(KUBELETS_GROUP))
+        if getattr(config.option, "loadgroup", False):
+            _name_the_group(item)
+
+
+def _name_the_group(item: pytest.Item) -> None:
+    """The ``@group`` suffix of the test's id, by which xdist's controller keeps a group on one
+    worker. xdist 3.8 writes it to ``item._nodeid``, which pytest 9.2 no longer reads (its id is
+    a structured ``_id``): without this, the groups were spread over the workers."""
+    groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                     for mark in item.iter_markers("xdist_group")})
+    if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 #: The session's folder (the controller's, in every xdist worker): where the exclusive lock is.
