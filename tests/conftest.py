@@ -129,8 +129,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(EXCLUSIVE_MARKER))
         elif item.get_closest_marker("real_nodes"):
             item.add_marker(pytest.mark.xdist_group(KUBELETS_GROUP))
+        elif _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
         if getattr(config.option, "loadgroup", False):
             _name_the_group(item)
+
+
+#: Module-scoped fixtures that are only a temporary folder: made again on each worker for nothing.
+CHEAP_MODULE_FIXTURES = frozenset({"sandbox"})
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses what its module makes once (a cluster, SSH hosts, a measured run, the
+    book): its module then runs on one worker, or every worker would make it again."""
+    definitions = getattr(item, "_fixtureinfo", None)
+    if definitions is None:
+        return False
+    return any(fixture.scope in ("module", "package", "class") and name not in CHEAP_MODULE_FIXTURES
+               for name, fixtures in definitions.name2fixturedefs.items() for fixture in fixtures[-1:])
 
 
 def _name_the_group(item: pytest.Item) -> None:
