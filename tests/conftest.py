@@ -34,6 +34,9 @@ _SESSION_ROOT = pytest.StashKey[Path]()
 KUBELETS_GROUP = "kubelets"
 #: The VM tests emulate their VMs (QEMU TCG) and need both cores: no other test runs beside them.
 EXCLUSIVE_MARKER = "vm"
+#: Tests that run with no other test beside them: the vm tests, and ``alone`` (a latency bound
+#: that other tests' clusters, starting on the same 2 cores, push past).
+ALONE_MARKERS = (EXCLUSIVE_MARKER, "alone")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -172,13 +175,17 @@ def _lock(name: str, mode: int) -> int:
     return descriptor
 
 
+def _alone(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in ALONE_MARKERS)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """A readers-writer lock across the xdist workers: a test marked ``vm`` (its set-up, which
-    boots the VMs, and the module's teardown included) runs alone; every other test holds the
-    lock shared. A ``vm`` test first closes the gate, so no other test starts while it waits
-    for the running ones to finish. Uncontended (and harmless) without xdist."""
-    exclusive = item.get_closest_marker(EXCLUSIVE_MARKER) is not None
+    """A readers-writer lock across the xdist workers: a test marked ``vm`` or ``alone`` (its
+    set-up, which boots the VMs, and the module's teardown included) runs alone; every other
+    test holds the lock shared. Such a test first closes the gate, so no other test starts
+    while it waits for the running ones to finish. Uncontended (and harmless) without xdist."""
+    exclusive = _alone(item)
     shared = None
     if exclusive and not _exclusive_held:
         gate = _lock("gate.lock", fcntl.LOCK_EX)
@@ -191,7 +198,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finally:
         if shared is not None:
             os.close(shared)
-        if exclusive and (nextitem is None or nextitem.get_closest_marker(EXCLUSIVE_MARKER) is None):
+        if exclusive and (nextitem is None or not _alone(nextitem)):
             for descriptor in _exclusive_held.pop():
                 os.close(descriptor)
 
