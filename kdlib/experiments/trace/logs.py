@@ -191,10 +191,13 @@ def _parse(source: bytes | Path, data: bytes | mmap.mmap, source_name: str) -> t
     parsed = _numbers_as_written(raw)
     if parsed is None:
         parsed = _numbers_lenient(raw)
-    parsed = parsed.filter(pl.col("ts_s").is_not_null() | pl.col("requested_ms").is_not_null())
+    keep = parsed.select(pl.col("ts_s").is_not_null() | pl.col("requested_ms").is_not_null()).to_series()
+    kept = int(keep.sum())
+    # usually only the Summary line, the last, is left out: a slice, not a copy
+    parsed = parsed.head(kept) if keep.head(kept).all() else parsed.filter(keep)
     if not len(parsed) and summary is None and len(data) and data[:].strip():
         raise LogFormatError(f"{source_name}: not a trace log in the original's line format (no invocation line)")
-    if parsed.select(pl.any_horizontal(pl.col(name).is_null() for name in _REQUIRED).any()).item():
+    if any(parsed[name].null_count() for name in _REQUIRED):
         raise LogFormatError(f"{source_name}: a line lacks or garbles TS, CSendReq or Runtime")
     frame = pd.DataFrame({"func": _categorical(parsed["func"], _NAMESPACE), "status": _categorical(parsed["status"]),
                           **{name: parsed[name].to_numpy() for name in (*_UNITS, "runtime_ms", "requested_ms")}})
