@@ -11,6 +11,10 @@ that never happened is ``N/A`` (a failed dispatch has ``GSendReq``, ``GRecvRes``
 ``Delay`` N/A). The file ends with ``Summary: total N success S fail F``. :func:`parse`
 reads logs of the original and of kdlib alike, vectorised: polars' CSV reader splits the
 lines into their tokens on all cores and its string kernels cut the units (no per-line Python).
+A value written as the client writes it (``+12.345ms,``) has its exact unit cut and is cast
+once; a log with any value written otherwise is read again by the lenient cut (any number of
+unit characters and plus signs), which gives the same numbers where both read one and also
+counts what neither can read (:func:`_numbers_as_written`).
 
 **The namespace token.** The original's client ran in the ``default`` namespace, and its
 plot script matches exactly ``ID: default/trace-…``. kdlib's Deployments live in their
@@ -199,8 +203,12 @@ def _parse(source: bytes | Path, data: bytes | mmap.mmap, source_name: str) -> t
         raise LogFormatError(f"{source_name}: not a trace log in the original's line format (no invocation line)")
     if any(parsed[name].null_count() for name in _REQUIRED):
         raise LogFormatError(f"{source_name}: a line lacks or garbles TS, CSendReq or Runtime")
-    frame = pd.DataFrame({"func": _categorical(parsed["func"], _NAMESPACE), "status": _categorical(parsed["status"]),
-                          **{name: parsed[name].to_numpy() for name in (*_UNITS, "runtime_ms", "requested_ms")}})
+    floats = [*_UNITS, "runtime_ms"]
+    # the floats as one new 2-D array (N/A as NaN) that pandas keeps as its block: no second copy
+    frame = pd.DataFrame(parsed.select(floats).to_numpy(), columns=floats, copy=False)
+    frame.insert(0, "func", _categorical(parsed["func"], _NAMESPACE))
+    frame.insert(1, "status", _categorical(parsed["status"]))
+    frame["requested_ms"] = parsed["requested_ms"].to_numpy()
     frame["function"] = frame["func"]
     rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce").to_numpy()
     frame["row"] = pd.array(rows[frame["func"].cat.codes.to_numpy()], dtype="Int64")
