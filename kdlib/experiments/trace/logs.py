@@ -165,19 +165,20 @@ _NAMESPACE = re.compile(r"^[^/]*/")  # Func's namespace token, not part of the f
 def _categorical(column: pl.Series, cut: re.Pattern | None = None) -> pd.Categorical:
     """``column``'s tokens without their trailing commas (and ``cut``), as a pandas categorical.
 
-    The distinct tokens (a few hundred functions, not a million rows) are cut in Python; the
-    categories are the cut tokens in the order of the uncut-of-commas tokens, sorted, as before.
+    Only the distinct tokens (a few hundred functions, not a million rows) are cut, in Python.
+    The categories are the comma-less tokens, sorted, then cut (sorted again where the cut
+    makes two of them one).
     """
     tokens = column.unique()
     codes = column.cast(pl.Enum(tokens)).to_physical().to_numpy()
     values = [token.rstrip(",") for token in tokens.to_list()]
     ordered = sorted(set(values))
-    names = [cut.sub("", value, count=1) if cut else value for value in ordered]
+    name_of = {value: cut.sub("", value, count=1) if cut else value for value in ordered}
+    names = [name_of[value] for value in ordered]
     if len(set(names)) < len(names):  # one name in two namespaces: one category
         names = sorted(set(names))
-    where = {name: i for i, name in enumerate(names)}
-    named = dict(zip(ordered, (cut.sub("", value, count=1) if cut else value for value in ordered)))
-    lookup = np.array([where[named[value]] for value in values], dtype=np.int32)
+    position = {name: i for i, name in enumerate(names)}
+    lookup = np.array([position[name_of[value]] for value in values], dtype=np.int32)
     return pd.Categorical.from_codes(lookup[codes], names)
 
 
