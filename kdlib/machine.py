@@ -6,10 +6,7 @@ state before and during the run. Quiet is judged on the CPU time of a short wind
 from ``/proc/stat`` (all CPUs together), not on the 1-minute load average: that average
 decays with a time constant of a minute, so after a run on real nodes it stays high long
 after the machine went quiet. The load average and the run queue (``procs_running``) are
-recorded beside it, for the reader. The window is the last one before the run: with a
-:class:`CpuHistory` read from the start of the run's preparation, a quiet preparation and
-settle count, so a quiet machine costs no extra wait (``window_before_wait_s`` says how much
-of the window lay before the wait).
+recorded beside it, for the reader.
 
 A run that finds no quiet machine within the bound still runs, and its record says
 ``busy: true``; the tables and findings show it.
@@ -20,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,92 +109,13 @@ def wait_until_quiet(max_wait_s: float, window_s: float, idle_threshold: float) 
                     "policy": {"idle_pct": idle_threshold, "window_s": window, "max_wait_s": max_wait_s}}
 
 
-def wait(policy: QuietPolicy, history: "CpuHistory | None" = None) -> dict[str, Any]:
-    """:func:`wait_until_quiet` with ``policy`` (and the tests' override of its bound); with
-    ``history``, :func:`wait_until_quiet_since` instead (the window may reach back before the call)."""
+def wait(policy: QuietPolicy) -> dict[str, Any]:
+    """:func:`wait_until_quiet` with ``policy`` (and the tests' override of its bound)."""
     used = policy.effective()
-    if history is None:
-        record = wait_until_quiet(used.max_wait_s, used.window_s, used.idle_pct)
-    else:
-        record = wait_until_quiet_since(history, used.max_wait_s, used.window_s, used.idle_pct)
+    record = wait_until_quiet(used.max_wait_s, used.window_s, used.idle_pct)
     if used != policy:
         record["policy"]["overridden_by"] = f"${MAX_WAIT_ENV}"
     return record
-
-
-class CpuHistory:
-    """The machine's CPU counters read every ``interval_s`` in a background thread, so that a wait
-    can judge the last window before it instead of a window after it.
-
-    ``with CpuHistory() as history: prepare(); settle(); wait(policy, history)``: when the
-    preparation and the settle were quiet, the run starts at once; the window judged is still the
-    ``window_s`` seconds just before the run. The samples older than ``keep_s`` are dropped.
-    """
-
-    def __init__(self, interval_s: float = 0.25, keep_s: float = 120.0) -> None:
-        self.interval_s = interval_s
-        self._samples: deque[tuple[float, CpuTimes]] = deque(maxlen=max(2, int(keep_s / interval_s) + 1))
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="kdlib-cpu-history", daemon=True)
-
-    def __enter__(self) -> "CpuHistory":
-        self.take()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def take(self) -> None:
-        reading = (time.monotonic(), cpu_times())
-        with self._lock:
-            self._samples.append(reading)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.take()
-            except (OSError, ValueError):  # a sample missed; the next one still counts
-                continue
-
-    def last(self, window_s: float) -> tuple[float, float, CpuTimes] | None:
-        """(seconds covered, CPU busy %, newest counters) of the shortest span of at least
-        ``window_s`` that ends at the newest sample; None while the samples span less."""
-        with self._lock:
-            if not self._samples:
-                return None
-            end_at, end = self._samples[-1]
-            start = next(((at, times) for at, times in reversed(self._samples) if end_at - at >= window_s), None)
-        if start is None:
-            return None
-        return end_at - start[0], busy_pct(start[1], end), end
-
-
-def wait_until_quiet_since(history: CpuHistory, max_wait_s: float, window_s: float,
-                           idle_threshold: float) -> dict[str, Any]:
-    """As :func:`wait_until_quiet`, but judged on the last ``window_s`` seconds of ``history``
-    (which may have begun before this call), again every ``history.interval_s`` until they are
-    idle enough or ``max_wait_s`` has passed. The record says how long the window was and how
-    much of it lay before the call (``window_before_wait_s``)."""
-    window = min(window_s, NO_WAIT_LOOK_S) if max_wait_s <= 0 else window_s
-    started = time.monotonic()
-    while True:
-        history.take()
-        seen = history.last(window)
-        waited = time.monotonic() - started
-        if seen is not None:
-            covered, busy, newest = seen
-            quiet = 100.0 - busy >= idle_threshold
-            if quiet or waited + history.interval_s > max_wait_s:
-                return {"quiet": quiet, "waited_s": round(waited, 1), "cpu_busy_pct": round(busy, 1),
-                        "cpu_idle_pct": round(100.0 - busy, 1), "procs_running": newest.procs_running,
-                        "load_1m": round(load_average(), 2), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                        "window_covered_s": round(covered, 2),
-                        "window_before_wait_s": round(max(0.0, covered - waited), 2),
-                        "policy": {"idle_pct": idle_threshold, "window_s": window, "max_wait_s": max_wait_s}}
-        time.sleep(history.interval_s)
 
 
 class Sampler:
@@ -268,4 +185,4 @@ def is_busy(meta: dict[str, Any]) -> bool:
     return bool((meta.get("machine") or {}).get("busy", False))
 
 
-__all__ = ["QuietPolicy", "Sampler", "CpuHistory", "wait_until_quiet_since", "cpu_times", "look", "wait_until_quiet", "wait", "record", "is_busy"]
+__all__ = ["QuietPolicy", "Sampler", "cpu_times", "look", "wait_until_quiet", "wait", "record", "is_busy"]

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ... import machine, provenance, store
+from ... import cpu_history, machine, provenance, store
 from ...cluster import registry
 from ...cluster.base import Cluster
 from ...cluster.binaries import ensure_binaries
@@ -368,7 +368,7 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     }
     _progress(bar, f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")
     phases, mark = {}, time.monotonic()
-    with machine.CpuHistory() as history:  # the quiet window may cover the preparation and the settle
+    with cpu_history.CpuHistory() as history:  # the quiet window may cover the preparation and the settle
         with api_errors(f"{item.label}: preparing"):
             measure.ensure_namespace(api, namespace)
             names = measure.prepare(api, namespace, workload, baseline, on_kwok=baseline.simulated,
@@ -377,7 +377,7 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
         time.sleep(params.settle_s)
         phases["settle"], mark = params.settle_s, time.monotonic()
         _progress(bar, f"{item.label}: waiting until the machine is quiet")
-        calm = machine.wait(params.quiet, history)
+        calm = cpu_history.wait(params.quiet, history)
     phases["quiet_wait"], mark = time.monotonic() - mark, time.monotonic()
     if not calm["quiet"]:
         log.warning("%s: the machine was not quiet after %.0f s (CPU idle %.0f %%, load %.1f); measuring anyway, "
