@@ -1,16 +1,33 @@
-"""Fixtures for the tests on VM hosts: a lab of VMs and namespace hosts per test module."""
+"""Fixtures for the tests on VM hosts: ONE lab per test session, shared by the vm modules.
+
+Booting an emulated VM costs 30-60 s (more on a busy machine), so the session boots two VMs
+and two namespace hosts once (:data:`LAB_VMS`, :data:`LAB_NAMESPACE_HOSTS`); each test adds
+and removes only its own things and checks, inside the VM, that the VM is as it was after
+(:func:`vm_snapshot`). The one destructive test (a VM powered off) runs last
+(``test_vm_power_off.py``, the last module by name; the lab's order hook keeps it last)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from ... import vmhosts, vmimage
 
+LAB_VMS = 2
+LAB_NAMESPACE_HOSTS = 2
 
-@pytest.fixture(scope="module")
-def vm_lab_factory():
-    """Makes labs (:class:`vmhosts.VmLab`) for one test module; whatever it made is removed,
-    and checked gone, at the end. Skips where QEMU or the image cannot be had."""
+
+def pytest_collection_modifyitems(items):  # noqa: ANN001
+    """The tests that power a VM off run after every other vm test, whatever the selection."""
+    items.sort(key=lambda item: item.get_closest_marker("vm") is not None
+               and item.get_closest_marker("destructive") is not None)
+
+
+@pytest.fixture(scope="session")
+def vm_lab():
+    """(VmLab, Lab): two VMs and two namespace hosts on one bridge, booted once per session;
+    removed, and checked gone, at the end. Skips where QEMU or the image cannot be had."""
     reason = vmhosts.unavailable_reason()
     if reason:
         pytest.skip(f"VM test hosts unavailable: {reason}")
@@ -20,20 +37,20 @@ def vm_lab_factory():
         image = vmimage.ensure()
     except vmimage.ImageUnavailable as error:
         pytest.skip(f"VM image unavailable: {error}")
-    labs: list[vmhosts.VmLab] = []
+    lab = vmhosts.VmLab(LAB_VMS, LAB_NAMESPACE_HOSTS, image=image)
+    lab_hosts = lab.create()
+    print(f"\nVM lab: {LAB_VMS} VMs booted in {lab_hosts.boot_seconds:.1f} s "
+          f"({', '.join(f'{vm.name} {vm.boot_seconds:.1f} s' for vm in lab_hosts.vms)})")
+    yield lab, lab_hosts
+    started = time.monotonic()
+    remains = lab.destroy()
+    print(f"\nVM lab destroyed in {time.monotonic() - started:.1f} s")
+    assert not any(remains.values()), f"VM lab left behind: {remains}"
 
-    def make(vms: int = 1, namespace_hosts: int = 1, **kwargs) -> tuple[vmhosts.VmLab, vmhosts.Lab]:
-        lab = vmhosts.VmLab(vms, namespace_hosts, image=image, **kwargs)
-        labs.append(lab)
-        lab_hosts = lab.create()
-        print(f"\nVM lab: {vms} VM(s) booted in {lab_hosts.boot_seconds:.1f} s "
-              f"({', '.join(f'{vm.name} {vm.boot_seconds:.1f} s' for vm in lab_hosts.vms)})")
-        return lab, lab_hosts
 
-    yield make
-    for lab in labs:
-        remains = lab.destroy()
-        assert not any(remains.values()), f"VM lab left behind: {remains}"
+@pytest.fixture(scope="session")
+def lab(vm_lab) -> vmhosts.Lab:
+    return vm_lab[1]
 
 
 def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict | None = None,
