@@ -19,10 +19,9 @@ The workers register as the local backend's real nodes do (label and taint
 ``kdlib/real-node=true``) and get its workload image (``tools/sleeper``, imported with
 ``ctr``), so ``kdlib.k8s.objects.deployment(..., on_real_nodes=True)`` runs there.
 
-The kubelet runs as kdlib's own detached process (pid file, stopped by PID like every
-other process of the SSH backend), restarted every second while it exits, as the
-systemd unit of kubeadm's packages does (``Restart=always``, the flags of its
-``10-kubeadm.conf``), so hosts need no systemd and no kubelet package; a host with a
+The kubelet runs as kubeadm expects it (:mod:`.kubeadm_kubelet`): a transient systemd unit
+restarted every second where systemd is PID 1, else kdlib's own detached restart loop; both
+with the flags of kubeadm's ``10-kubeadm.conf``, so hosts need no systemd and no kubelet package; a host with a
 ``kubelet.service`` enabled is refused (two kubelets would fight). Clean-up, workers
 first: stop a kubeadm an interrupted owner left running and the kubelet (by PID), ``kubeadm
 reset`` (forced) where kdlib ran init or join (a marker file in the host's directory says
@@ -55,7 +54,7 @@ from ..marker import MARKER as OURS, is_ours
 from ..node import config as node_config
 from ..node import identity, images
 from ..settings import client_limits
-from . import base, detached, kubeadm, kubeadm_config, prerequisites
+from . import base, kubeadm, kubeadm_config, kubeadm_kubelet, prerequisites
 from .base import SshClusterBase, local_state_dir
 from .inventory import Host, Inventory
 from .remote import Hosts, Remote, SshOptions
@@ -66,15 +65,6 @@ MARKER = "kubeadm.json"  # in the host's directory: kdlib ran init/join there (s
 CNI_CONFIG = "/etc/cni/net.d/10-kdlib.conflist"
 KUBEADM_CNI_BRIDGE = "kdlib-cni0"
 RESET_ATTEMPTS = 3
-# kubeadm's systemd drop-in as one restart loop (one line: detached processes are). On SIGTERM
-# the loop kills its kubelet and waits for it: a kubelet that outlived its stop (measured:
-# SIGTERM alone left it running) would restart the static pods kubeadm reset is removing.
-KUBELET_LOOP = (
-    "trap 'kill -KILL $k 2>/dev/null; wait $k 2>/dev/null; exit 0' TERM INT; "
-    "while :; do if [ -f /var/lib/kubelet/config.yaml ] && [ -f /var/lib/kubelet/kubeadm-flags.env ]; then "
-    ". /var/lib/kubelet/kubeadm-flags.env; {kubelet} --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf "
-    "--kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml $KUBELET_KUBEADM_ARGS & "
-    "k=$!; wait $k; fi; sleep 1; done")
 NO_KUBELET_SERVICE = prerequisites.Prerequisite(
     "kubelet-service", "! systemctl is-enabled --quiet kubelet.service",
     "no kubelet.service enabled (kdlib runs the kubelet itself: systemctl disable --now kubelet)")
@@ -126,7 +116,7 @@ class KubeadmCluster(SshClusterBase):
         return self.hosts_of(self.inventory)
 
     def clean_host(self, remote: Remote) -> None:
-        clean_host(remote, self.host_dir(remote.host.name), self.settings.cri_socket)
+        clean_host(remote, self.inventory.cluster, self.host_dir(remote.host.name), self.settings.cri_socket)
 
     def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
         if baseline.simulated:
@@ -232,8 +222,7 @@ class KubeadmCluster(SshClusterBase):
                          f"{shlex.quote(remote_archive)}", timeout=120)
 
     def _start_kubelet(self, tools: kubeadm.HostTools) -> None:
-        script = KUBELET_LOOP.format(kubelet=shlex.quote(f"{tools.bin_dir}/kubelet"))
-        detached.start(tools.remote, "kubelet", ("sh", "-c", script), tools.work_dir)
+        kubeadm_kubelet.start(tools.remote, self.inventory.cluster, f"{tools.bin_dir}/kubelet", tools.work_dir)
 
     def _mark(self, tools: kubeadm.HostTools, what: str) -> None:
         """Recorded BEFORE init/join: a half-done one is reset too."""
@@ -265,7 +254,7 @@ def status(inventory: Inventory) -> dict:
         directory = base.host_dir(inventory, remote.host.name)
         marker = remote.run(f"cat {shlex.quote(directory)}/{MARKER} 2>/dev/null", check=False).stdout
         return {"kubeadm": json.loads(marker)["kubeadm"] if marker.strip() else None,
-                "kubelet": detached.status(remote, "kubelet", None, directory)}
+                "kubelet": kubeadm_kubelet.status(remote, inventory.cluster, directory)}
 
     return base.status(inventory, _nodes(inventory), of_host, running=lambda node: bool(node["kubelet"]),
                        kubeconfig=local_state_dir(inventory) / "admin.kubeconfig", mode="kubeadm")
@@ -274,7 +263,8 @@ def status(inventory: Inventory) -> dict:
 def down(inventory: Inventory) -> None:
     """Clean every node from the hosts' files alone (after a killed owner, too): under the
     cluster's lock, workers first."""
-    base.down(inventory, _nodes(inventory), lambda remote: clean_host(remote, base.host_dir(inventory, remote.host.name)))
+    base.down(inventory, _nodes(inventory),
+              lambda remote: clean_host(remote, inventory.cluster, base.host_dir(inventory, remote.host.name)))
 
 
 def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namespace)
@@ -291,13 +281,14 @@ def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namesp
     return 0
 
 
-def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm_config.CONTAINERD_SOCKET) -> None:
+def clean_host(remote: Remote, cluster: str, directory: str,
+               cri_socket: str = kubeadm_config.CONTAINERD_SOCKET) -> None:
     """Stop our kubelet by PID, ``kubeadm reset -f`` when kdlib ran init/join here,
     remove kdlib's files in /etc and the host's directory."""
     q = shlex.quote
     started = time.monotonic()
     interrupted = kubeadm.stop_kubeadm(remote, directory)  # an init/join its owner left running
-    kubelet = detached.stop(remote, "kubelet", None, directory)
+    kubelet = kubeadm_kubelet.stop(remote, cluster, directory)
     log.info("%s: kubeadm %s, kubelet %s", remote.host.name, interrupted, kubelet)
     if remote.run(f"test -f {q(directory)}/{MARKER}", check=False).ok:
         tools = kubeadm.HostTools(remote, f"{directory}/bin", directory)
