@@ -54,7 +54,7 @@ from ..marker import MARKER as OURS, is_ours
 from ..node import config as node_config
 from ..node import identity, images
 from ..settings import client_limits
-from . import base, kubeadm, kubeadm_config, kubeadm_kubelet, prerequisites
+from . import base, kubeadm, kubeadm_config, kubeadm_host, kubeadm_kubelet, prerequisites
 from .base import SshClusterBase, local_state_dir
 from .inventory import Host, Inventory
 from .remote import Hosts, Remote, SshOptions
@@ -159,9 +159,13 @@ class KubeadmCluster(SshClusterBase):
         cp = self.inventory.control_plane
         token = kubeadm_config.new_token()
         cp_tools = tools[cp.name]
+        # What each node has before anything of ours: undone after kubeadm reset (kubeadm_host).
+        self.hosts.each(lambda r: kubeadm_host.record(r, tools[r.host.name].work_dir, KUBEADM_CNI_BRIDGE,
+                                                      self.settings.cri_socket), hosts=list(tools)).check()
         kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm_config.scheduler_configuration(self.settings.unthrottled), sort_keys=False),
                          kubeadm_config.SCHEDULER_CONFIG, mode=0o644)
-        config = self._config(cp_tools, kubeadm_config.init_yaml(self.settings, cp, token, self._patches(cp_tools)))
+        config = self._config(cp_tools, kubeadm_config.init_yaml(self.settings, cp, token, self._patches(cp_tools),
+                                                                  wait_s=self.timeout))
         self._start_kubelet(cp_tools)
         self._mark(cp_tools, "init")
         kubeadm.init(cp_tools, config, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -181,7 +185,7 @@ class KubeadmCluster(SshClusterBase):
             t = tools[r.host.name]
             self._import_image(t, archive)
             path = self._config(t, kubeadm_config.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
-                                                     identity.LABEL, [identity.TAINT]))
+                                                            identity.LABEL, [identity.TAINT], wait_s=self.timeout))
             self._start_kubelet(t)
             self._mark(t, "join")
             kubeadm.join(t, path, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -304,7 +308,9 @@ def clean_host(remote: Remote, cluster: str, directory: str,
                 raise RemoteError(remote.host.name, tools.command("reset"),
                                   f"kubeadm reset left containers after {attempt} attempts", failed[0])
             time.sleep(2)
-    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm_config.SCHEDULER_CONFIG)} && rm -rf {q(directory)}", timeout=60)
+    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm_config.SCHEDULER_CONFIG)}", timeout=60)
+    kubeadm_host.restore(remote, directory, KUBEADM_CNI_BRIDGE, cri_socket)
+    remote.run(f"rm -rf {q(directory)}", timeout=60)
     log.info("%s: cleaned in %.1f s", remote.host.name, time.monotonic() - started)
 
 
