@@ -6,8 +6,8 @@ configuration ... iptables rules ... kubeconfig files". On a systemd + cgroup v2
 Debian 12 VM, ``tests/integration/vm/``) it also left, measured: the directories it and the
 kubelet made (``/etc/kubernetes``, ``/var/lib/kubelet``, ``/var/lib/etcd``, ``/var/log/pods``,
 ...), the kubelet's kernel settings (``vm.overcommit_memory`` 0→1, ``kernel.panic`` 0→10,
-...), its ``kubepods`` slices (active units after the kubelet stopped), its iptables
-chains (``KUBE-KUBELET-CANARY``, ``KUBE-FIREWALL``, ...), the CNI bridge and its IPAM files,
+...), its ``kubepods`` slices (active units after the kubelet stopped), its iptables and
+ip6tables chains (``KUBE-KUBELET-CANARY``, ...), the CNI bridge and its IPAM files,
 and the workload image kdlib imported. A user's node must be as it was after ``down``.
 
 So before anything starts, :func:`record` writes what the host had (``<host dir>/before``:
@@ -46,8 +46,8 @@ mkdir -p "$HD"
 for p in {paths}; do [ -e $p ] && echo "path $p"; done
 for n in {sysctls}; do f=/proc/sys/$(echo $n | tr . /); [ -r $f ] && echo "sysctl $n $(cat $f)"; done
 if [ -d /run/systemd/system ]; then for u in {units}; do systemctl is-active --quiet $u && echo "unit $u"; done; fi
-for t in {tables}; do iptables-save -t $t 2>/dev/null | sed -n 's/^:\([A-Z][^ ]*\) .*/\1/p' | grep -E '^({chains})' \
-  | sed "s/^/chain $t /"; done
+for x in iptables ip6tables; do for t in {tables}; do $x-save -t $t 2>/dev/null | sed -n 's/^:\([A-Z][^ ]*\) .*/\1/p' \
+  | grep -E '^({chains})' | sed "s/^/chain $x $t /"; done; done
 ip link show {bridge} >/dev/null 2>&1 && echo "link {bridge}"
 ctr --address {socket} -n k8s.io images ls -q 2>/dev/null | grep -qx {image} && echo "image {image}"
 true
@@ -73,18 +73,19 @@ while read kind n v; do
   f=/proc/sys/$(echo $n | tr . /); now=$(cat $f 2>/dev/null)
   case " {sets} " in *" $n=$now "*) [ "$now" != "$v" ] && {{ echo "$v" > $f || problems="$problems sysctl:$n"; }};; esac
 done < "$B"
-for t in {tables}; do
-  for c in $(iptables-save -t $t 2>/dev/null | sed -n 's/^:\([A-Z][^ ]*\) .*/\1/p' | grep -E '^({chains})'); do
-    had "chain $t $c" && continue
+chains() {{ $x-save -t $t 2>/dev/null | sed -n 's/^:\([A-Z][^ ]*\) .*/\1/p' | grep -E '^({chains})'; }}
+for x in iptables ip6tables; do for t in {tables}; do
+  for c in $(chains); do
+    had "chain $x $t $c" && continue
     # Rules jumping to it first (anywhere), then its own rules, then the chain.
-    iptables-save -t $t | grep -E -- "^-A .* -j $c( |$)" | sed 's/^-A/-D/' | while read -r rule; do
-      eval iptables -w -t $t $rule; done
-    iptables -w -t $t -F $c 2>/dev/null
+    $x-save -t $t | grep -E -- "^-A .* -j $c( |$)" | sed 's/^-A/-D/' | while read -r rule; do
+      eval $x -w -t $t $rule; done
+    $x -w -t $t -F $c 2>/dev/null
   done
-  for c in $(iptables-save -t $t 2>/dev/null | sed -n 's/^:\([A-Z][^ ]*\) .*/\1/p' | grep -E '^({chains})'); do
-    had "chain $t $c" || iptables -w -t $t -X $c 2>/dev/null || problems="$problems chain:$t/$c"
+  for c in $(chains); do
+    had "chain $x $t $c" || $x -w -t $t -X $c 2>/dev/null || problems="$problems chain:$x/$t/$c"
   done
-done
+done; done
 had "link {bridge}" || {{ ! ip link show {bridge} >/dev/null 2>&1 || ip link del {bridge} || problems="$problems link:{bridge}"; }}
 if ! had "image {image}"; then
   ctr --address {socket} -n k8s.io images rm {image} >/dev/null 2>&1

@@ -102,7 +102,8 @@ echo '== sysctls'
 sysctl -a 2>/dev/null | grep -v -e '^fs\.dentry-state' -e '^fs\.file-nr' -e '^fs\.inode-' -e '^kernel\.random\.' \
   -e '^kernel\.ns_last_pid' -e '^kernel\.pty\.nr' -e 'nf_conntrack_count' -e '^fs\.quota\.' | sort
 echo '== iptables'
-for t in filter nat mangle raw; do iptables-save -t $t 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'; done
+for x in iptables ip6tables; do for t in filter nat mangle raw; do
+  $x-save -t $t 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//' | sed "s/^/$x /"; done; done
 """
 
 
