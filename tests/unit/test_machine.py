@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlib import machine
+from kdlib import machine, paths
 from kdlib.errors import SuiteBusyError
 from kdlib.experiments import runner
 
@@ -115,6 +115,12 @@ def test_the_trace_and_the_microbenchmarks_share_the_lock(tmp_path, monkeypatch)
     monkeypatch.delenv("KDLIB_SUITE_LOCK", raising=False)
     monkeypatch.setattr(runner, "LOCK_DIRS", (tmp_path / "machine",))  # this test's own machine-wide place
     (tmp_path / "machine").mkdir()
+    # Other caches, but the built tools linked (as the session's cache): the trace's schedule
+    # tool is not built again (a Go build of 17-50 s) before the lock is tried.
+    built = paths.cache_root() / "bin"
+    for cache in ("elsewhere", "another"):
+        (tmp_path / cache).mkdir()
+        (tmp_path / cache / "bin").symlink_to(built.resolve(), target_is_directory=True)
     with runner.suite_lock("holder"):
         monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "elsewhere"))
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

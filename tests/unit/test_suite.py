@@ -104,3 +104,25 @@ def test_resuming_with_other_parameters_is_refused_naming_them(tmp_path, monkeyp
     with pytest.raises(suite.ConfigError, match=r"nodes: 20 → 7; settle_s: 2\.0 → 0\.0.*new run_id"):
         suite.run_suite(other, root=tmp_path, progress=False)
     assert not (tmp_path / "suites" / "made.json").exists()  # refused before anything ran or was recorded
+
+
+def test_the_last_run_on_a_cluster_is_left_to_the_clusters_stop(monkeypatch):
+    """Every run but a cluster's last is cleaned up; the last one's workload goes with the cluster."""
+    from kdlib.experiments.microbench import measure
+    from kdlib.experiments.microbench.spec import RunItem
+
+    class Cluster:
+        class info:
+            real_node_names: list[str] = []
+
+    item = RunItem("scale-funcs", "k8s+", 3, 0)
+    cleaned = []
+    monkeypatch.setattr(suite, "_measure_one", lambda *args: suite.RunOutcome(item, "measured", 1.0, "", {}))
+    monkeypatch.setattr(measure, "clean", lambda api, namespace, timeout, settle: cleaned.append(namespace) or 0.0)
+    params = SuiteParams(run_id="t", real_nodes=0)
+    bar = type("Bar", (), {"set_description_str": lambda *a, **k: None})()
+    outcome = suite.SuiteOutcome("t")
+    kept = suite._run_one(Cluster(), None, params, item, outcome, None, bar)
+    assert cleaned == ["kdlib-scale-funcs"] and "clean" in kept.phases
+    last = suite._run_one(Cluster(), None, params, item, outcome, None, bar, cluster_stops_next=True)
+    assert cleaned == ["kdlib-scale-funcs"] and last.phases["clean"] == 0.0 and last.status == "measured"

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ... import machine, provenance, store
+from ... import cpu_history, machine, provenance, store
 from ...cluster import registry
 from ...cluster.base import Cluster
 from ...cluster.binaries import ensure_binaries
@@ -226,12 +226,13 @@ def _run_on_cluster(cluster: Cluster, plane: str, params: SuiteParams, items: li
             with api_errors("talking to the cluster"):
                 api = info.api_client()
             try:
-                for item in items:
+                for index, item in enumerate(items):
                     wanted = BENCHES[item.bench].workload(item.scale).nodes or params.nodes
                     if wanted != len(cluster.info.node_names):
                         _progress(bar, f"{item.label}: resizing to {wanted} kwok nodes")
                         cluster.resize_kwok_nodes(wanted)
-                    result = _run_one(cluster, api, params, item, outcome, root, bar)
+                    result = _run_one(cluster, api, params, item, outcome, root, bar,
+                                      cluster_stops_next=index == len(items) - 1)
                     outcome.outcomes.append(result)
                     record.attempt["outcomes"] = _outcome_rows(outcome)
                     record.write()
@@ -251,9 +252,14 @@ def _progress(bar: tqdm, message: str) -> None:
 
 
 def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, outcome: SuiteOutcome,
-             root: Path | None, bar: tqdm) -> RunOutcome:
+             root: Path | None, bar: tqdm, cluster_stops_next: bool = False) -> RunOutcome:
     """One run. A run that fails is recorded and the suite goes on; a cluster that cannot
-    be cleaned up afterwards (or whose component died) ends the suite."""
+    be cleaned up afterwards (or whose component died) ends the suite.
+
+    The last run on a cluster is not cleaned up: the cluster stops next, which removes its
+    objects, processes and containers with it (the clean-up of Figure 11's 2,500 pods took
+    12-17 s per control plane, for nothing).
+    """
     namespace = measure.namespace_for(item.bench)
     timeout = params.timeout_for(BENCHES[item.bench].workload(item.scale))
     real = bool(cluster.info.real_node_names)
@@ -271,6 +277,9 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
         result = RunOutcome(item, "failed", None, _one_line(error))
         _fail_if_broken(cluster, result, outcome)  # a dead component is named, not hidden behind its symptom
         log.warning("%s failed: %s", item.label, result.detail)
+    if cluster_stops_next:
+        result.phases["clean"] = 0.0  # the cluster's stop removes the workload
+        return result
     _progress(bar, f"{item.label}: cleaning up")
     cleaning = time.monotonic()
     try:
@@ -359,15 +368,16 @@ def _measure_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem,
     }
     _progress(bar, f"{item.label}: creating {workload.deployments} Deployment(s) at 0 replicas")
     phases, mark = {}, time.monotonic()
-    with api_errors(f"{item.label}: preparing"):
-        measure.ensure_namespace(api, namespace)
-        names = measure.prepare(api, namespace, workload, baseline, on_kwok=baseline.simulated,
-                                timeout=timeout, on_real_nodes=not baseline.simulated)
-    phases["prepare"] = time.monotonic() - mark
-    time.sleep(params.settle_s)
-    phases["settle"], mark = params.settle_s, time.monotonic()
-    _progress(bar, f"{item.label}: waiting until the machine is quiet")
-    calm = machine.wait(params.quiet)
+    with cpu_history.CpuHistory() as history:  # the quiet window may cover the preparation and the settle
+        with api_errors(f"{item.label}: preparing"):
+            measure.ensure_namespace(api, namespace)
+            names = measure.prepare(api, namespace, workload, baseline, on_kwok=baseline.simulated,
+                                    timeout=timeout, on_real_nodes=not baseline.simulated)
+        phases["prepare"] = time.monotonic() - mark
+        time.sleep(params.settle_s)
+        phases["settle"], mark = params.settle_s, time.monotonic()
+        _progress(bar, f"{item.label}: waiting until the machine is quiet")
+        calm = cpu_history.wait(params.quiet, history)
     phases["quiet_wait"], mark = time.monotonic() - mark, time.monotonic()
     if not calm["quiet"]:
         log.warning("%s: the machine was not quiet after %.0f s (CPU idle %.0f %%, load %.1f); measuring anyway, "

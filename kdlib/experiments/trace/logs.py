@@ -11,6 +11,10 @@ that never happened is ``N/A`` (a failed dispatch has ``GSendReq``, ``GRecvRes``
 ``Delay`` N/A). The file ends with ``Summary: total N success S fail F``. :func:`parse`
 reads logs of the original and of kdlib alike, vectorised: polars' CSV reader splits the
 lines into their tokens on all cores and its string kernels cut the units (no per-line Python).
+A value written as the client writes it (``+12.345ms,``) has its exact unit cut and is cast
+once; a log with any value written otherwise is read again by the lenient cut (any number of
+unit characters and plus signs), which gives the same numbers where both read one and also
+counts what neither can read (:func:`_numbers_as_written`).
 
 **The namespace token.** The original's client ran in the ``default`` namespace, and its
 plot script matches exactly ``ID: default/trace-…``. kdlib's Deployments live in their
@@ -33,6 +37,8 @@ invocation count its metadata recorded (:mod:`kdlib.store`'s integrity model) an
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 from pathlib import Path
 from typing import Iterable
@@ -84,34 +90,133 @@ _VALUES = ("id", "func", "status", "ts_s", "csend_s", "grecv_req_ms", "gsend_req
 _HEADER = " ".join(f"key{i} {name}" for i, name in enumerate(_VALUES)).encode() + b"\n"
 _UNITS = {"ts_s": "s,", "csend_s": "s,", **{name: "ms," for name in _VALUES[5:10]}}
 _REQUIRED = ("ts_s", "csend_s", "runtime_ms", "requested_ms")
+_NOT_A_STAMP = "N/A,"
 
 
-def _last_summary(data: bytes) -> dict | None:
+def _last_summary(data: bytes | mmap.mmap) -> dict | None:
     """The counts of the last ``Summary:`` line (the original writes one, at the end)."""
-    at = 0 if data.startswith(b"Summary: ") else data.rfind(b"\nSummary: ") + 1
-    if at <= 0 and not data.startswith(b"Summary: "):
+    first = data[:9] == b"Summary: "
+    at = 0 if first else data.rfind(b"\nSummary: ") + 1
+    if at <= 0 and not first:
         return None
     end = data.find(b"\n", at)
     match = _SUMMARY.match(data[at:len(data) if end < 0 else end].decode("utf-8", "replace"))
     return {"total": int(match[1]), "success": int(match[2]), "fail": int(match[3])} if match else None
 
 
-def _number(name: str, unit: str) -> pl.Expr:
+def _tokens(source: bytes | Path, first_line: bytes) -> pl.DataFrame:
+    """The value tokens of every line (func … runtime), as strings; a short line's missing ones null."""
+    if first_line.count(b" ") >= 2 * len(_VALUES) - 1:  # a whole first line: it fixes the width (no copy)
+        raw = pl.read_csv(source, separator=" ", has_header=False, infer_schema=False, quote_char=None,
+                          truncate_ragged_lines=True, columns=list(range(3, 2 * len(_VALUES), 2)))
+        raw.columns = list(_VALUES[1:])
+        return raw
+    data = source.read_bytes() if isinstance(source, Path) else source
+    return pl.read_csv(_HEADER + data, separator=" ", has_header=True, infer_schema=False, quote_char=None,
+                       truncate_ragged_lines=True, columns=list(_VALUES[1:]))
+
+
+def _lenient(name: str, unit: str) -> pl.Expr:
+    """A number with its unit's characters and its plus signs cut off, whatever their count."""
     return pl.col(name).str.strip_chars_end(unit).str.strip_chars_start("+").cast(pl.Float64, strict=False)
+
+
+def _numbers_as_written(raw: pl.DataFrame) -> pl.DataFrame | None:
+    """The numbers of lines as the original's client writes them (``+12.345ms,``: one unit, at
+    most one sign), or None if any value is written otherwise (then :func:`_numbers_lenient`).
+
+    Where this succeeds it gives exactly :func:`_numbers_lenient`'s values: a value that casts
+    once its exact unit is cut ends in a digit, so the lenient cut removes the same characters,
+    and the cast takes one leading ``+`` itself. A value it fails on (null where the token is
+    neither missing nor ``N/A,``) sends the whole log to the lenient reader, which also counts it.
+    """
+    runtime = pl.col("runtime").str.split_exact("/", 1)
+    parsed = raw.lazy().select(
+        "func", "status",
+        *(pl.col(name).str.strip_suffix(unit).cast(pl.Float64, strict=False) for name, unit in _UNITS.items()),
+        runtime.struct.field("field_0").cast(pl.Float64, strict=False).alias("runtime_ms"),
+        runtime.struct.field("field_1").str.strip_suffix("ms").cast(pl.Int64, strict=False).alias("requested_ms"),
+    ).collect()
+    absent = raw.select(
+        *((pl.col(name).is_null() | (pl.col(name) == _NOT_A_STAMP)).sum() for name in _UNITS),
+        pl.col("runtime").is_null().sum().alias("runtime_ms"), pl.col("runtime").is_null().sum().alias("requested_ms"),
+    ).row(0, named=True)
+    if any(parsed[name].null_count() != count for name, count in absent.items()):
+        return None
+    return parsed
+
+
+def _numbers_lenient(raw: pl.DataFrame) -> pl.DataFrame:
+    """Every number with :func:`_lenient`'s cut, and per column whether its token was garbled."""
+    runtime = pl.col("runtime").str.strip_chars_end("ms").str.split_exact("/", 1)
+    return raw.lazy().select(  # lazy: each number is cut and cast once for its value and its check
+        "func", "status",
+        *(_lenient(name, unit) for name, unit in _UNITS.items()),
+        runtime.struct.field("field_0").cast(pl.Float64, strict=False).alias("runtime_ms"),
+        runtime.struct.field("field_1").cast(pl.Int64, strict=False).alias("requested_ms"),
+        *((pl.col(name).is_not_null() & (pl.col(name) != _NOT_A_STAMP) & _lenient(name, unit).is_null())
+          .alias(f"bad_{name}") for name, unit in _UNITS.items()),
+    ).collect()
 
 
 _NAMESPACE = re.compile(r"^[^/]*/")  # Func's namespace token, not part of the function's name
 
 
 def _categorical(column: pl.Series, cut: re.Pattern | None = None) -> pd.Categorical:
-    """``column`` as a pandas categorical; ``cut`` is removed from each distinct value (a few
-    hundred functions, not a million rows)."""
-    values = column.unique().sort()
-    codes = column.cast(pl.Enum(values)).to_physical().to_numpy()
-    names = [cut.sub("", v, count=1) if cut else v for v in values.to_list()]
+    """``column``'s tokens without their trailing commas (and ``cut``), as a pandas categorical.
+
+    Only the distinct tokens (a few hundred functions, not a million rows) are cut, in Python.
+    The categories are the comma-less tokens, sorted, then cut (sorted again where the cut
+    makes two of them one).
+    """
+    tokens = column.unique()
+    codes = column.cast(pl.Enum(tokens)).to_physical().to_numpy()
+    values = [token.rstrip(",") for token in tokens.to_list()]
+    ordered = sorted(set(values))
+    name_of = {value: cut.sub("", value, count=1) if cut else value for value in ordered}
+    names = [name_of[value] for value in ordered]
     if len(set(names)) < len(names):  # one name in two namespaces: one category
-        return pd.Categorical(np.asarray(names, dtype=object)[codes])
-    return pd.Categorical.from_codes(codes, names)
+        names = sorted(set(names))
+    position = {name: i for i, name in enumerate(names)}
+    lookup = np.array([position[name_of[value]] for value in values], dtype=np.int32)
+    return pd.Categorical.from_codes(lookup[codes], names)
+
+
+def _parse(source: bytes | Path, data: bytes | mmap.mmap, source_name: str) -> tuple[pd.DataFrame, dict | None]:
+    summary = _last_summary(data)
+    newline = data.find(b"\n")
+    first_line = data[:newline] if newline >= 0 else data[:]
+    try:
+        raw = _tokens(source, first_line)
+    except pl.exceptions.NoDataError:
+        raw = pl.DataFrame(schema={name: pl.String for name in _VALUES[1:]})
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as error:
+        raise LogFormatError(f"{source_name}: not a trace log in the original's line format "
+                             f"({str(error).splitlines()[0]})") from None
+    parsed = _numbers_as_written(raw)
+    if parsed is None:
+        parsed = _numbers_lenient(raw)
+    keep = parsed.select(pl.col("ts_s").is_not_null() | pl.col("requested_ms").is_not_null()).to_series()
+    kept = int(keep.sum())
+    # usually only the Summary line, the last, is left out: a slice, not a copy
+    parsed = parsed.head(kept) if keep.head(kept).all() else parsed.filter(keep)
+    if not len(parsed) and summary is None and len(data) and data[:].strip():
+        raise LogFormatError(f"{source_name}: not a trace log in the original's line format (no invocation line)")
+    if any(parsed[name].null_count() for name in _REQUIRED):
+        raise LogFormatError(f"{source_name}: a line lacks or garbles TS, CSendReq or Runtime")
+    floats = [*_UNITS, "runtime_ms"]
+    # the floats as one new 2-D array (N/A as NaN) that pandas keeps as its block: no second copy
+    frame = pd.DataFrame(parsed.select(floats).to_numpy(), columns=floats, copy=False)
+    frame.insert(0, "func", _categorical(parsed["func"], _NAMESPACE))
+    frame.insert(1, "status", _categorical(parsed["status"]))
+    frame["requested_ms"] = parsed["requested_ms"].to_numpy()
+    frame["function"] = frame["func"]
+    rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce").to_numpy()
+    frame["row"] = pd.array(rows[frame["func"].cat.codes.to_numpy()], dtype="Int64")
+    frame["failed"] = (frame["status"] != SUCCESS).to_numpy()
+    frame.attrs["garbled"] = {name: int(parsed[f"bad_{name}"].sum()) for name in _UNITS
+                              if f"bad_{name}" in parsed.columns and parsed[f"bad_{name}"].any()}
+    return frame, summary
 
 
 def parse_bytes(data: bytes, source: str = "log") -> tuple[pd.DataFrame, dict | None]:
@@ -121,45 +226,7 @@ def parse_bytes(data: bytes, source: str = "log") -> tuple[pd.DataFrame, dict | 
     counts them. A value that is neither a number nor ``N/A`` is counted per column in
     ``frame.attrs["garbled"]``, also for :func:`damage`.
     """
-    summary = _last_summary(data)
-    first_line = data[:data.find(b"\n")] if b"\n" in data else data
-    try:
-        if first_line.count(b" ") >= 2 * len(_VALUES) - 1:  # a whole first line: it fixes the width (no copy)
-            raw = pl.read_csv(data, separator=" ", has_header=False, infer_schema=False, quote_char=None,
-                              truncate_ragged_lines=True, columns=list(range(3, 2 * len(_VALUES), 2)))
-            raw.columns = list(_VALUES[1:])
-        else:
-            raw = pl.read_csv(_HEADER + data, separator=" ", has_header=True, infer_schema=False, quote_char=None,
-                              truncate_ragged_lines=True, columns=list(_VALUES[1:]))
-    except pl.exceptions.NoDataError:
-        raw = pl.DataFrame(schema={name: pl.String for name in _VALUES[1:]})
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as error:
-        raise LogFormatError(f"{source}: not a trace log in the original's line format "
-                             f"({str(error).splitlines()[0]})") from None
-    runtime = pl.col("runtime").str.strip_chars_end("ms").str.split_exact("/", 1)
-    parsed = raw.lazy().select(  # lazy: each number is cut and cast once for its value and its check
-        pl.col("func").str.strip_chars_end(","),
-        pl.col("status").str.strip_chars_end(","),
-        *(_number(name, unit) for name, unit in _UNITS.items()),
-        runtime.struct.field("field_0").cast(pl.Float64, strict=False).alias("runtime_ms"),
-        runtime.struct.field("field_1").cast(pl.Int64, strict=False).alias("requested_ms"),
-        *((pl.col(name).is_not_null() & (pl.col(name) != "N/A,") & _number(name, unit).is_null()).alias(f"bad_{name}")
-          for name, unit in _UNITS.items()),
-    ).filter(pl.col("ts_s").is_not_null() | pl.col("requested_ms").is_not_null()).collect()
-    if not len(parsed) and summary is None and data.strip():
-        raise LogFormatError(f"{source}: not a trace log in the original's line format (no invocation line)")
-    if parsed.select(pl.any_horizontal(pl.col(name).is_null() for name in _REQUIRED).any()).item():
-        raise LogFormatError(f"{source}: a line lacks or garbles TS, CSendReq or Runtime")
-    frame = pd.DataFrame({"func": _categorical(parsed["func"], _NAMESPACE), "status": _categorical(parsed["status"]),
-                          **{name: parsed[name].to_numpy() for name in (*_UNITS, "runtime_ms", "requested_ms")}})
-    frame["function"] = frame["func"]
-    rows = pd.to_numeric(frame["func"].cat.categories.str.extract(r"-(\d+)$")[0], errors="coerce").to_numpy()
-    frame["row"] = pd.array(rows[frame["func"].cat.codes.to_numpy()], dtype="Int64")
-    frame["failed"] = (frame["status"] != SUCCESS).to_numpy()
-    frame.attrs["garbled"] = {name: count for name, count in
-                              parsed.select(pl.col(f"bad_{name}").sum().alias(name) for name in _UNITS).row(0, named=True).items()
-                              if count}
-    return frame, summary
+    return _parse(data, data, source)
 
 
 def parse_text(text: str, source: str = "log") -> tuple[pd.DataFrame, dict | None]:
@@ -167,8 +234,13 @@ def parse_text(text: str, source: str = "log") -> tuple[pd.DataFrame, dict | Non
 
 
 def parse(path: Path | str) -> tuple[pd.DataFrame, dict | None]:
+    """:func:`parse_bytes` of a file, which polars reads itself (memory-mapped, no copy of it here)."""
     path = Path(path)
-    return parse_bytes(path.read_bytes(), str(path))
+    with path.open("rb") as handle:
+        if not os.fstat(handle.fileno()).st_size:
+            return parse_bytes(b"", str(path))
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _parse(path, data, str(path))
 
 
 #: Every status the original's client prints (its workload.ResponseStatus).

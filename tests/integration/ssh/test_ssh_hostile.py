@@ -325,19 +325,17 @@ def test_two_kwok_workers_share_the_nodes_through_resizes(host_factory, binaries
 @pytest.mark.slow
 @pytest.mark.real_nodes
 def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kubelet_dies(host_factory, binaries,
-                                                                                         tmp_path):
+                                                                                         tmp_path, monkeypatch):
     import os
     import signal
-    import threading
 
     import yaml
 
     from kdlib.cluster.local import hostnet
     from kdlib.errors import KdlibError
     from kdlib.experiments import runner
-    from kdlib.experiments.microbench import files
+    from kdlib.experiments.microbench import suite as microbench_suite
     from kdlib.experiments.microbench.spec import SuiteParams
-    from kdlib.experiments.microbench.suite import run_suite
 
     hosts, inv = _kubelet_hosts(host_factory)
     path = tmp_path / "inventory.yaml"
@@ -347,24 +345,23 @@ def test_a_suite_on_a_kubelet_only_inventory_measures_k8s_and_stops_when_the_kub
     params = SuiteParams(run_id="hostile", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
                                        benches=["scale-pods"], scale_pods=[2, 3], settle_s=0.5)
     kubelet_pid = Path(inv.cluster_dir(), hosts[1].name, "run", "kubelet.pid")
-    done = threading.Event()
+    waits = []
+    clear = microbench_suite.wait_real_nodes_clear
 
-    def kill_after_the_first_run() -> None:  # the first run measured, the second meets a dead kubelet
-        directory = files.run_dir("scale-pods", "hostile", root)
-        while not done.is_set():
-            if list(directory.glob("e2e.*.log")) and kubelet_pid.exists():
-                os.kill(int(kubelet_pid.read_text()), signal.SIGKILL)
-                return
-            time.sleep(0.05)
+    def kill_once_the_first_run_is_torn_down(*args, **kwargs) -> int:
+        # The first run measured and its containers gone; the second meets a dead kubelet. (Killed
+        # any earlier, the first run's teardown would wait out its 120 s for containers a dead
+        # kubelet never removes.)
+        left = clear(*args, **kwargs)
+        if not waits:
+            os.kill(int(kubelet_pid.read_text()), signal.SIGKILL)
+        waits.append(left)
+        return left
 
-    killer = threading.Thread(target=kill_after_the_first_run, daemon=True)
-    killer.start()
-    try:
-        with pytest.raises(KdlibError, match=rf"kubelet: exited on {hosts[1].name}"):
-            run_suite(params, root=root, progress=False)
-    finally:
-        done.set()
-        killer.join()
+    monkeypatch.setattr(microbench_suite, "wait_real_nodes_clear", kill_once_the_first_run_is_torn_down)
+    with pytest.raises(KdlibError, match=rf"kubelet: exited on {hosts[1].name}"):
+        microbench_suite.run_suite(params, root=root, progress=False)
+    assert waits[0] == 0, "the first run's containers were removed before the kubelet was killed"
     suite = runner.load("hostile", root)
     assert suite["not_measured"] == {"k8s+": f"needs kwok nodes: no worker of {path} has kwok_nodes"}
     rows = {(o["scale"], o["status"]): o["detail"] for o in suite["attempts"][-1]["outcomes"]}

@@ -28,8 +28,7 @@ from ...helpers import REPO, assert_sysctls_back, our_processes
 from .test_ssh_cluster import cluster_inventory
 
 REASON = hostnet.why_not_real_nodes()  # the same needs as a local real node: containerd, runc, CNI, cgroups
-pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.real_nodes, pytest.mark.needs_binaries,
-              pytest.mark.skipif(REASON is not None, reason=f"cannot run a kubelet here: {REASON}")]
+pytestmark = [pytest.mark.integration, pytest.mark.ssh, pytest.mark.needs_binaries]
 
 
 def _inventory(hosts) -> inventory.Inventory:
@@ -43,6 +42,8 @@ def _inventory(hosts) -> inventory.Inventory:
 
 
 @pytest.mark.slow
+@pytest.mark.real_nodes  # a kubelet worker (the trace test below runs kwok only)
+@pytest.mark.skipif(REASON is not None, reason=f"cannot run a kubelet here: {REASON}")
 def test_notebook_on_ssh_hosts_measures_k8s_on_a_real_kubelet_and_k8s_plus_on_kwok(ssh_hosts, binaries, tmp_path):
     inv = _inventory(ssh_hosts)
     path = tmp_path / "inventory.yaml"
