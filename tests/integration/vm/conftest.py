@@ -1,4 +1,4 @@
-"""Fixtures for the tests on VM hosts: ONE lab per test session, shared by the vm modules.
+"""Fixtures for the tests on VM hosts: ONE lab for a run of vm tests, shared by the vm modules.
 
 Booting an emulated VM costs 30-60 s (more on a busy machine), so the session boots two VMs
 and two namespace hosts once (:data:`LAB_VMS`, :data:`LAB_NAMESPACE_HOSTS`); each test adds
@@ -24,10 +24,17 @@ def pytest_collection_modifyitems(items):  # noqa: ANN001
                and item.get_closest_marker("destructive") is not None)
 
 
-@pytest.fixture(scope="session")
-def vm_lab():
-    """(VmLab, Lab): two VMs and two namespace hosts on one bridge, booted once per session;
-    removed, and checked gone, at the end. Skips where QEMU or the image cannot be had."""
+_shared: list[tuple[vmhosts.VmLab, vmhosts.Lab]] = []  # the lab while vm tests run one after the other
+
+
+@pytest.fixture
+def vm_lab() -> tuple[vmhosts.VmLab, vmhosts.Lab]:
+    """(VmLab, Lab): two VMs and two namespace hosts on one bridge, booted by the first vm test
+    and shared by those that follow it; removed, and checked gone, after the last of a run of vm
+    tests (:func:`pytest_runtest_teardown`: the VMs never idle beside other tests). Skips where
+    QEMU or the image cannot be had."""
+    if _shared:
+        return _shared[0]
     reason = vmhosts.unavailable_reason()
     if reason:
         pytest.skip(f"VM test hosts unavailable: {reason}")
@@ -41,14 +48,22 @@ def vm_lab():
     lab_hosts = lab.create()
     print(f"\nVM lab: {LAB_VMS} VMs booted in {lab_hosts.boot_seconds:.1f} s "
           f"({', '.join(f'{vm.name} {vm.boot_seconds:.1f} s' for vm in lab_hosts.vms)})")
-    yield lab, lab_hosts
+    _shared.append((lab, lab_hosts))
+    return _shared[0]
+
+
+def pytest_runtest_teardown(item, nextitem):  # noqa: ANN001
+    """After the last test of a run of vm tests, the lab goes (a later vm test boots another)."""
+    if not _shared or (nextitem is not None and nextitem.get_closest_marker("vm") is not None):
+        return
+    lab, _ = _shared.pop()
     started = time.monotonic()
     remains = lab.destroy()
     print(f"\nVM lab destroyed in {time.monotonic() - started:.1f} s")
     assert not any(remains.values()), f"VM lab left behind: {remains}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lab(vm_lab) -> vmhosts.Lab:
     return vm_lab[1]
 

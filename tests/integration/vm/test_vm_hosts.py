@@ -11,7 +11,7 @@ from .conftest import vm_inventory
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def hosts(lab):
     inv = vm_inventory(lab, workers=[{"name": vm.name, "address": vm.address, "kubelet": True} for vm in lab.vms])
     with Hosts.of(inv) as connected:

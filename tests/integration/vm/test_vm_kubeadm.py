@@ -86,7 +86,7 @@ def kubeadm_vm_inventory(lab):  # noqa: ANN001
                         mode="kubeadm", cluster="kdk")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def kubeadm_ready(lab, binaries, tmp_path_factory):
     """Both VMs with the images a kubeadm node needs (as a user's installation made them)."""
     from kdlib.cluster.binaries import build_node_binaries
