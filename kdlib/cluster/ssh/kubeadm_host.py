@@ -8,7 +8,9 @@ kubelet made (``/etc/kubernetes``, ``/var/lib/kubelet``, ``/var/lib/etcd``, ``/v
 ...), the kubelet's kernel settings (``vm.overcommit_memory`` 0→1, ``kernel.panic`` 0→10,
 ...), its ``kubepods`` slices (active units after the kubelet stopped), its iptables and
 ip6tables chains (``KUBE-KUBELET-CANARY``, ...), the CNI bridge and its IPAM files,
-and the workload image kdlib imported. A user's node must be as it was after ``down``.
+the workload image kdlib imported, the cgroup v2 controllers turned on at the top, and the
+netfilter modules its rules loaded (``nf_conntrack``: its sysctls appeared). A user's node must
+be as it was after ``down``.
 
 So before anything starts, :func:`record` writes what the host had (``<host dir>/before``:
 those paths, sysctl values, units, chains, the bridge, the image) and :func:`restore`
@@ -26,9 +28,9 @@ from ..node import identity
 from .remote import Remote
 
 BEFORE = "before"
-# Made by kubeadm init/join, the kubelet (its root, pod logs, the controller manager's
-# DirectoryOrCreate volume) or the CNI plugins (IPAM state, configuration directory).
-PATHS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/var/log/pods", "/var/log/containers",
+# Made by kubeadm init/join, the kubelet (its root, pod logs, the control plane's
+# DirectoryOrCreate volumes: /usr/libexec/kubernetes, /etc/ssl/certs; the pods' network namespaces) or the CNI plugins (IPAM state, configuration directory).
+PATHS = ("/etc/kubernetes", "/etc/ssl/certs", "/etc/ssl", "/run/netns", "/var/lib/kubelet", "/var/lib/etcd", "/var/log/pods", "/var/log/containers",
          "/usr/libexec/kubernetes", "/etc/cni/net.d", "/var/lib/cni", "/run/kubernetes")
 # The kubelet's container manager's kernel tunables, and forwarding (kubeadm's prerequisite; the
 # bridge plugin's isGateway turns it on too): written back while they hold these values.
@@ -50,6 +52,8 @@ for x in iptables ip6tables; do for t in {tables}; do $x-save -t $t 2>/dev/null 
   | grep -E '^({chains})' | sed "s/^/chain $x $t /"; done; done
 ip link show {bridge} >/dev/null 2>&1 && echo "link {bridge}"
 ctr --address {socket} -n k8s.io images ls -q 2>/dev/null | grep -qx {image} && echo "image {image}"
+[ -f /sys/fs/cgroup/cgroup.subtree_control ] && echo "controllers $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+cut -d' ' -f1 /proc/modules | sed 's/^/module /'
 true
 }} > "$HD/{before}.tmp" && mv "$HD/{before}.tmp" "$HD/{before}"
 """
@@ -90,6 +94,20 @@ had "link {bridge}" || {{ ! ip link show {bridge} >/dev/null 2>&1 || ip link del
 if ! had "image {image}"; then
   ctr --address {socket} -n k8s.io images rm {image} >/dev/null 2>&1
 fi
+# cgroup v2: the controllers turned on at the top (the kubelet's, systemd's for its slices) off again;
+# best effort: one a child cgroup has come to use since stays on.
+if grep -q "^controllers " "$B" && [ -f /sys/fs/cgroup/cgroup.subtree_control ]; then
+  for c in $(cat /sys/fs/cgroup/cgroup.subtree_control); do
+    grep "^controllers " "$B" | grep -qw $c || echo "-$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+  done
+fi
+# Netfilter modules the rules loaded (conntrack, nat, xt_*): unloaded when unused; best effort, twice
+# (a module goes once the modules using it went).
+for pass in 1 2; do
+  for m in $(cut -d' ' -f1 /proc/modules | grep -E '^(nf_|xt_|nft_|ipt_|ip6t_|iptable_|ip6table_|x_tables|veth|bridge|stp|llc)'); do
+    had "module $m" || modprobe -r $m 2>/dev/null
+  done
+done
 [ -z "$problems" ] || {{ echo "left:$problems"; exit 1; }}
 rm -f "$B"
 """
