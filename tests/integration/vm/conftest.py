@@ -86,8 +86,9 @@ def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict |
 
 # What `down` must leave as it found it on a VM. Left out, because they change by themselves
 # or belong to the SSH session taking the snapshot: login sessions and the user manager,
-# counters and random values in /proc/sys, the journal, udev's runtime database, and kdlib's `remote_dir` (binaries are
-# cached there on purpose; the cluster's lock file stays, see README).
+# counters and random values in /proc/sys, the journal, udev's runtime database, kdlib's `remote_dir` (binaries are
+# cached there on purpose; the cluster's lock file stays, see README), and the state directories the host's own
+# containerd makes on its first CRI use and keeps while it runs (kubeadm mode uses the host's containerd).
 _SNAPSHOT = r"""
 mkdir -p {remote_dir}  # the user's choice, made before: what kdlib keeps there is left out below
 ls /proc/sys/fs/binfmt_misc >/dev/null 2>&1  # sysctl -a below mounts it (an automount): mounted in both looks
@@ -112,7 +113,8 @@ echo '== files'
 find /etc /opt /usr/local /root /tmp /var/lib /var/log /run -xdev 2>/dev/null \
   | grep -v -e '^/var/log/journal' -e '^/run/log/journal' -e '^/run/user' -e '^/run/udev/' -e '^/run/systemd/sessions' \
             -e '^/run/systemd/users' -e '^/run/systemd/units' -e '^/run/systemd/journal/streams' \
-            -e '^/var/lib/systemd/' -e '^/root/.ssh' -e '^{remote_dir}' | sort
+            -e '^/var/lib/systemd/' -e '^/root/.ssh' -e '^{remote_dir}' -e '^/run/containerd/' \
+            -e '^/var/lib/containerd/io.containerd.grpc.v1.cri' -e '^/var/lib/containerd/io.containerd.runtime.v2.task' | sort
 echo '== sysctls'
 sysctl -a 2>/dev/null | grep -v -e '^fs\.dentry-state' -e '^fs\.file-nr' -e '^fs\.inode-' -e '^kernel\.random\.' \
   -e '^kernel\.ns_last_pid' -e '^kernel\.pty\.nr' -e 'nf_conntrack_count' -e '^fs\.quota\.' | sort
