@@ -68,9 +68,10 @@ fi
 for p in {paths}; do
   had "path $p" && continue
   [ -e $p ] || continue
-  # The kubelet's volumes may still be mounted (reset unmounts /var/lib/kubelet's, not every one).
-  grep -o " $p/[^ ]*" /proc/self/mounts | sort -r | while read m; do umount -l $m 2>/dev/null; done
-  rm -rf $p || problems="$problems path:$p"
+  # Mounts in it, and on it (the kubelet bind-mounts its root on itself to share it): reset does not unmount every one.
+  awk -v p="$p" '$2 == p || index($2, p "/") == 1 {{print $2}}' /proc/self/mounts | sort -r | while read m; do
+    umount -l $m 2>/dev/null; done
+  why=$(rm -rf $p 2>&1) || problems="$problems path:$p ($(echo "$why" | head -n 1))"
 done
 while read kind n v; do
   [ "$kind" = sysctl ] || continue
@@ -131,5 +132,5 @@ def restore(remote: Remote, host_dir: str, bridge: str, cri_socket: str) -> None
     result = remote.run("sh -c " + shlex.quote(_RESTORE.format(**_values(host_dir, bridge, cri_socket))),
                         check=False, timeout=300)
     if not result.ok:
-        raise RemoteError(remote.host.name, "(kubeadm node restore)", "not fully restored",
-                          (result.stdout + result.stderr).strip()[-2000:])
+        left = (result.stdout + result.stderr).strip()
+        raise RemoteError(remote.host.name, "(kubeadm node restore)", f"not fully restored: {left[-500:]}", left[-2000:])
