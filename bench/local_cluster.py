@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from kubernetes import client  # noqa: E402
 
 from kdlib import LocalCluster  # noqa: E402
-from kdlib.k8s import objects as workloads  # noqa: E402
+from kdlib.k8s import objects  # noqa: E402
 from kdlib.cluster.local.processes import Processes  # noqa: E402
 from kdlib.experiments.microbench.timeline import Timeline  # noqa: E402
 
@@ -74,11 +74,11 @@ def main() -> None:
         report[f"up_to_{args.nodes}_nodes_ready_s"] = round(time.monotonic() - started, 2)
         try:
             api = cluster.api_client()
-            client.CoreV1Api(api).create_namespace(workloads.namespace("bench"))
+            client.CoreV1Api(api).create_namespace(objects.namespace("bench"))
             with Timeline(api, "bench") as timeline:
                 started = time.monotonic()
                 client.AppsV1Api(api).create_namespaced_deployment(
-                    "bench", workloads.deployment("bench", "bench", replicas=args.pods))
+                    "bench", objects.deployment("bench", "bench", replicas=args.pods))
                 if not timeline.wait_ready(args.pods, timeout=300):
                     raise SystemExit(f"only {timeline.ready_count()} pods Ready")
                 report[f"deployment_{args.pods}_pods_ready_s"] = round(time.monotonic() - started, 2)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from kubernetes import client  # noqa: E402
 
 from kdlib import LocalCluster  # noqa: E402
-from kdlib.k8s import objects as workloads  # noqa: E402
+from kdlib.k8s import objects  # noqa: E402
 from kdlib.cluster.local import cgroups, realnode  # noqa: E402
 from kdlib.cluster.local.hostnet import why_not_real_nodes  # noqa: E402
 from kdlib.experiments.runtime import RuntimeWatch, medians  # noqa: E402
@@ -131,8 +131,8 @@ def main() -> int:
         kwok_ready = next(t for t, m in events if "kwok nodes Ready" in m)
         real_ready = next(t for t, m in events if "real nodes Ready" in m)
         api = cluster.api_client()
-        client.CoreV1Api(api).create_namespace(workloads.namespace(NAMESPACE))
-        client.AppsV1Api(api).create_namespaced_deployment(NAMESPACE, workloads.deployment(
+        client.CoreV1Api(api).create_namespace(objects.namespace(NAMESPACE))
+        client.AppsV1Api(api).create_namespaced_deployment(NAMESPACE, objects.deployment(
             NAME, NAMESPACE, replicas=0, simulated_sandbox=False, on_real_nodes=True))
         time.sleep(2)
         report = {"real_nodes": args.real_nodes, "cpus": os.cpu_count(), "up_s": round(up_s, 2),

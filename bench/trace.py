@@ -36,7 +36,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kdlib.experiments.trace import data, logs, params as trace_params, run as trace_run  # noqa: E402
+from kdlib.experiments.trace import data, files as trace_files, logs, params as trace_params, run as trace_run  # noqa: E402
 from kdlib.experiments.trace import schedule as trace_schedule  # noqa: E402
 from kdlib.experiments.trace.gateway import FAIL_DISPATCH, SUCCESS, Gateway, Invocation  # noqa: E402
 from kdlib.experiments.trace.kpa import Decider, KPAConfig  # noqa: E402
@@ -152,7 +152,7 @@ def bench_replay(args: argparse.Namespace) -> dict:
         params = trace_params.TraceParams(run_id=run_id, functions=args.functions, minutes=args.minutes,
                                           warmup_minutes=0, systems=("Dr/K8s+",), nodes=args.nodes)
         trace_run.run_trace(params, root=root)
-    meta = trace_run.load_meta(run_id, "Dr/K8s+", root)
+    meta = trace_files.load_meta(run_id, "Dr/K8s+", root)
     return {"run_id": run_id, "functions": meta["trace"]["functions"], "minutes": meta["trace"]["minutes"],
             "invocations": meta["invocations"], "mean_per_s": meta["schedule"]["mean_per_s"],
             "peak_per_s": meta["schedule"]["peak_per_s"], "lateness": meta["lateness"],

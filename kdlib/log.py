@@ -12,15 +12,16 @@ import sys
 
 logger = logging.getLogger("kdlib")
 _FORMAT = "%(asctime)s kdlib: %(message)s"
+_HANDLER = "kdlib"  # the name of the handler show() adds, so that it adds one only
 
 
 def show(level: int = logging.INFO) -> None:
     """Print kdlib's log lines at ``level`` and above to stderr (idempotent)."""
     logger.setLevel(level)
-    if not any(getattr(h, "_kdlib", False) for h in logger.handlers):
+    if not any(h.get_name() == _HANDLER for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
-        handler._kdlib = True  # type: ignore[attr-defined]
+        handler.set_name(_HANDLER)
         logger.addHandler(handler)
     logger.propagate = False
 

@@ -63,7 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:  # noqa: ANN001 (xdist's WorkerController)
+def pytest_configure_node(node) -> None:  # node: xdist's WorkerController
     """A worker starts from the caller's environment, as the session did (not from the one the
     session made for itself), and finds the session's folder for the locks it shares."""
     node.workerinput["kdlib_inherited"] = dict(helpers.INHERITED)

@@ -29,8 +29,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
+from typing import Any, TypeVar
 
 LOCK_DIR = Path("/run/kdlib-testhosts")
 SLOTS = range(1, 64)  # 10.213.<slot>.0/24
@@ -58,6 +61,22 @@ def _cgroup_mounts() -> str:
             continue
         commands.append(f"mkdir -p {point} && mount -t {fstype} -o {options} {source} {point}")
     return "".join(f"{c} && " for c in commands)
+
+
+_Made = TypeVar("_Made")
+
+
+def destroyed_on_failure(create: Callable[[Any], _Made]) -> Callable[[Any], _Made]:
+    """A factory's ``create``: when it fails (Ctrl-C too), the factory's ``destroy`` removes
+    what it had made so far before the error goes on."""
+    @wraps(create)
+    def create_or_destroy(factory: Any) -> _Made:
+        try:
+            return create(factory)
+        except BaseException:
+            factory.destroy()
+            raise
+    return create_or_destroy
 
 
 class HostsUnavailable(Exception):
@@ -218,14 +237,8 @@ class HostFactory:
 
     # -- create --------------------------------------------------------------------------
 
+    @destroyed_on_failure
     def create(self) -> TestHosts:
-        try:
-            return self._create()
-        except BaseException:
-            self.destroy()
-            raise
-
-    def _create(self) -> TestHosts:
         slot, subnet = self._claim_slot()
         work = self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.slot_prefix}-"))
         addresses = list(subnet.hosts())
@@ -340,6 +353,16 @@ def _comm(pid: int) -> str:
         return ""
 
 
+def answers_ssh(address: str, connect_timeout: float = 1.0, banner_timeout: float = 1.0) -> bool:
+    """Does an sshd answer on ``address``:22 with its banner?"""
+    try:
+        with socket.create_connection((address, 22), timeout=connect_timeout) as sock:
+            sock.settimeout(banner_timeout)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def _keygen(path: Path, comment: str) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
                    check=True, capture_output=True, timeout=20)
@@ -351,13 +374,8 @@ def _wait_banner(host: TestHost, process: subprocess.Popen, deadline: float, wor
         if process.poll() is not None:
             log = (work / host.name / "sshd.log").read_text(errors="replace")[-800:]
             raise HostsUnavailable(f"sshd of {host.name} exited ({process.returncode}): {log.strip()}")
-        try:
-            with socket.create_connection((host.address, 22), timeout=1) as sock:
-                sock.settimeout(1)
-                if sock.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
+        if answers_ssh(host.address):
+            return
         if time.monotonic() > deadline:
             raise HostsUnavailable(f"sshd of {host.name} did not answer on {host.address}:22 in time")
         time.sleep(0.05)

@@ -35,7 +35,6 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -185,14 +184,8 @@ class VmLab:
         self._pids: list[int] = []
         self._dirs: list[Path] = []
 
+    @sshhosts.destroyed_on_failure
     def create(self) -> Lab:
-        try:
-            return self._create()
-        except BaseException:
-            self.destroy()
-            raise
-
-    def _create(self) -> Lab:
         image = self.image or vmimage.ensure()
         hosts = self.hosts_factory.create()
         prefix = self.hosts_factory.slot_prefix
@@ -283,13 +276,8 @@ def _wait_ssh(name: str, address: str, pid: int, directory: Path, deadline: floa
     while True:
         if not Path(f"/proc/{pid}").exists() or _state(pid) == "Z":
             raise VmsUnavailable(f"qemu of {name} exited during boot: {_console_tail(directory)}")
-        try:
-            with socket.create_connection((address, 22), timeout=2) as sock:
-                sock.settimeout(5)
-                if sock.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
+        if sshhosts.answers_ssh(address, connect_timeout=2, banner_timeout=5):
+            return
         if time.monotonic() > deadline:
             raise VmsUnavailable(f"{name} did not answer SSH on {address}:22 in time: {_console_tail(directory)}")
         time.sleep(0.5)

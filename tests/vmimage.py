@@ -110,7 +110,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def ensure(log=None) -> Image:  # noqa: ANN001 (a file for progress, default stderr)
+def ensure(log=None) -> Image:  # log: a file for progress, default stderr
     """The cached image, built first if missing. Raises :class:`ImageUnavailable`."""
     image = cached()
     if image.complete():
@@ -127,7 +127,7 @@ def ensure(log=None) -> Image:  # noqa: ANN001 (a file for progress, default std
         return _build(image, log or sys.stderr)
 
 
-def _run(argv: list[str], log, timeout: float) -> None:  # noqa: ANN001
+def _run(argv: list[str], log, timeout: float) -> None:
     started = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     print(f"vmimage: {argv[0]} took {time.monotonic() - started:.0f} s", file=log, flush=True)
@@ -136,7 +136,7 @@ def _run(argv: list[str], log, timeout: float) -> None:  # noqa: ANN001
                                f"{(result.stderr or result.stdout)[-1500:]}")
 
 
-def _build(image: Image, log) -> Image:  # noqa: ANN001
+def _build(image: Image, log) -> Image:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f".build-{image.directory.name}-", dir=image.directory.parent))
     try:

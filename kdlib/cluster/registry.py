@@ -75,8 +75,10 @@ def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None, real_
     reason = problem(name)
     if reason:
         raise ConfigError(f"backend: {reason}")
-    return _BACKENDS[name].open(nodes=nodes, kd=kd, bin_dir=bin_dir, real_nodes=real_nodes,  # type: ignore[misc]
-                                inventory=inventory, unthrottled=unthrottled)
+    opener = _BACKENDS[name].open
+    assert opener is not None  # registered without one only with the reason problem() gave
+    return opener(nodes=nodes, kd=kd, bin_dir=bin_dir, real_nodes=real_nodes, inventory=inventory,
+                  unthrottled=unthrottled)
 
 
 def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None,

@@ -57,7 +57,7 @@ def api_writes(api: client.ApiClient) -> dict[str, float] | None:
         response = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
                                 _return_http_data_only=True, _request_timeout=10)
         text = response.data.decode()
-    except Exception as error:  # noqa: BLE001 - the run goes on without this column
+    except Exception as error:  # the run goes on without this column
         log.warning("the API server's metrics could not be read: %s", str(error).splitlines()[0])
         return None
     found: dict[str, float] = {}

@@ -153,7 +153,7 @@ def code_problems(notebooks: list[Path], current: str | None = None) -> list[str
         if recorded != current:
             made = f"analysis code {recorded[:12]}" if recorded else "code that recorded no analysis digest"
             problems.append(f"{notebook} was made by {made}, not by this checkout's ({current[:12]}: "
-                            f"{', '.join(provenance.ANALYSIS_CODE)}): its pages would show older code's output. "
+                            f"{', '.join(provenance.analysis_code())}): its pages would show older code's output. "
                             f"Execute it again (finished runs are resumed, nothing is measured): "
                             f"{reexecute_command(notebook)}")
     return problems

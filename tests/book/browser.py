@@ -43,7 +43,7 @@ def find_chromium() -> str | None:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -171,7 +171,7 @@ class Chromium:
         if self._socket is not None:
             try:
                 self.send("Browser.close", timeout=5)
-            except Exception:  # noqa: BLE001 - closing anyway
+            except Exception:  # closing anyway
                 pass
             self._socket.close()
             self._socket = None

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 
 from kdlib import LocalCluster
-from kdlib.k8s import objects as workloads
+from kdlib.k8s import objects
 from kdlib.cluster.local import status
 from kdlib.errors import ClusterBusyError
 from kdlib.experiments.microbench.timeline import Timeline
@@ -33,7 +33,7 @@ def cluster(binaries, tmp_path_factory):
 
 def _deploy(api, namespace: str, name: str, replicas: int, simulated: bool) -> None:
     client.AppsV1Api(api).create_namespaced_deployment(
-        namespace, workloads.deployment(name, namespace, replicas=replicas, simulated_sandbox=simulated))
+        namespace, objects.deployment(name, namespace, replicas=replicas, simulated_sandbox=simulated))
 
 
 def test_nodes_are_ready_kwok_nodes(cluster):
@@ -67,7 +67,7 @@ def test_create_all_counts_what_it_made_and_names_a_refusal(cluster):
 @pytest.mark.alone  # the unlabelled pods Ready within 200 ms: beside other tests' clusters they took 260-530 ms
 def test_simulated_sandbox_pods_turn_ready_200ms_after_binding(cluster):
     api = cluster.api_client()
-    client.CoreV1Api(api).create_namespace(workloads.namespace("it-sandbox"))
+    client.CoreV1Api(api).create_namespace(objects.namespace("it-sandbox"))
     with Timeline(api, "it-sandbox") as timeline:
         _deploy(api, "it-sandbox", "simulated", NODES, simulated=True)
         _deploy(api, "it-sandbox", "prompt", 5, simulated=False)

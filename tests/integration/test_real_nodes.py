@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from kdlib import LocalCluster
-from kdlib.k8s import objects as workloads
+from kdlib.k8s import objects
 from kdlib.cluster.local import hostnet, status
 from kdlib.cluster.node.identity import LABEL as REAL_NODE_LABEL
 
@@ -100,8 +100,8 @@ def test_real_nodes_join_labelled_and_tainted(cluster):
 def test_real_pods_run_real_containers_spread_over_the_real_nodes(cluster):
     api = cluster.api_client()
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    core.create_namespace(workloads.namespace("it-real"))
-    apps.create_namespaced_deployment("it-real", workloads.deployment(
+    core.create_namespace(objects.namespace("it-real"))
+    apps.create_namespaced_deployment("it-real", objects.deployment(
         "real", "it-real", replicas=PODS, simulated_sandbox=False, on_real_nodes=True))
 
     def all_ready():
@@ -130,11 +130,11 @@ _OWNER = """
 import time
 from kubernetes import client
 from kdlib import LocalCluster
-from kdlib.k8s import objects as workloads
+from kdlib.k8s import objects
 with LocalCluster(nodes=2, real_nodes=2, state_dir={state_dir!r}) as cluster:
     api = cluster.api_client()
-    client.CoreV1Api(api).create_namespace(workloads.namespace("run"))
-    client.AppsV1Api(api).create_namespaced_deployment("run", workloads.deployment(
+    client.CoreV1Api(api).create_namespace(objects.namespace("run"))
+    client.AppsV1Api(api).create_namespaced_deployment("run", objects.deployment(
         "real", "run", replicas=10, simulated_sandbox=False, on_real_nodes=True))
     print("ready", flush=True)
     time.sleep(600)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlib.k8s import objects as workloads
+from kdlib.k8s import objects
 from kdlib.cluster.local import hostnet, realnode
 from kdlib.cluster.node import config as node_config
 from kdlib.cluster.node import identity, images
@@ -122,7 +122,7 @@ def test_image_archive_holds_the_program_under_both_tags(tmp_path):
 
 
 def test_real_pods_go_only_to_real_nodes_with_the_local_image():
-    pod = workloads.deployment("f", "ns", simulated_sandbox=False, on_real_nodes=True)["spec"]["template"]
+    pod = objects.deployment("f", "ns", simulated_sandbox=False, on_real_nodes=True)["spec"]["template"]
     spec_ = pod["spec"]
     assert spec_["nodeSelector"] == identity.LABEL
     assert spec_["tolerations"] == [identity.TOLERATION]

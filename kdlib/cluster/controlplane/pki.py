@@ -57,7 +57,9 @@ def _write(pair: KeyPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKe
 def _load(pair: KeyPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
     key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
-    return cert, key  # type: ignore[return-value]
+    if not isinstance(key, ec.EllipticCurvePrivateKey):  # every key here is one (generate_private_key above)
+        raise ValueError(f"{pair.key} holds a {type(key).__name__}, not the elliptic-curve key kdlib wrote")
+    return cert, key
 
 
 def create_ca(directory: Path, common_name: str = "kdlib-ca", name: str = "ca") -> KeyPair:

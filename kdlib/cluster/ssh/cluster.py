@@ -29,6 +29,7 @@ import time
 from functools import reduce
 from pathlib import Path, PurePosixPath
 
+from ...baselines import Baseline
 from ...errors import ClusterBusyError, ClusterError, ComponentError, ConfigError, RemoteError
 from ...wait import wait_until
 from .. import kwok
@@ -93,7 +94,7 @@ class SshCluster(SshClusterBase):
     def clean_host(self, remote: Remote) -> str:
         return clean_host(self.inventory, remote)
 
-    def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
+    def why_not(self, baseline: Baseline) -> str | None:
         if baseline.simulated and not self.inventory.kwok_workers:
             return f"needs kwok nodes: no worker of {self.inventory.source} has kwok_nodes"
         if not baseline.simulated and not self.workers:

@@ -37,6 +37,7 @@ kubelet outside any unit, kubeadm's own 4-min waits, what reset leaves: :mod:`.k
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -49,6 +50,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ...baselines import Baseline
 from ...errors import ClusterError, ConfigError, RemoteError
 from ...wait import wait_until
 from ..base import ClusterInfo
@@ -121,7 +123,7 @@ class KubeadmCluster(SshClusterBase):
     def clean_host(self, remote: Remote) -> None:
         clean_host(remote, self.inventory.cluster, self.host_dir(remote.host.name), self.settings.cri_socket)
 
-    def why_not(self, baseline) -> str | None:  # noqa: ANN001 (a Baseline)
+    def why_not(self, baseline: Baseline) -> str | None:
         if baseline.simulated:
             return "needs kwok nodes: kubeadm mode runs real kubelets only in this version"
         return None
@@ -274,7 +276,7 @@ def down(inventory: Inventory) -> None:
               lambda remote: clean_host(remote, inventory.cluster, base.host_dir(inventory, remote.host.name)))
 
 
-def run_cli(args, inventory: Inventory) -> int:  # noqa: ANN001 (argparse.Namespace)
+def run_cli(args: argparse.Namespace, inventory: Inventory) -> int:
     """``python -m kdlib ssh up|status|down`` for an inventory of mode kubeadm."""
     if args.action == "up":
         cluster = KubeadmCluster(inventory, bin_dir=args.bin_dir, kd=args.kd, cni="bridge", timeout=args.timeout)
@@ -330,13 +332,13 @@ def bridge_conflist(pod_cidr: str) -> dict[str, Any]:
     return node_config.cni_conflist(pod_cidr, bridge=KUBEADM_CNI_BRIDGE, port_map=True)
 
 
-def _wait_pod_cidr(core, name: str, deadline: float) -> str:  # noqa: ANN001 (CoreV1Api)
+def _wait_pod_cidr(core, name: str, deadline: float) -> str:  # core: a CoreV1Api
     return wait_until(lambda: _pod_cidr(core, name), deadline=deadline, interval=0.5,
                       error=lambda: RemoteError(name, "bridge CNI", "the node has no pod CIDR after 60 s"))
 
 
-def _pod_cidr(core, name: str) -> str | None:  # noqa: ANN001 (CoreV1Api)
+def _pod_cidr(core, name: str) -> str | None:  # core: a CoreV1Api
     try:
         return core.read_node(name).spec.pod_cidr
-    except Exception:  # noqa: BLE001 - not registered yet
+    except Exception:  # not registered yet
         return None

@@ -50,7 +50,7 @@ class ClusterLock:
             channel.settimeout(timeout)
             channel.exec_command(command)
             first = channel.makefile("r").readline().strip()
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise map_error(self.remote.host, command, error, timeout) from None
         if first == "locked":
             channel.settimeout(None)

@@ -210,7 +210,7 @@ class Remote:
     def open(self) -> None:
         try:
             self.connection.open()
-        except Exception as error:  # noqa: BLE001 - mapped to a kdlib error naming the host
+        except Exception as error:  # mapped to a kdlib error naming the host
             raise map_error(self.host, "(connect)", error, self.options.connect_timeout) from None
 
     def close(self) -> None:
@@ -242,9 +242,9 @@ class Remote:
             self.connection.close()
             try:
                 raw = self.connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
-            except Exception as again:  # noqa: BLE001
+            except Exception as again:
                 raise map_error(self.host, command, again, self.options.connect_timeout) from None
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise map_error(self.host, command, error, self.options.connect_timeout) from None
         return self._result(command, raw, time.monotonic() - started, check, timeout)
 
@@ -288,7 +288,7 @@ class Remote:
             sftp = self.connection.sftp()
             sftp.get_channel().settimeout(self.options.command_timeout)
             self.connection.put(str(local), part, preserve_mode=False)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise map_error(self.host, f"put {local} {part}", error, self.options.connect_timeout) from None
         self._run(f"chmod {mode:o} {shlex.quote(part)} && mv -f {shlex.quote(part)} {quoted}")
         return PutResult(self.host.name, local, remote, digest, size, False, time.monotonic() - started)
@@ -310,7 +310,7 @@ class Remote:
             sftp = self.connection.sftp()
             sftp.get_channel().settimeout(self.options.command_timeout)
             self.connection.put(io.BytesIO(data), archive)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise map_error(self.host, f"put {local_dir}/ {archive}", error, self.options.connect_timeout) from None
         self._run(f"mkdir -p {q(remote_dir)} && tar -xzf {q(archive)} -C {q(remote_dir)} --no-same-owner; "
                  f"status=$?; rm -f {q(archive)}; exit $status")
@@ -392,7 +392,7 @@ class Hosts:
                 return function(remote)
             except RemoteError as error:
                 return error
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 return map_error(remote.host, getattr(function, "__name__", "(call)"), error)
             finally:
                 _each.cancelled = None

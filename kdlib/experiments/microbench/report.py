@@ -174,7 +174,7 @@ def compact_table(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     missing = table["p90 (s)"] == "not measured"
     keep, collapsed = [], []
-    for (baseline, reason), rows in table[missing].groupby(["baseline", "reason"], sort=False):
+    for (baseline, _same_reason), rows in table[missing].groupby(["baseline", "reason"], sort=False):
         if len(rows) == (table["baseline"] == baseline).sum() and len(rows) > 1:
             line = rows.iloc[0].copy()
             line["scale"] = "all"

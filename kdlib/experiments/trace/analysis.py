@@ -77,7 +77,7 @@ def summary(per_system: dict[str, dict], sources: dict[str, str]) -> pd.DataFram
     """One row per system: counts, failures, p50/p99 of the per-function means."""
     rows = []
     for system, n in per_system.items():
-        q = lambda s, p: round(float(np.percentile(s, p)), 2) if len(s) else np.nan  # noqa: E731
+        q = lambda s, p: round(float(np.percentile(s, p)), 2) if len(s) else np.nan
         rows.append({"system": system, "source": sources.get(system, ""), "invocations": n["invocations"],
                      "failed": n["failed"],
                      "failed_pct": round(100 * n["failed"] / n["invocations"], 2) if n["invocations"] else np.nan,

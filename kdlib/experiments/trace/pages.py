@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...publish.book import Part
-from . import run as trace_run
+from . import files
 from .report import CHART_KEYS, GLUE_KEYS, KPA_COMPARISON_KEY
 
 #: Figure 13's page includes this file: the two Dr/K8s+ configurations side by side, when the run has them.
@@ -16,10 +16,10 @@ KPA_COMPARISON = "fig13_kpa.md"
 
 def damaged(run_id: str, notebook: Path, results_root: Path) -> list[str]:
     """The run's trace logs must pass the integrity checks (checksum, counts, every line)."""
-    if not (results_root / trace_run.BENCH / run_id).is_dir():
+    if not (results_root / files.BENCH / run_id).is_dir():
         return []
     return [f"{why}: run the trace notebook again under this run id (it redoes a damaged system)"
-            for why in trace_run.damaged_files(run_id, results_root)]
+            for why in files.damaged_files(run_id, results_root)]
 
 
 def kpa_comparison(glued: dict[str, dict], notebook: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -63,7 +63,6 @@ class ReplayResult:
     wall_s: float
     cpu_s: float
     finished: bool
-    notes: list[str] = field(default_factory=list)
 
 
 def _is_ready(pod: dict[str, Any]) -> bool:

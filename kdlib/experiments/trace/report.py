@@ -5,8 +5,7 @@ CSVs, ``Kn/K8s`` and ``Dirigent``, when the run names them), computes the per-fu
 numbers, draws Figures 12 and 13, and saves each chart as SVG and HTML beside the results.
 ``report.glue_run()`` glues its outputs under the keys the book pastes (:data:`GLUE_KEYS`,
 the one list of them). Long because it holds everything the trace notebook and the book show
-(tables, findings, verdicts, the glue) in one module of the analysis-code digest; a split
-would add modules to :data:`kdlib.provenance.ANALYSIS_CODE` for no gain in reading.
+(tables, findings, verdicts, the glue) in one module; a split would gain nothing in reading.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from .. import verdict
 from ..microbench.report import provenance_table
 from . import analysis, plots, reference
 from .params import AS_SHIPPED, KD_REASON_START, REFERENCE_DATA, SYSTEMS
-from .run import load_run, log_path, read_system, run_dir
+from .files import load_run, log_path, read_system, run_dir
 
 #: The myst-nb glue keys the book pastes from the trace notebook (:meth:`TraceReport.glue_run` glues them).
 GLUE_KEYS = ("fig12", "fig13", "trace_summary", "trace_replay", "trace_findings", "trace_not_measured",

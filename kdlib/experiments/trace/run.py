@@ -35,16 +35,16 @@ from tqdm import tqdm
 from ... import machine, provenance, store
 from ...cluster.registry import open_cluster
 from ...errors import ComponentError, ConfigError, TraceDataError
-from ...k8s import objects as workloads
+from ...k8s import objects
 from ...k8s.calls import parallel as _parallel
 from ...k8s.lifecycle import clean, ensure_namespace, wait_reconciled
 from ..runner import end_state, suite_lock, with_killed
+from .files import load_run, log_path, logs_dir, meta_path, read_meta, read_system, run_dir
 from . import data, logs, schedule as schedules
-from .params import FILE_KEYS, SYSTEMS, TraceParams, plan, with_fetched_kd
+from .params import SYSTEMS, TraceParams, plan, with_fetched_kd
 from .replay import Replay, lateness_summary
 
 log = logging.getLogger(__name__)
-BENCH = "trace"
 NAMESPACE = "kdlib-trace"
 LATENESS_GOAL_P99_MS = 5.0
 #: What each system's autoscaler configuration is, in the run's metadata (``System.kpa``).
@@ -70,18 +70,6 @@ class TraceOutcome:
         return (f"<TraceOutcome {self.run_id}: measured {self.measured}, resumed {self.resumed}, "
                 f"failed {list(self.failed)}, reference {self.reference}, not measured {list(self.not_measured)}, "
                 f"{self.seconds:.0f} s>")
-
-
-def run_dir(run_id: str, root: Path | None = None) -> Path:
-    return store.run_dir(BENCH, run_id, root)
-
-
-def log_path(directory: Path, system: str) -> Path:
-    return directory / f"trace.{FILE_KEYS[system]}.log"
-
-
-def meta_path(directory: Path, system: str) -> Path:
-    return directory / f"meta.{FILE_KEYS[system]}.json"
 
 
 def deployment_name(row: int) -> str:
@@ -149,7 +137,7 @@ def check_resume(params: TraceParams, root: Path | None = None) -> None:
         except ValueError:
             pass  # an unreadable record is rewritten; the systems' own metadata still speak
     for system in SYSTEMS:
-        meta = _read_meta(directory, system)
+        meta = read_meta(directory, system)
         if meta is not None and log_path(directory, system).is_file():
             records.append((meta_path(directory, system).name, meta.get("parameters") or {}))
     for where, recorded in records:
@@ -158,22 +146,6 @@ def check_resume(params: TraceParams, root: Path | None = None) -> None:
             raise ConfigError(f"run {params.run_id!r} was made with other parameters ({where}): "
                               + "; ".join(differences) + ". Resume it with its own parameters, or choose "
                               "a new run_id for these")
-
-
-def _read_meta(directory: Path, system: str) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(meta_path(directory, system).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def read_system(directory: Path, system: str) -> tuple[Any, dict[str, Any]]:
-    """(invocations, metadata) of a finished system, after every check of the integrity
-    model; raises :class:`~kdlib.store.DamagedFile` naming why."""
-    meta = _read_meta(directory, system)
-    frame, _ = logs.load_checked(log_path(directory, system), meta, sealed=True)
-    return frame, meta or {}
 
 
 def finished(directory: Path, system: str) -> bool:
@@ -286,7 +258,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
                 bar.set_description_str(f"{system}: creating {len(names)} Deployments at 0 replicas")
                 ensure_namespace(api, NAMESPACE)
                 apps = client.AppsV1Api(api)
-                _parallel(lambda n: apps.create_namespaced_deployment(NAMESPACE, workloads.deployment(
+                _parallel(lambda n: apps.create_namespaced_deployment(NAMESPACE, objects.deployment(
                     n, NAMESPACE, replicas=0, simulated_sandbox=True, kd=bool(spec.kd), on_kwok=True)), names)
                 wait_reconciled(api, NAMESPACE, len(names), timeout=300)
                 bar.set_description_str(f"{system}: replaying")
@@ -295,7 +267,7 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
                     bar.update(max(0, int(t) - bar.n))
 
                 replay = Replay(api, NAMESPACE, names, schedule, kpa, timeout_s, params.drain_s,
-                                f"{workloads.WORKLOAD_LABEL}=true", advance, health=cluster.check,
+                                f"{objects.WORKLOAD_LABEL}=true", advance, health=cluster.check,
                                 time_scale=params.time_scale)
                 bar.set_description_str(f"{system}: waiting until the machine is quiet")
                 before = machine.wait(params.quiet)
@@ -352,11 +324,6 @@ def _run_system(params: TraceParams, system: str, trace: data.Trace, schedule, d
     store.write_atomic(log_path(directory, system), text)
 
 
-def logs_dir(directory: Path, system: str) -> Path:
-    """Where the component logs of a system whose cluster broke are saved."""
-    return directory / f"logs.{FILE_KEYS[system]}"
-
-
 def _healthy(cluster: Any) -> bool:
     try:
         cluster.check()
@@ -380,7 +347,7 @@ def scale_to_zero(api: client.ApiClient, names: list[str], timeout: float = 300)
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     started = time.monotonic()
     _parallel(lambda n: apps.patch_namespaced_deployment_scale(n, NAMESPACE, {"spec": {"replicas": 0}}), names)
-    selector = f"{workloads.WORKLOAD_LABEL}=true"
+    selector = f"{objects.WORKLOAD_LABEL}=true"
     while True:
         left = len(core.list_namespaced_pod(NAMESPACE, label_selector=selector).items)
         if not left or time.monotonic() - started > timeout:
@@ -395,25 +362,3 @@ def format_log(result, schedule, names: list[str]) -> str:
              for inv in result.invocations]
     lines.append(logs.summary_line(inv.status for inv in result.invocations))
     return "".join(lines)
-
-
-def load_meta(run_id: str, system: str, root: Path | None = None) -> dict[str, Any]:
-    return json.loads(meta_path(run_dir(run_id, root), system).read_text())
-
-
-def load_run(run_id: str, root: Path | None = None) -> dict[str, Any]:
-    """``run.json``; a ``running`` attempt whose process is gone reads as ``killed``."""
-    return with_killed(json.loads((run_dir(run_id, root) / "run.json").read_text()))
-
-
-def damaged_files(run_id: str, root: Path | None = None) -> list[str]:
-    """Why each finished system's log of ``run_id`` cannot be trusted (empty: every one checks out)."""
-    directory = run_dir(run_id, root)
-    found = []
-    for system in SYSTEMS:
-        if log_path(directory, system).is_file():
-            try:
-                read_system(directory, system)
-            except store.DamagedFile as error:
-                found.append(str(error))
-    return found

@@ -127,7 +127,7 @@ def test_put_ships_a_file_once_and_skips_the_same_file(shared_hosts, tmp_path):
     local.write_bytes(os.urandom(3 << 20))
     inv = inventory_for(shared_hosts)
     with Hosts.of(inv) as hosts:
-        target = lambda r: f"{inv.cluster_dir()}/{r.host.name}/bin/tool"  # noqa: E731
+        target = lambda r: f"{inv.cluster_dir()}/{r.host.name}/bin/tool"
         first = hosts.each(lambda r: r.put(local, target(r))).check()
         assert not any(p.skipped for p in first.values())
         again = hosts.each(lambda r: r.put(local, target(r))).check()

@@ -124,7 +124,7 @@ for x in iptables ip6tables; do for t in filter nat mangle raw; do
 """
 
 
-def vm_snapshot(remote, remote_dir: str) -> dict[str, list[str]]:  # noqa: ANN001 (a kdlib Remote)
+def vm_snapshot(remote, remote_dir: str) -> dict[str, list[str]]:  # remote: a kdlib Remote
     """The VM's units, unit files, cgroups, mounts, links, addresses, routes, files, sysctls and
     iptables rules, by section."""
     import shlex

@@ -16,7 +16,7 @@ import pytest
 
 from kdlib import store
 from kdlib.errors import ConfigError
-from kdlib.experiments.trace import logs, pages as trace_pages, params as trace_params, report, run as trace_run
+from kdlib.experiments.trace import files as trace_files, logs, pages as trace_pages, params as trace_params, report, run as trace_run
 from kdlib.experiments import pages
 from kdlib.publish import book
 
@@ -31,14 +31,14 @@ def _sealed_run(root: Path, run_id: str = "sealed") -> Path:
         body = b"".join(handle.readline() for _ in range(LINES))
     success = body.count(b"Status: SUCCESS,")
     text = body + f"Summary: total {LINES} success {success} fail {LINES - success}\n".encode()
-    directory = trace_run.run_dir(run_id, root)
+    directory = trace_files.run_dir(run_id, root)
     directory.mkdir(parents=True)
     params = trace_params.TraceParams(run_id=run_id, systems=(SYSTEM,))
     meta = json.loads((REFERENCE / "meta.dr-k8s+.json").read_text())
     meta.update(run_id=run_id, parameters=trace_run.parameters(params), invocations=LINES,
                 schedule={**meta["schedule"], "invocations": LINES}, sha256={"log": store.sha256(text)})
-    trace_run.meta_path(directory, SYSTEM).write_text(json.dumps(meta))
-    trace_run.log_path(directory, SYSTEM).write_bytes(text)
+    trace_files.meta_path(directory, SYSTEM).write_text(json.dumps(meta))
+    trace_files.log_path(directory, SYSTEM).write_bytes(text)
     record = json.loads((REFERENCE / "run.json").read_text())
     record.update(run_id=run_id, parameters=trace_run.parameters(params), not_measured={}, failed={})
     (directory / "run.json").write_text(json.dumps(record))
@@ -46,7 +46,7 @@ def _sealed_run(root: Path, run_id: str = "sealed") -> Path:
 
 
 def _lines(directory: Path) -> list[bytes]:
-    return trace_run.log_path(directory, SYSTEM).read_bytes().splitlines(keepends=True)
+    return trace_files.log_path(directory, SYSTEM).read_bytes().splitlines(keepends=True)
 
 
 def _damages(directory: Path) -> dict[str, bytes]:
@@ -71,17 +71,17 @@ def _damages(directory: Path) -> dict[str, bytes]:
 
 def test_the_sealed_run_reads_back_clean(tmp_path):
     directory = _sealed_run(tmp_path)
-    frame, meta = trace_run.read_system(directory, SYSTEM)
+    frame, meta = trace_files.read_system(directory, SYSTEM)
     assert len(frame) == LINES and meta["invocations"] == LINES
     assert trace_run.finished(directory, SYSTEM)
-    assert trace_run.damaged_files("sealed", tmp_path) == []
+    assert trace_files.damaged_files("sealed", tmp_path) == []
     found = report.trace_report("sealed", tmp_path, save=False)
     assert found.summary.iloc[0]["source"].startswith("measured here")
 
 
 def test_the_reference_log_is_sealed_and_clean():
     """The shipped reference run passes every check (its metadata records the log's checksum)."""
-    assert trace_run.damaged_files("reference", REFERENCE.parents[1]) == []
+    assert trace_files.damaged_files("reference", REFERENCE.parents[1]) == []
 
 
 @pytest.mark.parametrize("damage", ["cut mid-line", "cut at a line boundary", "cut, with a summary appended",
@@ -89,9 +89,9 @@ def test_the_reference_log_is_sealed_and_clean():
                                     "Delay N/A on SUCCESS", "one byte appended"])
 def test_damage_is_seen_by_analysis_resume_and_book(tmp_path, damage):
     directory = _sealed_run(tmp_path)
-    trace_run.log_path(directory, SYSTEM).write_bytes(_damages(directory)[damage])
+    trace_files.log_path(directory, SYSTEM).write_bytes(_damages(directory)[damage])
     with pytest.raises(store.DamagedFile):
-        trace_run.read_system(directory, SYSTEM)
+        trace_files.read_system(directory, SYSTEM)
     # analysis: a "damaged: why" row, no number, and the figure notes say why
     found = report.trace_report("sealed", tmp_path, save=False)
     row = found.summary.set_index("system").loc[SYSTEM]
@@ -112,37 +112,37 @@ def test_every_line_is_checked_without_a_seal(tmp_path):
         path.write_bytes(_damages(directory)[damage])
         with pytest.raises(store.DamagedFile):
             logs.load_checked(path, sealed=False)
-    path.write_bytes(trace_run.log_path(directory, SYSTEM).read_bytes())
+    path.write_bytes(trace_files.log_path(directory, SYSTEM).read_bytes())
     assert len(logs.load_checked(path, sealed=False)[0]) == LINES
 
 
 def test_the_validator_does_not_depend_on_the_id_namespace(tmp_path):
     path = tmp_path / "other-ns.log"
-    text = trace_run.log_path(_sealed_run(tmp_path), SYSTEM).read_bytes().replace(b"kdlib-trace/", b"default/")
+    text = trace_files.log_path(_sealed_run(tmp_path), SYSTEM).read_bytes().replace(b"kdlib-trace/", b"default/")
     path.write_bytes(text)
     assert len(logs.load_checked(path, sealed=False)[0]) == LINES
 
 
 def test_a_missing_or_unsealed_meta_is_damage(tmp_path):
     directory = _sealed_run(tmp_path)
-    meta_file = trace_run.meta_path(directory, SYSTEM)
+    meta_file = trace_files.meta_path(directory, SYSTEM)
     meta = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "sha256"}))
     with pytest.raises(store.DamagedFile, match="no checksum"):
-        trace_run.read_system(directory, SYSTEM)
+        trace_files.read_system(directory, SYSTEM)
     meta_file.unlink()
     with pytest.raises(store.DamagedFile, match="metadata is missing"):
-        trace_run.read_system(directory, SYSTEM)
+        trace_files.read_system(directory, SYSTEM)
 
 
 def test_a_count_other_than_the_schedules_is_damage(tmp_path):
     directory = _sealed_run(tmp_path)
-    meta_file = trace_run.meta_path(directory, SYSTEM)
+    meta_file = trace_files.meta_path(directory, SYSTEM)
     meta = json.loads(meta_file.read_text())
     meta["schedule"]["invocations"] = LINES + 1
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(store.DamagedFile, match="its schedule says"):
-        trace_run.read_system(directory, SYSTEM)
+        trace_files.read_system(directory, SYSTEM)
 
 
 def test_resume_with_other_parameters_is_refused_naming_them(tmp_path, monkeypatch):
@@ -206,7 +206,7 @@ def test_the_book_refuses_a_damaged_reference_trace_log(tmp_path):
         if (results / part).is_dir():
             shutil.copytree(results / part, tmp_path / part)
     assert book.find_source(pages.contents(), "reference", tmp_path).run_id == "reference"
-    log = trace_run.log_path(tmp_path / "trace" / "reference", SYSTEM)
+    log = trace_files.log_path(tmp_path / "trace" / "reference", SYSTEM)
     data = log.read_bytes()
     log.write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="trace.dr-k8s\\+.log: .*run the trace notebook again"):

@@ -9,10 +9,10 @@ import pytest
 
 from kdlib import provenance, store
 from kdlib.errors import ConfigError
-from kdlib.experiments.trace import reference, report, run
+from kdlib.experiments.trace import files, reference, report
 from kdlib.experiments.trace.gateway import SUCCESS, Invocation
 from kdlib.experiments.trace.logs import LogFormatError, format_line, summary_line
-from kdlib.experiments.trace.params import TraceParams, plan
+from kdlib.experiments.trace.params import FILE_KEYS, TraceParams, plan
 from kdlib.params import problems_of
 
 # invitro's ExecutionRecord header, as its loader writes it (times in µs; flags true/false)
@@ -93,15 +93,15 @@ def _measured(directory, system, delays_s):
                          gateway_resp=t + delay + 0.1, client_recv=t + delay + 0.1, status=SUCCESS)
         lines.append(format_line(inv, "default", "trace-5", f"default/trace-5-11/{i}", 0.0))
     text = "".join(lines) + summary_line([SUCCESS] * len(delays_s))
-    run.log_path(directory, system).write_text(text)
+    files.log_path(directory, system).write_text(text)
     meta["sha256"] = {"log": store.sha256(text)}  # sealed, as run_trace seals it (kdlib.store)
-    (directory / f"meta.{run.FILE_KEYS[system]}.json").write_text(json.dumps(meta))
+    (directory / f"meta.{FILE_KEYS[system]}.json").write_text(json.dumps(meta))
 
 
 def test_figure_12_shows_the_papers_kn_k8s_and_drops_timeouts_for_kn_kd_only(tmp_path):
     csv = write_csv(tmp_path / "k8s.500.csv")
     params = TraceParams(run_id="ref", systems=("Kn/K8s", "Kn/Kd", "Dr/K8s+"), kn_k8s_csv=csv)
-    directory = run.run_dir("ref", tmp_path)
+    directory = files.run_dir("ref", tmp_path)
     directory.mkdir(parents=True)
     record = {"run_id": "ref", "state": "finished", "parameters": {**params.__dict__, "kn_k8s_csv": str(csv)},
               "not_measured": {}, "failed": {}, "provenance": provenance.collect(), "seconds": 1.0}
