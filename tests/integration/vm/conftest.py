@@ -18,7 +18,7 @@ LAB_VMS = 2
 LAB_NAMESPACE_HOSTS = 2
 
 
-def pytest_collection_modifyitems(items):  # noqa: ANN001
+def pytest_collection_modifyitems(items):
     """The tests that power a VM off run after every other vm test, whatever the selection."""
     items.sort(key=lambda item: item.get_closest_marker("vm") is not None
                and item.get_closest_marker("destructive") is not None)
@@ -52,7 +52,7 @@ def vm_lab() -> tuple[vmhosts.VmLab, vmhosts.Lab]:
     return _shared[0]
 
 
-def pytest_runtest_teardown(item, nextitem):  # noqa: ANN001
+def pytest_runtest_teardown(item, nextitem):
     """After the last test of a run of vm tests, the lab goes (a later vm test boots another)."""
     if not _shared or (nextitem is not None and nextitem.get_closest_marker("vm") is not None):
         return

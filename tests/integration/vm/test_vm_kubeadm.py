@@ -57,7 +57,7 @@ def test_a_host_with_its_own_kubelet_service_enabled_is_refused_and_left_as_it_w
 VM_PREFLIGHT_IGNORED = ("NumCPU",)
 
 
-def _install_images(remote, bin_dir, settings, tmp_path, control_plane: bool) -> None:  # noqa: ANN001
+def _install_images(remote, bin_dir, settings, tmp_path, control_plane: bool) -> None:
     """What a user's node has before kdlib comes (no internet here): the pause image and, on the
     control plane's host, the control plane's images, made locally (tests/kubeadmhosts.py) and
     imported into the host's own containerd; the pause image also under the name its
@@ -79,7 +79,7 @@ def _install_images(remote, bin_dir, settings, tmp_path, control_plane: bool) ->
         remote.run(f"ctr -n k8s.io images tag {identity.SANDBOX_IMAGE} {configured} >/dev/null")
 
 
-def kubeadm_vm_inventory(lab):  # noqa: ANN001
+def kubeadm_vm_inventory(lab):
     first, second = lab.vms
     return vm_inventory(lab, control_plane={"name": first.name, "address": first.address},
                         workers=[{"name": second.name, "address": second.address, "kubelet": True}],

@@ -24,7 +24,7 @@ from .conftest import snapshot_difference, vm_inventory, vm_snapshot
 pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.needs_binaries]
 
 
-def _inventory(lab, **changes):  # noqa: ANN001
+def _inventory(lab, **changes):
     vm, kwok = lab.vms[0], lab.hosts[1]
     return vm_inventory(lab, workers=[{"name": kwok.name, "address": kwok.address, "kwok_nodes": 3},
                                       {"name": vm.name, "address": vm.address, "kubelet": True}], **changes)
