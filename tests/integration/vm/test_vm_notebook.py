@@ -86,8 +86,7 @@ def test_trace_notebook_takes_an_inventory_with_a_kwok_worker_and_refuses_one_wi
     """The trace's systems run on kwok nodes: an inventory of VMs alone (a kubelet worker, or
     kubeadm mode) is refused before anything is provisioned, naming the file; one with a kwok
     worker beside the VM is taken; a reference run keeps the original's pace."""
-    from pydantic import ValidationError
-
+    from kdlib.errors import ParametersError
     from kdlib.experiments.trace.params import REFERENCE_RUN_ID, TraceParams
 
     vm = lab.vms[0]
@@ -105,9 +104,9 @@ def test_trace_notebook_takes_an_inventory_with_a_kwok_worker_and_refuses_one_wi
     taken = TraceParams(run_id="tiny-vm", backend="ssh", inventory=str(paths["kwok beside a VM"]), time_scale=4)
     assert str(taken.inventory) == str(paths["kwok beside a VM"])
     for name in ("a VM kubelet only", "kubeadm on VMs"):
-        with pytest.raises(ValidationError, match="the trace runs on kwok nodes: it needs mode binaries and a "
+        with pytest.raises(ParametersError, match="the trace runs on kwok nodes: it needs mode binaries and a "
                                                   "worker with kwok_nodes") as refused:
             TraceParams(run_id="tiny-vm", backend="ssh", inventory=str(paths[name]))
         assert str(paths[name]) in str(refused.value)
-    with pytest.raises(ValidationError, match=f"refused for run_id {REFERENCE_RUN_ID!r}"):
+    with pytest.raises(ParametersError, match=f"refused for run_id {REFERENCE_RUN_ID!r}"):
         TraceParams(run_id=REFERENCE_RUN_ID, backend="ssh", inventory=str(paths["kwok beside a VM"]), time_scale=4)
