@@ -19,10 +19,9 @@ The workers register as the local backend's real nodes do (label and taint
 ``kdlib/real-node=true``) and get its workload image (``tools/sleeper``, imported with
 ``ctr``), so ``kdlib.k8s.objects.deployment(..., on_real_nodes=True)`` runs there.
 
-The kubelet runs as kdlib's own detached process (pid file, stopped by PID like every
-other process of the SSH backend), restarted every second while it exits, as the
-systemd unit of kubeadm's packages does (``Restart=always``, the flags of its
-``10-kubeadm.conf``), so hosts need no systemd and no kubelet package; a host with a
+The kubelet runs as kubeadm expects it (:mod:`.kubeadm_kubelet`): a transient systemd unit
+restarted every second where systemd is PID 1, else kdlib's own detached restart loop; both
+with the flags of kubeadm's ``10-kubeadm.conf``, so hosts need no systemd and no kubelet package; a host with a
 ``kubelet.service`` enabled is refused (two kubelets would fight). Clean-up, workers
 first: stop a kubeadm an interrupted owner left running and the kubelet (by PID), ``kubeadm
 reset`` (forced) where kdlib ran init or join (a marker file in the host's directory says
@@ -30,7 +29,10 @@ so), remove kdlib's files in ``/etc``, the host's directory, the lock. kwok work
 
 Tested end to end on two SSH test hosts of this machine (``tests/kubeadmhosts.py``:
 what they needed, and the errors met before they ran: no systemd, no internet, shared
-fixed paths and cgroups, containerd on an overlay, a kubelet outliving SIGTERM).
+fixed paths and cgroups, containerd on an overlay, a kubelet outliving SIGTERM), and on two
+Debian 12 VMs with systemd and cgroup v2 (``tests/integration/vm/test_vm_kubeadm.py``: init on
+one, join on the other, both Ready, a pod on the worker, reset; the defects they showed: the
+kubelet outside any unit, kubeadm's own 4-min waits, what reset leaves: :mod:`.kubeadm_host`).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from ..marker import MARKER as OURS, is_ours
 from ..node import config as node_config
 from ..node import identity, images
 from ..settings import client_limits
-from . import base, detached, kubeadm, kubeadm_config, prerequisites
+from . import base, kubeadm, kubeadm_config, kubeadm_host, kubeadm_kubelet, prerequisites
 from .base import SshClusterBase, local_state_dir
 from .inventory import Host, Inventory
 from .remote import Hosts, Remote, SshOptions
@@ -68,15 +70,6 @@ MARKER = "kubeadm.json"  # in the host's directory: kdlib ran init/join there (s
 CNI_CONFIG = "/etc/cni/net.d/10-kdlib.conflist"
 KUBEADM_CNI_BRIDGE = "kdlib-cni0"
 RESET_ATTEMPTS = 3
-# kubeadm's systemd drop-in as one restart loop (one line: detached processes are). On SIGTERM
-# the loop kills its kubelet and waits for it: a kubelet that outlived its stop (measured:
-# SIGTERM alone left it running) would restart the static pods kubeadm reset is removing.
-KUBELET_LOOP = (
-    "trap 'kill -KILL $k 2>/dev/null; wait $k 2>/dev/null; exit 0' TERM INT; "
-    "while :; do if [ -f /var/lib/kubelet/config.yaml ] && [ -f /var/lib/kubelet/kubeadm-flags.env ]; then "
-    ". /var/lib/kubelet/kubeadm-flags.env; {kubelet} --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf "
-    "--kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml $KUBELET_KUBEADM_ARGS & "
-    "k=$!; wait $k; fi; sleep 1; done")
 NO_KUBELET_SERVICE = prerequisites.Prerequisite(
     "kubelet-service", "! systemctl is-enabled --quiet kubelet.service",
     "no kubelet.service enabled (kdlib runs the kubelet itself: systemctl disable --now kubelet)")
@@ -128,7 +121,7 @@ class KubeadmCluster(SshClusterBase):
         return self.hosts_of(self.inventory)
 
     def clean_host(self, remote: Remote) -> None:
-        clean_host(remote, self.host_dir(remote.host.name), self.settings.cri_socket)
+        clean_host(remote, self.inventory.cluster, self.host_dir(remote.host.name), self.settings.cri_socket)
 
     def why_not(self, baseline: Baseline) -> str | None:
         if baseline.simulated:
@@ -171,9 +164,13 @@ class KubeadmCluster(SshClusterBase):
         cp = self.inventory.control_plane
         token = kubeadm_config.new_token()
         cp_tools = tools[cp.name]
+        # What each node has before anything of ours: undone after kubeadm reset (kubeadm_host).
+        self.hosts.each(lambda r: kubeadm_host.record(r, tools[r.host.name].work_dir, KUBEADM_CNI_BRIDGE,
+                                                      self.settings.cri_socket), hosts=list(tools)).check()
         kubeadm.put_text(cp_tools.remote, yaml.safe_dump(kubeadm_config.scheduler_configuration(self.settings.unthrottled), sort_keys=False),
                          kubeadm_config.SCHEDULER_CONFIG, mode=0o644)
-        config = self._config(cp_tools, kubeadm_config.init_yaml(self.settings, cp, token, self._patches(cp_tools)))
+        config = self._config(cp_tools, kubeadm_config.init_yaml(self.settings, cp, token, self._patches(cp_tools),
+                                                                  wait_s=self.timeout))
         self._start_kubelet(cp_tools)
         self._mark(cp_tools, "init")
         kubeadm.init(cp_tools, config, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -193,7 +190,7 @@ class KubeadmCluster(SshClusterBase):
             t = tools[r.host.name]
             self._import_image(t, archive)
             path = self._config(t, kubeadm_config.join_yaml(self.settings, r.host, cp, token, ca_hash, self._patches(t),
-                                                     identity.LABEL, [identity.TAINT]))
+                                                            identity.LABEL, [identity.TAINT], wait_s=self.timeout))
             self._start_kubelet(t)
             self._mark(t, "join")
             kubeadm.join(t, path, timeout=self.timeout, ignored=self.preflight_ignored)
@@ -234,8 +231,7 @@ class KubeadmCluster(SshClusterBase):
                          f"{shlex.quote(remote_archive)}", timeout=120)
 
     def _start_kubelet(self, tools: kubeadm.HostTools) -> None:
-        script = KUBELET_LOOP.format(kubelet=shlex.quote(f"{tools.bin_dir}/kubelet"))
-        detached.start(tools.remote, "kubelet", ("sh", "-c", script), tools.work_dir)
+        kubeadm_kubelet.start(tools.remote, self.inventory.cluster, f"{tools.bin_dir}/kubelet", tools.work_dir)
 
     def _mark(self, tools: kubeadm.HostTools, what: str) -> None:
         """Recorded BEFORE init/join: a half-done one is reset too."""
@@ -267,7 +263,7 @@ def status(inventory: Inventory) -> dict:
         directory = base.host_dir(inventory, remote.host.name)
         marker = remote.run(f"cat {shlex.quote(directory)}/{MARKER} 2>/dev/null", check=False).stdout
         return {"kubeadm": json.loads(marker)["kubeadm"] if marker.strip() else None,
-                "kubelet": detached.status(remote, "kubelet", None, directory)}
+                "kubelet": kubeadm_kubelet.status(remote, inventory.cluster, directory)}
 
     return base.status(inventory, _nodes(inventory), of_host, running=lambda node: bool(node["kubelet"]),
                        kubeconfig=local_state_dir(inventory) / "admin.kubeconfig", mode="kubeadm")
@@ -276,7 +272,8 @@ def status(inventory: Inventory) -> dict:
 def down(inventory: Inventory) -> None:
     """Clean every node from the hosts' files alone (after a killed owner, too): under the
     cluster's lock, workers first."""
-    base.down(inventory, _nodes(inventory), lambda remote: clean_host(remote, base.host_dir(inventory, remote.host.name)))
+    base.down(inventory, _nodes(inventory),
+              lambda remote: clean_host(remote, inventory.cluster, base.host_dir(inventory, remote.host.name)))
 
 
 def run_cli(args: argparse.Namespace, inventory: Inventory) -> int:
@@ -293,13 +290,14 @@ def run_cli(args: argparse.Namespace, inventory: Inventory) -> int:
     return 0
 
 
-def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm_config.CONTAINERD_SOCKET) -> None:
+def clean_host(remote: Remote, cluster: str, directory: str,
+               cri_socket: str = kubeadm_config.CONTAINERD_SOCKET) -> None:
     """Stop our kubelet by PID, ``kubeadm reset -f`` when kdlib ran init/join here,
     remove kdlib's files in /etc and the host's directory."""
     q = shlex.quote
     started = time.monotonic()
     interrupted = kubeadm.stop_kubeadm(remote, directory)  # an init/join its owner left running
-    kubelet = detached.stop(remote, "kubelet", None, directory)
+    kubelet = kubeadm_kubelet.stop(remote, cluster, directory)
     log.info("%s: kubeadm %s, kubelet %s", remote.host.name, interrupted, kubelet)
     if remote.run(f"test -f {q(directory)}/{MARKER}", check=False).ok:
         tools = kubeadm.HostTools(remote, f"{directory}/bin", directory)
@@ -315,7 +313,9 @@ def clean_host(remote: Remote, directory: str, cri_socket: str = kubeadm_config.
                 raise RemoteError(remote.host.name, tools.command("reset"),
                                   f"kubeadm reset left containers after {attempt} attempts", failed[0])
             time.sleep(2)
-    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm_config.SCHEDULER_CONFIG)} && rm -rf {q(directory)}", timeout=60)
+    remote.run(f"rm -f {q(CNI_CONFIG)} {q(kubeadm_config.SCHEDULER_CONFIG)}", timeout=60)
+    kubeadm_host.restore(remote, directory, KUBEADM_CNI_BRIDGE, cri_socket)
+    remote.run(f"rm -rf {q(directory)}", timeout=60)
     log.info("%s: cleaned in %.1f s", remote.host.name, time.monotonic() - started)
 
 

@@ -44,6 +44,12 @@ POD_SUBNET = "10.244.0.0/16"  # flannel's default network (the original's CNI)
 SCHEDULER_CONFIG = "/etc/kubernetes/kdlib-scheduler.yaml"  # on the control-plane host, mounted into the pod
 API_PORT = 6443
 RESET_API_TIMEOUT = "10s"
+ENCRYPTION_ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")  # kubeadm v1beta4's
+# kubeadm's own waits (v1beta4 ``timeouts``) that the cluster's start-up timeout replaces: by
+# default 4 min for the kubelet and the control plane, 5 min for TLS bootstrap and discovery,
+# which an emulated VM on a busy machine exceeded (measured) while the caller allowed more.
+KUBEADM_WAITS = {"init": ("kubeletHealthCheck", "controlPlaneComponentHealthCheck"),
+                 "join": ("kubeletHealthCheck", "controlPlaneComponentHealthCheck", "tlsBootstrap", "discovery")}
 
 # Preflight checks that cannot pass on this machine's SSH test hosts (network namespaces
 # made by ``ip netns exec``), ignored BY NAME in the dry run only; every other check counts.
@@ -70,6 +76,9 @@ class KubeadmSettings:
     kube_proxy: bool = True  # kubeadm's kube-proxy and CoreDNS addons (off: their images are not needed)
     coredns: bool = True
     unthrottled: bool = False  # the controller manager's and scheduler's client limits raised (settings.client_limits)
+    # The certificates' keys: kubeadm's default; "ECDSA-P256" makes them in a fraction of the time
+    # (an emulated VM spent 2.5 min of init on RSA keys).
+    encryption_algorithm: str = "RSA-2048"
 
     @classmethod
     def vanilla(cls, **changes: Any) -> "KubeadmSettings":
@@ -107,6 +116,9 @@ class KubeadmSettings:
             found.append(f"pod_subnet: {self.pod_subnet} overlaps service_subnet {self.service_subnet}")
         if not self.cri_socket.startswith("unix:///"):
             found.append(f"cri_socket: must be unix:///PATH, not {self.cri_socket!r}")
+        if self.encryption_algorithm not in ENCRYPTION_ALGORITHMS:
+            found.append(f"encryption_algorithm: one of {', '.join(ENCRYPTION_ALGORITHMS)}, "
+                         f"not {self.encryption_algorithm!r}")
         if self.cgroup_driver not in ("systemd", "cgroupfs"):
             found.append(f"cgroup_driver: must be systemd or cgroupfs, not {self.cgroup_driver!r}")
         return found
@@ -139,13 +151,22 @@ def node_registration(s: KubeadmSettings, host: Host, labels: dict[str, str] | N
     return registration
 
 
+def timeouts(kind: str, wait_s: float | None) -> dict[str, Any]:
+    """kubeadm's waits of an ``init`` or ``join`` set to ``wait_s`` (none given: kubeadm's defaults)."""
+    if wait_s is None:
+        return {}
+    return {"timeouts": {name: f"{int(wait_s)}s" for name in KUBEADM_WAITS[kind]}}
+
+
 def init_configuration(s: KubeadmSettings, control_plane: Host, token: str | None = None,
-                       patches: str | None = None) -> dict[str, Any]:
-    """``patches``: a directory on the host of kubeadm patches (e.g. this host's kubelet settings)."""
+                       patches: str | None = None, wait_s: float | None = None) -> dict[str, Any]:
+    """``patches``: a directory on the host of kubeadm patches (e.g. this host's kubelet settings);
+    ``wait_s``: how long kubeadm waits for the kubelet and the control plane."""
     config: dict[str, Any] = {
         "apiVersion": KUBEADM_API, "kind": "InitConfiguration",
         "localAPIEndpoint": {"advertiseAddress": control_plane.address, "bindPort": API_PORT},
         "nodeRegistration": node_registration(s, control_plane),
+        **timeouts("init", wait_s),
     }
     if patches is not None:
         config["patches"] = {"directory": patches}
@@ -166,6 +187,7 @@ def cluster_configuration(s: KubeadmSettings, control_plane: Host) -> dict[str, 
         "imageRepository": s.image_repository,
         "controlPlaneEndpoint": endpoint(control_plane),
         "networking": {"podSubnet": s.pod_subnet, "serviceSubnet": s.service_subnet},
+        "encryptionAlgorithm": s.encryption_algorithm,
         "etcd": {"local": {"imageTag": f"{s.etcd_version.lstrip('v')}-0",
                            "extraArgs": extra_args(settings.ETCD_FLAGS)}},
         "apiServer": {"extraArgs": extra_args(settings.APISERVER_FLAGS),
@@ -201,7 +223,7 @@ def scheduler_configuration(unthrottled: bool = False) -> dict[str, Any]:
 
 def join_configuration(s: KubeadmSettings, worker: Host, control_plane: Host, token: str,
                        ca_cert_hash: str, patches: str | None = None, labels: dict[str, str] | None = None,
-                       taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
+                       taints: list[dict[str, str]] | None = None, wait_s: float | None = None) -> dict[str, Any]:
     """A worker's join: bootstrap token discovery pinned to the cluster CA's public key;
     the node registers with ``labels`` and ``taints``."""
     config: dict[str, Any] = {
@@ -209,6 +231,7 @@ def join_configuration(s: KubeadmSettings, worker: Host, control_plane: Host, to
         "nodeRegistration": node_registration(s, worker, labels, taints),
         "discovery": {"bootstrapToken": {"apiServerEndpoint": endpoint(control_plane), "token": token,
                                          "caCertHashes": [ca_cert_hash]}},
+        **timeouts("join", wait_s),
     }
     if patches is not None:
         config["patches"] = {"directory": patches}
@@ -227,19 +250,20 @@ def render(*documents: dict[str, Any]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False, explicit_start=False)
 
 
-def init_yaml(s: KubeadmSettings, control_plane: Host, token: str | None = None, patches: str | None = None) -> str:
+def init_yaml(s: KubeadmSettings, control_plane: Host, token: str | None = None, patches: str | None = None,
+              wait_s: float | None = None) -> str:
     s.check()
-    return render(init_configuration(s, control_plane, token, patches), cluster_configuration(s, control_plane),
+    return render(init_configuration(s, control_plane, token, patches, wait_s), cluster_configuration(s, control_plane),
                   kubelet_configuration(s))
 
 
 def join_yaml(s: KubeadmSettings, worker: Host, control_plane: Host, token: str, ca_cert_hash: str,
               patches: str | None = None, labels: dict[str, str] | None = None,
-              taints: list[dict[str, str]] | None = None) -> str:
+              taints: list[dict[str, str]] | None = None, wait_s: float | None = None) -> str:
     """The join configuration; the kubelet's settings come from the cluster (kubeadm's
     kubelet-config ConfigMap, written by init), plus this host's ``patches``."""
     s.check()
-    return render(join_configuration(s, worker, control_plane, token, ca_cert_hash, patches, labels, taints))
+    return render(join_configuration(s, worker, control_plane, token, ca_cert_hash, patches, labels, taints, wait_s))
 
 
 # -- kubeadm on a host ----------------------------------------------------------------

@@ -1,16 +1,40 @@
-"""Fixtures for the tests on VM hosts: a lab of VMs and namespace hosts per test module."""
+"""Fixtures for the tests on VM hosts: ONE lab for a run of vm tests, shared by the vm modules.
+
+Booting an emulated VM costs 30-60 s (more on a busy machine), so the session boots two VMs
+and two namespace hosts once (:data:`LAB_VMS`, :data:`LAB_NAMESPACE_HOSTS`); each test adds
+and removes only its own things and checks, inside the VM, that the VM is as it was after
+(:func:`vm_snapshot`). The one destructive test (a VM powered off) runs last
+(``test_vm_power_off.py``, the last module by name; the lab's order hook keeps it last)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from ... import vmhosts, vmimage
 
+LAB_VMS = 2
+LAB_NAMESPACE_HOSTS = 2
 
-@pytest.fixture(scope="module")
-def vm_lab_factory():
-    """Makes labs (:class:`vmhosts.VmLab`) for one test module; whatever it made is removed,
-    and checked gone, at the end. Skips where QEMU or the image cannot be had."""
+
+def pytest_collection_modifyitems(items):
+    """The tests that power a VM off run after every other vm test, whatever the selection."""
+    items.sort(key=lambda item: item.get_closest_marker("vm") is not None
+               and item.get_closest_marker("destructive") is not None)
+
+
+_shared: list[tuple[vmhosts.VmLab, vmhosts.Lab]] = []  # the lab while vm tests run one after the other
+
+
+@pytest.fixture
+def vm_lab() -> tuple[vmhosts.VmLab, vmhosts.Lab]:
+    """(VmLab, Lab): two VMs and two namespace hosts on one bridge, booted by the first vm test
+    and shared by those that follow it; removed, and checked gone, after the last of a run of vm
+    tests (:func:`pytest_runtest_teardown`: the VMs never idle beside other tests). Skips where
+    QEMU or the image cannot be had."""
+    if _shared:
+        return _shared[0]
     reason = vmhosts.unavailable_reason()
     if reason:
         pytest.skip(f"VM test hosts unavailable: {reason}")
@@ -20,20 +44,28 @@ def vm_lab_factory():
         image = vmimage.ensure()
     except vmimage.ImageUnavailable as error:
         pytest.skip(f"VM image unavailable: {error}")
-    labs: list[vmhosts.VmLab] = []
+    lab = vmhosts.VmLab(LAB_VMS, LAB_NAMESPACE_HOSTS, image=image)
+    lab_hosts = lab.create()
+    print(f"\nVM lab: {LAB_VMS} VMs booted in {lab_hosts.boot_seconds:.1f} s "
+          f"({', '.join(f'{vm.name} {vm.boot_seconds:.1f} s' for vm in lab_hosts.vms)})")
+    _shared.append((lab, lab_hosts))
+    return _shared[0]
 
-    def make(vms: int = 1, namespace_hosts: int = 1, **kwargs) -> tuple[vmhosts.VmLab, vmhosts.Lab]:
-        lab = vmhosts.VmLab(vms, namespace_hosts, image=image, **kwargs)
-        labs.append(lab)
-        lab_hosts = lab.create()
-        print(f"\nVM lab: {vms} VM(s) booted in {lab_hosts.boot_seconds:.1f} s "
-              f"({', '.join(f'{vm.name} {vm.boot_seconds:.1f} s' for vm in lab_hosts.vms)})")
-        return lab, lab_hosts
 
-    yield make
-    for lab in labs:
-        remains = lab.destroy()
-        assert not any(remains.values()), f"VM lab left behind: {remains}"
+def pytest_runtest_teardown(item, nextitem):
+    """After the last test of a run of vm tests, the lab goes (a later vm test boots another)."""
+    if not _shared or (nextitem is not None and nextitem.get_closest_marker("vm") is not None):
+        return
+    lab, _ = _shared.pop()
+    started = time.monotonic()
+    remains = lab.destroy()
+    print(f"\nVM lab destroyed in {time.monotonic() - started:.1f} s")
+    assert not any(remains.values()), f"VM lab left behind: {remains}"
+
+
+@pytest.fixture
+def lab(vm_lab) -> vmhosts.Lab:
+    return vm_lab[1]
 
 
 def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict | None = None,
@@ -54,8 +86,9 @@ def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict |
 
 # What `down` must leave as it found it on a VM. Left out, because they change by themselves
 # or belong to the SSH session taking the snapshot: login sessions and the user manager,
-# counters and random values in /proc/sys, the journal, udev's runtime database, and kdlib's `remote_dir` (binaries are
-# cached there on purpose; the cluster's lock file stays, see README).
+# counters and random values in /proc/sys, the journal, udev's runtime database, kdlib's `remote_dir` (binaries are
+# cached there on purpose; the cluster's lock file stays, see README), and the state directories the host's own
+# containerd makes on its first CRI use and keeps while it runs (kubeadm mode uses the host's containerd).
 _SNAPSHOT = r"""
 mkdir -p {remote_dir}  # the user's choice, made before: what kdlib keeps there is left out below
 ls /proc/sys/fs/binfmt_misc >/dev/null 2>&1  # sysctl -a below mounts it (an automount): mounted in both looks
@@ -80,12 +113,14 @@ echo '== files'
 find /etc /opt /usr/local /root /tmp /var/lib /var/log /run -xdev 2>/dev/null \
   | grep -v -e '^/var/log/journal' -e '^/run/log/journal' -e '^/run/user' -e '^/run/udev/' -e '^/run/systemd/sessions' \
             -e '^/run/systemd/users' -e '^/run/systemd/units' -e '^/run/systemd/journal/streams' \
-            -e '^/var/lib/systemd/' -e '^/root/.ssh' -e '^{remote_dir}' | sort
+            -e '^/var/lib/systemd/' -e '^/root/.ssh' -e '^{remote_dir}' -e '^/run/containerd/' \
+            -e '^/var/lib/containerd/io.containerd.grpc.v1.cri' -e '^/var/lib/containerd/io.containerd.runtime.v2.task' | sort
 echo '== sysctls'
 sysctl -a 2>/dev/null | grep -v -e '^fs\.dentry-state' -e '^fs\.file-nr' -e '^fs\.inode-' -e '^kernel\.random\.' \
   -e '^kernel\.ns_last_pid' -e '^kernel\.pty\.nr' -e 'nf_conntrack_count' -e '^fs\.quota\.' | sort
 echo '== iptables'
-for t in filter nat mangle raw; do iptables-save -t $t 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'; done
+for x in iptables ip6tables; do for t in filter nat mangle raw; do
+  $x-save -t $t 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//' | sed "s/^/$x /"; done; done
 """
 
 

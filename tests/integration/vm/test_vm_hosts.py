@@ -11,12 +11,7 @@ from .conftest import vm_inventory
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
 
-@pytest.fixture(scope="module")
-def lab(vm_lab_factory):
-    return vm_lab_factory(vms=2, namespace_hosts=1)[1]
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def hosts(lab):
     inv = vm_inventory(lab, workers=[{"name": vm.name, "address": vm.address, "kubelet": True} for vm in lab.vms])
     with Hosts.of(inv) as connected:

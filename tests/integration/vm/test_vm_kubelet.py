@@ -21,16 +21,6 @@ from .conftest import snapshot_difference, vm_inventory, vm_snapshot
 pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.needs_binaries]
 
 
-@pytest.fixture(scope="module")
-def vm_lab(vm_lab_factory):
-    return vm_lab_factory(vms=1, namespace_hosts=1)
-
-
-@pytest.fixture(scope="module")
-def lab(vm_lab):
-    return vm_lab[1]
-
-
 def test_a_kubelet_worker_on_a_systemd_cgroup_v2_vm_and_down_leaves_it_as_it_was(lab, binaries, tmp_path):
     vm = lab.vms[0]
     inv = vm_inventory(lab, workers=[{"name": vm.name, "address": vm.address, "kubelet": True}])
@@ -68,30 +58,3 @@ def test_a_kubelet_worker_on_a_systemd_cgroup_v2_vm_and_down_leaves_it_as_it_was
     print(f"\nkubelet worker on a VM: up {up:.1f} s, a pod Ready {ready:.1f} s later, down {down:.1f} s")
     changes = snapshot_difference(before, after)
     assert not changes, json.dumps(changes, indent=1)
-
-
-def test_a_worker_vm_powered_off_mid_run_is_named_by_the_liveness_check_and_the_rest_is_cleaned(
-        vm_lab, lab, binaries, tmp_path):
-    from kdlib.cluster.ssh import running
-    from kdlib.errors import HostUnreachable, RemoteError
-
-    from ...helpers import our_processes
-
-    vm = lab.vms[0]  # the module's VM: this test powers it off (it runs last)
-    inv = vm_inventory(lab, workers=[{"name": vm.name, "address": vm.address, "kubelet": True}], command_timeout=120)
-    cluster = SshCluster(inv, nodes=0, timeout=600, state_dir=tmp_path / "local")
-    cluster.start()
-    try:
-        cluster.check()
-        vm_lab[0].power_off(vm)
-        off = time.monotonic()
-        with pytest.raises(HostUnreachable, match=rf"^{vm.name}: "):
-            while time.monotonic() - off < 3 * running.WATCH_INTERVAL + 2 * inv.connect_timeout + 30:
-                cluster.check()
-                time.sleep(0.5)
-        named = time.monotonic() - off
-    finally:
-        with pytest.raises(RemoteError, match=rf"^{vm.name}: clean-up incomplete"):
-            cluster.stop()
-    print(f"\npowered-off worker VM named after {named:.1f} s")
-    assert our_processes(lab.hosts.workdir / "remote") == []  # the control plane's host is clean
