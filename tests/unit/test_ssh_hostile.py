@@ -142,3 +142,16 @@ def test_pod_process_starts_that_cannot_be_read_on_a_worker_are_reported(tmp_pat
     with caplog.at_level("WARNING", logger="kdlib.cluster.ssh.cluster"):
         assert cluster.pod_process_starts() == {"uid-1": [1.0, 2.0]}
     assert any("n2" in r.getMessage() and "process start" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_hosts_boot_is_placed_on_this_machines_monotonic_clock_without_wall_clocks():
+    """Process start times on a worker count from its boot; its boot on this machine's clock is read
+    by a round trip, so a worker whose wall clock is off (an emulated VM drifted a second) still agrees."""
+    import os
+    import time
+
+    from kdlib.cluster.ssh import kubelets
+
+    here = _ShellHere(os.environ["PATH"])  # this machine: its boot is known exactly
+    boot = time.monotonic() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    assert abs(kubelets.host_boot(here) - boot) < 0.05

@@ -302,7 +302,7 @@ def tail(remote: Remote, worker: Worker, name: str) -> str:
 # -- measurement ------------------------------------------------------------------------------
 
 _PROCESS_STARTS = _CGROUPS + r"""
-echo "clock $(cat /proc/uptime | cut -d' ' -f1) $(date +%s.%N) $(getconf CLK_TCK)"
+echo "ticks $(getconf CLK_TCK)"
 for top in $(cgdirs); do
   case $top in /sys/fs/cgroup/*/*) case $top in /sys/fs/cgroup/pids/*) ;; *) continue;; esac;; esac  # v1: one hierarchy
   find $top -name cgroup.procs 2>/dev/null
@@ -323,21 +323,31 @@ _UID = r"[0-9a-f]\{8\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-
 
 def pod_process_starts(remote: Remote, worker: Worker) -> dict[str, list[float]]:
     """Each pod's process start times on ``worker``, by pod uid, in this machine's
-    ``time.monotonic()`` seconds (sandbox first). The host's boot clock is read beside the
-    start ticks and turned into wall-clock time: exact when both machines' clocks agree
-    (NTP: to a few ms; the test hosts share this machine's clock)."""
+    ``time.monotonic()`` seconds (sandbox first). A start is counted in ticks of the host's
+    boot clock; the host's boot clock is read once more in a command of its own, bracketed by
+    this machine's monotonic clock, which places the host's boot on this machine's clock to
+    within half that round trip. No wall clock is involved: the hosts' clocks need not agree
+    (an emulated VM's drifted by a second in ten minutes; a cluster without NTP can be off by more)."""
     out = remote.run("sh -c " + shlex.quote(_PROCESS_STARTS.format(cgroup=shlex.quote(worker.cgroup), uid=_UID)),
                      check=False, timeout=60).stdout.splitlines()
-    if not out or not out[0].startswith("clock "):
+    if not out or not out[0].startswith("ticks "):
         return {}
-    uptime, wall, ticks = (float(x) for x in out[0].split()[1:4])
-    to_local = (wall - uptime) - (time.time() - time.monotonic())
+    ticks = float(out[0].split()[1])
+    boot = host_boot(remote)
     starts: dict[str, list[float]] = {}
     for line in out[1:]:
         pod, tick = line.split()
         uid = pod[len("pod"):].replace("_", "-")
-        starts.setdefault(uid, []).append(int(tick) / ticks + to_local)
+        starts.setdefault(uid, []).append(boot + int(tick) / ticks)
     return {uid: sorted(times) for uid, times in starts.items()}
+
+
+def host_boot(remote: Remote) -> float:
+    """When the host booted, in this machine's ``time.monotonic()`` seconds: its boot clock
+    (``/proc/uptime``, what ``/proc/PID/stat`` counts from) read between two readings here."""
+    before = time.monotonic()
+    uptime = float(remote.run("cat /proc/uptime", timeout=60).stdout.split()[0])
+    return (before + time.monotonic()) / 2 - uptime
 
 
 # -- clean-up ---------------------------------------------------------------------------------
