@@ -173,6 +173,11 @@ class Cluster(ABC):
     def api_client(self) -> client.ApiClient:
         return self.info.api_client()
 
+    @property
+    def running(self) -> bool:
+        """Started and not yet stopped."""
+        return self._state is State.RUNNING
+
     def start(self) -> ClusterInfo:
         if self._state is not State.NEW:
             raise ClusterStateError(f"the {self.backend} cluster is {self._state.value}; a cluster starts once")

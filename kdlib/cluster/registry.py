@@ -108,7 +108,8 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
 
         from .ssh.kubeadm_config import KubeadmSettings
 
-        settings = (KubeadmSettings.kd if kd else KubeadmSettings.vanilla)(unthrottled=unthrottled)
+        settings = (KubeadmSettings.kd if kd else KubeadmSettings.vanilla)(unthrottled=unthrottled,
+                                                                            **hosts.kubeadm.settings())
         return KubeadmCluster(hosts, settings=settings, kd=kd, bin_dir=bin_dir if kd else None, cni="bridge")
     # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
     # lock on the control-plane host, and a killed suite's remains are cleaned at start.

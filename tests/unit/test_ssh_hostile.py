@@ -139,7 +139,7 @@ def test_pod_process_starts_that_cannot_be_read_on_a_worker_are_reported(tmp_pat
                                 "n2": HostUnreachable("n2", "sh -c ...", "cannot connect to root@10.0.0.3:22")})
 
     cluster.hosts = _Hosts()
-    with caplog.at_level("WARNING", logger="kdlib.cluster.ssh.cluster"):
+    with caplog.at_level("WARNING", logger="kdlib.cluster.ssh.base"):
         assert cluster.pod_process_starts() == {"uid-1": [1.0, 2.0]}
     assert any("n2" in r.getMessage() and "process start" in r.getMessage() for r in caplog.records), caplog.text
 

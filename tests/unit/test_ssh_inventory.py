@@ -146,3 +146,33 @@ def test_import_of_the_original_host_list(key):
 def test_import_names_a_missing_control_plane(key):
     with pytest.raises(InventoryError, match=r"control_plane: 'master' is not a host in /etc/hosts \(hosts: node0"):
         inventory.from_hosts_file(HOSTS, "master", key=key)
+
+
+def test_a_kubeadm_section_sets_the_clusters_kubeadm_settings_and_checks_each_field(key, tmp_path):
+    """A user's hosts may lack the addons' images or have one CPU: the inventory says so, checked
+    before anything runs, and the kubeadm cluster (and a suite's, through the registry) takes it."""
+    from kdlib.cluster import registry
+    from kdlib.cluster.ssh.kubeadm_cluster import KubeadmCluster
+
+    data = {**good(key), "mode": "kubeadm", "workers": [{"name": "node1", "address": "10.10.1.2", "kubelet": True}],
+            "kubeadm": {"kube_proxy": False, "coredns": False, "encryption_algorithm": "ECDSA-P256",
+                        "ignore_preflight_errors": ["NumCPU"]}}
+    inv = inventory.parse(data)
+    assert inv.kubeadm == inventory.KubeadmOptions(False, False, "ECDSA-P256", ("NumCPU",))
+    assert inventory.parse(yaml.safe_load(inv.to_yaml())) == inv  # written as read
+    cluster = KubeadmCluster(inv, state_dir=tmp_path / "state", preflight_ignored=("Swap",))
+    s = cluster.settings
+    assert (s.kube_proxy, s.coredns, s.encryption_algorithm) == (False, False, "ECDSA-P256")
+    assert cluster.preflight_ignored == ("NumCPU", "Swap")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(inv.to_yaml())
+    opened = registry.open_cluster("ssh", nodes=0, kd=False, bin_dir=None, inventory=path, unthrottled=True)
+    assert (opened.settings.encryption_algorithm, opened.settings.unthrottled, opened.preflight_ignored) == (
+        "ECDSA-P256", True, ("NumCPU",))
+    assert "kubeadm" not in inventory.parse({**data, "kubeadm": {}}).to_data()  # defaults are not written
+    assert problems({**data, "kubeadm": {"encryption_algorithm": "RSA", "ignore_preflight_errors": "NumCPU",
+                                         "addons": []}}) == [
+        "kubeadm.encryption_algorithm: must be one of RSA-2048, RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384, not 'RSA'",
+        "kubeadm.ignore_preflight_errors: must be a list of kubeadm preflight check names (like NumCPU), not 'NumCPU'",
+        "kubeadm.addons: unknown field; known: kube_proxy, coredns, encryption_algorithm, ignore_preflight_errors"]
+    assert problems({**good(key), "kubeadm": {}}) == ["kubeadm: only for mode: kubeadm (this inventory's mode is binaries)"]

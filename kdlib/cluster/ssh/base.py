@@ -109,6 +109,23 @@ class SshClusterBase(Cluster):
     def host_dir(self, name: str) -> str:
         return host_dir(self.inventory, name)
 
+    def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
+        if not self.inventory.kwok_workers:  # real nodes only: no kwok node to make (why_not keeps kwok systems off)
+            return self.info.node_names
+        return super().resize_kwok_nodes(count, timeout)
+
+    def process_starts_on(self, hosts: list[str], read: Callable[[Remote], dict[str, list[float]]]
+                          ) -> dict[str, list[float]]:
+        """:meth:`pod_process_starts` from ``read`` on each of ``hosts``; a host that cannot be read
+        is named in a warning (its pods' runtime stages will be missing), not an error."""
+        starts: dict[str, list[float]] = {}
+        found = self.hosts.each(read, hosts=hosts)
+        for value in found.succeeded.values():
+            starts.update(value)
+        for host, error in found.failed.items():
+            log.warning("%s: pod process start times not read: %s", host, error.reason)
+        return starts
+
     def _connect(self) -> Hosts:
         """Open every host; all reachable, or nothing starts."""
         self.hosts = Hosts(self.hosts_of(self.inventory), SshOptions.of(self.inventory))

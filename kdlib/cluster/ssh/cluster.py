@@ -237,11 +237,6 @@ class SshCluster(SshClusterBase):
                            dict(binaries.sources), real_node_names=tuple(self.workers),
                            client_limits=client_limits(self.unthrottled))
 
-    def resize_kwok_nodes(self, count: int, timeout: float | None = None) -> tuple[str, ...]:
-        if not self.inventory.kwok_workers:  # real nodes only: no kwok node to make (why_not keeps kwok systems off)
-            return self.info.node_names
-        return super().resize_kwok_nodes(count, timeout)
-
     def _raise_if_dead(self) -> None:
         """Raise :class:`ComponentError` naming the first component that no longer runs."""
         found = host_statuses(self.inventory, self.hosts).check()
@@ -259,14 +254,8 @@ class SshCluster(SshClusterBase):
             raise ComponentError(name, f"exited on {host}", self._log_tail(self.hosts[host], name))
 
     def pod_process_starts(self) -> dict[str, list[float]]:
-        starts: dict[str, list[float]] = {}
-        found = self.hosts.each(lambda r: kubelets.pod_process_starts(r, self.workers[r.host.name]),
-                                hosts=list(self.workers))
-        for value in found.succeeded.values():
-            starts.update(value)
-        for host, error in found.failed.items():  # those pods' runtime stages will be missing: say why
-            log.warning("%s: pod process start times not read: %s", host, error.reason)
-        return starts
+        return self.process_starts_on(list(self.workers),
+                                      lambda r: kubelets.pod_process_starts(r, self.workers[r.host.name].cgroup))
 
     def save_logs(self, destination: Path) -> None:
         """Copy every host's component logs to ``destination/<host>/``."""

@@ -17,11 +17,18 @@ model :class:`InventoryFile`); every problem names the field's path (``workers[2
       - {name: node1, address: 10.10.1.2, kwok_nodes: 20}   # runs kwok with 20 fake nodes
       - {name: node2, address: 10.10.1.3, kubelet: true}    # runs a real kubelet
       - {name: node3, address: 10.10.1.4, user: ubuntu, port: 2222}
+    kubeadm:                       # mode kubeadm only; each optional, kubeadm's defaults shown
+      kube_proxy: true             # kubeadm's addons: off when their images cannot be had
+      coredns: true
+      encryption_algorithm: RSA-2048   # the certificates' keys (ECDSA-P256: much faster on slow hosts)
+      ignore_preflight_errors: []  # kubeadm's check names, e.g. [NumCPU] on 1-CPU hosts
 
 ``use_ssh_config: true`` lets fabric read ``~/.ssh/config``, try the agent and the
 default keys (off by default: nothing of the user's ``~/.ssh`` is read or written
 unless asked). :func:`from_hosts_file` imports the original artifact's way of naming
 hosts: every non-localhost line of ``/etc/hosts``.
+
+Long because the file is declared here field by field, each with its check: one format, one home.
 """
 
 from __future__ import annotations
@@ -62,6 +69,21 @@ class Host:
 
 
 @dataclass(frozen=True)
+class KubeadmOptions:
+    """The inventory's ``kubeadm:`` section: what a user's hosts may need changed in kubeadm mode."""
+
+    kube_proxy: bool = True
+    coredns: bool = True
+    encryption_algorithm: str = "RSA-2048"
+    ignore_preflight_errors: tuple[str, ...] = ()
+
+    def settings(self) -> dict[str, Any]:
+        """The :class:`~.kubeadm_config.KubeadmSettings` fields these options set."""
+        return {"kube_proxy": self.kube_proxy, "coredns": self.coredns,
+                "encryption_algorithm": self.encryption_algorithm}
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A validated inventory; build it with :func:`load`, :func:`parse` or :func:`from_hosts_file`."""
 
@@ -75,6 +97,7 @@ class Inventory:
     command_timeout: float = 300.0
     remote_dir: str = "/var/lib/kdlib"
     source: str = field(default="<inventory>", compare=False)
+    kubeadm: KubeadmOptions = KubeadmOptions()
 
     @property
     def hosts(self) -> tuple[Host, ...]:
@@ -121,6 +144,9 @@ class Inventory:
             data["known_hosts"] = str(self.known_hosts)
         data["control_plane"] = host(self.control_plane, False)
         data["workers"] = [host(w, True) for w in self.workers]
+        if self.kubeadm != KubeadmOptions():
+            data["kubeadm"] = {**self.kubeadm.__dict__,
+                               "ignore_preflight_errors": list(self.kubeadm.ignore_preflight_errors)}
         return data
 
     def to_yaml(self) -> str:
@@ -207,6 +233,28 @@ class WorkerEntry(HostEntry):
         return self
 
 
+def _encryption_algorithm(value: Any) -> str | None:
+    from .kubeadm_config import ENCRYPTION_ALGORITHMS  # here: kubeadm_config reads this module's Host
+
+    return None if value in ENCRYPTION_ALGORITHMS else f"must be one of {', '.join(ENCRYPTION_ALGORITHMS)}, not {value!r}"
+
+
+def _check_names(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) and re.match(r"^[A-Za-z0-9-]+$", v) for v in value)
+    return None if ok else f"must be a list of kubeadm preflight check names (like NumCPU), not {value!r}"
+
+
+class KubeadmEntry(BaseModel):
+    """The ``kubeadm:`` section as the file gives it (:class:`KubeadmOptions`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    kube_proxy: Annotated[bool, check(_true_or_false)] = True
+    coredns: Annotated[bool, check(_true_or_false)] = True
+    encryption_algorithm: Annotated[str, check(_encryption_algorithm)] = "RSA-2048"
+    ignore_preflight_errors: Annotated[list[str], check(_check_names)] = []
+
+
 class InventoryFile(BaseModel):
     """The inventory file as declared; :func:`parse` makes the :class:`Inventory` from it."""
 
@@ -232,6 +280,7 @@ class InventoryFile(BaseModel):
         lambda v: "required: the host of etcd and the API server" if v is None else None)] = None
     workers: Annotated[list[WorkerEntry] | None, check(
         lambda v: None if isinstance(v, list) and v else "required: a list of at least one worker")] = None
+    kubeadm: KubeadmEntry | None = None
 
     @model_validator(mode="after")
     def _hosts_together(self) -> "InventoryFile":
@@ -254,6 +303,8 @@ class InventoryFile(BaseModel):
         if (self.mode == "kubeadm" and any(w.kwok_nodes for w in self.workers)
                 and not any(w.kubelet for w in self.workers)):
             found.append("workers: kubeadm mode needs at least one worker with kubelet: true (kwok runs as a pod)")
+        if self.kubeadm is not None and self.mode != "kubeadm":
+            found.append(f"kubeadm: only for mode: kubeadm (this inventory's mode is {self.mode})")
         if found:
             raise ValueError("\n".join(found))
         return self
@@ -276,7 +327,15 @@ def parse(data: Any, source: str = "<inventory>") -> Inventory:
         raise InventoryError(source, problems(error, InventoryFile)) from None
     return Inventory(given.cluster, given.mode, given.host(given.control_plane),
                      tuple(given.host(w) for w in given.workers), given.known_hosts, given.use_ssh_config,
-                     given.connect_timeout, float(given.command_timeout), given.remote_dir.rstrip("/") or "/", source)
+                     given.connect_timeout, float(given.command_timeout), given.remote_dir.rstrip("/") or "/", source,
+                     _kubeadm_options(given.kubeadm))
+
+
+def _kubeadm_options(entry: KubeadmEntry | None) -> KubeadmOptions:
+    if entry is None:
+        return KubeadmOptions()
+    return KubeadmOptions(entry.kube_proxy, entry.coredns, entry.encryption_algorithm,
+                          tuple(entry.ignore_preflight_errors))
 
 
 def load(path: Path | str) -> Inventory:

@@ -27,12 +27,10 @@ first: stop a kubeadm an interrupted owner left running and the kubelet (by PID)
 reset`` (forced) where kdlib ran init or join (a marker file in the host's directory says
 so), remove kdlib's files in ``/etc``, the host's directory, the lock. kwok workers are not part of this mode yet (refused).
 
-Tested end to end on two SSH test hosts of this machine (``tests/kubeadmhosts.py``:
-what they needed, and the errors met before they ran: no systemd, no internet, shared
-fixed paths and cgroups, containerd on an overlay, a kubelet outliving SIGTERM), and on two
-Debian 12 VMs with systemd and cgroup v2 (``tests/integration/vm/test_vm_kubeadm.py``: init on
-one, join on the other, both Ready, a pod on the worker, reset; the defects they showed: the
-kubelet outside any unit, kubeadm's own 4-min waits, what reset leaves: :mod:`.kubeadm_host`).
+Tested end to end on two SSH test hosts of this machine (``tests/kubeadmhosts.py``) and on
+two Debian 12 VMs with systemd and cgroup v2 (``tests/integration/vm/test_vm_kubeadm.py``:
+init, join, a suite at tiny scale, reset). Long because the start, its clean-up and the
+``kdlib ssh`` commands of this mode read best together.
 """
 
 from __future__ import annotations
@@ -59,7 +57,7 @@ from ..marker import MARKER as OURS, is_ours
 from ..node import config as node_config
 from ..node import identity, images
 from ..settings import client_limits
-from . import base, kubeadm, kubeadm_config, kubeadm_host, kubeadm_kubelet, prerequisites
+from . import base, kubeadm, kubeadm_config, kubeadm_host, kubeadm_kubelet, kubelets, prerequisites
 from .base import SshClusterBase, local_state_dir
 from .inventory import Host, Inventory
 from .remote import Hosts, Remote, SshOptions
@@ -91,7 +89,9 @@ class KubeadmCluster(SshClusterBase):
                  preflight_ignored: tuple[str, ...] = (), timeout: float = 600.0,
                  state_dir: Path | str | None = None) -> None:
         super().__init__(inventory, state_dir)
-        self.settings = settings or (kubeadm_config.KubeadmSettings.kd() if kd else kubeadm_config.KubeadmSettings.vanilla())
+        chosen = inventory.kubeadm.settings()  # the inventory's kubeadm: section
+        self.settings = settings or (kubeadm_config.KubeadmSettings.kd(**chosen) if kd
+                                     else kubeadm_config.KubeadmSettings.vanilla(**chosen))
         problems = [f"settings: {p}" for p in self.settings.problems()]
         if inventory.mode != "kubeadm":
             problems.append(f"inventory {inventory.source}: mode is {inventory.mode!r}, not 'kubeadm'")
@@ -109,7 +109,7 @@ class KubeadmCluster(SshClusterBase):
         self.kd = kd or self.settings.kd_images
         self.cni = cni
         self.kubelet_patches = dict(kubelet_patches or {})
-        self.preflight_ignored = tuple(preflight_ignored)
+        self.preflight_ignored = tuple(dict.fromkeys((*inventory.kubeadm.ignore_preflight_errors, *preflight_ignored)))
         self.timeout = timeout
 
     @staticmethod
@@ -127,6 +127,12 @@ class KubeadmCluster(SshClusterBase):
         if baseline.simulated:
             return "needs kwok nodes: kubeadm mode runs real kubelets only in this version"
         return None
+
+    def pod_process_starts(self) -> dict[str, list[float]]:
+        """From every node's ``kubepods`` (systemd: ``kubepods.slice``) below its ``cgroupRoot``."""
+        root = {h.name: self.kubelet_patches.get(h.name, {}).get("cgroupRoot", "/").rstrip("/") for h in self.nodes}
+        return self.process_starts_on(list(root), lambda r: kubelets.pod_process_starts(
+            r, f"{root[r.host.name]}/kubepods"))
 
     # -- start ---------------------------------------------------------------------------
 

@@ -321,14 +321,14 @@ done
 _UID = r"[0-9a-f]\{8\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{12\}"  # grep's BRE
 
 
-def pod_process_starts(remote: Remote, worker: Worker) -> dict[str, list[float]]:
-    """Each pod's process start times on ``worker``, by pod uid, in this machine's
+def pod_process_starts(remote: Remote, cgroup: str) -> dict[str, list[float]]:
+    """Each pod's process start times under a kubelet's ``cgroup`` on a host, by pod uid, in this machine's
     ``time.monotonic()`` seconds (sandbox first). A start is counted in ticks of the host's
     boot clock; the host's boot clock is read once more in a command of its own, bracketed by
     this machine's monotonic clock, which places the host's boot on this machine's clock to
     within half that round trip. No wall clock is involved: the hosts' clocks need not agree
     (an emulated VM's drifted by a second in ten minutes; a cluster without NTP can be off by more)."""
-    out = remote.run("sh -c " + shlex.quote(_PROCESS_STARTS.format(cgroup=shlex.quote(worker.cgroup), uid=_UID)),
+    out = remote.run("sh -c " + shlex.quote(_PROCESS_STARTS.format(cgroup=shlex.quote(cgroup), uid=_UID)),
                      check=False, timeout=60).stdout.splitlines()
     if not out or not out[0].startswith("ticks "):
         return {}

@@ -19,6 +19,7 @@ timeline, files, runner).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -127,11 +128,14 @@ def _parameters(params: SuiteParams) -> dict[str, Any]:
             "scales": {b: list(params.scales_for(b)) for b in params.benches}}
 
 
-def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool = True) -> SuiteOutcome:
-    """Run every (bench, baseline, scale, repeat) of ``params`` not already finished."""
+def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool = True,
+              clusters: dict[str, Cluster] | None = None) -> SuiteOutcome:
+    """Run every (bench, baseline, scale, repeat) of ``params`` not already finished.
+    ``clusters`` (by control plane: ``vanilla``, ``vanilla-unthrottled``, ``kd``) replaces the
+    suite's own clusters; one already running is used as it is and left running."""
     if params.kd_bin_dir is not None and any(BASELINES[b].kd for b in params.baselines):
         ensure_binaries(params.kd_bin_dir)  # before the first vanilla run, not after them
-    clusters = _clusters(params)
+    clusters = clusters if clusters is not None else _clusters(params)
     items, not_measured = plan(params, clusters)
     check_resume(params, items, root)
     outcome = SuiteOutcome(params.run_id, not_measured=not_measured)
@@ -215,8 +219,10 @@ def _finished_on_disk(params: SuiteParams, root: Path | None) -> dict[str, int]:
 def _run_on_cluster(cluster: Cluster, plane: str, params: SuiteParams, items: list[RunItem], outcome: SuiteOutcome,
                     root: Path | None, bar: tqdm, record: SuiteRecord) -> None:
     kind = {"kd": "Kd", "vanilla": "vanilla", "vanilla-unthrottled": "vanilla (unthrottled)"}[plane]
-    _progress(bar, f"starting the {kind} {params.backend} cluster")
-    with cluster:
+    given = cluster.running  # the caller's: it stays running, and is cleaned after each run
+    if not given:
+        _progress(bar, f"starting the {kind} {params.backend} cluster")
+    with contextlib.nullcontext(cluster) if given else cluster:
         info = cluster.info
         clusters = record.data.setdefault("clusters", {})
         clusters[plane] = {"backend": info.backend, "kd": info.kd, "versions": info.versions,
@@ -232,7 +238,7 @@ def _run_on_cluster(cluster: Cluster, plane: str, params: SuiteParams, items: li
                         _progress(bar, f"{item.label}: resizing to {wanted} kwok nodes")
                         cluster.resize_kwok_nodes(wanted)
                     result = _run_one(cluster, api, params, item, outcome, root, bar,
-                                      cluster_stops_next=index == len(items) - 1)
+                                      cluster_stops_next=not given and index == len(items) - 1)
                     outcome.outcomes.append(result)
                     record.attempt["outcomes"] = _outcome_rows(outcome)
                     record.write()

@@ -4,7 +4,7 @@ Booting an emulated VM costs 30-60 s (more on a busy machine), so the session bo
 and two namespace hosts once (:data:`LAB_VMS`, :data:`LAB_NAMESPACE_HOSTS`); each test adds
 and removes only its own things and checks, inside the VM, that the VM is as it was after
 (:func:`vm_snapshot`). The one destructive test (a VM powered off) runs last
-(``test_vm_power_off.py``, the last module by name; the lab's order hook keeps it last)."""
+(``test_vm_power_off.py``; the lab's order hook keeps it last, and every vm test after the others)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ LAB_NAMESPACE_HOSTS = 2
 
 
 def pytest_collection_modifyitems(items):
-    """The tests that power a VM off run after every other vm test, whatever the selection."""
-    items.sort(key=lambda item: item.get_closest_marker("vm") is not None
-               and item.get_closest_marker("destructive") is not None)
+    """The vm tests run together, last (one lab boot for all of them: 40-60 s each), and the
+    tests that power a VM off after every other vm test, whatever the selection."""
+    def order(item) -> tuple[bool, bool]:
+        vm = item.get_closest_marker("vm") is not None
+        return vm, vm and item.get_closest_marker("destructive") is not None
+
+    items.sort(key=order)
 
 
 _shared: list[tuple[vmhosts.VmLab, vmhosts.Lab]] = []  # the lab while vm tests run one after the other
@@ -69,7 +73,7 @@ def lab(vm_lab) -> vmhosts.Lab:
 
 
 def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict | None = None,
-                 mode: str = "binaries", command_timeout: float = 300, cluster: str = "kdv"):
+                 mode: str = "binaries", command_timeout: float = 300, cluster: str = "kdv", **more):
     """An inventory of the lab: the control plane on the first namespace host unless given.
     A long connect timeout: on a busy 2-core machine an emulated VM's SSH handshake (and a
     namespace host's login shell) took 25 s."""
@@ -80,7 +84,7 @@ def vm_inventory(lab: vmhosts.Lab, *, workers: list[dict], control_plane: dict |
         "cluster": cluster, "mode": mode, "key": str(lab.key), "known_hosts": str(lab.known_hosts),
         "connect_timeout": 60, "command_timeout": command_timeout, "remote_dir": str(lab.hosts.workdir / "remote"),
         "control_plane": cp,
-        "workers": workers,
+        "workers": workers, **more,
     }, "vm-lab")
 
 
