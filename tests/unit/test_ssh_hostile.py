@@ -155,3 +155,22 @@ def test_a_hosts_boot_is_placed_on_this_machines_monotonic_clock_without_wall_cl
     here = _ShellHere(os.environ["PATH"])  # this machine: its boot is known exactly
     boot = time.monotonic() - time.clock_gettime(time.CLOCK_BOOTTIME)
     assert abs(kubelets.host_boot(here) - boot) < 0.05
+
+
+def test_a_host_whose_wall_clock_is_off_is_placed_by_the_round_trip_and_named(caplog):
+    import dataclasses
+    import os
+    import time
+
+    from kdlib.cluster.ssh import kubelets
+
+    class _ClockOff(_ShellHere):  # its wall clock 1.3 s ahead, as an emulated VM's drifted
+        def run(self, command, **kwargs):
+            result = super().run(command, **kwargs)
+            uptime, wall = result.stdout.split()
+            return dataclasses.replace(result, stdout=f"{uptime}\n{float(wall) + 1.3:.9f}\n")
+
+    boot = time.monotonic() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    with caplog.at_level("WARNING", logger="kdlib.cluster.ssh.kubelets"):
+        assert abs(kubelets.host_boot(_ClockOff(os.environ["PATH"])) - boot) < 0.05
+    assert "node3: its clock differs from this machine's by 1.3" in caplog.text, caplog.text

@@ -322,12 +322,9 @@ _UID = r"[0-9a-f]\{8\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-9a-f]\{4\}[-_][0-
 
 
 def pod_process_starts(remote: Remote, cgroup: str) -> dict[str, list[float]]:
-    """Each pod's process start times under a kubelet's ``cgroup`` on a host, by pod uid, in this machine's
-    ``time.monotonic()`` seconds (sandbox first). A start is counted in ticks of the host's
-    boot clock; the host's boot clock is read once more in a command of its own, bracketed by
-    this machine's monotonic clock, which places the host's boot on this machine's clock to
-    within half that round trip. No wall clock is involved: the hosts' clocks need not agree
-    (an emulated VM's drifted by a second in ten minutes; a cluster without NTP can be off by more)."""
+    """Each pod's process start times under a kubelet's ``cgroup`` on a host, by pod uid, in
+    this machine's ``time.monotonic()`` seconds (sandbox first). A start is counted in ticks of
+    the host's boot clock, placed on this machine's clock by :func:`host_boot`."""
     out = remote.run("sh -c " + shlex.quote(_PROCESS_STARTS.format(cgroup=shlex.quote(cgroup), uid=_UID)),
                      check=False, timeout=60).stdout.splitlines()
     if not out or not out[0].startswith("ticks "):
@@ -342,12 +339,31 @@ def pod_process_starts(remote: Remote, cgroup: str) -> dict[str, list[float]]:
     return {uid: sorted(times) for uid, times in starts.items()}
 
 
+_CLOCK_WARNED: set[str] = set()
+
+
 def host_boot(remote: Remote) -> float:
-    """When the host booted, in this machine's ``time.monotonic()`` seconds: its boot clock
-    (``/proc/uptime``, what ``/proc/PID/stat`` counts from) read between two readings here."""
+    """When the host booted, in this machine's ``time.monotonic()`` seconds.
+
+    Its boot clock (``/proc/uptime``, what ``/proc/PID/stat`` counts from) and wall clock are
+    read in one command between two readings of this machine's clock. Where the wall clocks
+    agree (NTP), the boot is placed through them (to the ms); where they disagree by more than
+    that round trip can tell (an emulated VM's drifted by a second in ten minutes; a cluster
+    without NTP), by the round trip itself, to within half of it, and a warning says so."""
     before = time.monotonic()
-    uptime = float(remote.run("cat /proc/uptime", timeout=60).stdout.split()[0])
-    return (before + time.monotonic()) / 2 - uptime
+    uptime, wall = (float(x) for x in remote.run("cat /proc/uptime | cut -d' ' -f1; date +%s.%N",
+                                                 timeout=60).stdout.split())
+    after = time.monotonic()
+    by_wall = wall - uptime - (time.time() - time.monotonic())
+    by_trip = (before + after) / 2 - uptime
+    if abs(by_wall - by_trip) <= (after - before) / 2 + 0.01:  # + /proc/uptime's 10 ms
+        return by_wall
+    if remote.host.name not in _CLOCK_WARNED:
+        _CLOCK_WARNED.add(remote.host.name)
+        log.warning("%s: its clock differs from this machine's by %.3f s; its pods' process start times are "
+                    "placed by a %.0f ms round trip instead (run NTP on the nodes for ms precision)",
+                    remote.host.name, by_wall - by_trip, (after - before) * 1000)
+    return by_trip
 
 
 # -- clean-up ---------------------------------------------------------------------------------
