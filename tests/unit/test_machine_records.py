@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 
 import pandas as pd
+import pytest
 
 from kdlib import store
 from kdlib.experiments import loads, pages
@@ -92,3 +94,17 @@ def test_the_suite_waits_for_the_real_nodes_teardown():
     assert suite.wait_real_nodes_clear(Cluster([2]), timeout=0.05, poll_s=0.01) == 2  # bounded
     # Pods that were there before the run (a DaemonSet's) are not waited for.
     assert suite.wait_real_nodes_clear(Cluster([3, 1]), timeout=10, resident=frozenset({"uid-0"}), poll_s=0) == 0
+
+
+
+def test_the_teardown_wait_ends_naming_a_component_that_died_not_after_its_timeout():
+    from kdlib.errors import ComponentError
+
+    class DeadKubelet(Cluster):
+        def check(self) -> None:
+            raise ComponentError("kubelet", "exited on node1", "")
+
+    started = time.monotonic()
+    with pytest.raises(ComponentError, match="kubelet: exited on node1"):
+        suite.wait_real_nodes_clear(DeadKubelet([2]), timeout=60, poll_s=0.01, check_every_s=0.05)
+    assert time.monotonic() - started < 30

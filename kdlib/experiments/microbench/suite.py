@@ -300,7 +300,11 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
     if real:
         _progress(bar, f"{item.label}: waiting for the real nodes to remove its containers")
         mark = time.monotonic()
-        left = wait_real_nodes_clear(cluster, REAL_TEARDOWN_TIMEOUT_S, resident)
+        try:
+            left = wait_real_nodes_clear(cluster, REAL_TEARDOWN_TIMEOUT_S, resident)
+        except KdlibError:  # a component died: the run stands as measured, and the suite ends here
+            outcome.outcomes.append(result)
+            raise
         result.phases["teardown"] = round(time.monotonic() - mark, 3)
         if left:
             log.warning("%s: %d pod(s) still had processes on the real nodes after %.0f s; the next run's "
@@ -309,20 +313,26 @@ def _run_one(cluster: Cluster, api: Any, params: SuiteParams, item: RunItem, out
 
 
 def wait_real_nodes_clear(cluster: Cluster, timeout: float, resident: frozenset[str] = frozenset(),
-                          poll_s: float = 0.5) -> int:
+                          poll_s: float = 0.5, check_every_s: float = 5.0) -> int:
     """Wait until no pod but the ``resident`` ones (there before the run) has a process left on
     the real nodes (its kubelet's pod cgroups are empty: every sandbox and container torn
     down), for at most ``timeout`` seconds.
 
     The API forgets a pod as soon as it is deleted (grace period 0), while its kubelet and
     containerd go on stopping and removing its containers for seconds: a run started then
-    would share the cores with that teardown. Returns the pods still left (0: clear).
+    would share the cores with that teardown. Returns the pods still left (0: clear). Every
+    ``check_every_s`` the cluster's components are checked (:meth:`Cluster.check` raises naming
+    a dead one): a dead kubelet never removes its containers, and the wait would run out.
     """
     deadline = time.monotonic() + timeout
+    checked = time.monotonic()
     while True:
         left = len(set(cluster.pod_process_starts()) - resident)
         if not left or time.monotonic() >= deadline:
             return left
+        if time.monotonic() - checked >= check_every_s:
+            cluster.check()
+            checked = time.monotonic()
         time.sleep(poll_s)
 
 
