@@ -81,6 +81,16 @@ def open_cluster(name: str, *, nodes: int, kd: bool, bin_dir: Path | None, real_
                   unthrottled=unthrottled)
 
 
+def kwok_nodes(name: str, *, nodes: int, inventory: Path | None = None) -> int:
+    """How many kwok nodes a cluster of backend ``name`` asked for ``nodes`` has: none over SSH
+    when no worker of the inventory runs kwok (its real nodes only)."""
+    if name == "ssh" and inventory is not None:
+        from .ssh import inventory as inventories
+
+        return nodes if inventories.load(inventory).kwok_workers else 0
+    return nodes
+
+
 def _local(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, inventory: Path | None,
            unthrottled: bool = False) -> Cluster:
     from .local import LocalCluster, suite_state_dir
@@ -114,7 +124,8 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
     # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
     # lock on the control-plane host, and a killed suite's remains are cleaned at start.
     # No kwok worker: no kwok nodes; the cluster's why_not names the systems that needed them.
-    return SshCluster(hosts, nodes=nodes if hosts.kwok_workers else 0, kd=kd, bin_dir=bin_dir if kd else None,
+    return SshCluster(hosts, nodes=kwok_nodes("ssh", nodes=nodes, inventory=inventory), kd=kd,
+                      bin_dir=bin_dir if kd else None,
                       take_over=True, unthrottled=unthrottled)
 
 

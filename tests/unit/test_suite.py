@@ -106,6 +106,28 @@ def test_resuming_with_other_parameters_is_refused_naming_them(tmp_path, monkeyp
     assert not (tmp_path / "suites" / "made.json").exists()  # refused before anything ran or was recorded
 
 
+@pytest.mark.parametrize("mode", ["binaries", "kubeadm"])
+def test_a_run_on_ssh_kubelets_without_kwok_workers_resumes_with_its_own_parameters(tmp_path, mode):
+    """Such a cluster has no kwok node, so its runs record nodes: 0; the suite that made them
+    resumes them (it did not: 0 was compared with the parameters' 20 kwok nodes)."""
+    import yaml
+
+    key_file = tmp_path / "id"
+    key_file.write_text("a key\n")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"cluster": "c", "mode": mode, "key": str(key_file),
+                                    "control_plane": {"name": "n0", "address": "10.0.0.1"},
+                                    "workers": [{"name": "n1", "address": "10.0.0.2", "kubelet": True}]}))
+    params = SuiteParams(run_id="ssh-made", backend="ssh", inventory=str(path), benches=("scale-pods",),
+                         baselines=("k8s",), scale_pods=(2,))
+    meta = {"backend": "ssh", "nodes": 0, "settle_s": params.settle_s,
+            "timeout_s": params.timeout_for(suite.BENCHES["scale-pods"].workload(2))}
+    files.write_run(files.run_dir("scale-pods", "ssh-made", tmp_path), RunKey("scale-pods", "k8s", 2), 2000,
+                    pd.DataFrame(), meta, {})
+    outcome = suite.run_suite(params, root=tmp_path, progress=False)  # no cluster: every run is finished
+    assert [(o.item.baseline, o.status) for o in outcome.outcomes] == [("k8s", "resumed")]
+
+
 def test_the_last_run_on_a_cluster_is_left_to_the_clusters_stop(monkeypatch):
     """Every run but a cluster's last is cleaned up; the last one's workload goes with the cluster."""
     from kdlib.experiments.microbench import measure

@@ -166,7 +166,8 @@ def run_suite(params: SuiteParams, *, root: Path | None = None, progress: bool =
 def _identity(params: SuiteParams, item: RunItem) -> dict[str, Any]:
     """What a finished run's metadata must say for the run to be resumed under ``params``."""
     workload = BENCHES[item.bench].workload(item.scale)
-    return {"backend": params.backend, "nodes": workload.nodes or params.nodes, "settle_s": params.settle_s,
+    nodes = registry.kwok_nodes(params.backend, nodes=workload.nodes or params.nodes, inventory=params.inventory)
+    return {"backend": params.backend, "nodes": nodes, "settle_s": params.settle_s,
             "timeout_s": params.timeout_for(workload)}
 
 
