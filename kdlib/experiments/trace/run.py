@@ -148,6 +148,23 @@ def check_resume(params: TraceParams, root: Path | None = None) -> None:
                               "a new run_id for these")
 
 
+def check_schedule(params: TraceParams, summary: dict, root: Path | None = None) -> None:
+    """Refuse to resume systems replayed with other invocations than this run would send (a
+    schedule drawn by another generator, or with other counts): they would be set beside each
+    other as if they had met the same workload."""
+    directory = run_dir(params.run_id, root)
+    for system in SYSTEMS:
+        meta = read_meta(directory, system)
+        if meta is None or not log_path(directory, system).is_file():
+            continue
+        differences = [f"{name}: {meta[name]!r} → {value!r}" for name, value in
+                       (("schedule_generator", schedules.GENERATOR), ("schedule", summary))
+                       if name in meta and meta[name] != value]
+        if differences:
+            raise ConfigError(f"run {params.run_id!r}: {system} was replayed with another schedule "
+                              f"({'; '.join(differences)}). Choose a new run_id to replay it with this one")
+
+
 def finished(directory: Path, system: str) -> bool:
     """True when ``system`` has a finished, undamaged log; a damaged one is redone."""
     if not log_path(directory, system).is_file():
@@ -196,6 +213,7 @@ def run_trace(params: TraceParams, *, root: Path | None = None, progress: bool =
     trace = load_trace(params)  # reader errors surface here, before any cluster starts
     schedule = schedules.build(trace, seed=params.seed, original_extra=params.original_extra)
     summary = schedules.summary(schedule)
+    check_schedule(params, summary, root)
     outcome = TraceOutcome(params.run_id, not_measured=skipped, reference=reference)
     directory = run_dir(params.run_id, root)
     started = time.monotonic()

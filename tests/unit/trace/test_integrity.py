@@ -8,6 +8,7 @@ resume (the system is redone) and by the book build (refused).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,23 @@ def test_resume_with_other_parameters_is_refused_naming_them(tmp_path, monkeypat
         assert f"{name}: " in message
     assert "new run_id" in message
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before  # nothing relabelled
+
+
+def test_resume_of_a_system_replayed_with_another_schedule_is_refused(tmp_path, monkeypatch):
+    """The same parameters but another generator (a kdlib whose draws changed): its systems
+    did not meet this run's invocations."""
+    monkeypatch.setenv("KDLIB_SUITE_LOCK", str(tmp_path / "lock"))
+    directory = _sealed_run(tmp_path)
+    meta = json.loads(trace_files.meta_path(directory, SYSTEM).read_text())
+    same = trace_params.TraceParams(**{k: v for k, v in meta["parameters"].items() if k != "trace"})
+    monkeypatch.setattr(trace_run.schedules, "GENERATOR", "another generator")
+    with pytest.raises(ConfigError, match=rf"{re.escape(SYSTEM)} was replayed with another schedule "
+                                          r"\(schedule_generator: .* → 'another generator'"):
+        trace_run.check_schedule(same, meta["schedule"], tmp_path)
+    monkeypatch.undo()
+    trace_run.check_schedule(same, meta["schedule"], tmp_path)  # the same schedule: resumed
+    with pytest.raises(ConfigError, match=r"schedule: \{'invocations'"):
+        trace_run.check_schedule(same, {**meta["schedule"], "invocations": 1}, tmp_path)
 
 
 def test_the_reference_run_resumes_with_its_own_parameters(tmp_path):
