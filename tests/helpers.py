@@ -40,6 +40,18 @@ def our_processes(state_dir: Path) -> list[int]:
     return pids
 
 
+def command_lines(pids: list[int]) -> str:
+    """What ``pids`` are, one line each (for an assertion's message)."""
+    lines = []
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            lines.append(f"{pid}: {argv[:300]}")
+        except OSError:
+            lines.append(f"{pid}: (gone)")
+    return "\n".join(lines)
+
+
 def listening_ports() -> set[int]:
     """TCP ports in LISTEN state on this machine, from /proc/net/tcp{,6}."""
     ports = set()

@@ -23,6 +23,7 @@ from ..binaries import BinarySet, build_node_binaries, component_versions, defau
 from ..controlplane import components, pki
 from ..controlplane.components import PORT_NAMES, START_ORDER, Endpoints, Layout
 from ..marker import MARKER, is_ours
+from ..signals import signals_deferred
 from . import hostnet, realnodes
 from .processes import Processes
 from .state import LOOPBACK, MANIFEST, OWNER, default_state_dir, down, down_command, free_port, port_is_free, register, status
@@ -109,8 +110,9 @@ class LocalCluster(Cluster):
         try:
             return self._boot(binaries, node_binaries)
         except BaseException:
-            log.info("start-up failed; stopping what was started")
-            down(self.state_dir, keep_logs=self.keep_logs, processes=self.processes)
+            with signals_deferred():  # a Ctrl-C again must not cut the clean-up short
+                log.info("start-up failed; stopping what was started")
+                down(self.state_dir, keep_logs=self.keep_logs, processes=self.processes)
             raise
 
     def _claim_state_dir(self) -> None:

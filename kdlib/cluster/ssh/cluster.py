@@ -38,6 +38,7 @@ from ..binaries import BinarySet, build_node_binaries, component_versions, defau
 from ..controlplane import components, pki
 from ..controlplane.components import Endpoints, HealthProbe, Layout
 from ..marker import MARKER, is_ours
+from ..signals import signals_deferred
 from ..settings import KWOK_NODE_SELECTOR, client_limits
 from . import detached, kubelets
 from .base import SshClusterBase
@@ -126,11 +127,12 @@ class SshCluster(SshClusterBase):
             facts = self.hosts.each(kubelets.check, hosts=list(self.workers)).check() if self.workers else {}
             return self._boot(binaries, node_binaries, facts, started)
         except BaseException:
-            log.warning("start-up of the ssh cluster failed; stopping what was started")
-            try:
-                self._stop()
-            except RemoteError as cleanup:  # the start-up error is the one to report
-                log.warning("%s", str(cleanup).splitlines()[0])
+            with signals_deferred():  # a Ctrl-C again must not cut the clean-up short
+                log.warning("start-up of the ssh cluster failed; stopping what was started")
+                try:
+                    self._stop()
+                except RemoteError as cleanup:  # the start-up error is the one to report
+                    log.warning("%s", str(cleanup).splitlines()[0])
             raise
 
     def _refuse_if_running(self) -> None:

@@ -54,6 +54,7 @@ from ...wait import wait_until
 from ..base import ClusterInfo
 from ..binaries import build_node_binaries, default_bin_dir
 from ..marker import MARKER as OURS, is_ours
+from ..signals import signals_deferred
 from ..node import config as node_config
 from ..node import identity, images
 from ..settings import client_limits
@@ -159,11 +160,12 @@ class KubeadmCluster(SshClusterBase):
             self._timings["shipped"] = time.monotonic() - started
             return self._boot(dict(tools), started)
         except BaseException:
-            log.warning("start-up of the kubeadm cluster failed; cleaning up the hosts")
-            try:
-                self._stop()
-            except RemoteError as cleanup:
-                log.warning("%s", str(cleanup).splitlines()[0])
+            with signals_deferred():  # a Ctrl-C again must not cut the clean-up short
+                log.warning("start-up of the kubeadm cluster failed; cleaning up the hosts")
+                try:
+                    self._stop()
+                except RemoteError as cleanup:
+                    log.warning("%s", str(cleanup).splitlines()[0])
             raise
 
     def _boot(self, tools: dict[str, kubeadm.HostTools], started: float) -> ClusterInfo:

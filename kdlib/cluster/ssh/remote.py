@@ -402,8 +402,8 @@ class Hosts:
             futures = [pool.submit(call, remote) for remote in remotes]
             values = [future.result() for future in futures]
         except BaseException:
-            cancelled.set()
             with signals_deferred():
+                cancelled.set()
                 pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)

@@ -12,7 +12,7 @@ from kdlib.cluster.ssh import inventory
 from kdlib.errors import HostUnreachable, RemoteLockBusy
 
 from ...conftest import our_processes
-from ...helpers import assert_sysctls_back
+from ...helpers import assert_sysctls_back, command_lines
 from .test_ssh_cluster import cluster_inventory
 
 
@@ -138,8 +138,10 @@ def _assert_nothing_of_the_worker_left(inv, host, sysctls_before) -> None:
     from kdlib.cluster.ssh.kubelets import Worker
 
     worker = Worker(inv.host(host.name), 0, inv.cluster_dir())
-    assert our_processes(Path(inv.cluster_dir())) == []
-    assert our_processes(Path(str(worker.root))) == []  # containerd's shims name its socket
+    left = our_processes(Path(inv.cluster_dir()))
+    assert left == [], command_lines(left)
+    left = our_processes(Path(str(worker.root)))  # containerd's shims name its socket
+    assert left == [], command_lines(left)
     assert not Path(str(worker.root)).exists()
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{worker.cgroup.lstrip('/')}"))
     bridge = subprocess.run(["ip", "-n", host.netns, "link", "show", "kdcni0"], capture_output=True)
@@ -406,11 +408,15 @@ def test_ctrl_c_pressed_again_while_it_cleans_up_still_leaves_nothing(host_facto
             break
         owner.send_signal(signal.SIGINT)
         time.sleep(0.3)
-    owner.communicate(timeout=60)
+    _, err = owner.communicate(timeout=60)
     assert owner.returncode != 0
-    if moment == "containerd":
-        _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
-    assert our_processes(Path(inv.cluster_dir())) == []
+    try:
+        if moment == "containerd":
+            _assert_nothing_of_the_worker_left(inv, hosts[1], sysctls_before)
+        left = our_processes(Path(inv.cluster_dir()))
+        assert left == [], command_lines(left)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\nthe owner's stderr:\n{err[-4000:]}") from None
     assert sorted(p.name for p in Path(inv.cluster_dir()).iterdir()) == ["lock", "lock.owner"]
     assert not (tmp_path / "local").exists()
 
