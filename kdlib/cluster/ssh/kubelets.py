@@ -351,7 +351,8 @@ def host_boot(remote: Remote) -> float:
     that round trip can tell (an emulated VM's drifted by a second in ten minutes; a cluster
     without NTP), by the round trip itself, to within half of it, and a warning says so."""
     before = time.monotonic()
-    uptime, wall = (float(x) for x in remote.run("cat /proc/uptime | cut -d' ' -f1; date +%s.%N",
+    # date first, then the shell's own read: no process starts between the two clocks' readings
+    uptime, wall = (float(x) for x in remote.run('d=$(date +%s.%N); read u _ < /proc/uptime; echo "$u $d"',
                                                  timeout=60).stdout.split())
     after = time.monotonic()
     by_wall = wall - uptime - (time.time() - time.monotonic())
