@@ -160,6 +160,7 @@ def test_a_hosts_boot_is_placed_on_this_machines_monotonic_clock_without_wall_cl
 def test_a_host_whose_wall_clock_is_off_is_placed_by_the_round_trip_and_named(caplog, monkeypatch):
     import dataclasses
     import os
+    import re
     import time
 
     from kdlib.cluster.ssh import kubelets
@@ -177,4 +178,4 @@ def test_a_host_whose_wall_clock_is_off_is_placed_by_the_round_trip_and_named(ca
         placed = kubelets.host_boot(_ClockOff(os.environ["PATH"]))
         trip = time.monotonic() - before
     assert abs(placed - boot) <= trip / 2 + 0.011, (placed - boot, trip)  # what a round trip can promise
-    assert "node3: its clock differs from this machine's by 1.3" in caplog.text, caplog.text
+    assert re.search(r"node3: its clock differs from this machine's by 1\.[23]\d* s", caplog.text), caplog.text

@@ -177,7 +177,8 @@ def _a_tiny_suite_on(cluster, inv, worker: str, tmp_path) -> None:
     path.write_text(yaml.safe_dump(inv.to_data()))
     root = tmp_path / "results"
     params = SuiteParams(run_id="kubeadm-vm", backend="ssh", inventory=str(path), baselines=["k8s", "k8s+"],
-                         benches=["scale-pods"], scale_pods=[2], settle_s=0.5)
+                         benches=["scale-pods"], scale_pods=[2], settle_s=0.5,
+                         run_timeout_s=600)  # an emulated 1-vCPU control plane: its controllers are slow
     outcome = run_suite(params, root=root, progress=False, clusters={"vanilla": cluster})
     assert [(o.item.baseline, o.status) for o in outcome.outcomes] == [("k8s", "measured")], outcome.outcomes
     assert outcome.not_measured == {"k8s+": "needs kwok nodes: kubeadm mode runs real kubelets only in this version"}
