@@ -116,11 +116,7 @@ def _ssh(*, nodes: int, kd: bool, bin_dir: Path | None, real_nodes: int, invento
     if hosts.mode == "kubeadm":  # the original's way: kubeadm init/join; real kubelets only
         from .ssh.kubeadm_cluster import KubeadmCluster
 
-        from .ssh.kubeadm_config import KubeadmSettings
-
-        settings = (KubeadmSettings.kd if kd else KubeadmSettings.vanilla)(unthrottled=unthrottled,
-                                                                            **hosts.kubeadm.settings())
-        return KubeadmCluster(hosts, settings=settings, kd=kd, bin_dir=bin_dir if kd else None, cni="bridge")
+        return KubeadmCluster(hosts, kd=kd, unthrottled=unthrottled, bin_dir=bin_dir if kd else None, cni="bridge")
     # The real nodes are the inventory's kubelet workers; a suite's lock is the cluster's
     # lock on the control-plane host, and a killed suite's remains are cleaned at start.
     # No kwok worker: no kwok nodes; the cluster's why_not names the systems that needed them.

@@ -85,12 +85,13 @@ class KubeadmCluster(SshClusterBase):
     plane and every ``kubelet: true`` worker are nodes."""
 
     def __init__(self, inventory: Inventory, *, settings: kubeadm_config.KubeadmSettings | None = None,
-                 bin_dir: Path | str | None = None, kd: bool = False, cni: str | None = None,
+                 bin_dir: Path | str | None = None, kd: bool = False, unthrottled: bool = False,
+                 cni: str | None = None,
                  kubelet_patches: dict[str, dict[str, Any]] | None = None,
                  preflight_ignored: tuple[str, ...] = (), timeout: float = 600.0,
                  state_dir: Path | str | None = None) -> None:
         super().__init__(inventory, state_dir)
-        chosen = inventory.kubeadm.settings()  # the inventory's kubeadm: section
+        chosen = {**inventory.kubeadm.settings(), "unthrottled": unthrottled}  # the inventory's kubeadm: section
         self.settings = settings or (kubeadm_config.KubeadmSettings.kd(**chosen) if kd
                                      else kubeadm_config.KubeadmSettings.vanilla(**chosen))
         problems = [f"settings: {p}" for p in self.settings.problems()]
